@@ -1,0 +1,1 @@
+"""Database layer: models, sessions, embedded PostgreSQL, migrations, queries."""

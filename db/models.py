@@ -1,0 +1,188 @@
+"""SQLAlchemy 2 models: the tables PostgreSQL holds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Base",
+    "CircuitBreakerRow",
+    "Instance",
+    "LoadTest",
+    "LogEntry",
+    "MetricRow",
+    "ScalingEvent",
+    "Service",
+    "Simulation",
+    "User",
+]
+
+TS = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class Service(Base):
+    """A registered service; its status aggregates its instances."""
+
+    __tablename__ = "services"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="unknown", server_default="unknown")
+    health_path: Mapped[str] = mapped_column(String(255), default="/health", server_default="/health")
+    metrics_path: Mapped[str | None] = mapped_column(String(255))
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    managed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    last_health_check: Mapped[datetime | None] = mapped_column(TS)
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    instances: Mapped[list[Instance]] = relationship(
+        back_populates="service", cascade="all, delete-orphan", order_by="Instance.id", lazy="selectin"
+    )
+
+
+class Instance(Base):
+    """One URL serving a service; health is checked per instance."""
+
+    __tablename__ = "instances"
+    __table_args__ = (UniqueConstraint("service_id", "url", name="uq_instances_service_url"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(20), default="unknown", server_default="unknown")
+    last_health_check: Mapped[datetime | None] = mapped_column(TS)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    service: Mapped[Service] = relationship(back_populates="instances")
+
+
+class CircuitBreakerRow(Base):
+    """Persisted state and thresholds of one service's circuit breaker."""
+
+    __tablename__ = "circuit_breakers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_name: Mapped[str] = mapped_column(String(100), unique=True)
+    state: Mapped[str] = mapped_column(String(20), default="CLOSED", server_default="CLOSED")
+    failure_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failure_threshold: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
+    timeout_ms: Mapped[int] = mapped_column(Integer, default=60000, server_default="60000")
+    last_failure: Mapped[datetime | None] = mapped_column(TS)
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+class MetricRow(Base):
+    """One service's measurements for one time bucket; NULL means not measured."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (Index("ix_metrics_service_ts", "service_name", "timestamp"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    service_name: Mapped[str] = mapped_column(String(100))
+    timestamp: Mapped[datetime] = mapped_column(TS, index=True)
+    bucket_seconds: Mapped[float] = mapped_column(Float)
+    request_count: Mapped[int] = mapped_column(Integer, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    latency_avg_ms: Mapped[float | None] = mapped_column(Float)
+    latency_p50_ms: Mapped[float | None] = mapped_column(Float)
+    latency_p95_ms: Mapped[float | None] = mapped_column(Float)
+    latency_p99_ms: Mapped[float | None] = mapped_column(Float)
+    cpu_percent: Mapped[float | None] = mapped_column(Float)
+    memory_mb: Mapped[float | None] = mapped_column(Float)
+    instances_scraped: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LogEntry(Base):
+    """A structured event: level, source, message, JSON metadata."""
+
+    __tablename__ = "logs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    timestamp: Mapped[datetime] = mapped_column(TS, index=True)
+    level: Mapped[str] = mapped_column(String(10), index=True)
+    source: Mapped[str] = mapped_column(String(100), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+
+
+class LoadTest(Base):
+    """One load test run and its totals."""
+
+    __tablename__ = "load_tests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))
+    concurrent_users: Mapped[int] = mapped_column(Integer)
+    requests_per_second: Mapped[float] = mapped_column(Float)
+    duration_s: Mapped[float] = mapped_column(Float)
+    target_service: Mapped[str | None] = mapped_column(String(100))
+    path: Mapped[str | None] = mapped_column(String(255))
+    total_requests: Mapped[int] = mapped_column(Integer, default=0)
+    successful_requests: Mapped[int] = mapped_column(Integer, default=0)
+    failed_requests: Mapped[int] = mapped_column(Integer, default=0)
+    dropped_requests: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(TS)
+    ended_at: Mapped[datetime | None] = mapped_column(TS)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class Simulation(Base):
+    """One failure simulation with its end time."""
+
+    __tablename__ = "simulations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(TS)
+    ends_at: Mapped[datetime] = mapped_column(TS)
+    ended_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class ScalingEvent(Base):
+    """An instance count change and why it happened."""
+
+    __tablename__ = "scaling_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_name: Mapped[str] = mapped_column(String(100), index=True)
+    direction: Mapped[str] = mapped_column(String(10))
+    from_count: Mapped[int] = mapped_column(Integer)
+    to_count: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    timestamp: Mapped[datetime] = mapped_column(TS)
+
+
+class User(Base):
+    """A dashboard/API user with a role (viewer, operator, admin)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())

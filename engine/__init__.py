@@ -1,0 +1,1 @@
+"""Microservice Monitor engine: registry, health checks, collection, REST API."""

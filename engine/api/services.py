@@ -1,0 +1,182 @@
+"""/api/services: the registry's CRUD."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db import queries
+from db.models import Instance, Service
+from engine.api import runtime
+from engine.api.errors import parse_body
+from engine.api.schemas import ServiceCreate, ServiceUpdate, is_loopback
+from engine.errors import Conflict, NotFound, ValidationFailed
+from engine.logs import event_logger
+
+__all__ = ["bp", "service_json"]
+
+bp = Blueprint("services", __name__)
+log = event_logger("registry")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def service_json(service: Service, load: int) -> dict[str, Any]:
+    """The seed's Service shape, plus instances and registry settings."""
+    return {
+        "id": service.id,
+        "name": service.name,
+        "url": service.instances[0].url if service.instances else None,
+        "status": service.status,
+        "instanceCount": len(service.instances),
+        "load": load,
+        "lastHealthCheck": _iso(service.last_health_check),
+        "managed": service.managed,
+        "healthPath": service.health_path,
+        "metricsPath": service.metrics_path,
+        "weight": service.weight,
+        "createdAt": _iso(service.created_at),
+        "instances": [
+            {
+                "id": i.id,
+                "url": i.url,
+                "status": i.status,
+                "lastHealthCheck": _iso(i.last_health_check),
+                "latencyMs": i.latency_ms,
+                "lastError": i.last_error,
+            }
+            for i in service.instances
+        ],
+    }
+
+
+def _json(service: Service) -> dict[str, Any]:
+    return service_json(service, runtime().traffic.in_flight(service.name))
+
+
+def _check_hosts(field: str, urls: list[str]) -> None:
+    if runtime().settings.allow_remote_instances:
+        return
+    bad = [
+        {"field": field if field == "url" else f"{field}[{n}]",
+         "message": "must be a loopback address (set ALLOW_REMOTE_INSTANCES=1 to allow others)"}
+        for n, url in enumerate(urls) if not is_loopback(url)
+    ]
+    if bad:
+        raise ValidationFailed(bad)
+
+
+def _get(session: Session, service_id: int) -> Service:
+    service = queries.get_service(session, service_id)
+    if service is None:
+        raise NotFound("service", service_id)
+    return service
+
+
+def _name_taken(session: Session, name: str, other_than: int | None = None) -> None:
+    existing = session.scalar(select(Service.id).where(Service.name == name))
+    if existing is not None and existing != other_than:
+        raise Conflict(f"a service named {name!r} already exists", [{"field": "name", "message": "taken"}])
+
+
+@bp.get("/api/services")
+def list_services() -> ResponseReturnValue:
+    """Every service with its instances."""
+    with runtime().sessions() as session:
+        return jsonify([_json(s) for s in queries.list_services(session)])
+
+
+@bp.get("/api/services/<int:service_id>")
+def get_service(service_id: int) -> ResponseReturnValue:
+    """One service."""
+    with runtime().sessions() as session:
+        return jsonify(_json(_get(session, service_id)))
+
+
+@bp.post("/api/services")
+def create_service() -> ResponseReturnValue:
+    """Register a service with one or more instances."""
+    body = parse_body(ServiceCreate, request)
+    urls = body.instance_urls()
+    if not urls:
+        raise ValidationFailed([{"field": "url", "message": "give url or instances (at least one instance)"}])
+    if body.url:
+        _check_hosts("url", [body.url])
+    _check_hosts("instances", body.instances or [])
+    rt = runtime()
+    try:
+        with rt.sessions.begin() as session:
+            _name_taken(session, body.name)
+            service = Service(
+                name=body.name, health_path=body.healthPath, metrics_path=body.metricsPath,
+                weight=body.weight, managed=False, status="unknown",
+                instances=[Instance(url=u) for u in urls],
+            )
+            session.add(service)
+            session.flush()
+            result = _json(service)
+    except IntegrityError as exc:
+        raise Conflict(f"a service named {body.name!r} already exists") from exc
+    rt.reload_registry()
+    log.info("service %s registered with %d instance(s)", body.name, len(urls),
+             extra={"meta": {"service": body.name, "instances": urls}})
+    return jsonify(result), 201
+
+
+@bp.put("/api/services/<int:service_id>")
+def update_service(service_id: int) -> ResponseReturnValue:
+    """Change a service's name, paths, weight or (unmanaged only) instance URLs."""
+    body = parse_body(ServiceUpdate, request)
+    if body.instances is not None:
+        _check_hosts("instances", body.instances)
+    rt = runtime()
+    changed = body.model_dump(exclude_unset=True)
+    try:
+        with rt.sessions.begin() as session:
+            service = _get(session, service_id)
+            if body.name is not None:
+                _name_taken(session, body.name, other_than=service_id)
+                service.name = body.name
+            if body.healthPath is not None:
+                service.health_path = body.healthPath
+            if "metricsPath" in changed:
+                service.metrics_path = body.metricsPath
+            if body.weight is not None:
+                service.weight = body.weight
+            if body.instances is not None:
+                if service.managed:
+                    raise Conflict("a managed service's instances change through scale-up and scale-down",
+                                   [{"field": "instances", "message": "managed"}])
+                keep = [i for i in service.instances if i.url in body.instances]
+                have = {i.url for i in keep}
+                service.instances = keep + [Instance(url=u) for u in body.instances if u not in have]
+            session.flush()
+            result = _json(service)
+    except IntegrityError as exc:
+        raise Conflict("the change clashes with another service") from exc
+    rt.reload_registry()
+    log.info("service %s updated: %s", result["name"], ", ".join(changed) or "nothing",
+             extra={"meta": {"service": result["name"], "changed": changed}})
+    return jsonify(result)
+
+
+@bp.delete("/api/services/<int:service_id>")
+def delete_service(service_id: int) -> ResponseReturnValue:
+    """Deregister a service; a managed one's processes are stopped."""
+    rt = runtime()
+    with rt.sessions.begin() as session:
+        service = _get(session, service_id)
+        name, managed = service.name, service.managed
+        session.delete(service)
+    rt.reload_registry()
+    if managed and rt.demo is not None:
+        rt.demo.stop_service(name)
+    log.info("service %s deleted", name, extra={"meta": {"service": name}})
+    return jsonify({"message": f"service {name} deleted", "id": service_id})

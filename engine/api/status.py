@@ -1,0 +1,105 @@
+"""/api/health, /api/metrics (the seed's SystemMetrics) and /api/overview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+
+from db import queries
+from engine.api import runtime
+from engine.api.logs import log_json
+
+__all__ = ["bp", "overview_json"]
+
+bp = Blueprint("status", __name__)
+
+
+def overview_json(o: queries.Overview) -> dict[str, Any]:
+    """The seed's systemOverview, plus totals; unknown figures are null."""
+    return {
+        "activeServices": o.active_services,
+        "totalServices": o.total_services,
+        "requestsPerMin": o.requests_per_min,
+        "avgResponseTime": o.avg_response_time_ms,
+        "errorRate": o.error_rate,
+        "systemStatus": o.system_status,
+        "cpuPercent": o.cpu_percent,
+        "memoryMb": o.memory_mb,
+    }
+
+
+@bp.get("/api/health")
+def health() -> ResponseReturnValue:
+    """Engine and database status; 503 while the database is unreachable."""
+    rt = runtime()
+    database: dict[str, Any] = {"embedded": rt.settings.database_url is None}
+    try:
+        with rt.sessions() as session:
+            session.execute(text("SELECT 1"))
+        database["status"] = "up"
+    except Exception as exc:
+        database["status"] = "down"
+        database["error"] = type(exc).__name__
+    w = rt.writer.status()
+    ok = database["status"] == "up" and w.database_ok
+    body = {
+        "status": "ok" if ok else "degraded",
+        "engine": {
+            "status": "up",
+            "startedAt": rt.started_at.isoformat(),
+            "uptimeSeconds": (rt.clock.now() - rt.started_at).total_seconds(),
+            "services": len(rt.registry.services()),
+        },
+        "database": database,
+        "writer": {
+            "databaseOk": w.database_ok,
+            "pending": w.pending,
+            "written": w.written,
+            "dropped": w.dropped,
+            "lastError": w.last_error,
+            "lastSuccess": w.last_success.isoformat() if w.last_success else None,
+        },
+    }
+    return jsonify(body), 200 if database["status"] == "up" else 503
+
+
+@bp.get("/api/overview")
+def overview() -> ResponseReturnValue:
+    """systemOverview alone."""
+    rt = runtime()
+    with rt.sessions() as session:
+        return jsonify(overview_json(queries.overview(session, rt.clock.now())))
+
+
+@bp.get("/api/metrics")
+def system_metrics() -> ResponseReturnValue:
+    """The seed's SystemMetrics. Parts owned by later capabilities are null or empty until they exist."""
+    rt = runtime()
+    with rt.sessions() as session:
+        o = queries.overview(session, rt.clock.now())
+        breakers = [
+            {"serviceName": b.service_name, "state": b.state, "failureCount": b.failure_count,
+             "failureThreshold": b.failure_threshold, "timeout": b.timeout_ms,
+             "lastFailure": b.last_failure.isoformat() if b.last_failure else None}
+            for b in queries.list_circuit_breakers(session)
+        ]
+        test = queries.latest_load_test(session)
+        logs = queries.recent_logs(session, queries.LogFilter(limit=20))
+        return jsonify({
+            "systemOverview": overview_json(o),
+            "loadBalancer": None,
+            "circuitBreakers": breakers,
+            "scaling": None,
+            "shards": [],
+            "resilience": None,
+            "loadTest": None if test is None else {
+                "id": test.id, "status": test.status, "concurrentUsers": test.concurrent_users,
+                "totalRequests": test.total_requests, "successfulRequests": test.successful_requests,
+                "failedRequests": test.failed_requests, "startTime": test.started_at.isoformat(),
+                "endTime": test.ended_at.isoformat() if test.ended_at else None,
+            },
+            "recentLogs": [log_json(r) for r in logs],
+        })

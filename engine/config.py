@@ -1,0 +1,144 @@
+"""Settings: one frozen dataclass read from the environment in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from engine.errors import ConfigError
+
+__all__ = ["ENV_VARS", "Settings"]
+
+T = TypeVar("T")
+
+# variable name -> (field, parser, help); README's table is written from this.
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "DATABASE_URL": ("database_url", "PostgreSQL URL; unset = embedded PostgreSQL under DATA_DIR"),
+    "DATA_DIR": ("data_dir", "where the embedded PostgreSQL keeps its data (default ./data)"),
+    "API_HOST": ("api_host", "address the REST API binds (default 127.0.0.1)"),
+    "API_PORT": ("api_port", "REST API port (default 5000)"),
+    "API_URL": ("api_url", "where the dashboard finds the API (default http://API_HOST:API_PORT)"),
+    "DASHBOARD_PORT": ("dashboard_port", "Streamlit port (default 8501)"),
+    "HEALTH_INTERVAL": ("health_interval", "seconds between health checks of every instance (default 5)"),
+    "HEALTH_TIMEOUT": ("health_timeout", "seconds before a check counts as a timeout (default 2)"),
+    "HEALTH_DEGRADED_MS": ("degraded_ms", "a 2xx slower than this many ms is degraded (default 1000)"),
+    "HEALTH_FALL": ("fall", "consecutive worse results before an instance's state worsens (default 2)"),
+    "HEALTH_RISE": ("rise", "consecutive better results before an instance's state improves (default 2)"),
+    "HEALTH_CONCURRENCY": ("health_concurrency", "checks in flight at once (default 50)"),
+    "COLLECT_INTERVAL": ("collect_interval", "metrics bucket length in seconds (default 5)"),
+    "WRITER_FLUSH_INTERVAL": ("flush_interval", "seconds between batch writes (default 0.5)"),
+    "WRITER_MAX_BUFFER": ("writer_max_buffer", "events buffered while the DB is slow; oldest dropped (10000)"),
+    "DEMO_PORT_BASE": ("demo_port_base", "first loopback port tried for demo instances (default 7100)"),
+    "DEMO_SEED": ("demo_seed", "seed of the demo services' latency model (default 42)"),
+    "ALLOW_REMOTE_INSTANCES": (
+        "allow_remote_instances",
+        "1 = instance URLs may point outside loopback (default 0: loopback only)",
+    ),
+    "LOG_LEVEL": ("log_level", "console log level (default INFO)"),
+}
+
+
+def _positive(parse: Callable[[str], T]) -> Callable[[str], T]:
+    def check(raw: str) -> T:
+        value = parse(raw)
+        if value <= 0:  # type: ignore[operator]
+            raise ValueError("must be greater than 0")
+        return value
+
+    return check
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be 0 or 1")
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 65535:
+        raise ValueError("must be a port number 1..65535")
+    return value
+
+
+def _level(raw: str) -> str:
+    value = raw.upper()
+    if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return value
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "database_url": str,
+    "data_dir": Path,
+    "api_host": str,
+    "api_port": _port,
+    "api_url": str,
+    "dashboard_port": _port,
+    "health_interval": _positive(float),
+    "health_timeout": _positive(float),
+    "degraded_ms": _positive(float),
+    "fall": _positive(int),
+    "rise": _positive(int),
+    "health_concurrency": _positive(int),
+    "collect_interval": _positive(float),
+    "flush_interval": _positive(float),
+    "writer_max_buffer": _positive(int),
+    "demo_port_base": _port,
+    "demo_seed": int,
+    "allow_remote_instances": _bool,
+    "log_level": _level,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults a fresh machine runs on."""
+
+    database_url: str | None = None
+    data_dir: Path = Path("data")
+    api_host: str = "127.0.0.1"
+    api_port: int = 5000
+    api_url: str | None = None
+    dashboard_port: int = 8501
+    health_interval: float = 5.0
+    health_timeout: float = 2.0
+    degraded_ms: float = 1000.0
+    fall: int = 2
+    rise: int = 2
+    health_concurrency: int = 50
+    collect_interval: float = 5.0
+    flush_interval: float = 0.5
+    writer_max_buffer: int = 10_000
+    demo_port_base: int = 7100
+    demo_seed: int = 42
+    allow_remote_instances: bool = False
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every variable in ENV_VARS; a bad value raises ConfigError naming it."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for variable, (name, _help) in ENV_VARS.items():
+            raw = env.get(variable)
+            if raw is None or (raw == "" and name in {"database_url", "api_url"}):
+                continue
+            try:
+                values[name] = _PARSERS[name](raw)
+            except ValueError as exc:
+                raise ConfigError(variable, str(exc)) from exc
+        return cls(**values)
+
+    @property
+    def api_base_url(self) -> str:
+        """The URL the dashboard and tools use to reach the API."""
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+
+assert {f.name for f in fields(Settings)} == set(_PARSERS), "every setting needs a parser"

@@ -1,0 +1,215 @@
+"""Builds and wires everything from Settings; start() and stop() in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from cheroot.wsgi import Server as WSGIServer
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import LoadTest, Simulation
+from db.session import EmbeddedPostgres, make_engine, make_session_factory, migrate
+from engine.clock import Clock, SystemClock
+from engine.collector import Collector
+from engine.config import Settings
+from engine.demo import DemoFleet
+from engine.health import HealthChecker
+from engine.http import make_async_client
+from engine.logs import DatabaseLogHandler, event_logger
+from engine.registry import Registry
+from engine.scheduler import build_scheduler
+from engine.traffic import TrafficRecorder
+from engine.writer import BatchWriter
+
+__all__ = ["Runtime"]
+
+log = event_logger("engine")
+
+
+class Runtime:
+    """Owns the database, the writer, the registry, the asyncio loop with its jobs and the API server."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.registry = Registry()
+        self.traffic = TrafficRecorder()
+        self.database_url: str | None = settings.database_url
+        self.started_at = self.clock.now()
+        self.demo: DemoFleet | None = None
+        self._embedded: EmbeddedPostgres | None = None
+        self._engine: Engine | None = None
+        self._sessions: sessionmaker[Session] | None = None
+        self._writer: BatchWriter | None = None
+        self._log_handler: DatabaseLogHandler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._scheduler: Any = None
+        self._server: WSGIServer | None = None
+        self._server_thread: threading.Thread | None = None
+        self.health: HealthChecker | None = None
+        self.collector: Collector | None = None
+
+    # -- wiring -----------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The session factory (after open())."""
+        assert self._sessions is not None, "Runtime.open() first"
+        return self._sessions
+
+    @property
+    def writer(self) -> BatchWriter:
+        """The batch writer (after open())."""
+        assert self._writer is not None, "Runtime.open() first"
+        return self._writer
+
+    def open(self) -> None:
+        """Database (embedded if no URL), migrations, batch writer, DB log handler, registry."""
+        if self.database_url is None:
+            self._embedded = EmbeddedPostgres(self.settings.data_dir)
+            self.database_url = self._embedded.start()
+        self._engine = make_engine(self.database_url)
+        migrate(self._engine)
+        self._sessions = make_session_factory(self._engine)
+        self._writer = BatchWriter(
+            self._sessions, self.clock,
+            flush_interval=self.settings.flush_interval, max_buffer=self.settings.writer_max_buffer,
+        )
+        self._writer.start()
+        self._log_handler = DatabaseLogHandler(self._writer, self.clock)
+        mm = logging.getLogger("mm")
+        mm.setLevel(logging.INFO)
+        mm.addHandler(self._log_handler)
+        self._mark_interrupted()
+        self.reload_registry()
+
+    def reload_registry(self) -> None:
+        """Refresh the in-memory fleet from the database (after every API change)."""
+        with self.sessions() as session:
+            self.registry.load(session)
+
+    def _mark_interrupted(self) -> None:
+        now = self.clock.now()
+        with self.sessions.begin() as s:
+            tests = _rowcount(
+                s.execute(
+                    update(LoadTest).where(LoadTest.status == "running").values(status="interrupted", ended_at=now)
+                )
+            )
+            sims = _rowcount(
+                s.execute(
+                    update(Simulation).where(Simulation.status == "active").values(status="interrupted", ended_at=now)
+                )
+            )
+        if tests or sims:
+            log.warning("marked %d load test(s) and %d simulation(s) interrupted by the last stop", tests, sims)
+
+    # -- background parts -------------------------------------------------------------------
+
+    def start(self, *, demo: bool = False, serve_api: bool = True) -> None:
+        """open(), then the demo fleet, the asyncio loop with the scheduled jobs, and the API server."""
+        self.open()
+        if demo:
+            self.demo = DemoFleet(
+                self.settings.demo_port_base, self.settings.demo_seed, log_dir=self.settings.data_dir
+            )
+            self.demo.start(self.sessions)
+            self.reload_registry()
+        self._start_loop()
+        if serve_api:
+            self._start_api()
+        log.info("engine started", extra={"meta": {"apiPort": self.settings.api_port, "demo": demo}})
+
+    def _start_loop(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._loop_thread = threading.Thread(target=loop.run_forever, name="engine-loop", daemon=True)
+        self._loop_thread.start()
+        asyncio.run_coroutine_threadsafe(self._start_jobs(), loop).result(10)
+
+    async def _start_jobs(self) -> None:
+        s = self.settings
+        client = make_async_client(max(s.health_timeout, 1.0), max_connections=s.health_concurrency)
+        self.health = HealthChecker(
+            self.registry, client, self.writer, self.clock,
+            timeout=s.health_timeout, degraded_ms=s.degraded_ms, fall=s.fall, rise=s.rise,
+            concurrency=s.health_concurrency,
+        )
+        self.collector = Collector(
+            self.registry, client, self.writer, self.traffic, self.clock,
+            bucket_seconds=s.collect_interval, timeout=s.health_timeout,
+        )
+        self._client = client
+        self._scheduler = build_scheduler([
+            ("health-check", self.health.run_once, s.health_interval),
+            ("collect-metrics", self.collector.run_once, s.collect_interval),
+        ])
+        self._scheduler.start()
+
+    async def _stop_jobs(self) -> None:
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._client.aclose()
+
+    def _start_api(self) -> None:
+        from engine.api import create_app
+
+        self._server = WSGIServer(
+            (self.settings.api_host, self.settings.api_port), create_app(self), numthreads=16,
+            server_name="microservice-monitor",
+        )
+        self._server.prepare()  # binds now: a taken port fails the start, not a thread later
+        self._server_thread = threading.Thread(target=self._server.serve, name="api-server", daemon=True)
+        self._server_thread.start()
+
+    def run_soon(self, coro: Any) -> Future[Any]:
+        """Run a coroutine on the engine loop from another thread."""
+        assert self._loop is not None, "Runtime.start() first"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def stop(self) -> None:
+        """Stop everything in order; committed and buffered data is written before the DB stops."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._loop is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(self._stop_jobs(), self._loop).result(5)
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                if self._loop_thread is not None:
+                    self._loop_thread.join(5)
+                self._loop.close()
+                self._loop = None
+        if self.demo is not None:
+            self.demo.stop()
+            self.demo = None
+        if self._writer is not None:
+            log.info("engine stopped")
+            self._writer.stop()
+            self._writer = None
+        if self._log_handler is not None:
+            logging.getLogger("mm").removeHandler(self._log_handler)
+            self._log_handler = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+            self.database_url = self.settings.database_url
+
+
+def _rowcount(result: Any) -> int:
+    count: int = result.rowcount
+    return count

@@ -1,0 +1,183 @@
+"""One bounded batch writer for every per-event row (logs, metrics, health updates).
+
+Events queue in memory and are written every `flush_interval` in one transaction per batch.
+While the database is down the buffer holds up to `max_buffer` events; past that the oldest
+are dropped and counted. Nothing on a hot path waits for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Instance, LogEntry, MetricRow, Service
+from engine.clock import Clock
+from engine.events import Event, InstanceHealthEvent, LogEvent, MetricEvent, ServiceHealthEvent
+
+__all__ = ["BatchWriter", "WriterStatus"]
+
+# the writer's own problems go to the console only: logging them to the DB would loop
+log = logging.getLogger("engine.writer")
+log.propagate = False
+log.addHandler(logging.StreamHandler())
+
+
+@dataclass(frozen=True)
+class WriterStatus:
+    """What /api/health says about the write path."""
+
+    database_ok: bool
+    pending: int
+    written: int
+    dropped: int
+    last_error: str | None
+    last_success: datetime | None
+
+
+class BatchWriter:
+    """Buffers events and writes them in batches from one background thread."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        clock: Clock,
+        *,
+        flush_interval: float = 0.5,
+        max_buffer: int = 10_000,
+        batch_size: int = 2_000,
+    ) -> None:
+        self._sessions = session_factory
+        self._clock = clock
+        self._interval = flush_interval
+        self._max = max_buffer
+        self._batch = batch_size
+        self._buffer: deque[Event] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._written = 0
+        self._dropped = 0
+        self._ok = True
+        self._last_error: str | None = None
+        self._last_success: datetime | None = None
+
+    def submit(self, event: Event) -> None:
+        """Queue one event; never blocks. When full, the oldest event is dropped and counted."""
+        with self._lock:
+            if len(self._buffer) >= self._max:
+                self._buffer.popleft()
+                self._dropped += 1
+            self._buffer.append(event)
+
+    def status(self) -> WriterStatus:
+        """Counters and database state for /api/health."""
+        with self._lock:
+            return WriterStatus(
+                self._ok, len(self._buffer), self._written, self._dropped, self._last_error, self._last_success
+            )
+
+    def start(self) -> None:
+        """Start the background flushing thread."""
+        self._thread = threading.Thread(target=self._run, name="batch-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Flush what is buffered (bounded by timeout) and stop the thread."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        else:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write everything buffered now; return how many events were written (0 if the DB failed)."""
+        total = 0
+        while True:
+            with self._lock:
+                batch = [self._buffer.popleft() for _ in range(min(self._batch, len(self._buffer)))]
+            if not batch:
+                return total
+            try:
+                with self._sessions.begin() as session:
+                    _write(session, batch)
+            except Exception as exc:
+                self._requeue(batch, exc)
+                return total
+            total += len(batch)
+            with self._lock:
+                self._written += len(batch)
+                if not self._ok:
+                    log.warning("database writes resumed")
+                self._ok, self._last_error, self._last_success = True, None, self._clock.now()
+
+    def _requeue(self, batch: list[Event], exc: Exception) -> None:
+        with self._lock:
+            room = self._max - len(self._buffer)
+            keep = batch[-room:] if room > 0 else []
+            self._dropped += len(batch) - len(keep)
+            self._buffer.extendleft(reversed(keep))
+            if self._ok:
+                log.error("database write failed, buffering: %s", exc)
+            self._ok, self._last_error = False, f"{type(exc).__name__}: {exc}"[:500]
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self.flush()
+        self.flush()
+
+
+def _write(session: Session, batch: list[Event]) -> None:
+    logs = [e for e in batch if isinstance(e, LogEvent)]
+    metrics = [e for e in batch if isinstance(e, MetricEvent)]
+    # only the newest state per instance/service matters
+    instances = {e.instance_id: e for e in batch if isinstance(e, InstanceHealthEvent)}
+    services = {e.service_id: e for e in batch if isinstance(e, ServiceHealthEvent)}
+    if logs:
+        session.execute(
+            insert(LogEntry),
+            [
+                {
+                    "timestamp": e.timestamp,
+                    "level": e.level,
+                    "source": e.source,
+                    "message": e.message,
+                    "metadata_": e.metadata,
+                }
+                for e in logs
+            ],
+        )
+    if metrics:
+        session.execute(insert(MetricRow), [asdict(e) for e in metrics])
+    if instances:
+        session.execute(
+            update(Instance.__table__)
+            .where(Instance.__table__.c.id == bindparam("iid"))
+            .values(
+                status=bindparam("st"),
+                last_health_check=bindparam("at"),
+                latency_ms=bindparam("lat"),
+                last_error=bindparam("err"),
+            ),
+            [
+                {"iid": e.instance_id, "st": e.status, "at": e.checked_at, "lat": e.latency_ms, "err": e.error}
+                for e in instances.values()
+            ],
+        )
+    if services:
+        session.execute(
+            update(Service.__table__)
+            .where(Service.__table__.c.id == bindparam("sid"))
+            .values(status=bindparam("st"), last_health_check=bindparam("at")),
+            [{"sid": e.service_id, "st": e.status, "at": e.checked_at} for e in services.values()],
+        )

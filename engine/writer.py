@@ -59,6 +59,8 @@ class BatchWriter:
         self._batch = batch_size
         self._buffer: deque[Event] = deque()
         self._lock = threading.Lock()
+        # one flush at a time: a caller's flush() returns only after earlier events are committed
+        self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -100,6 +102,10 @@ class BatchWriter:
 
     def flush(self) -> int:
         """Write everything buffered now; return how many events were written (0 if the DB failed)."""
+        with self._flush_lock:
+            return self._flush()
+
+    def _flush(self) -> int:
         total = 0
         while True:
             with self._lock:

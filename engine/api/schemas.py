@@ -6,7 +6,7 @@ import ipaddress
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = ["ServiceCreate", "ServiceUpdate", "check_url", "is_loopback"]
 
@@ -47,6 +47,9 @@ def is_loopback(url: str) -> bool:
         return False
 
 
+Url = Annotated[str, AfterValidator(check_url)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -55,21 +58,11 @@ class ServiceCreate(_Body):
     """POST /api/services. `url` alone means one instance, as in the seed."""
 
     name: Name
-    url: str | None = None
-    instances: list[str] | None = Field(default=None, max_length=MAX_INSTANCES)
+    url: Url | None = None
+    instances: list[Url] | None = Field(default=None, max_length=MAX_INSTANCES)
     healthPath: Path = "/health"
     metricsPath: Path | None = None
     weight: int = Field(default=1, ge=1, le=1000)
-
-    @field_validator("url")
-    @classmethod
-    def _one_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value)
-
-    @field_validator("instances")
-    @classmethod
-    def _each_url(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else [check_url(v) for v in value]
 
     def instance_urls(self) -> list[str]:
         """url first, then instances, without duplicates."""
@@ -81,12 +74,11 @@ class ServiceUpdate(_Body):
     """PUT /api/services/<id>: every field optional; status, load and counts are measured, not set."""
 
     name: Name | None = None
-    instances: list[str] | None = Field(default=None, min_length=1, max_length=MAX_INSTANCES)
+    instances: list[Url] | None = Field(default=None, min_length=1, max_length=MAX_INSTANCES)
     healthPath: Path | None = None
     metricsPath: Path | None = None
     weight: int | None = Field(default=None, ge=1, le=1000)
 
-    @field_validator("instances")
-    @classmethod
-    def _each_url(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else list(dict.fromkeys(check_url(v) for v in value))
+    def instance_urls(self) -> list[str] | None:
+        """The new instance list without duplicates, or None when unchanged."""
+        return None if self.instances is None else list(dict.fromkeys(self.instances))

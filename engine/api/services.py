@@ -134,8 +134,9 @@ def create_service() -> ResponseReturnValue:
 def update_service(service_id: int) -> ResponseReturnValue:
     """Change a service's name, paths, weight or (unmanaged only) instance URLs."""
     body = parse_body(ServiceUpdate, request)
-    if body.instances is not None:
-        _check_hosts("instances", body.instances)
+    new_urls = body.instance_urls()
+    if new_urls is not None:
+        _check_hosts("instances", new_urls)
     rt = runtime()
     changed = body.model_dump(exclude_unset=True)
     try:
@@ -150,13 +151,13 @@ def update_service(service_id: int) -> ResponseReturnValue:
                 service.metrics_path = body.metricsPath
             if body.weight is not None:
                 service.weight = body.weight
-            if body.instances is not None:
+            if new_urls is not None:
                 if service.managed:
                     raise Conflict("a managed service's instances change through scale-up and scale-down",
                                    [{"field": "instances", "message": "managed"}])
-                keep = [i for i in service.instances if i.url in body.instances]
+                keep = [i for i in service.instances if i.url in new_urls]
                 have = {i.url for i in keep}
-                service.instances = keep + [Instance(url=u) for u in body.instances if u not in have]
+                service.instances = keep + [Instance(url=u) for u in new_urls if u not in have]
             session.flush()
             result = _json(service)
     except IntegrityError as exc:

@@ -1,0 +1,39 @@
+# Two set-up commands on a fresh machine with Python 3.11+: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run serve test lint clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-deps: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@touch $@ $(VENV)/.run-deps
+
+## run: engine + dashboard + demo fleet (Ctrl-C stops everything)
+run: $(VENV)/.run-deps
+	$(BIN)/python -m engine up --demo
+
+## serve: the engine alone, no dashboard, no demo fleet
+serve: $(VENV)/.run-deps
+	$(BIN)/python -m engine serve
+
+## test: the whole suite (real PostgreSQL: DATABASE_URL's server, else an embedded one)
+test: $(VENV)/.dev-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff and mypy
+lint: $(VENV)/.dev-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

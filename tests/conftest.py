@@ -1,0 +1,104 @@
+"""Fixtures: a real PostgreSQL (DATABASE_URL's server, else an embedded one), chained to sessions and apps."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, make_url, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Base
+from db.session import EmbeddedPostgres, make_engine, make_session_factory, migrate, sqlalchemy_url
+from engine.config import Settings
+from engine.runtime import Runtime
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh database for this test run: on DATABASE_URL's server if set, else on an embedded server."""
+    server_url = os.environ.get("DATABASE_URL")
+    embedded = None
+    if not server_url:
+        embedded = EmbeddedPostgres(tmp_path_factory.mktemp("embedded"))
+        server_url = embedded.start()
+    name = f"mm_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=None)
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(sqlalchemy_url(server_url)).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        if embedded is not None:
+            embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def db_engine(database_url: str) -> Iterator[Engine]:
+    """A migrated engine shared by the run."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def clean_db(db_engine: Engine) -> Engine:
+    """Every table emptied, ids restarted."""
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with db_engine.begin() as c:
+        c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return db_engine
+
+
+@pytest.fixture
+def sessions(clean_db: Engine) -> sessionmaker[Session]:
+    """A session factory on the clean database."""
+    return make_session_factory(clean_db)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings for an engine under test: fast flushes, free ports, data in tmp."""
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        api_port=free_port(),
+        flush_interval=0.05,
+        health_interval=0.5,
+        health_timeout=1.0,
+        collect_interval=0.5,
+    )
+
+
+@pytest.fixture
+def runtime(clean_db: Engine, settings: Settings) -> Iterator[Runtime]:
+    """An opened runtime (database, writer, registry) without background jobs."""
+    rt = Runtime(settings)
+    rt.open()
+    yield rt
+    rt.stop()
+
+
+@pytest.fixture
+def client(runtime: Runtime):  # type: ignore[no-untyped-def]
+    """Flask's test client over the runtime's API."""
+    from engine.api import create_app
+
+    return create_app(runtime).test_client()

@@ -1,0 +1,170 @@
+"""Health checks: classification, fall/rise damping, aggregation, and a round over mock HTTP with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from engine.clock import FakeClock
+from engine.events import InstanceHealthEvent, LogEvent, ServiceHealthEvent
+from engine.health import HealthChecker, HealthState, InstanceTracker, aggregate, classify
+from engine.registry import InstanceSpec, Registry, ServiceSpec
+
+H, D, U, K = HealthState.HEALTHY, HealthState.DEGRADED, HealthState.UNHEALTHY, HealthState.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("status", "latency", "error", "expected"),
+    [
+        (200, 10.0, None, H),
+        (204, 999.0, None, H),
+        (200, 1001.0, None, D),
+        (503, 5.0, None, D),
+        (301, 5.0, None, D),
+        (None, None, "ConnectError", U),
+        (None, None, "timeout", U),
+    ],
+    ids=["ok", "just-under-threshold", "slow", "5xx", "3xx", "refused", "timeout"],
+)
+def test_classify(status, latency, error, expected):
+    assert classify(status, latency, error, degraded_ms=1000).state is expected
+
+
+@pytest.mark.parametrize(
+    ("results", "states"),
+    [
+        ([H], [H]),
+        ([H, U], [H, H]),  # one blip does not flap
+        ([H, U, U], [H, H, U]),  # fall=2 consecutive failures
+        ([H, U, H, U, H], [H, H, H, H, H]),  # alternating never reaches 2 in a row
+        ([H, U, U, H], [H, H, U, U]),  # rise=2: one success is not enough
+        ([H, U, U, H, H], [H, H, U, U, H]),
+        ([H, U, D], [H, H, D]),  # two worse results move to the mildest of them
+        ([U, H, D], [U, U, D]),  # two better results move to the worst of them
+        ([H, D, U, H, D, D], [H, H, D, D, D, D]),
+    ],
+    ids=["first-taken", "blip", "fall", "alternating", "rise-not-yet", "rise", "mixed-worse", "mixed-better", "mixed"],
+)
+def test_tracker_damping(results, states):
+    tracker = InstanceTracker(fall=2, rise=2)
+    seen = []
+    for r in results:
+        tracker.observe(r)
+        seen.append(tracker.state)
+    assert seen == states
+
+
+def test_tracker_reports_only_changes():
+    tracker = InstanceTracker(fall=1, rise=3)
+    assert tracker.observe(H) is H
+    assert tracker.observe(H) is None
+    assert tracker.observe(U) is U
+    assert [tracker.observe(H) for _ in range(3)] == [None, None, H]
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [([], K), ([K, K], K), ([H, H], H), ([H, K], H), ([H, U], D), ([D, D], D), ([U, U], U), ([U, K], U)],
+    ids=["none", "all-unknown", "all-healthy", "healthy-unknown", "one-down", "degraded", "all-down", "down-unknown"],
+)
+def test_aggregate(states, expected):
+    assert aggregate(states) is expected
+
+
+class Collect:
+    """A writer stand-in that keeps submitted events."""
+
+    def __init__(self):
+        self.events = []
+
+    def submit(self, event):
+        self.events.append(event)
+
+
+def make_checker(handler, clock, fall=2, rise=2, ports=(9001, 9002)):
+    service = ServiceSpec(
+        id=1, name="orders", health_path="/health", metrics_path=None, weight=1, managed=False,
+        instances=tuple(InstanceSpec(n, 1, f"http://127.0.0.1:{p}") for n, p in enumerate(ports, start=1)),
+    )
+    registry = Registry()
+    registry._services = (service,)
+    writer = Collect()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    checker = HealthChecker(
+        registry, client, writer, clock,  # type: ignore[arg-type]
+        timeout=1.0, degraded_ms=500.0, fall=fall, rise=rise, concurrency=10,
+    )
+    return checker, writer
+
+
+def test_round_marks_dead_instance_after_fall_threshold(caplog):
+    clock = FakeClock()
+    down = {"9002": False}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.port == 9002 and down["9002"]:
+            raise httpx.ConnectError("connection refused", request=request)
+        clock.advance(0.020)  # the instance takes 20 ms to answer
+        return httpx.Response(200, json={"status": "ok"})
+
+    checker, writer = make_checker(handler, clock)
+    asyncio.run(checker.run_once())
+    assert checker.state_of(1) is H and checker.state_of(2) is H
+    down["9002"] = True
+    asyncio.run(checker.run_once())
+    assert checker.state_of(2) is H  # one failure is a blip
+    with caplog.at_level("INFO", logger="mm.health"):
+        asyncio.run(checker.run_once())
+    assert checker.state_of(2) is U and checker.state_of(1) is H
+    assert any("127.0.0.1:9002 of orders is unhealthy (was healthy)" in r.getMessage() for r in caplog.records)
+    latest = {e.instance_id: e for e in writer.events if isinstance(e, InstanceHealthEvent)}
+    assert latest[2].status == "unhealthy" and "ConnectError" in (latest[2].error or "")
+    assert latest[1].latency_ms == pytest.approx(20.0, abs=0.5)
+    services = [e for e in writer.events if isinstance(e, ServiceHealthEvent)]
+    assert services[-1].status == "degraded"
+    assert not any(isinstance(e, LogEvent) for e in writer.events)  # logs go through the logging handler
+
+
+def test_slow_instance_is_degraded_not_unhealthy():
+    # one instance: the fake clock is global, so concurrent checks would share its advances
+    clock = FakeClock()
+    delay = {"s": 0.01}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock.advance(delay["s"])
+        return httpx.Response(200)
+
+    checker, writer = make_checker(handler, clock, fall=1, ports=(9001,))
+    asyncio.run(checker.run_once())
+    assert checker.state_of(1) is H
+    delay["s"] = 0.8
+    asyncio.run(checker.run_once())
+    assert checker.state_of(1) is D
+    assert writer.events[-2].error == "slow: 800 ms"
+
+
+def test_hanging_instance_times_out_without_delaying_the_other():
+    """A real asyncio wait: the hanging check is cut at the timeout, the other finishes at once."""
+    clock = FakeClock()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.port == 9001:
+            await asyncio.sleep(30)
+        return httpx.Response(200)
+
+    checker, writer = make_checker(handler, clock, fall=1)
+    checker._timeout = 0.2
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await checker.run_once()
+        return loop.time() - began
+
+    elapsed = asyncio.run(run())
+    assert elapsed < 2.0
+    assert checker.state_of(1) is U and checker.state_of(2) is H
+    latest = {e.instance_id: e for e in writer.events if isinstance(e, InstanceHealthEvent)}
+    assert latest[1].error == "timeout after 0.2 s"

@@ -1,0 +1,56 @@
+"""Migrations and the embedded server: idempotent upgrades, data kept across restarts."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, text
+
+from db.session import EmbeddedPostgres, make_engine, migrate, sqlalchemy_url
+from engine.errors import DatabaseError
+
+TABLES = {"services", "instances", "circuit_breakers", "metrics", "logs", "load_tests", "simulations",
+          "scaling_events", "users", "alembic_version"}
+
+
+def test_migrate_twice_is_a_no_op(clean_db):
+    migrate(clean_db)
+    migrate(clean_db)
+    assert TABLES <= set(inspect(clean_db).get_table_names())
+    with clean_db.connect() as c:
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("postgresql://u@h/db", "postgresql+psycopg://u@h/db"), ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+     ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db")],
+)
+def test_sqlalchemy_url_uses_psycopg(url, expected):
+    assert sqlalchemy_url(url) == expected
+
+
+def test_other_schemes_are_refused():
+    with pytest.raises(DatabaseError, match="postgresql://"):
+        sqlalchemy_url("mysql://u@h/db")
+
+
+def test_embedded_server_keeps_data_across_restarts(tmp_path):
+    server = EmbeddedPostgres(tmp_path)
+    url = server.start()
+    try:
+        engine = make_engine(url)
+        with engine.begin() as c:
+            c.execute(text("CREATE TABLE kept (v int)"))
+            c.execute(text("INSERT INTO kept VALUES (42)"))
+        engine.dispose()
+    finally:
+        server.stop()
+    assert (tmp_path / "pg" / "PG_VERSION").exists()
+    again = EmbeddedPostgres(tmp_path)
+    engine = make_engine(again.start())
+    try:
+        with engine.connect() as c:
+            assert c.execute(text("SELECT v FROM kept")).scalar() == 42
+    finally:
+        engine.dispose()
+        again.stop()

@@ -1,0 +1,52 @@
+"""Child processes die with the engine, even when the engine is killed with -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from engine.processes import spawn, stop_all
+
+PARENT = """
+import sys, time
+from engine.processes import spawn
+child = spawn([sys.executable, "-c", "import time; time.sleep(60)"])
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); it is gone for our purposes
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def test_child_dies_when_parent_is_killed():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    assert alive(child_pid)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(5)
+    deadline = time.monotonic() + 5
+    while alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child_pid)
+
+
+def test_stop_all_escalates_to_sigkill():
+    stubborn = spawn([sys.executable, "-c",
+                      "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True);"
+                      " time.sleep(60)"])
+    time.sleep(0.5)  # let it install the handler
+    began = time.monotonic()
+    stop_all([stubborn], timeout=0.5)
+    assert stubborn.returncode == -signal.SIGKILL
+    assert time.monotonic() - began < 3

@@ -12,8 +12,9 @@ import threading
 from collections import deque
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Instance, LogEntry, MetricRow, Service
@@ -21,6 +22,10 @@ from engine.clock import Clock
 from engine.events import Event, InstanceHealthEvent, LogEvent, MetricEvent, ServiceHealthEvent
 
 __all__ = ["BatchWriter", "WriterStatus"]
+
+# Core tables: executemany UPDATE ... WHERE id = :iid (the ORM's bulk update wants primary-key dicts)
+_INSTANCES = cast(Table, Instance.__table__)
+_SERVICES = cast(Table, Service.__table__)
 
 # the writer's own problems go to the console only: logging them to the DB would loop
 log = logging.getLogger("engine.writer")
@@ -167,8 +172,8 @@ def _write(session: Session, batch: list[Event]) -> None:
         session.execute(insert(MetricRow), [asdict(e) for e in metrics])
     if instances:
         session.execute(
-            update(Instance.__table__)
-            .where(Instance.__table__.c.id == bindparam("iid"))
+            update(_INSTANCES)
+            .where(_INSTANCES.c.id == bindparam("iid"))
             .values(
                 status=bindparam("st"),
                 last_health_check=bindparam("at"),
@@ -182,8 +187,8 @@ def _write(session: Session, batch: list[Event]) -> None:
         )
     if services:
         session.execute(
-            update(Service.__table__)
-            .where(Service.__table__.c.id == bindparam("sid"))
+            update(_SERVICES)
+            .where(_SERVICES.c.id == bindparam("sid"))
             .values(status=bindparam("st"), last_health_check=bindparam("at")),
             [{"sid": e.service_id, "st": e.status, "at": e.checked_at} for e in services.values()],
         )

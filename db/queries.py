@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "list_circuit_breakers",
     "list_services",
     "log_sources",
+    "logs_csv",
     "logs_frame",
     "metrics_frame",
     "overview",
@@ -171,6 +173,17 @@ def logs_frame(session: Session, f: LogFilter) -> pd.DataFrame:
         [[r.id, r.timestamp, r.level, r.source, r.message, r.metadata_] for r in recent_logs(session, f)],
         columns=columns,
     )
+
+
+def logs_csv(frame: pd.DataFrame) -> str:
+    """A logs_frame as CSV: ISO timestamps, metadata as JSON text (empty when none)."""
+    out = frame.copy()
+    out["timestamp"] = [t.isoformat() if isinstance(t, datetime) else "" for t in out["timestamp"]]
+    out["metadata"] = [
+        "" if m is None else json.dumps(m, sort_keys=True, separators=(", ", ": "), default=str)
+        for m in out["metadata"]
+    ]
+    return out.to_csv(index=False)
 
 
 def log_sources(session: Session) -> list[str]:

@@ -62,7 +62,7 @@ def get_logs() -> ResponseReturnValue:
     f = parse_log_filter(request.args.to_dict())
     with runtime().sessions() as session:
         if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
-            csv = queries.logs_frame(session, f).to_csv(index=False)
+            csv = queries.logs_csv(queries.logs_frame(session, f))
             return Response(csv, mimetype="text/csv",
                             headers={"Content-Disposition": "attachment; filename=logs.csv"})
         rows = queries.recent_logs(session, f)

@@ -104,6 +104,7 @@ def test_logs_csv(client, runtime):
     assert r.status_code == 200 and r.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
     assert [(row["level"], row["message"]) for row in rows] == [("ERROR", "payments is unhealthy: 100% down")]
+    assert rows[0]["metadata"] == '{"service": "payments"}'  # JSON, not a Python repr
 
 
 def test_clear_logs_leaves_only_the_audit_row(client, runtime):

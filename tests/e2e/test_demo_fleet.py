@@ -97,6 +97,7 @@ def test_collection_scrapes_real_cpu_and_memory(engine_with_demo):
 def test_stop_leaves_no_demo_process(clean_db, settings):
     rt = Runtime(replace(settings, demo_port_base=17200))
     rt.start(demo=True)
+    assert rt.demo is not None
     pids = [i.process.pid for i in rt.demo.instances]
     assert len(pids) == 6
     began = time.monotonic()

@@ -55,7 +55,7 @@ def test_bucket_rows_use_scrapes_and_null_for_unknown():
     cpu = {9001: 10.0, 9002: 20.0}
 
     def handler(request: httpx.Request) -> httpx.Response:
-        port = request.url.port
+        port = request.url.port or 0
         if port == 9003:
             return httpx.Response(500)
         cpu[port] += 0.5  # half a CPU-second per bucket
@@ -70,7 +70,8 @@ def test_bucket_rows_use_scrapes_and_null_for_unknown():
     )
     traffic = TrafficRecorder()
     writer = Collect()
-    collector = Collector(registry, httpx.AsyncClient(transport=httpx.MockTransport(handler)), writer, traffic,
+    collector = Collector(registry, httpx.AsyncClient(transport=httpx.MockTransport(handler)), writer,  # type: ignore[arg-type]
+                          traffic,
                           clock, bucket_seconds=5.0, timeout=1.0)
     first = {r.service_name: r for r in asyncio.run(collector.run_once())}
     assert first["orders"].cpu_percent is None  # one scrape is no rate

@@ -31,6 +31,7 @@ def alive(pid):
 
 def test_child_dies_when_parent_is_killed():
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
     child_pid = int(parent.stdout.readline())
     assert alive(child_pid)
     parent.send_signal(signal.SIGKILL)

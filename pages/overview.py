@@ -1,0 +1,106 @@
+"""Overview: system KPIs, one card per service coloured by status, CPU and memory per service; live."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from db import queries
+from ui import charts, data
+from ui.format import (
+    STATUS_COLOURS,
+    card_css,
+    fmt_ago,
+    fmt_mb,
+    fmt_ms,
+    fmt_pct,
+    fmt_rate,
+    fmt_status,
+    status_badge_colour,
+    status_emoji,
+)
+
+REFRESH_S = 5
+CHART_WINDOW = timedelta(minutes=15)
+CARDS_PER_ROW = 4
+
+st.title("Overview")
+st.html(card_css())
+
+
+def show_kpis(o: queries.Overview, services: list[data.ServiceSummary]) -> None:
+    """Two rows of KPIs; a figure nobody measured shows n/a."""
+    instances = sum(s.instance_count for s in services)
+    healthy = sum(s.healthy_count for s in services)
+    top = st.columns(4)
+    top[0].metric("Active services", f"{o.active_services} / {o.total_services}", border=True,
+                  help="Services whose latest health check is healthy or degraded, of all registered.")
+    top[1].metric("Healthy instances", f"{healthy} / {instances}", border=True,
+                  help="Instances whose latest health check is healthy, of all registered instances.")
+    top[2].metric("System status", fmt_status(o.system_status), border=True,
+                  help="healthy when every checked service is healthy, else degraded; unknown before checks.")
+    top[3].metric("Requests / min", fmt_rate(o.requests_per_min), border=True,
+                  help="Requests the engine routed to services in the last minute.")
+    bottom = st.columns(4)
+    bottom[0].metric("Avg response time", fmt_ms(o.avg_response_time_ms), border=True,
+                     help="Request-weighted mean latency over the last minute; n/a without traffic.")
+    bottom[1].metric("Error rate", fmt_pct(o.error_rate), border=True,
+                     help="Failed requests in the last minute, as a share of all; n/a without traffic.")
+    bottom[2].metric("CPU", fmt_pct(o.cpu_percent), border=True,
+                     help="Mean of each service's latest CPU % scraped from its Prometheus metrics (last minute).")
+    bottom[3].metric("Memory", fmt_mb(o.memory_mb), border=True,
+                     help="Sum of each service's latest resident memory scraped from its metrics (last minute).")
+
+
+def show_cards(services: list[data.ServiceSummary], now: datetime) -> None:
+    """One card per service, tinted by its status."""
+    if not services:
+        st.info("No services registered yet. Register one on the Services page.")
+        return
+    for start in range(0, len(services), CARDS_PER_ROW):
+        cols = st.columns(CARDS_PER_ROW)
+        for col, s in zip(cols, services[start : start + CARDS_PER_ROW], strict=False):
+            tint = s.status if s.status in STATUS_COLOURS else "unknown"
+            with col.container(border=True, key=f"svc-card-{tint}-{s.id}"):
+                badge = f":{status_badge_colour(s.status)}-badge[{s.status}]"
+                st.markdown(f"{status_emoji(s.status)} **{s.name}** {badge}")
+                st.markdown(f"Instances **{s.instance_count}** · healthy **{s.healthy_count}**")
+                kind = "managed" if s.managed else "external"
+                st.caption(f"Last check {fmt_ago(s.last_check, now)} · {kind}")
+
+
+def show_charts(metrics: pd.DataFrame) -> None:
+    """CPU % and memory MB per service over the chart window."""
+    minutes = int(CHART_WINDOW.total_seconds() // 60)
+    left, right = st.columns(2)
+    for col, column, title, unit in (
+        (left, "cpu_percent", f"CPU % per service, last {minutes} min", "CPU %"),
+        (right, "memory_mb", f"Memory per service, last {minutes} min", "MB"),
+    ):
+        fig = charts.per_service_lines(metrics, column, title, unit)
+        with col:
+            if fig is None:
+                st.info(f"{title}: nothing measured yet (a service needs a metrics path to be scraped).")
+            else:
+                st.plotly_chart(fig, key=f"chart-{column}")
+
+
+@st.fragment(run_every=REFRESH_S)
+def live() -> None:
+    """Everything that moves: read once, then draw KPIs, cards and charts."""
+    now = datetime.now(UTC)
+    with data.reading() as session:
+        o = queries.overview(session, now)
+        services = data.summarize_services(queries.services_frame(session))
+        metrics = queries.metrics_frame(session, now - CHART_WINDOW)
+    show_kpis(o, services)
+    st.subheader("Services")
+    show_cards(services, now)
+    st.subheader("Resources")
+    show_charts(metrics)
+    st.caption(f"Updated {now:%H:%M:%S} UTC · refreshes every {REFRESH_S} s")
+
+
+live()

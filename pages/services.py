@@ -1,0 +1,138 @@
+"""Services: every instance with its latest check (live), and forms to register, edit and delete services."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from db import queries
+from ui import api, data
+from ui.format import NA, fmt_status
+
+REFRESH_S = 5
+REGISTER_KEYS = ("reg-name", "reg-urls", "reg-health", "reg-metrics", "reg-weight")
+
+st.title("Services")
+data.show_flash()
+
+
+def instance_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """db.queries.services_frame as the columns the table shows."""
+    return pd.DataFrame({
+        "service": frame["service"],
+        "status": [fmt_status(s) for s in frame["service_status"]],
+        "instance URL": frame["url"],
+        "instance status": [fmt_status(s) if isinstance(s, str) else None for s in frame["status"]],
+        "latency ms": frame["latency_ms"],
+        "last check": frame["last_health_check"],
+        "last error": frame["last_error"],
+    })
+
+
+@st.fragment(run_every=REFRESH_S)
+def live_table() -> None:
+    """One row per instance; unmeasured cells read n/a."""
+    with data.reading() as session:
+        frame = queries.services_frame(session)
+    if frame.empty:
+        st.info("No services registered yet: register one below.")
+        return
+    st.dataframe(
+        instance_table(frame),
+        hide_index=True,
+        placeholder=NA,
+        key="services-table",
+        column_config={
+            "latency ms": st.column_config.NumberColumn(format="%.1f", help="Latency of the latest check"),
+            "last check": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", help="UTC"),
+            "last error": st.column_config.TextColumn(width="large"),
+        },
+    )
+    st.caption(f"Refreshes every {REFRESH_S} s · times in UTC")
+
+
+def register_form() -> None:
+    """POST /api/services from a form; the API validates and names any wrong field."""
+    with st.form("register", border=False):
+        name = st.text_input("Name", key="reg-name", placeholder="e.g. billing",
+                             help="Letters, digits, '.', '_' or '-'")
+        urls = st.text_area("Instance URLs, one per line", key="reg-urls",
+                            placeholder="http://127.0.0.1:8080\nhttp://127.0.0.1:8081")
+        c1, c2, c3 = st.columns(3)
+        health = c1.text_input("Health path", value="/health", key="reg-health")
+        metrics = c2.text_input("Metrics path (optional)", key="reg-metrics", placeholder="/metrics",
+                                help="A Prometheus endpoint; CPU and memory are scraped from it.")
+        weight = c3.number_input("Weight", min_value=1, max_value=1000, value=1, step=1, key="reg-weight")
+        submitted = st.form_submit_button("Register", type="primary", key="reg-submit")
+    if submitted:
+        body = api.create_body(name, urls, health, metrics, int(weight))
+        data.act(lambda: api.create_service(body),
+                 lambda r: f"Service {r['name']} registered with {r['instanceCount']} instance(s).",
+                 reset=REGISTER_KEYS)
+
+
+def edit_form(services: list[data.ServiceSummary]) -> None:
+    """PUT /api/services/<id> with only the fields that changed."""
+    by_id = {s.id: s for s in services}
+    chosen = st.selectbox("Service", list(by_id), format_func=lambda i: by_id[i].name, key="edit-service")
+    if chosen is None:
+        return
+    s = by_id[chosen]
+    with st.form(f"edit-{s.id}", border=False):
+        name = st.text_input("Name", value=s.name, key=f"edit-name-{s.id}")
+        c1, c2, c3 = st.columns(3)
+        health = c1.text_input("Health path", value=s.health_path, key=f"edit-health-{s.id}")
+        metrics = c2.text_input("Metrics path (blank = none)", value=s.metrics_path or "", key=f"edit-metrics-{s.id}")
+        weight = c3.number_input("Weight", min_value=1, max_value=1000, value=s.weight, step=1,
+                                 key=f"edit-weight-{s.id}")
+        urls = st.text_area(
+            "Instance URLs, one per line", value="\n".join(s.urls), key=f"edit-urls-{s.id}", disabled=s.managed,
+            help="A managed service's instances change through scale-up and scale-down." if s.managed else None,
+        )
+        submitted = st.form_submit_button("Save changes", type="primary", key=f"edit-submit-{s.id}")
+    if submitted:
+        body = api.update_body(s.as_api(), name=name, health_path=health, metrics_path=metrics,
+                               weight=int(weight), urls_text=None if s.managed else urls)
+        if not body:
+            st.info("Nothing changed.")
+            return
+        data.act(lambda: api.update_service(s.id, body),
+                 lambda r: f"Service {r['name']} updated: {', '.join(body)}.")
+
+
+def delete_form(services: list[data.ServiceSummary]) -> None:
+    """DELETE /api/services/<id> after an explicit confirmation."""
+    by_id = {s.id: s for s in services}
+    # cleared on submit, so the confirmation never carries over to the next service
+    with st.form("delete", border=False, clear_on_submit=True):
+        chosen = st.selectbox("Service", list(by_id), format_func=lambda i: by_id[i].name, key="delete-service")
+        confirm = st.checkbox("Yes, deregister this service", key="delete-confirm",
+                              help="A managed service's instance processes are stopped too.")
+        submitted = st.form_submit_button("Delete", key="delete-submit")
+    if submitted:
+        if chosen is None:
+            return
+        if not confirm:
+            st.warning("Tick the confirmation box to delete.")
+            return
+        data.act(lambda: api.delete_service(chosen), lambda r: str(r.get("message", "Service deleted.")))
+
+
+live_table()
+
+with data.reading() as session:
+    summaries = data.summarize_services(queries.services_frame(session))
+
+register_tab, edit_tab, delete_tab = st.tabs(["Register", "Edit", "Delete"])
+with register_tab:
+    register_form()
+with edit_tab:
+    if summaries:
+        edit_form(summaries)
+    else:
+        st.info("No services to edit.")
+with delete_tab:
+    if summaries:
+        delete_form(summaries)
+    else:
+        st.info("No services to delete.")

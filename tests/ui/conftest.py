@@ -1,0 +1,73 @@
+"""Fixtures for dashboard tests: the environment a page reads, a seeded database, a live API."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import streamlit as st
+from sqlalchemy.orm import Session, sessionmaker
+from streamlit.testing.v1 import AppTest
+
+from engine.config import Settings
+from engine.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def dash_env(monkeypatch: pytest.MonkeyPatch, database_url: str, settings: Settings,
+             sessions: sessionmaker[Session]) -> Iterator[sessionmaker[Session]]:
+    """DATABASE_URL of the clean test database; API_URL of a port nothing listens on (no API unless started)."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("API_URL", settings.api_base_url)
+    st.cache_resource.clear()
+    yield sessions
+    st.cache_resource.clear()  # disposes the dashboard's engine (on_release)
+
+
+@pytest.fixture
+def live_api(dash_env: sessionmaker[Session], settings: Settings) -> Iterator[Runtime]:
+    """A real engine serving the REST API on settings.api_port (the port API_URL already names)."""
+    rt = Runtime(settings)
+    rt.start()
+    try:
+        yield rt
+    finally:
+        rt.stop()
+
+
+def open_page(path: str) -> AppTest:
+    """Run a page (or app.py) once, as a browser's first visit would."""
+    at = AppTest.from_file(ROOT / path, default_timeout=30)
+    return at.run()
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    """st.metric label -> shown value."""
+    return {m.label: m.value for m in at.metric}
+
+
+def texts(elements: Any) -> list[str]:
+    """The .value of every element in a list (markdown, error, success, ...)."""
+    return [str(e.value) for e in elements]
+
+
+def chart_traces(at: AppTest, key: str) -> dict[str, list[float]]:
+    """Trace name -> y values of the plotly chart with this key (decoding plotly's typed arrays)."""
+    for chart in at.get("plotly_chart"):
+        if chart.proto.id.endswith(key):
+            spec = json.loads(chart.proto.spec)
+            out = {}
+            for trace in spec["data"]:
+                y = trace["y"]
+                if isinstance(y, dict):
+                    y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"]).tolist()
+                out[trace["name"]] = y
+            return out
+    raise AssertionError(f"no plotly chart with key {key!r}")

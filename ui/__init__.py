@@ -1,0 +1,1 @@
+"""Dashboard building blocks: database sessions, the REST API client, charts and formatting."""

@@ -1,0 +1,196 @@
+"""The dashboard's REST API client: every button acts through here, so validation lives in the API alone."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from engine.errors import MonitorError
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "ApiCallFailed",
+    "ApiClient",
+    "api_url",
+    "clear_logs",
+    "create_body",
+    "create_service",
+    "default_client",
+    "delete_service",
+    "parse_urls",
+    "update_body",
+    "update_service",
+]
+
+DEFAULT_API_URL = "http://127.0.0.1:5000"
+TIMEOUT_S = 10.0
+
+
+class ApiCallFailed(MonitorError):
+    """The API answered with an error status, or could not be reached (status None)."""
+
+    def __init__(self, status: int | None, error: str, details: Sequence[Mapping[str, Any]] | None = None) -> None:
+        self.status = status
+        self.error = error
+        self.details = [dict(d) for d in details or []]
+        super().__init__(f"{status or 'no response'}: {error}")
+
+    def lines(self) -> list[str]:
+        """One line per detail ("field: message"), for st.error."""
+        out = []
+        for d in self.details:
+            field, message = d.get("field"), d.get("message")
+            if field is not None and message is not None:
+                out.append(f"{field}: {message}")
+            else:
+                out.append(", ".join(f"{k}={v}" for k, v in d.items()))
+        return out
+
+    def text(self) -> str:
+        """The error and its details as markdown, for st.error."""
+        head = self.error if self.status is None else f"{self.error} (HTTP {self.status})"
+        return "\n".join([head, *(f"- {line}" for line in self.lines())])
+
+
+class ApiClient:
+    """Calls the engine's REST API; an error response raises ApiCallFailed with its `error` and `details`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = TIMEOUT_S,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._transport = transport
+        self._timeout = timeout
+
+    def request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        """Send one request; return the decoded JSON of a 2xx answer."""
+        # trust_env=False: a proxy variable must not divert calls to our own loopback API
+        with httpx.Client(
+            base_url=self.base_url, headers=self._headers, timeout=self._timeout, trust_env=False,
+            transport=self._transport,
+        ) as client:
+            try:
+                response = client.request(method, path, json=body)
+            except httpx.HTTPError as exc:
+                raise ApiCallFailed(None, f"the API at {self.base_url} is not reachable ({exc})") from exc
+        if response.is_success:
+            return response.json() if response.content else None
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            error = str(payload.get("error") or response.reason_phrase)
+            raw = payload.get("details")
+            details = [d for d in raw if isinstance(d, dict)] if isinstance(raw, list) else []
+        else:
+            error, details = response.reason_phrase or "error", []
+        raise ApiCallFailed(response.status_code, error, details)
+
+    def create_service(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /api/services: the created service."""
+        result: dict[str, Any] = self.request("POST", "/api/services", body)
+        return result
+
+    def update_service(self, service_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT /api/services/<id>: the updated service."""
+        result: dict[str, Any] = self.request("PUT", f"/api/services/{service_id}", body)
+        return result
+
+    def delete_service(self, service_id: int) -> dict[str, Any]:
+        """DELETE /api/services/<id>: {message, id}."""
+        result: dict[str, Any] = self.request("DELETE", f"/api/services/{service_id}")
+        return result
+
+    def clear_logs(self) -> dict[str, Any]:
+        """DELETE /api/logs: {message, deleted}."""
+        result: dict[str, Any] = self.request("DELETE", "/api/logs")
+        return result
+
+
+def api_url() -> str:
+    """Where the API is: env API_URL, else the engine's default address."""
+    return os.environ.get("API_URL") or DEFAULT_API_URL
+
+
+def default_client(token: str | None = None) -> ApiClient:
+    """A client for the API at api_url(), sending a bearer token when given."""
+    return ApiClient(api_url(), token=token)
+
+
+def create_service(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Register a service through the API."""
+    return default_client().create_service(body)
+
+
+def update_service(service_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Change a service through the API."""
+    return default_client().update_service(service_id, body)
+
+
+def delete_service(service_id: int) -> dict[str, Any]:
+    """Deregister a service through the API."""
+    return default_client().delete_service(service_id)
+
+
+def clear_logs() -> dict[str, Any]:
+    """Delete every log row through the API."""
+    return default_client().clear_logs()
+
+
+def parse_urls(text: str) -> list[str]:
+    """Instance URLs typed one per line: stripped, blanks dropped, order kept, duplicates removed."""
+    return list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+
+
+def create_body(name: str, urls_text: str, health_path: str, metrics_path: str, weight: int) -> dict[str, Any]:
+    """The POST /api/services body from the register form; a blank metrics path is omitted."""
+    body: dict[str, Any] = {
+        "name": name.strip(),
+        "instances": parse_urls(urls_text),
+        "healthPath": health_path.strip(),
+        "weight": weight,
+    }
+    if metrics_path.strip():
+        body["metricsPath"] = metrics_path.strip()
+    return body
+
+
+def update_body(
+    current: Mapping[str, Any],
+    *,
+    name: str,
+    health_path: str,
+    metrics_path: str,
+    weight: int,
+    urls_text: str | None,
+) -> dict[str, Any]:
+    """The PUT body from the edit form: only fields that differ from `current` (a blank metrics path clears it).
+
+    `current` holds name, healthPath, metricsPath, weight and instances (a list of URLs); `urls_text` None
+    means the instances were not editable (a managed service).
+    """
+    body: dict[str, Any] = {}
+    if name.strip() != current["name"]:
+        body["name"] = name.strip()
+    if health_path.strip() != current["healthPath"]:
+        body["healthPath"] = health_path.strip()
+    new_metrics = metrics_path.strip() or None
+    if new_metrics != current["metricsPath"]:
+        body["metricsPath"] = new_metrics
+    if weight != current["weight"]:
+        body["weight"] = weight
+    if urls_text is not None:
+        urls = parse_urls(urls_text)
+        if set(urls) != set(current["instances"]):
+            body["instances"] = urls
+    return body

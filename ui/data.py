@@ -1,0 +1,161 @@
+"""Page plumbing: a cached session factory from DATABASE_URL, guarded reads, shaped values, API actions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.session import make_engine, make_session_factory
+from engine.errors import DatabaseError
+from ui.api import ApiCallFailed
+
+__all__ = [
+    "ServiceSummary",
+    "act",
+    "flash",
+    "reading",
+    "session_factory",
+    "show_flash",
+    "summarize_services",
+]
+
+NO_DATABASE = (
+    "DATABASE_URL is not set, so the dashboard cannot find the database. The dashboard is started together "
+    "with the engine by `python -m engine up` (or `make run`), which passes it the database URL; "
+    "to run it on its own, set DATABASE_URL to the engine's PostgreSQL URL."
+)
+_FLASH_KEY = "_mm_flash"
+_RESET_KEY = "_mm_reset"
+
+
+def _dispose(factory: sessionmaker[Session]) -> None:
+    bind = factory.kw.get("bind")
+    if bind is not None:
+        bind.dispose()
+
+
+@st.cache_resource(show_spinner=False, on_release=_dispose)
+def _sessions_for(url: str) -> sessionmaker[Session]:
+    # a small pool: the dashboard reads a few queries per refresh
+    return make_session_factory(make_engine(url, pool_size=2, max_overflow=3))
+
+
+def session_factory() -> sessionmaker[Session]:
+    """The session factory for env DATABASE_URL (one engine per URL per process); stops the page if unset."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        st.error(NO_DATABASE)
+        st.stop()
+    try:
+        return _sessions_for(url)
+    except DatabaseError as exc:
+        st.error(f"DATABASE_URL cannot be used: {exc}")
+        st.stop()
+
+
+@contextmanager
+def reading() -> Iterator[Session]:
+    """A read-only session; if the database is unreachable, say so and stop this run (the next refresh retries)."""
+    factory = session_factory()
+    try:
+        with factory() as session:
+            yield session
+    except (OperationalError, InterfaceError) as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        st.error(f"The database is not reachable ({reason}). The page retries on its next refresh.")
+        st.stop()
+
+
+def flash(message: str) -> None:
+    """Keep a success message to show after the coming st.rerun()."""
+    st.session_state.setdefault(_FLASH_KEY, []).append(message)
+
+
+def show_flash() -> None:
+    """Show (once) the messages kept by flash(), and reset widgets act() was told to; call before any widget."""
+    for key in st.session_state.pop(_RESET_KEY, []):
+        st.session_state.pop(key, None)
+    for message in st.session_state.pop(_FLASH_KEY, []):
+        st.success(message)
+
+
+def act(
+    call: Callable[[], dict[str, Any]],
+    success: Callable[[dict[str, Any]], str],
+    reset: Sequence[str] = (),
+) -> None:
+    """Call the API; on success keep a message, reset the given widget keys and rerun; on an API error show it."""
+    try:
+        result = call()
+    except ApiCallFailed as exc:
+        st.error(exc.text())
+        return
+    flash(success(result))
+    st.session_state.setdefault(_RESET_KEY, []).extend(reset)
+    st.rerun()
+
+
+@dataclass(frozen=True)
+class ServiceSummary:
+    """One service as the pages show it: registry settings plus instance counts from the latest checks."""
+
+    id: int
+    name: str
+    status: str
+    managed: bool
+    weight: int
+    health_path: str
+    metrics_path: str | None
+    urls: tuple[str, ...]
+    instance_count: int
+    healthy_count: int
+    last_check: datetime | None
+
+    def as_api(self) -> dict[str, Any]:
+        """The fields the edit form compares against, with the API's names."""
+        return {
+            "name": self.name,
+            "healthPath": self.health_path,
+            "metricsPath": self.metrics_path,
+            "weight": self.weight,
+            "instances": list(self.urls),
+        }
+
+
+def _value(v: Any) -> Any:
+    """None for pandas' missing markers (NaN, NaT, NA), else the value."""
+    return None if v is None or (not isinstance(v, list | tuple | dict) and pd.isna(v)) else v
+
+
+def summarize_services(frame: pd.DataFrame) -> list[ServiceSummary]:
+    """Group db.queries.services_frame (one row per instance) into one summary per service, by id."""
+    out = []
+    for _, group in frame.groupby("service_id", sort=True):
+        first = group.iloc[0]
+        instances = group[group["instance_id"].notna()]
+        last = _value(instances["last_health_check"].max()) if len(instances) else None
+        out.append(
+            ServiceSummary(
+                id=int(first["service_id"]),
+                name=str(first["service"]),
+                status=str(_value(first["service_status"]) or "unknown"),
+                managed=bool(first["managed"]),
+                weight=int(first["weight"]),
+                health_path=str(first["health_path"]),
+                metrics_path=_value(first["metrics_path"]),
+                urls=tuple(str(u) for u in instances["url"]),
+                instance_count=len(instances),
+                healthy_count=int((instances["status"] == "healthy").sum()),
+                last_check=last.to_pydatetime() if isinstance(last, pd.Timestamp) else last,
+            )
+        )
+    return out

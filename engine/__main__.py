@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from engine.config import Settings
 from engine.errors import MonitorError
 from engine.processes import spawn, stop_all
 from engine.runtime import Runtime
+from engine.users import ADMIN_PASSWORD_FILE, Role, create_user
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("mm.engine")
@@ -52,6 +54,35 @@ def _dashboard(settings: Settings, runtime: Runtime) -> subprocess.Popen[bytes]:
     return spawn(argv, env=env, log_path=settings.data_dir / "dashboard.log", cwd=ROOT)
 
 
+def _login_hint(settings: Settings, runtime: Runtime) -> str:
+    first = runtime.first_admin
+    if first is not None and first.generated_password is not None:
+        return (f"Log in as 'admin' with password {first.generated_password} "
+                f"(shown once; also in {first.password_file}, mode 0600)")
+    if (settings.data_dir / ADMIN_PASSWORD_FILE).exists():
+        return f"Log in as 'admin'; its password is in {settings.data_dir / ADMIN_PASSWORD_FILE}"
+    return "Log in with your user (the first admin's password is ADMIN_PASSWORD)"
+
+
+def add_user(settings: Settings, username: str, role: str, password: str | None) -> None:
+    """`user add`: create a user; the password is asked for (or read from stdin), never taken from argv."""
+    if password is None:
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"password for {username}: ")
+            if getpass.getpass("again: ") != password:
+                raise MonitorError("the passwords differ")
+        else:
+            password = sys.stdin.readline().rstrip("\n")
+    runtime = Runtime(settings)
+    runtime.open()
+    try:
+        with runtime.sessions.begin() as session:
+            create_user(session, username, password, Role.parse(role))
+    finally:
+        runtime.stop()
+    print(f"user {username} added with role {role}")
+
+
 def run(settings: Settings, *, demo: bool, dashboard: bool) -> None:
     """Start the engine (and the dashboard), serve until SIGINT/SIGTERM, stop everything."""
     runtime = Runtime(settings)
@@ -62,6 +93,7 @@ def run(settings: Settings, *, demo: bool, dashboard: bool) -> None:
         if dashboard:
             children.append(_dashboard(settings, runtime))
             print(f"Dashboard  http://{settings.api_host}:{settings.dashboard_port}", flush=True)
+        print(_login_hint(settings, runtime), flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         _wait_for_signal(children)
     finally:
@@ -80,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="the engine alone (API, checks, collection)")
     serve.add_argument("--demo", action="store_true", help="launch and register the demo fleet")
     sub.add_parser("migrate", help="apply database migrations and exit")
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    user_add = user.add_parser("add", help="add a user (password asked, or one line on stdin)")
+    user_add.add_argument("username")
+    user_add.add_argument("--role", choices=["viewer", "operator", "admin"], required=True)
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -91,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             runtime.open()
             runtime.stop()
             print("database is at the latest migration")
+        elif args.command == "user":
+            add_user(settings, args.username, args.role, None)
         else:
             run(settings, demo=args.demo, dashboard=args.command == "up")
     except MonitorError as exc:

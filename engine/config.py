@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,11 +33,19 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "WRITER_MAX_BUFFER": ("writer_max_buffer", "events buffered while the DB is slow; oldest dropped (10000)"),
     "DEMO_PORT_BASE": ("demo_port_base", "first loopback port tried for demo instances (default 7100)"),
     "DEMO_SEED": ("demo_seed", "seed of the demo services' latency model (default 42)"),
-    "ALLOW_REMOTE_INSTANCES": (
-        "allow_remote_instances",
-        "1 = instance URLs may point outside loopback (default 0: loopback only)",
-    ),
     "LOG_LEVEL": ("log_level", "console log level (default INFO)"),
+    "JWT_SECRET": ("jwt_secret", "HS256 secret, 32+ characters; unset = generated once into DATA_DIR/jwt_secret"),
+    "TOKEN_TTL": ("token_ttl", "seconds a token stays valid (default 28800 = 8 h)"),
+    "ADMIN_PASSWORD": ("admin_password", "password of the first admin; unset = generated, printed once"),
+    "RATE_LIMIT_PER_S": ("rate_limit", "API requests per second per user or client address (default 20)"),
+    "RATE_LIMIT_BURST": ("rate_burst", "requests allowed at once before the rate applies (default 100)"),
+    "LOGIN_ATTEMPTS": ("login_attempts", "failed logins allowed per client address before 429 (default 10)"),
+    "LOGIN_REFILL_S": ("login_refill", "seconds to earn back one failed-login attempt (default 60)"),
+    "MAX_BODY_BYTES": ("max_body_bytes", "largest request body accepted; larger is 413 (default 65536)"),
+    "INSTANCE_ALLOWLIST": (
+        "instance_allowlist",
+        "comma-separated hosts or CIDRs instances may use; * = any (default: loopback only)",
+    ),
 }
 
 
@@ -49,14 +57,6 @@ def _positive(parse: Callable[[str], T]) -> Callable[[str], T]:
         return value
 
     return check
-
-
-def _bool(raw: str) -> bool:
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError("must be 0 or 1")
 
 
 def _port(raw: str) -> int:
@@ -71,6 +71,24 @@ def _level(raw: str) -> str:
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
     return value
+
+
+def _secret(raw: str) -> str:
+    if len(raw) < 32:
+        raise ValueError("must be at least 32 characters")
+    return raw
+
+
+def _password(raw: str) -> str:
+    if len(raw) < 8:
+        raise ValueError("must be at least 8 characters")
+    return raw
+
+
+def _allowlist(raw: str) -> tuple[str, ...]:
+    from engine.ssrf import parse_allowlist
+
+    return parse_allowlist(raw)
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -91,8 +109,16 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "writer_max_buffer": _positive(int),
     "demo_port_base": _port,
     "demo_seed": int,
-    "allow_remote_instances": _bool,
     "log_level": _level,
+    "jwt_secret": _secret,
+    "token_ttl": _positive(float),
+    "admin_password": _password,
+    "rate_limit": _positive(float),
+    "rate_burst": _positive(int),
+    "login_attempts": _positive(int),
+    "login_refill": _positive(float),
+    "max_body_bytes": _positive(int),
+    "instance_allowlist": _allowlist,
 }
 
 
@@ -117,8 +143,16 @@ class Settings:
     writer_max_buffer: int = 10_000
     demo_port_base: int = 7100
     demo_seed: int = 42
-    allow_remote_instances: bool = False
     log_level: str = "INFO"
+    jwt_secret: str | None = field(default=None, repr=False)
+    token_ttl: float = 8 * 3600.0
+    admin_password: str | None = field(default=None, repr=False)
+    rate_limit: float = 20.0
+    rate_burst: int = 100
+    login_attempts: int = 10
+    login_refill: float = 60.0
+    max_body_bytes: int = 65_536
+    instance_allowlist: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "localhost")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -127,7 +161,7 @@ class Settings:
         values: dict[str, Any] = {}
         for variable, (name, _help) in ENV_VARS.items():
             raw = env.get(variable)
-            if raw is None or (raw == "" and name in {"database_url", "api_url"}):
+            if raw is None or (raw == "" and name in {"database_url", "api_url", "jwt_secret", "admin_password"}):
                 continue
             try:
                 values[name] = _PARSERS[name](raw)

@@ -5,8 +5,11 @@
     ├── DatabaseError                 the database cannot be reached or started
     ├── ApiError                      maps to an HTTP status in engine.api.errors
     │   ├── ValidationFailed          400/422: a field is wrong (details name each field)
+    │   ├── Unauthorized              401: no token, bad token, wrong password
+    │   ├── Forbidden                 403: the role may not do this
     │   ├── NotFound                  404
     │   ├── Conflict                  409: duplicate name, wrong state
+    │   ├── RateLimited               429: slow down (carries retry_after)
     │   └── Unavailable               503: a dependency is down
     └── ProcessError                  a managed OS process failed to start or stop
 """
@@ -20,9 +23,12 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DatabaseError",
+    "Forbidden",
     "MonitorError",
     "NotFound",
     "ProcessError",
+    "RateLimited",
+    "Unauthorized",
     "Unavailable",
     "ValidationFailed",
 ]
@@ -92,3 +98,25 @@ class Unavailable(ApiError):
     """A dependency the request needs (usually the database) is down."""
 
     status = 503
+
+
+class Unauthorized(ApiError):
+    """401: no token, a bad token, or wrong credentials."""
+
+    status = 401
+
+
+class Forbidden(ApiError):
+    """403: the caller's role may not do this."""
+
+    status = 403
+
+
+class RateLimited(ApiError):
+    """429: too many requests from this caller; retry after `retry_after` seconds."""
+
+    status = 429
+
+    def __init__(self, retry_after: float, what: str = "requests") -> None:
+        self.retry_after = max(1, int(retry_after + 0.999))
+        super().__init__(f"too many {what}; retry after {self.retry_after} s")

@@ -21,9 +21,13 @@ from engine.demo import DemoFleet
 from engine.health import HealthChecker
 from engine.http import make_async_client
 from engine.logs import DatabaseLogHandler, event_logger
+from engine.ratelimit import RateLimiter
 from engine.registry import Registry
 from engine.scheduler import build_scheduler
+from engine.secretfile import read_or_create
+from engine.tokens import TokenIssuer
 from engine.traffic import TrafficRecorder
+from engine.users import FirstAdmin, ensure_admin
 from engine.writer import BatchWriter
 
 __all__ = ["Runtime"]
@@ -54,6 +58,10 @@ class Runtime:
         self._server_thread: threading.Thread | None = None
         self.health: HealthChecker | None = None
         self.collector: Collector | None = None
+        self.first_admin: FirstAdmin | None = None
+        self.api_limiter = RateLimiter(settings.rate_limit, settings.rate_burst, self.clock)
+        self.login_limiter = RateLimiter(1.0 / settings.login_refill, settings.login_attempts, self.clock)
+        self._tokens: TokenIssuer | None = None
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -62,6 +70,12 @@ class Runtime:
         """The session factory (after open())."""
         assert self._sessions is not None, "Runtime.open() first"
         return self._sessions
+
+    @property
+    def tokens(self) -> TokenIssuer:
+        """Issues and verifies bearer tokens (after open())."""
+        assert self._tokens is not None, "Runtime.open() first"
+        return self._tokens
 
     @property
     def writer(self) -> BatchWriter:
@@ -88,6 +102,15 @@ class Runtime:
         mm.addHandler(self._log_handler)
         self._mark_interrupted()
         self.reload_registry()
+        self._open_security()
+
+    def _open_security(self) -> None:
+        secret = self.settings.jwt_secret or read_or_create(self.settings.data_dir / "jwt_secret")
+        self._tokens = TokenIssuer(secret, self.settings.token_ttl, self.clock)
+        with self.sessions.begin() as session:
+            self.first_admin = ensure_admin(session, self.settings.data_dir, self.settings.admin_password)
+        if self.first_admin is not None:
+            log.warning("no users existed: created the admin user %r", self.first_admin.username)
 
     def reload_registry(self) -> None:
         """Refresh the in-memory fleet from the database (after every API change)."""

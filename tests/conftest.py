@@ -14,8 +14,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Base
 from db.session import EmbeddedPostgres, make_engine, make_session_factory, migrate, sqlalchemy_url
+from engine.clock import SystemClock
 from engine.config import Settings
 from engine.runtime import Runtime
+from engine.tokens import TokenIssuer
+from engine.users import Role
+
+# tests sign tokens with a fixed secret, so a page test and a live API agree on them
+TEST_JWT_SECRET = "test-secret-0123456789-abcdefghijklmnop"
 
 
 def free_port() -> int:
@@ -84,7 +90,17 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         health_interval=0.5,
         health_timeout=1.0,
         collect_interval=0.5,
+        jwt_secret=TEST_JWT_SECRET,
+        admin_password="admin-password-for-tests",
+        rate_limit=1000.0,
+        rate_burst=10_000,
     )
+
+
+def token_for(role: Role, username: str | None = None) -> str:
+    """A valid bearer token for a user with this role (users are not looked up per request)."""
+    token, _ = TokenIssuer(TEST_JWT_SECRET, 3600, SystemClock()).issue(username or f"test-{role.label}", role)
+    return token
 
 
 @pytest.fixture
@@ -97,8 +113,30 @@ def runtime(clean_db: Engine, settings: Settings) -> Iterator[Runtime]:
 
 
 @pytest.fixture
-def client(runtime: Runtime):  # type: ignore[no-untyped-def]
-    """Flask's test client over the runtime's API."""
+def app(runtime: Runtime):  # type: ignore[no-untyped-def]
+    """The Flask app over the runtime."""
     from engine.api import create_app
 
-    return create_app(runtime).test_client()
+    return create_app(runtime)
+
+
+@pytest.fixture
+def anon(app):  # type: ignore[no-untyped-def]
+    """A test client without a token."""
+    return app.test_client()
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    """A test client with an operator's token (reads and actions, no user management)."""
+    c = app.test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)
+    return c
+
+
+@pytest.fixture
+def admin(app):  # type: ignore[no-untyped-def]
+    """A test client with an admin's token."""
+    c = app.test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.ADMIN, "admin")
+    return c

@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
-from engine.api.errors import register_error_handlers
-
 if TYPE_CHECKING:
+    from engine.api.routing import ApiBlueprint, Route
     from engine.runtime import Runtime
 
-__all__ = ["create_app", "runtime"]
+__all__ = ["VERSION", "create_app", "declared_routes", "runtime"]
+
+VERSION = "0.2.0"
 
 
 def runtime() -> Runtime:
@@ -20,16 +21,30 @@ def runtime() -> Runtime:
     return rt
 
 
+def _parts() -> tuple[ApiBlueprint, ...]:
+    from engine.api import docs, logs, services, status, users
+
+    return (status.api, users.api, services.api, logs.api, docs.api)
+
+
+def declared_routes() -> list[Route]:
+    """Every route of the API, as declared (role, schemas, statuses)."""
+    return [route for part in _parts() for route in part.routes]
+
+
 def create_app(rt: Runtime) -> Flask:
-    """A Flask app with every blueprint and the JSON error handler."""
-    from engine.api.logs import bp as logs_bp
-    from engine.api.services import bp as services_bp
-    from engine.api.status import bp as status_bp
+    """A Flask app with every declared route, auth, rate limits, body limit, JSON errors and the OpenAPI document."""
+    from engine.api.auth import install_rate_limit
+    from engine.api.errors import register_error_handlers
+    from engine.api.openapi import build_document
 
     app = Flask("engine.api")
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_body_bytes
     app.extensions["runtime"] = rt
     register_error_handlers(app)
-    for bp in (status_bp, services_bp, logs_bp):
-        app.register_blueprint(bp)
+    install_rate_limit(app)
+    for part in _parts():
+        app.register_blueprint(part.blueprint)
+    app.extensions["openapi"] = build_document(declared_routes(), VERSION)
     return app

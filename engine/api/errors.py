@@ -1,19 +1,18 @@
-"""One place that maps the exception tree (and pydantic) to JSON errors."""
+"""One place that maps the exception tree (and pydantic, werkzeug, the database) to JSON errors."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any, TypeVar
 
-from flask import Flask, Request, jsonify
-from flask.typing import ResponseReturnValue
+from flask import Flask, Request, Response, jsonify
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from engine.errors import ApiError, ValidationFailed
+from engine.errors import ApiError, RateLimited, Unauthorized, ValidationFailed
 
-__all__ = ["parse_body", "register_error_handlers"]
+__all__ = ["error_response", "parse_body", "parse_query", "register_error_handlers"]
 
 log = logging.getLogger("engine.api")
 M = TypeVar("M", bound=BaseModel)
@@ -26,40 +25,72 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
-def parse_body(model: type[M], request: Request) -> M:
-    """Validate the JSON body; a missing or malformed body is 400, a wrong field 422 naming it."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ValidationFailed(
-            [{"field": "body", "message": "request body must be a JSON object"}], status=400
-        )
+def _validate(model: type[M], data: Any, status: int) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         details = [
             {"field": _field(e["loc"]), "message": e["msg"].removeprefix("Value error, ")}
-            for e in exc.errors(include_url=False)
+            for e in exc.errors(include_url=False, include_input=False)
         ]
-        raise ValidationFailed(details) from None
+        raise ValidationFailed(details, status=status) from None
+
+
+def parse_body(model: type[M], request: Request) -> M:
+    """Validate the JSON body: not a JSON object is 400, a wrong field 422 naming it."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationFailed([{"field": "body", "message": "request body must be a JSON object"}], status=400)
+    return _validate(model, data, 422)
+
+
+def parse_query(model: type[M], request: Request) -> M:
+    """Validate the query string: a repeated, unknown or wrong parameter is 400 naming it."""
+    repeated = [k for k in request.args if len(request.args.getlist(k)) > 1]
+    if repeated:
+        raise ValidationFailed([{"field": k, "message": "given more than once"} for k in repeated], status=400)
+    return _validate(model, request.args.to_dict(), 400)
+
+
+def error_response(status: int, message: str, details: list[dict[str, Any]] | None = None) -> Response:
+    """The one JSON error shape."""
+    response = jsonify({"error": message, "details": details or []})
+    response.status_code = status
+    return response
 
 
 def register_error_handlers(app: Flask) -> None:
     """JSON for every error: ApiError subclasses, HTTP errors, database outages, bugs."""
 
     @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> ResponseReturnValue:
-        return jsonify({"error": exc.message, "details": exc.details}), exc.status
+    def _api_error(exc: ApiError) -> Response:
+        response = error_response(exc.status, exc.message, exc.details)
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="microservice-monitor"'
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> ResponseReturnValue:
-        return jsonify({"error": exc.description or exc.name, "details": []}), exc.code or 500
+    def _http_error(exc: HTTPException) -> Response:
+        response = error_response(exc.code or 500, exc.description or exc.name)
+        for key, value in exc.get_headers():
+            if key.lower() != "content-type":
+                response.headers[key] = value  # e.g. Allow on 405
+        return response
 
     @app.errorhandler(OperationalError)
-    def _db_down(exc: OperationalError) -> ResponseReturnValue:
+    def _db_down(exc: OperationalError) -> Response:
         log.warning("database unavailable: %s", exc.orig)
-        return jsonify({"error": "database unavailable", "details": []}), 503
+        return error_response(503, "database unavailable")
+
+    @app.errorhandler(DataError)
+    def _bad_value(exc: DataError) -> Response:
+        # a value the schema let through but PostgreSQL cannot store or compare: the caller's, not ours
+        log.warning("value refused by the database: %s", exc.orig)
+        return error_response(400, "a value in the request cannot be used", [{"message": str(exc.orig)[:200]}])
 
     @app.errorhandler(Exception)
-    def _bug(exc: Exception) -> ResponseReturnValue:
+    def _bug(exc: Exception) -> Response:
         log.exception("unhandled error")
-        return jsonify({"error": "internal error", "details": [{"type": type(exc).__name__}]}), 500
+        return error_response(500, "internal error", [{"type": type(exc).__name__}])

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from db import queries
 from db.models import LogEntry
 from engine.api import runtime
-from engine.errors import ValidationFailed
-from engine.logs import LEVELS, event_logger
+from engine.api.responses import LogOut, LogsClearedOut
+from engine.api.routing import ApiBlueprint
+from engine.api.schemas import LogQuery
+from engine.logs import event_logger
+from engine.users import Role
 
-__all__ = ["bp", "log_json", "parse_log_filter"]
+__all__ = ["api", "log_json"]
 
-bp = Blueprint("logs", __name__)
+api = ApiBlueprint("logs", tag="logs")
 log = event_logger("api")
-MAX_LIMIT = 1000
 
 
 def log_json(r: LogEntry) -> dict[str, Any]:
@@ -27,49 +28,21 @@ def log_json(r: LogEntry) -> dict[str, Any]:
             "message": r.message, "metadata": r.metadata_}
 
 
-def parse_log_filter(args: dict[str, str]) -> queries.LogFilter:
-    """Query parameters -> LogFilter; every bad parameter is named in the 400."""
-    problems: list[dict[str, str]] = []
-    limit = 100
-    if "limit" in args:
-        try:
-            limit = int(args["limit"])
-            if not 1 <= limit <= MAX_LIMIT:
-                raise ValueError
-        except ValueError:
-            problems.append({"field": "limit", "message": f"must be an integer 1..{MAX_LIMIT}"})
-    level = args.get("level") or None
-    if level is not None:
-        level = level.upper()
-        if level == "WARNING":
-            level = "WARN"
-        if level not in LEVELS:
-            problems.append({"field": "level", "message": f"must be one of {', '.join(LEVELS)}"})
-    since = None
-    if args.get("since"):
-        try:
-            since = datetime.fromisoformat(args["since"])
-        except ValueError:
-            problems.append({"field": "since", "message": "must be an ISO 8601 timestamp"})
-    if problems:
-        raise ValidationFailed(problems, status=400)
-    return queries.LogFilter(limit, level, args.get("source") or None, args.get("q") or None, since)
-
-
-@bp.get("/api/logs")
-def get_logs() -> ResponseReturnValue:
-    """Newest first; CSV when the client accepts text/csv."""
-    f = parse_log_filter(request.args.to_dict())
+@api.route("GET", "/api/logs", summary="Log rows, newest first (CSV with Accept: text/csv)", role=Role.VIEWER,
+           query=LogQuery, ok=(200, list[LogOut]), errors=(503,), csv=True)
+def get_logs(query: LogQuery) -> ResponseReturnValue:
+    """Newest first; CSV when the client prefers text/csv."""
+    f = queries.LogFilter(query.limit, query.level, query.source, query.q, query.since)
     with runtime().sessions() as session:
         if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
             csv = queries.logs_csv(queries.logs_frame(session, f))
             return Response(csv, mimetype="text/csv",
                             headers={"Content-Disposition": "attachment; filename=logs.csv"})
-        rows = queries.recent_logs(session, f)
-        return jsonify([log_json(r) for r in rows])
+        return jsonify([log_json(r) for r in queries.recent_logs(session, f)])
 
 
-@bp.delete("/api/logs")
+@api.route("DELETE", "/api/logs", summary="Delete every log row", role=Role.OPERATOR,
+           ok=(200, LogsClearedOut), errors=(503,))
 def clear_logs() -> ResponseReturnValue:
     """Delete every log row (the clearing itself is logged afterwards)."""
     rt = runtime()

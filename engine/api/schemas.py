@@ -1,65 +1,68 @@
-"""Pydantic schemas of request bodies; field names are the seed's camelCase."""
+"""Pydantic schemas of request bodies and query strings; field names are the seed's camelCase."""
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-__all__ = ["ServiceCreate", "ServiceUpdate", "check_url", "is_loopback"]
+__all__ = ["LogQuery", "ServiceCreate", "ServiceUpdate", "TokenRequest", "UserCreate", "check_url"]
 
-Name = Annotated[
-    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Path = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^/[^\s?#]*$")]
 MAX_INSTANCES = 50
 
 
 def check_url(value: str) -> str:
-    """An http(s) base URL with a host and no query or fragment; returned without a trailing slash."""
+    """An http(s) base URL with a host and no credentials, query or fragment; no trailing slash."""
     value = value.strip()
+    if len(value) > 255:
+        raise ValueError("must be at most 255 characters")
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"}:
         raise ValueError("must start with http:// or https://")
     if not parts.hostname:
         raise ValueError("must name a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query or fragment")
     try:
         _ = parts.port
-    except ValueError as exc:
-        raise ValueError("has an invalid port") from exc
-    if len(value) > 255:
-        raise ValueError("must be at most 255 characters")
-    return value.rstrip("/")
-
-
-def is_loopback(url: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return False
+        raise ValueError("has an invalid port") from None
+    return value.rstrip("/")
 
 
 Url = Annotated[str, AfterValidator(check_url)]
 
 
-class _Body(BaseModel):
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class ServiceCreate(_Body):
+class ServiceCreate(_Strict):
     """POST /api/services. `url` alone means one instance, as in the seed."""
+
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True,
+        json_schema_extra={"anyOf": [{"required": ["url"]}, {"required": ["instances"]}]},
+    )
 
     name: Name
     url: Url | None = None
-    instances: list[Url] | None = Field(default=None, max_length=MAX_INSTANCES)
+    instances: list[Url] | None = Field(default=None, min_length=1, max_length=MAX_INSTANCES)
     healthPath: Path = "/health"
     metricsPath: Path | None = None
     weight: int = Field(default=1, ge=1, le=1000)
@@ -70,7 +73,7 @@ class ServiceCreate(_Body):
         return list(dict.fromkeys(urls))
 
 
-class ServiceUpdate(_Body):
+class ServiceUpdate(_Strict):
     """PUT /api/services/<id>: every field optional; status, load and counts are measured, not set."""
 
     name: Name | None = None
@@ -82,3 +85,32 @@ class ServiceUpdate(_Body):
     def instance_urls(self) -> list[str] | None:
         """The new instance list without duplicates, or None when unchanged."""
         return None if self.instances is None else list(dict.fromkeys(self.instances))
+
+
+class LogQuery(_Strict):
+    """GET /api/logs query string."""
+
+    limit: int = Field(default=100, ge=1, le=1000)
+    level: Literal["DEBUG", "INFO", "WARN", "ERROR"] | None = None
+    source: Text | None = Field(default=None, max_length=100)
+    q: Text | None = Field(default=None, max_length=200)
+    since: datetime | None = None
+
+
+class TokenRequest(BaseModel):
+    """POST /api/auth/token (whitespace in a password is part of it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: Text = Field(min_length=1, max_length=100)
+    password: Text = Field(min_length=1, max_length=200)
+
+
+class UserCreate(BaseModel):
+    """POST /api/users (admin)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: Name
+    password: Text = Field(min_length=8, max_length=200)
+    role: Literal["viewer", "operator", "admin"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -13,15 +13,19 @@ from sqlalchemy.orm import Session
 from db import queries
 from db.models import Instance, Service
 from engine.api import runtime
-from engine.api.errors import parse_body
-from engine.api.schemas import ServiceCreate, ServiceUpdate, is_loopback
+from engine.api.responses import DeletedOut, ServiceOut
+from engine.api.routing import ApiBlueprint
+from engine.api.schemas import ServiceCreate, ServiceUpdate
 from engine.errors import Conflict, NotFound, ValidationFailed
 from engine.logs import event_logger
+from engine.ssrf import refusal
+from engine.users import Role
 
-__all__ = ["bp", "service_json"]
+__all__ = ["api", "service_json"]
 
-bp = Blueprint("services", __name__)
+api = ApiBlueprint("services", tag="services")
 log = event_logger("registry")
+MAX_ID = 2**31 - 1
 
 
 def _iso(value: Any) -> str | None:
@@ -61,20 +65,19 @@ def _json(service: Service) -> dict[str, Any]:
     return service_json(service, runtime().traffic.in_flight(service.name))
 
 
-def _check_hosts(field: str, urls: list[str]) -> None:
-    if runtime().settings.allow_remote_instances:
-        return
+def _check_hosts(field: str, urls: list[str], indexed: bool) -> None:
+    allowlist = runtime().settings.instance_allowlist
     bad = [
-        {"field": field if field == "url" else f"{field}[{n}]",
-         "message": "must be a loopback address (set ALLOW_REMOTE_INSTANCES=1 to allow others)"}
-        for n, url in enumerate(urls) if not is_loopback(url)
+        {"field": f"{field}[{n}]" if indexed else field, "message": reason}
+        for n, url in enumerate(urls)
+        if (reason := refusal(url, allowlist)) is not None
     ]
     if bad:
         raise ValidationFailed(bad)
 
 
 def _get(session: Session, service_id: int) -> Service:
-    service = queries.get_service(session, service_id)
+    service = queries.get_service(session, service_id) if service_id <= MAX_ID else None
     if service is None:
         raise NotFound("service", service_id)
     return service
@@ -86,30 +89,32 @@ def _name_taken(session: Session, name: str, other_than: int | None = None) -> N
         raise Conflict(f"a service named {name!r} already exists", [{"field": "name", "message": "taken"}])
 
 
-@bp.get("/api/services")
+@api.route("GET", "/api/services", summary="List services with their instances", role=Role.VIEWER,
+           ok=(200, list[ServiceOut]), errors=(503,))
 def list_services() -> ResponseReturnValue:
     """Every service with its instances."""
     with runtime().sessions() as session:
         return jsonify([_json(s) for s in queries.list_services(session)])
 
 
-@bp.get("/api/services/<int:service_id>")
+@api.route("GET", "/api/services/<int:service_id>", summary="One service", role=Role.VIEWER,
+           ok=(200, ServiceOut), errors=(404, 503))
 def get_service(service_id: int) -> ResponseReturnValue:
     """One service."""
     with runtime().sessions() as session:
         return jsonify(_json(_get(session, service_id)))
 
 
-@bp.post("/api/services")
-def create_service() -> ResponseReturnValue:
+@api.route("POST", "/api/services", summary="Register a service", role=Role.OPERATOR, body=ServiceCreate,
+           ok=(201, ServiceOut), errors=(409, 503))
+def create_service(body: ServiceCreate) -> ResponseReturnValue:
     """Register a service with one or more instances."""
-    body = parse_body(ServiceCreate, request)
     urls = body.instance_urls()
     if not urls:
         raise ValidationFailed([{"field": "url", "message": "give url or instances (at least one instance)"}])
     if body.url:
-        _check_hosts("url", [body.url])
-    _check_hosts("instances", body.instances or [])
+        _check_hosts("url", [body.url], indexed=False)
+    _check_hosts("instances", body.instances or [], indexed=True)
     rt = runtime()
     try:
         with rt.sessions.begin() as session:
@@ -130,13 +135,13 @@ def create_service() -> ResponseReturnValue:
     return jsonify(result), 201
 
 
-@bp.put("/api/services/<int:service_id>")
-def update_service(service_id: int) -> ResponseReturnValue:
+@api.route("PUT", "/api/services/<int:service_id>", summary="Change a service", role=Role.OPERATOR,
+           body=ServiceUpdate, ok=(200, ServiceOut), errors=(409, 503))
+def update_service(service_id: int, body: ServiceUpdate) -> ResponseReturnValue:
     """Change a service's name, paths, weight or (unmanaged only) instance URLs."""
-    body = parse_body(ServiceUpdate, request)
     new_urls = body.instance_urls()
     if new_urls is not None:
-        _check_hosts("instances", new_urls)
+        _check_hosts("instances", new_urls, indexed=True)
     rt = runtime()
     changed = body.model_dump(exclude_unset=True)
     try:
@@ -168,7 +173,8 @@ def update_service(service_id: int) -> ResponseReturnValue:
     return jsonify(result)
 
 
-@bp.delete("/api/services/<int:service_id>")
+@api.route("DELETE", "/api/services/<int:service_id>", summary="Deregister a service", role=Role.OPERATOR,
+           ok=(200, DeletedOut), errors=(503,))
 def delete_service(service_id: int) -> ResponseReturnValue:
     """Deregister a service; a managed one's processes are stopped."""
     rt = runtime()

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
 from db import queries
 from engine.api import runtime
 from engine.api.logs import log_json
+from engine.api.responses import HealthOut, OverviewOut, SystemMetricsOut
+from engine.api.routing import ApiBlueprint
+from engine.users import Role
 
-__all__ = ["bp", "overview_json"]
+__all__ = ["api", "overview_json"]
 
-bp = Blueprint("status", __name__)
+api = ApiBlueprint("status", tag="status")
 
 
 def overview_json(o: queries.Overview) -> dict[str, Any]:
@@ -31,7 +34,8 @@ def overview_json(o: queries.Overview) -> dict[str, Any]:
     }
 
 
-@bp.get("/api/health")
+@api.route("GET", "/api/health", summary="Engine and database status (no auth)", role=None,
+           ok=(200, HealthOut), same_shape=(503,))
 def health() -> ResponseReturnValue:
     """Engine and database status; 503 while the database is unreachable."""
     rt = runtime()
@@ -66,7 +70,8 @@ def health() -> ResponseReturnValue:
     return jsonify(body), 200 if database["status"] == "up" else 503
 
 
-@bp.get("/api/overview")
+@api.route("GET", "/api/overview", summary="systemOverview", role=Role.VIEWER, ok=(200, OverviewOut),
+           errors=(503,))
 def overview() -> ResponseReturnValue:
     """systemOverview alone."""
     rt = runtime()
@@ -74,7 +79,8 @@ def overview() -> ResponseReturnValue:
         return jsonify(overview_json(queries.overview(session, rt.clock.now())))
 
 
-@bp.get("/api/metrics")
+@api.route("GET", "/api/metrics", summary="The seed's SystemMetrics", role=Role.VIEWER,
+           ok=(200, SystemMetricsOut), errors=(503,))
 def system_metrics() -> ResponseReturnValue:
     """The seed's SystemMetrics. Parts owned by later capabilities are null or empty until they exist."""
     rt = runtime()

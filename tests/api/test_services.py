@@ -132,20 +132,28 @@ def test_delete_removes_service_and_instances_and_logs_it(client, db, runtime):
     assert runtime.registry.services() == ()
     runtime.writer.flush()
     with db() as s:
-        messages = list(s.scalars(select(LogEntry.message).order_by(LogEntry.id)))
+        query = select(LogEntry.message).where(LogEntry.source == "registry").order_by(LogEntry.id)
+        messages = list(s.scalars(query))
     assert messages == ["service orders registered with 1 instance(s)", "service orders deleted"]
 
 
-def test_remote_instances_allowed_when_configured(db, settings):
+def test_allowlisted_networks_are_accepted(db, settings):
     from dataclasses import replace
 
     from engine.api import create_app
     from engine.runtime import Runtime
+    from engine.users import Role
+    from tests.conftest import token_for
 
-    rt = Runtime(replace(settings, allow_remote_instances=True))
+    rt = Runtime(replace(settings, instance_allowlist=("127.0.0.0/8", "10.1.0.0/16")))
     rt.open()
     try:
-        r = create_app(rt).test_client().post("/api/services", json={"name": "ext", "url": "https://example.org"})
-        assert r.status_code == 201
+        c = create_app(rt).test_client()
+        c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)
+        r = c.post("/api/services", json={"name": "ext", "instances": ["http://10.1.2.3:80", "http://10.2.0.1"]})
+        assert r.status_code == 422 and r.json is not None
+        assert r.json["details"] == [{"field": "instances[1]", "message": "10.2.0.1 is not in INSTANCE_ALLOWLIST"}]
+        r = c.post("/api/services", json={"name": "ext", "url": "http://10.1.2.3:80"})
+        assert r.status_code == 201  # registered only: nothing is sent to it in this test
     finally:
         rt.stop()

@@ -6,6 +6,8 @@ import csv
 import io
 from datetime import timedelta
 
+from sqlalchemy import delete
+
 from db.models import Instance, LogEntry, MetricRow, Service
 
 
@@ -70,7 +72,9 @@ def test_system_metrics_has_the_seed_shape(client, runtime):
 
 def add_logs(runtime):
     now = runtime.clock.now()
+    runtime.writer.flush()
     with runtime.sessions.begin() as s:
+        s.execute(delete(LogEntry))  # the first-admin notice of the runtime's start
         s.add_all([
             LogEntry(timestamp=now - timedelta(seconds=3), level="INFO", source="health", message="orders is healthy"),
             LogEntry(timestamp=now - timedelta(seconds=2), level="ERROR", source="health",
@@ -83,8 +87,8 @@ def test_logs_filters(client, runtime):
     add_logs(runtime)
     assert [r["message"] for r in client.get("/api/logs").json] == [
         "orders slow", "payments is unhealthy: 100% down", "orders is healthy"]
-    assert [r["level"] for r in client.get("/api/logs?level=error").json] == ["ERROR"]
-    assert [r["level"] for r in client.get("/api/logs?level=warning").json] == ["WARN"]
+    assert [r["level"] for r in client.get("/api/logs?level=ERROR").json] == ["ERROR"]
+    assert [r["level"] for r in client.get("/api/logs?level=WARN").json] == ["WARN"]
     assert [r["source"] for r in client.get("/api/logs?source=registry").json] == ["registry"]
     assert [r["message"] for r in client.get("/api/logs?q=ORDERS").json] == ["orders slow", "orders is healthy"]
     assert [r["message"] for r in client.get("/api/logs?q=100%25").json] == ["payments is unhealthy: 100% down"]
@@ -93,9 +97,11 @@ def test_logs_filters(client, runtime):
 
 
 def test_logs_bad_parameters_are_named(client):
-    r = client.get("/api/logs?limit=0&level=LOUD&since=yesterday")
+    r = client.get("/api/logs?limit=0&level=LOUD&since=yesterday&colour=red")
     assert r.status_code == 400
-    assert [d["field"] for d in r.json["details"]] == ["limit", "level", "since"]
+    assert [d["field"] for d in r.json["details"]] == ["limit", "level", "since", "colour"]
+    r = client.get("/api/logs?limit=1&limit=2")
+    assert r.status_code == 400 and r.json["details"] == [{"field": "limit", "message": "given more than once"}]
 
 
 def test_logs_csv(client, runtime):

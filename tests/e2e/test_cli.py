@@ -60,10 +60,17 @@ def test_up_serves_everything_and_ctrl_c_stops_everything(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(DATA_DIR=str(tmp_path), API_PORT=str(api_port), DASHBOARD_PORT=str(dash_port),
                DEMO_PORT_BASE="17300", HEALTH_INTERVAL="1", COLLECT_INTERVAL="1")
+    env.pop("ADMIN_PASSWORD", None)
+    env.pop("JWT_SECRET", None)
     api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", trust_env=False, timeout=5)
 
     proc = start(env)
     try:
+        assert wait_for(lambda: api.get("/api/health").status_code == 200, 60)
+        password = (tmp_path / "admin_password").read_text().strip()
+        assert len(password) >= 12
+        token = api.post("/api/auth/token", json={"username": "admin", "password": password}).json()["token"]
+        api.headers["Authorization"] = f"Bearer {token}"
         services = wait_for(lambda: [s for s in api.get("/api/services").json() if s["status"] == "healthy"], 60)
         assert services and len(services) == 3
         assert sum(s["instanceCount"] for s in api.get("/api/services").json()) == 6
@@ -76,6 +83,7 @@ def test_up_serves_everything_and_ctrl_c_stops_everything(tmp_path):
         out = stop(proc)
         assert proc.returncode == 0, out
         assert time.monotonic() - began < 10
+        assert f"Log in as 'admin' with password {password} (shown once" in out
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -84,12 +92,15 @@ def test_up_serves_everything_and_ctrl_c_stops_everything(tmp_path):
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []  # the embedded PostgreSQL stopped too
 
-    proc = start(env)  # the second run finds the first run's logs
+    proc = start(env)  # the second run finds the first run's logs, users and signing secret
     try:
+        assert wait_for(lambda: api.get("/api/health").status_code == 200, 60)
+        assert api.get("/api/services").status_code == 200  # the first run's token still verifies
         logs = wait_for(lambda: api.get("/api/logs", params={"q": "demo fleet up", "limit": 10}).json(), 60)
         assert logs is not None
         wait_for(lambda: len(api.get("/api/logs", params={"q": "demo fleet up"}).json()) >= 2, 10)
         assert len(api.get("/api/logs", params={"q": "demo fleet up"}).json()) == 2
         assert any(r["message"] == "engine stopped" for r in api.get("/api/logs", params={"q": "stopped"}).json())
     finally:
-        stop(proc)
+        out = stop(proc)
+    assert f"its password is in {tmp_path / 'admin_password'}" in out and password not in out

@@ -14,6 +14,8 @@ from sqlalchemy import select
 from db.models import LogEntry, MetricRow
 from engine.demo import start_demo_instance, wait_ready
 from engine.runtime import Runtime
+from engine.users import Role
+from tests.conftest import token_for
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +38,8 @@ def statuses(api):
 def engine_with_demo(clean_db, settings):
     rt = Runtime(replace(settings, demo_port_base=17100, health_interval=0.5, collect_interval=1.0))
     rt.start(demo=True)
-    api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=5)
+    api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=5,
+                       headers={"Authorization": "Bearer " + token_for(Role.VIEWER)})
     try:
         yield rt, api
     finally:

@@ -19,17 +19,23 @@ def test_defaults_without_environment():
 
 
 def test_values_are_parsed():
-    s = Settings.from_env({"API_PORT": "5050", "HEALTH_INTERVAL": "0.5", "ALLOW_REMOTE_INSTANCES": "1",
-                           "DATABASE_URL": "", "LOG_LEVEL": "debug"})
-    assert (s.api_port, s.health_interval, s.allow_remote_instances, s.database_url, s.log_level) == (
-        5050, 0.5, True, None, "DEBUG"
+    s = Settings.from_env({"API_PORT": "5050", "HEALTH_INTERVAL": "0.5", "INSTANCE_ALLOWLIST": " 10.0.0.0/8, *,svc",
+                           "DATABASE_URL": "", "LOG_LEVEL": "debug", "JWT_SECRET": ""})
+    assert (s.api_port, s.health_interval, s.instance_allowlist, s.database_url, s.log_level, s.jwt_secret) == (
+        5050, 0.5, ("10.0.0.0/8", "*", "svc"), None, "DEBUG", None
     )
+
+
+def test_secrets_are_not_in_the_repr():
+    s = Settings(jwt_secret="x" * 40, admin_password="hunter22hunter22")
+    assert "x" * 40 not in repr(s) and "hunter22" not in repr(s)
 
 
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("API_PORT", "70000"), ("API_PORT", "abc"), ("HEALTH_INTERVAL", "0"), ("HEALTH_FALL", "-1"),
-     ("ALLOW_REMOTE_INSTANCES", "maybe"), ("LOG_LEVEL", "LOUD")],
+     ("LOG_LEVEL", "LOUD"), ("JWT_SECRET", "short"), ("ADMIN_PASSWORD", "1234"), ("INSTANCE_ALLOWLIST", "10.0.0.0/99"),
+     ("INSTANCE_ALLOWLIST", " , "), ("RATE_LIMIT_PER_S", "0")],
 )
 def test_bad_values_name_the_variable(variable, value):
     with pytest.raises(ConfigError) as err:

@@ -1,0 +1,88 @@
+"""/api/auth/token (log in) and /api/users (admin only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import g, jsonify
+from flask.typing import ResponseReturnValue
+from sqlalchemy import func, select
+
+from db.models import User
+from engine.api import runtime
+from engine.api.auth import login_key
+from engine.api.responses import DeletedOut, TokenOut, UserOut
+from engine.api.routing import ApiBlueprint
+from engine.api.schemas import TokenRequest, UserCreate
+from engine.errors import Conflict, NotFound, RateLimited, Unauthorized
+from engine.logs import event_logger
+from engine.users import Role, authenticate, create_user
+
+__all__ = ["api"]
+
+api = ApiBlueprint("users", tag="auth")
+log = event_logger("auth")
+
+
+def _user_json(u: User) -> dict[str, Any]:
+    return {"id": u.id, "username": u.username, "role": u.role,
+            "createdAt": u.created_at.isoformat() if u.created_at else None}
+
+
+@api.route("POST", "/api/auth/token", summary="Exchange username and password for a bearer token", role=None,
+           body=TokenRequest, ok=(200, TokenOut), errors=(401, 503))
+def issue_token(body: TokenRequest) -> ResponseReturnValue:
+    """A JWT for valid credentials; failed attempts per client address are limited (429)."""
+    rt = runtime()
+    key = login_key()
+    wait = rt.login_limiter.retry_after(key)
+    if wait is not None:
+        raise RateLimited(wait, "failed logins")
+    with rt.sessions() as session:
+        user = authenticate(session, body.username, body.password)
+    if user is None:
+        rt.login_limiter.hit(key)
+        log.warning("failed login for %r", body.username, extra={"meta": {"username": body.username}})
+        raise Unauthorized("wrong username or password")
+    role = Role.parse(user.role)
+    token, expires = rt.tokens.issue(user.username, role)
+    log.info("%s logged in", user.username, extra={"meta": {"username": user.username, "role": role.label}})
+    return jsonify({"token": token, "expiresAt": expires.isoformat(), "role": role.label})
+
+
+@api.route("GET", "/api/users", summary="List users", role=Role.ADMIN, ok=(200, list[UserOut]), errors=(503,))
+def list_users() -> ResponseReturnValue:
+    """Every user, without password hashes."""
+    with runtime().sessions() as session:
+        return jsonify([_user_json(u) for u in session.scalars(select(User).order_by(User.id))])
+
+
+@api.route("POST", "/api/users", summary="Add a user", role=Role.ADMIN, body=UserCreate, ok=(201, UserOut),
+           errors=(409, 503))
+def add_user(body: UserCreate) -> ResponseReturnValue:
+    """Create a user with a role."""
+    with runtime().sessions.begin() as session:
+        user = create_user(session, body.username, body.password, Role.parse(body.role))
+        result = _user_json(user)
+    log.info("user %s added with role %s", body.username, body.role,
+             extra={"meta": {"username": body.username, "role": body.role, "by": g.claims.username}})
+    return jsonify(result), 201
+
+
+@api.route("DELETE", "/api/users/<int:user_id>", summary="Remove a user", role=Role.ADMIN, ok=(200, DeletedOut),
+           errors=(409, 503))
+def delete_user(user_id: int) -> ResponseReturnValue:
+    """Remove a user; not yourself, not the last admin. Their tokens lapse at expiry (TOKEN_TTL)."""
+    with runtime().sessions.begin() as session:
+        user = session.get(User, user_id) if user_id < 2**31 else None
+        if user is None:
+            raise NotFound("user", user_id)
+        if user.username == g.claims.username:
+            raise Conflict("you cannot remove yourself")
+        admins = session.scalar(select(func.count()).select_from(User).where(User.role == "admin"))
+        if user.role == "admin" and admins == 1:
+            raise Conflict("the last admin cannot be removed")
+        name = user.username
+        session.delete(user)
+    log.info("user %s removed", name, extra={"meta": {"username": name, "by": g.claims.username}})
+    return jsonify({"message": f"user {name} removed", "id": user_id})

@@ -1,19 +1,28 @@
-"""Streamlit entry point: page config and navigation over the dashboard pages (no SQL here)."""
+"""Streamlit entry point: page config, then the login form or the navigation over the pages (no SQL here)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from ui import session
 from ui.api import api_url
+from ui.session import Role
 
 st.set_page_config(page_title="Microservice Monitor", page_icon="📡", layout="wide")
 
-navigation = st.navigation(
-    [
+if not session.logged_in():
+    # the only page until a login succeeds: no other page is registered, so none can be opened by URL
+    st.navigation([st.Page(session.login_form, title="Log in", icon=":material/login:")], position="hidden").run()
+else:
+    pages = [
         st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
         st.Page("pages/services.py", title="Services", icon=":material/dns:"),
         st.Page("pages/logs.py", title="Logs", icon=":material/receipt_long:"),
     ]
-)
-st.sidebar.caption(f"Microservice Monitor · API {api_url()}")
-navigation.run()
+    if session.can(Role.ADMIN):
+        pages.append(st.Page("pages/users.py", title="Users", icon=":material/group:"))
+    navigation = st.navigation(pages)
+    st.sidebar.markdown(f":material/person: {session.who()}")
+    st.sidebar.button("Log out", key="logout", icon=":material/logout:", on_click=session.logout)
+    st.sidebar.caption(f"Microservice Monitor · API {api_url()}")
+    navigation.run()

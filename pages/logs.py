@@ -1,4 +1,4 @@
-"""Logs: filter and search the event log (live), download the filtered rows as CSV, clear the log."""
+"""Logs: filter and search the event log (live), download the filtered rows as CSV, clear the log (operators)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,20 @@ import streamlit as st
 
 from db import queries
 from engine.logs import LEVELS
-from ui import api, data
+from ui import api, data, session
 from ui.format import fmt_json, level_label
+from ui.session import Role
 
 REFRESH_S = 5
 ANY = "any"
 ROW_LIMITS = (50, 100, 200, 500, 1000)
 
+session.require_login()
 st.title("Logs")
 data.show_flash()
 
-with data.reading() as session:
-    sources = queries.log_sources(session)
+with data.reading() as db_session:
+    sources = queries.log_sources(db_session)
 
 c1, c2, c3, c4 = st.columns([1, 1, 2, 1])
 level = c1.selectbox("Level", [ANY, *LEVELS], key="logs-level")
@@ -47,8 +49,8 @@ def log_table(frame: pd.DataFrame) -> pd.DataFrame:
 @st.fragment(run_every=REFRESH_S)
 def live_logs(f: queries.LogFilter) -> None:
     """The filtered rows, newest first, and their CSV."""
-    with data.reading() as session:
-        frame = queries.logs_frame(session, f)
+    with data.reading() as db_session:
+        frame = queries.logs_frame(db_session, f)
     if frame.empty:
         st.info("No log rows match these filters.")
     else:
@@ -73,7 +75,8 @@ live_logs(log_filter)
 
 with st.expander("Clear logs"), st.form("clear-logs", border=False, clear_on_submit=True):
     confirm = st.checkbox("Yes, delete every log row", key="logs-confirm")
-    if st.form_submit_button("Clear logs", type="primary", key="logs-clear"):
+    if st.form_submit_button("Clear logs", type="primary", key="logs-clear", disabled=not session.can(Role.OPERATOR),
+                             help=session.needs(Role.OPERATOR)):
         if confirm:
             data.act(api.clear_logs, lambda r: f"Logs cleared: {r['deleted']} row(s) deleted.")
         else:

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from db import queries
-from ui import charts, data
+from ui import charts, data, session
 from ui.format import (
     STATUS_COLOURS,
     card_css,
@@ -26,6 +26,7 @@ REFRESH_S = 5
 CHART_WINDOW = timedelta(minutes=15)
 CARDS_PER_ROW = 4
 
+session.require_login()
 st.title("Overview")
 st.html(card_css())
 
@@ -91,10 +92,10 @@ def show_charts(metrics: pd.DataFrame) -> None:
 def live() -> None:
     """Everything that moves: read once, then draw KPIs, cards and charts."""
     now = datetime.now(UTC)
-    with data.reading() as session:
-        o = queries.overview(session, now)
-        services = data.summarize_services(queries.services_frame(session))
-        metrics = queries.metrics_frame(session, now - CHART_WINDOW)
+    with data.reading() as db_session:
+        o = queries.overview(db_session, now)
+        services = data.summarize_services(queries.services_frame(db_session))
+        metrics = queries.metrics_frame(db_session, now - CHART_WINDOW)
     show_kpis(o, services)
     st.subheader("Services")
     show_cards(services, now)

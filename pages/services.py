@@ -1,4 +1,4 @@
-"""Services: every instance with its latest check (live), and forms to register, edit and delete services."""
+"""Services: every instance with its latest check (live); forms to register, edit and delete (operators)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,17 @@ import pandas as pd
 import streamlit as st
 
 from db import queries
-from ui import api, data
+from ui import api, data, session
 from ui.format import NA, fmt_status
+from ui.session import Role
 
 REFRESH_S = 5
 REGISTER_KEYS = ("reg-name", "reg-urls", "reg-health", "reg-metrics", "reg-weight")
 
+session.require_login()
+# viewers see the forms, with their buttons disabled and a help naming the role they take
+CAN_ACT = session.can(Role.OPERATOR)
+ACT_HELP = session.needs(Role.OPERATOR)
 st.title("Services")
 data.show_flash()
 
@@ -32,8 +37,8 @@ def instance_table(frame: pd.DataFrame) -> pd.DataFrame:
 @st.fragment(run_every=REFRESH_S)
 def live_table() -> None:
     """One row per instance; unmeasured cells read n/a."""
-    with data.reading() as session:
-        frame = queries.services_frame(session)
+    with data.reading() as db_session:
+        frame = queries.services_frame(db_session)
     if frame.empty:
         st.info("No services registered yet: register one below.")
         return
@@ -63,7 +68,8 @@ def register_form() -> None:
         metrics = c2.text_input("Metrics path (optional)", key="reg-metrics", placeholder="/metrics",
                                 help="A Prometheus endpoint; CPU and memory are scraped from it.")
         weight = c3.number_input("Weight", min_value=1, max_value=1000, value=1, step=1, key="reg-weight")
-        submitted = st.form_submit_button("Register", type="primary", key="reg-submit")
+        submitted = st.form_submit_button("Register", type="primary", key="reg-submit", disabled=not CAN_ACT,
+                                          help=ACT_HELP)
     if submitted:
         body = api.create_body(name, urls, health, metrics, int(weight))
         data.act(lambda: api.create_service(body),
@@ -89,7 +95,8 @@ def edit_form(services: list[data.ServiceSummary]) -> None:
             "Instance URLs, one per line", value="\n".join(s.urls), key=f"edit-urls-{s.id}", disabled=s.managed,
             help="A managed service's instances change through scale-up and scale-down." if s.managed else None,
         )
-        submitted = st.form_submit_button("Save changes", type="primary", key=f"edit-submit-{s.id}")
+        submitted = st.form_submit_button("Save changes", type="primary", key=f"edit-submit-{s.id}",
+                                          disabled=not CAN_ACT, help=ACT_HELP)
     if submitted:
         body = api.update_body(s.as_api(), name=name, health_path=health, metrics_path=metrics,
                                weight=int(weight), urls_text=None if s.managed else urls)
@@ -108,7 +115,7 @@ def delete_form(services: list[data.ServiceSummary]) -> None:
         chosen = st.selectbox("Service", list(by_id), format_func=lambda i: by_id[i].name, key="delete-service")
         confirm = st.checkbox("Yes, deregister this service", key="delete-confirm",
                               help="A managed service's instance processes are stopped too.")
-        submitted = st.form_submit_button("Delete", key="delete-submit")
+        submitted = st.form_submit_button("Delete", key="delete-submit", disabled=not CAN_ACT, help=ACT_HELP)
     if submitted:
         if chosen is None:
             return
@@ -120,8 +127,8 @@ def delete_form(services: list[data.ServiceSummary]) -> None:
 
 live_table()
 
-with data.reading() as session:
-    summaries = data.summarize_services(queries.services_frame(session))
+with data.reading() as db_session:
+    summaries = data.summarize_services(queries.services_frame(db_session))
 
 register_tab, edit_tab, delete_tab = st.tabs(["Register", "Edit", "Delete"])
 with register_tab:

@@ -1,4 +1,4 @@
-"""The dashboard's REST API client: every button acts through here, so validation lives in the API alone."""
+"""The dashboard's REST API client: the login and every button act through here; validation lives in the API."""
 
 from __future__ import annotations
 
@@ -18,8 +18,12 @@ __all__ = [
     "clear_logs",
     "create_body",
     "create_service",
+    "create_user",
     "default_client",
     "delete_service",
+    "delete_user",
+    "list_users",
+    "login",
     "parse_urls",
     "update_body",
     "update_service",
@@ -30,12 +34,22 @@ TIMEOUT_S = 10.0
 
 
 class ApiCallFailed(MonitorError):
-    """The API answered with an error status, or could not be reached (status None)."""
+    """The API answered with an error status, or could not be reached (status None).
 
-    def __init__(self, status: int | None, error: str, details: Sequence[Mapping[str, Any]] | None = None) -> None:
+    `retry_after` holds the seconds of a Retry-After header (a 429), else None.
+    """
+
+    def __init__(
+        self,
+        status: int | None,
+        error: str,
+        details: Sequence[Mapping[str, Any]] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         self.status = status
         self.error = error
         self.details = [dict(d) for d in details or []]
+        self.retry_after = retry_after
         super().__init__(f"{status or 'no response'}: {error}")
 
     def lines(self) -> list[str]:
@@ -94,7 +108,12 @@ class ApiClient:
             details = [d for d in raw if isinstance(d, dict)] if isinstance(raw, list) else []
         else:
             error, details = response.reason_phrase or "error", []
-        raise ApiCallFailed(response.status_code, error, details)
+        raise ApiCallFailed(response.status_code, error, details, _retry_after(response))
+
+    def login(self, username: str, password: str) -> dict[str, Any]:
+        """POST /api/auth/token: {token, expiresAt, role}; wrong credentials are a 401, too many tries a 429."""
+        result: dict[str, Any] = self.request("POST", "/api/auth/token", {"username": username, "password": password})
+        return result
 
     def create_service(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /api/services: the created service."""
@@ -116,6 +135,28 @@ class ApiClient:
         result: dict[str, Any] = self.request("DELETE", "/api/logs")
         return result
 
+    def list_users(self) -> list[dict[str, Any]]:
+        """GET /api/users (admin): [{id, username, role, createdAt}]."""
+        result: list[dict[str, Any]] = self.request("GET", "/api/users")
+        return result
+
+    def create_user(self, username: str, password: str, role: str) -> dict[str, Any]:
+        """POST /api/users (admin): the created user."""
+        body = {"username": username, "password": password, "role": role}
+        result: dict[str, Any] = self.request("POST", "/api/users", body)
+        return result
+
+    def delete_user(self, user_id: int) -> dict[str, Any]:
+        """DELETE /api/users/<id> (admin): {message, id}."""
+        result: dict[str, Any] = self.request("DELETE", f"/api/users/{user_id}")
+        return result
+
+
+def _retry_after(response: httpx.Response) -> int | None:
+    """Whole seconds from a Retry-After header given in seconds; None if absent or a date."""
+    raw = response.headers.get("Retry-After", "").strip()
+    return int(raw) if raw.isdigit() else None
+
 
 def api_url() -> str:
     """Where the API is: env API_URL, else the engine's default address."""
@@ -123,8 +164,15 @@ def api_url() -> str:
 
 
 def default_client(token: str | None = None) -> ApiClient:
-    """A client for the API at api_url(), sending a bearer token when given."""
-    return ApiClient(api_url(), token=token)
+    """A client for the API at api_url(), sending `token`, else the logged-in session's token."""
+    from ui import session  # late: ui.session imports this module for the login form
+
+    return ApiClient(api_url(), token=token if token is not None else session.token())
+
+
+def login(username: str, password: str) -> dict[str, Any]:
+    """Exchange credentials for a token (no token sent)."""
+    return ApiClient(api_url()).login(username, password)
 
 
 def create_service(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,6 +193,21 @@ def delete_service(service_id: int) -> dict[str, Any]:
 def clear_logs() -> dict[str, Any]:
     """Delete every log row through the API."""
     return default_client().clear_logs()
+
+
+def list_users() -> list[dict[str, Any]]:
+    """Every user (admin)."""
+    return default_client().list_users()
+
+
+def create_user(username: str, password: str, role: str) -> dict[str, Any]:
+    """Add a user (admin)."""
+    return default_client().create_user(username, password, role)
+
+
+def delete_user(user_id: int) -> dict[str, Any]:
+    """Remove a user (admin)."""
+    return default_client().delete_user(user_id)
 
 
 def parse_urls(text: str) -> list[str]:

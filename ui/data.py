@@ -1,4 +1,4 @@
-"""Page plumbing: a cached session factory from DATABASE_URL, guarded reads, shaped values, API actions."""
+"""Page plumbing: a cached session factory from DATABASE_URL, guarded reads, shaped values, API calls."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -16,11 +16,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
 from engine.errors import DatabaseError
+from ui import session as auth  # "session" is a database session here
 from ui.api import ApiCallFailed
 
 __all__ = [
     "ServiceSummary",
     "act",
+    "fetch",
     "flash",
     "reading",
     "session_factory",
@@ -35,6 +37,7 @@ NO_DATABASE = (
 )
 _FLASH_KEY = "_mm_flash"
 _RESET_KEY = "_mm_reset"
+T = TypeVar("T")
 
 
 def _dispose(factory: sessionmaker[Session]) -> None:
@@ -88,20 +91,42 @@ def show_flash() -> None:
         st.success(message)
 
 
+def _session_expired() -> NoReturn:
+    """The API answered 401 to our token: forget the login and rerun into the login form, which says why."""
+    auth.expire()
+    st.rerun()
+
+
 def act(
     call: Callable[[], dict[str, Any]],
     success: Callable[[dict[str, Any]], str],
     reset: Sequence[str] = (),
 ) -> None:
-    """Call the API; on success keep a message, reset the given widget keys and rerun; on an API error show it."""
+    """Call the API; on success keep a message, reset the given widget keys and rerun; on an API error show it.
+
+    A 401 means the token expired or is no longer valid: the session is cleared and the login form asks again.
+    """
     try:
         result = call()
     except ApiCallFailed as exc:
+        if exc.status == 401:
+            _session_expired()
         st.error(exc.text())
         return
     flash(success(result))
     st.session_state.setdefault(_RESET_KEY, []).extend(reset)
     st.rerun()
+
+
+def fetch(call: Callable[[], T]) -> T:
+    """Read through the API; an error is shown and stops this run (a 401 logs out, as in act())."""
+    try:
+        return call()
+    except ApiCallFailed as exc:
+        if exc.status == 401:
+            _session_expired()
+        st.error(exc.text())
+        st.stop()
 
 
 @dataclass(frozen=True)

@@ -110,11 +110,13 @@ def test_user_add_reads_the_password_from_stdin(clean_db, database_url, tmp_path
     from engine.users import authenticate
 
     env = dict(os.environ, DATABASE_URL=database_url, DATA_DIR=str(tmp_path), ADMIN_PASSWORD="first-admin-pw")
-    done = subprocess.run([sys.executable, "-m", "engine", "user", "add", "bob", "--role", "operator"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "engine", "user", "add", "bob", "--role", "operator"], check=False,
+                          cwd=ROOT,
                           env=env, input="bobs-password-1\n", capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "user bob added with role operator" in done.stdout and "bobs-password-1" not in done.stdout + done.stderr
-    again = subprocess.run([sys.executable, "-m", "engine", "user", "add", "bob", "--role", "viewer"], cwd=ROOT,
+    again = subprocess.run([sys.executable, "-m", "engine", "user", "add", "bob", "--role", "viewer"], check=False,
+                           cwd=ROOT,
                            env=env, input="another-password\n", capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "already exists" in again.stderr
     from db.session import make_session_factory

@@ -1,10 +1,11 @@
-"""Fixtures for dashboard tests: the environment a page reads, a seeded database, a live API."""
+"""Fixtures for dashboard tests: the environment a page reads, a seeded database, a live API, a login."""
 
 from __future__ import annotations
 
 import base64
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ from streamlit.testing.v1 import AppTest
 
 from engine.config import Settings
 from engine.runtime import Runtime
+from engine.users import Role
+from tests.conftest import token_for
+from ui import session
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,10 +46,33 @@ def live_api(dash_env: sessionmaker[Session], settings: Settings) -> Iterator[Ru
         rt.stop()
 
 
-def open_page(path: str) -> AppTest:
-    """Run a page (or app.py) once, as a browser's first visit would."""
+def log_in(at: AppTest, role: Role, *, token: str | None = None, username: str | None = None,
+           expires_in: timedelta = timedelta(hours=1)) -> None:
+    """Put a login into the AppTest's session state, as a successful login form would (before run())."""
+    name = username or f"test-{role.label}"
+    entries = session.state_for(token or token_for(role, name), role, name, datetime.now(UTC) + expires_in)
+    for key, value in entries.items():
+        at.session_state[key] = value
+
+
+def open_page(path: str, role: Role | None = Role.OPERATOR, **login: Any) -> AppTest:
+    """Run a page (or app.py) once, as a browser's first visit would: logged in with `role`, or not (None).
+
+    `login` goes to log_in (token, username, expires_in).
+    """
     at = AppTest.from_file(ROOT / path, default_timeout=30)
+    if role is not None:
+        log_in(at, role, **login)
     return at.run()
+
+
+def logged_in_token(at: AppTest) -> str | None:
+    """The token the session keeps, None when logged out."""
+    state = at.session_state  # a SafeSessionState: no .get()
+    if session.TOKEN_KEY not in state:
+        return None
+    token: str = state[session.TOKEN_KEY]
+    return token
 
 
 def metrics(at: AppTest) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Unit tests of the dashboard's building blocks: formatting, API client and bodies, shaping, charts."""
+"""Unit tests of the dashboard's building blocks: formatting, API client and bodies, login state, shaping, charts."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+import streamlit as st
 
 from db.queries import logs_csv
 from engine.errors import MonitorError
-from ui import api
+from engine.users import Role
+from ui import api, session
 from ui.charts import per_service_lines
 from ui.data import summarize_services
 from ui.format import fmt_ago, fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status, status_colour
@@ -127,6 +129,82 @@ def test_api_success_returns_json_and_api_url_default(monkeypatch):
     assert api.api_url() == "http://127.0.0.1:5000"
     monkeypatch.setenv("API_URL", "http://127.0.0.1:5055")
     assert api.default_client().base_url == "http://127.0.0.1:5055"
+
+
+def test_login_posts_credentials_without_a_token_and_keeps_retry_after():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append((request.method, request.url.path, body, request.headers.get("Authorization")))
+        if body["password"] == "right-password":
+            return httpx.Response(200, json={"token": "t", "expiresAt": "2026-01-01T20:00:00+00:00", "role": "viewer"})
+        return httpx.Response(429, headers={"Retry-After": "42"},
+                              json={"error": "too many failed logins; retry after 42 s"})
+
+    assert _client(handler).login("vera", "right-password") == {
+        "token": "t", "expiresAt": "2026-01-01T20:00:00+00:00", "role": "viewer"}
+    assert seen == [("POST", "/api/auth/token", {"username": "vera", "password": "right-password"}, None)]
+    with pytest.raises(api.ApiCallFailed) as info:
+        _client(handler).login("vera", "guess")
+    assert (info.value.status, info.value.retry_after) == (429, 42)
+
+    with pytest.raises(api.ApiCallFailed) as info:  # a Retry-After given as a date is not read as seconds
+        _client(lambda r: httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"})).list_users()
+    assert (info.value.status, info.value.retry_after) == (503, None)
+
+
+def test_user_calls_use_the_admin_routes():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
+        return httpx.Response(200, json=[] if request.method == "GET" else {"id": 2})
+
+    c = _client(handler, token="adm")
+    assert c.list_users() == []
+    c.create_user("vera", "viewer-password-1", "viewer")
+    c.delete_user(2)
+    assert seen == [
+        ("GET", "/api/users", None),
+        ("POST", "/api/users", {"username": "vera", "password": "viewer-password-1", "role": "viewer"}),
+        ("DELETE", "/api/users/2", None),
+    ]
+
+
+@pytest.fixture
+def bare_session():
+    """st.session_state outside a script run (bare mode), emptied of any login before and after."""
+    session.logout()
+    st.session_state.pop("_mm_login_notice", None)
+    yield st.session_state
+    session.logout()
+    st.session_state.pop("_mm_login_notice", None)
+
+
+def test_session_keeps_the_login_and_orders_roles(bare_session):
+    assert (session.token(), session.role(), session.username(), session.logged_in()) == (None, None, None, False)
+    assert not session.can(Role.VIEWER)
+    session.store("tok", "operator", "olga", "2999-01-01T00:00:00")  # a naive time is UTC
+    assert (session.token(), session.role(), session.username()) == ("tok", Role.OPERATOR, "olga")
+    assert session.expires_at() == datetime(2999, 1, 1, tzinfo=UTC)
+    assert session.logged_in()
+    assert session.who() == "olga (operator)"
+    assert [session.can(r) for r in (Role.VIEWER, Role.OPERATOR, Role.ADMIN)] == [True, True, False]
+    assert session.needs(Role.OPERATOR) is None
+    assert session.needs(Role.ADMIN) == "Needs the admin role; you are logged in as operator."
+    assert api.default_client()._headers == {"Authorization": "Bearer tok"}  # the session's token is sent
+    assert api.default_client(token="other")._headers == {"Authorization": "Bearer other"}
+    session.logout()
+    assert (session.token(), session.role(), session.logged_in()) == (None, None, False)
+    assert api.default_client()._headers == {}
+
+
+def test_a_lapsed_login_is_dropped_with_the_expired_notice(bare_session):
+    session.store("tok", Role.ADMIN, "ada", datetime.now(UTC) - timedelta(seconds=1))
+    assert not session.logged_in()
+    assert session.token() is None
+    assert bare_session["_mm_login_notice"] == session.EXPIRED
 
 
 def test_summarize_services_counts_instances():

@@ -1,0 +1,197 @@
+"""Circuit breakers: an explicit CLOSED / OPEN / HALF_OPEN state machine per service, clock injected.
+
+CLOSED: calls pass. It opens on `failure_threshold` consecutive failures, or when the failure rate
+over the last `window_size` calls reaches `failure_rate_threshold` % once `minimum_calls` were seen.
+A call slower than `slow_call_ms` (when set) counts as a failure.
+OPEN: calls are refused without reaching the target, for `open_timeout_ms`.
+HALF_OPEN: up to `half_open_calls` trial calls are admitted; a failure reopens, that many
+successes close. Every transition goes, in order, to the listeners.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from engine.clock import Clock
+
+__all__ = ["BreakerConfig", "BreakerState", "CircuitBreaker", "Transition"]
+
+
+class BreakerState(enum.Enum):
+    """The three states, with the seed's names."""
+
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    HALF_OPEN = "HALF_OPEN"
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """Thresholds; the defaults follow the seed (5 failures, 60 s) and resilience4j (50 % of 20, 10 seen)."""
+
+    failure_threshold: int = 5
+    failure_rate_threshold: float = 50.0
+    window_size: int = 20
+    minimum_calls: int = 10
+    slow_call_ms: float | None = None
+    open_timeout_ms: float = 60_000.0
+    half_open_calls: int = 1
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1 or self.window_size < 1 or self.half_open_calls < 1:
+            raise ValueError("failure_threshold, window_size and half_open_calls must be at least 1")
+        if not 0 < self.failure_rate_threshold <= 100:
+            raise ValueError("failure_rate_threshold must be in (0, 100]")
+        if not 1 <= self.minimum_calls <= self.window_size:
+            raise ValueError("minimum_calls must be between 1 and window_size")
+        if self.open_timeout_ms <= 0 or (self.slow_call_ms is not None and self.slow_call_ms <= 0):
+            raise ValueError("open_timeout_ms and slow_call_ms must be greater than 0")
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One state change of one breaker."""
+
+    service: str
+    from_state: BreakerState
+    to_state: BreakerState
+    at: datetime
+    reason: str
+
+
+Listener = Callable[[Transition], None]
+
+
+class CircuitBreaker:
+    """One service's breaker. Thread-safe: allow() before a call, then exactly one record_*()."""
+
+    def __init__(self, service: str, config: BreakerConfig, clock: Clock, listeners: tuple[Listener, ...] = ()) -> None:
+        self.service = service
+        self.config = config
+        self._clock = clock
+        self._listeners = listeners
+        self._lock = threading.Lock()
+        self._state = BreakerState.CLOSED
+        self._consecutive = 0
+        self._window: deque[bool] = deque(maxlen=config.window_size)  # True = failure
+        self._opened_at = 0.0
+        self._trials_in_flight = 0
+        self._trial_successes = 0
+        self.failures = 0
+        self.rejected = 0
+        self.last_failure: datetime | None = None
+
+    @property
+    def state(self) -> BreakerState:
+        """The state now (an OPEN breaker whose timeout passed reads HALF_OPEN)."""
+        with self._lock:
+            pending = self._expire()
+        self._notify(pending)
+        return self._state
+
+    def allow(self) -> bool:
+        """May a call go now? A refused call is counted and must not be recorded."""
+        with self._lock:
+            pending = self._expire()
+            if self._state is BreakerState.CLOSED:
+                allowed = True
+            elif self._state is BreakerState.HALF_OPEN and self._trials_in_flight < self.config.half_open_calls:
+                self._trials_in_flight += 1
+                allowed = True
+            else:
+                self.rejected += 1
+                allowed = False
+        self._notify(pending)
+        return allowed
+
+    def record_success(self, duration_ms: float) -> None:
+        """The admitted call answered; slow answers count as failures when slow_call_ms is set."""
+        slow = self.config.slow_call_ms is not None and duration_ms > self.config.slow_call_ms
+        self._record(failed=slow, reason=f"slow call ({duration_ms:.0f} ms)" if slow else "")
+
+    def record_failure(self, reason: str = "failure") -> None:
+        """The admitted call failed (error status, connection error, timeout)."""
+        self._record(failed=True, reason=reason)
+
+    def reset(self, reason: str = "manual reset") -> None:
+        """Back to CLOSED with empty counters."""
+        with self._lock:
+            pending = self._to(BreakerState.CLOSED, reason)
+        self._notify(pending)
+
+    def reconfigure(self, config: BreakerConfig) -> None:
+        """New thresholds; the window keeps its most recent calls."""
+        with self._lock:
+            self.config = config
+            self._window = deque(self._window, maxlen=config.window_size)
+
+    def failure_rate(self) -> float | None:
+        """Failure % over the window, None before any call."""
+        with self._lock:
+            return 100.0 * sum(self._window) / len(self._window) if self._window else None
+
+    # -- the state machine: every transition goes through _to --------------------------------
+
+    def _record(self, failed: bool, reason: str) -> None:
+        with self._lock:
+            pending = self._expire()
+            if failed:
+                self.failures += 1
+                self.last_failure = self._clock.now()
+            if self._state is BreakerState.HALF_OPEN:
+                self._trials_in_flight = max(0, self._trials_in_flight - 1)
+                if failed:
+                    pending += self._to(BreakerState.OPEN, f"trial call failed: {reason}")
+                else:
+                    self._trial_successes += 1
+                    if self._trial_successes >= self.config.half_open_calls:
+                        pending += self._to(BreakerState.CLOSED, f"{self._trial_successes} trial call(s) succeeded")
+            elif self._state is BreakerState.CLOSED:
+                self._window.append(failed)
+                self._consecutive = self._consecutive + 1 if failed else 0
+                pending += self._check_open(reason)
+            # a call admitted while CLOSED that ends after the breaker opened changes nothing
+        self._notify(pending)
+
+    def _check_open(self, reason: str) -> list[Transition]:
+        c = self.config
+        if self._consecutive >= c.failure_threshold:
+            return self._to(BreakerState.OPEN, f"{self._consecutive} consecutive failures (last: {reason})")
+        if len(self._window) >= c.minimum_calls:
+            rate = 100.0 * sum(self._window) / len(self._window)
+            if rate >= c.failure_rate_threshold:
+                return self._to(BreakerState.OPEN, f"failure rate {rate:.0f}% over the last {len(self._window)} calls")
+        return []
+
+    def _expire(self) -> list[Transition]:
+        if (
+            self._state is BreakerState.OPEN
+            and (self._clock.monotonic() - self._opened_at) * 1000.0 >= self.config.open_timeout_ms
+        ):
+            return self._to(BreakerState.HALF_OPEN, f"open for {self.config.open_timeout_ms:g} ms")
+        return []
+
+    def _to(self, new: BreakerState, reason: str) -> list[Transition]:
+        old = self._state
+        self._state = new
+        self._consecutive = 0
+        self._trials_in_flight = 0
+        self._trial_successes = 0
+        if new is BreakerState.OPEN:
+            self._opened_at = self._clock.monotonic()
+        if new is BreakerState.CLOSED:
+            self._window.clear()
+        if old is new:
+            return []
+        return [Transition(self.service, old, new, self._clock.now(), reason)]
+
+    def _notify(self, transitions: list[Transition]) -> None:
+        for t in transitions:
+            for listener in self._listeners:
+                listener(t)
+

@@ -1,0 +1,170 @@
+"""Who is logged in: the API token, role, username and expiry in st.session_state, and the login form."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import streamlit as st
+
+from engine.users import ADMIN_PASSWORD_FILE, Role
+from ui import api
+
+__all__ = [
+    "EXPIRED",
+    "Role",
+    "can",
+    "expire",
+    "expires_at",
+    "logged_in",
+    "login_form",
+    "logout",
+    "needs",
+    "require_login",
+    "role",
+    "state_for",
+    "store",
+    "token",
+    "username",
+    "who",
+]
+
+TOKEN_KEY = "mm_token"  # noqa: S105 - a session-state key
+ROLE_KEY = "mm_role"
+USER_KEY = "mm_username"
+EXPIRES_KEY = "mm_expires_at"
+_NOTICE_KEY = "_mm_login_notice"
+_KEYS = (TOKEN_KEY, ROLE_KEY, USER_KEY, EXPIRES_KEY)
+PASSWORD_WIDGET = "login-password"  # noqa: S105 - a widget key
+
+EXPIRED = "Your session expired — log in again."
+
+
+def state_for(token: str, role: Role | str, username: str, expires_at: datetime | str | None) -> dict[str, Any]:
+    """The session-state entries store() writes (tests set them on an AppTest directly)."""
+    label = role.label if isinstance(role, Role) else Role.parse(role).label
+    when = datetime.fromisoformat(expires_at) if isinstance(expires_at, str) else expires_at
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return {TOKEN_KEY: token, ROLE_KEY: label, USER_KEY: username, EXPIRES_KEY: when}
+
+
+def store(token: str, role: Role | str, username: str, expires_at: datetime | str | None) -> None:
+    """Keep a successful login (expires_at may be the API's ISO `expiresAt`)."""
+    st.session_state.update(state_for(token, role, username, expires_at))
+
+
+def token() -> str | None:
+    """The bearer token, None when logged out."""
+    value = st.session_state.get(TOKEN_KEY)
+    return value if isinstance(value, str) and value else None
+
+
+def role() -> Role | None:
+    """The logged-in role, None when logged out."""
+    label = st.session_state.get(ROLE_KEY)
+    return Role.parse(label) if isinstance(label, str) and token() else None
+
+
+def username() -> str | None:
+    """The logged-in user name, None when logged out."""
+    name = st.session_state.get(USER_KEY)
+    return name if isinstance(name, str) and token() else None
+
+
+def who() -> str:
+    """"username (role)" for the sidebar; empty when logged out."""
+    name, current = username(), role()
+    return f"{name} ({current.label})" if name and current else ""
+
+
+def expires_at() -> datetime | None:
+    """When the token lapses, None when unknown."""
+    when = st.session_state.get(EXPIRES_KEY)
+    return when if isinstance(when, datetime) else None
+
+
+def can(needed: Role) -> bool:
+    """Whether the logged-in role is `needed` or above (admin > operator > viewer)."""
+    current = role()
+    return current is not None and current >= needed
+
+
+def needs(needed: Role) -> str | None:
+    """The help of a button `needed` may use: None when allowed, else which role it takes (for disabled=...)."""
+    if can(needed):
+        return None
+    current = role()
+    return f"Needs the {needed.label} role; you are logged in as {current.label if current else 'nobody'}."
+
+
+def logout(notice: str | None = None) -> None:
+    """Forget the login; `notice` is shown above the login form once."""
+    for key in _KEYS:
+        st.session_state.pop(key, None)
+    if notice:
+        st.session_state[_NOTICE_KEY] = notice
+
+
+def expire() -> None:
+    """The API refused the token (expired or invalid): log out and say so on the login form."""
+    logout(EXPIRED)
+
+
+def logged_in() -> bool:
+    """A token is kept and not past its expiry; a lapsed one is dropped here (with the expired notice)."""
+    if token() is None:
+        return False
+    when = expires_at()
+    if when is not None and when <= datetime.now(UTC):
+        expire()
+        return False
+    return True
+
+
+def _first_start_hint() -> str:
+    """Where the first admin's password is: ADMIN_PASSWORD, or generated, printed and kept in DATA_DIR."""
+    data_dir = os.environ.get("DATA_DIR")
+    where = f"`{os.path.join(data_dir, ADMIN_PASSWORD_FILE)}`" if data_dir else f"`DATA_DIR/{ADMIN_PASSWORD_FILE}`"
+    return (f"First start? Log in as **admin** with the password printed by `make run`, also in {where} "
+            "(or `ADMIN_PASSWORD`, if you set it). More users: the Users page, or `python -m engine user add`.")
+
+
+def login_form() -> None:
+    """Username and password, exchanged for a token through POST /api/auth/token; a success reruns."""
+    st.title("Microservice Monitor")
+    notice = st.session_state.pop(_NOTICE_KEY, None)
+    if notice:
+        st.warning(notice)
+    with st.form("login"):
+        name = st.text_input("Username", key="login-username", autocomplete="username")
+        password = st.text_input("Password", type="password", key=PASSWORD_WIDGET, autocomplete="current-password")
+        submitted = st.form_submit_button("Log in", type="primary", key="login-submit")
+    st.caption(_first_start_hint())
+    if not submitted:
+        return
+    st.session_state.pop(PASSWORD_WIDGET, None)  # the password is not kept past this run
+    if not name.strip() or not password:
+        st.error("Enter a username and a password.")
+        return
+    try:
+        answer = api.login(name.strip(), password)
+    except api.ApiCallFailed as exc:
+        if exc.status == 429:
+            wait = f"{exc.retry_after} s" if exc.retry_after is not None else "a while"
+            st.error(f"Too many failed logins from this address. Try again in {wait}.")
+        elif exc.status == 401:
+            st.error(exc.error)
+        else:
+            st.error(exc.text())
+        return
+    store(answer["token"], answer["role"], name.strip(), answer.get("expiresAt"))
+    st.rerun()
+
+
+def require_login() -> None:
+    """Call first on every page: without a valid login, show the login form and stop this run."""
+    if not logged_in():
+        login_form()
+        st.stop()

@@ -70,7 +70,8 @@ def test_overview_traffic_figures_come_from_metrics(dash_env):
         s.add(Service(name="orders", status="healthy", instances=[Instance(url="http://127.0.0.1:7101",
                                                                           status="healthy")]))
         for ago, requests, errors, latency in ((5, 30, 0, 10.0), (10, 10, 2, 50.0)):
-            s.add(MetricRow(service_name="orders", timestamp=datetime.now(UTC) - timedelta(seconds=ago), bucket_seconds=5,
+            at = datetime.now(UTC) - timedelta(seconds=ago)
+            s.add(MetricRow(service_name="orders", timestamp=at, bucket_seconds=5,
                             request_count=requests, error_count=errors, latency_avg_ms=latency,
                             instances_scraped=0))
     m = metrics(open_page("pages/overview.py"))
@@ -284,7 +285,8 @@ def test_clear_logs_needs_confirmation_and_goes_through_the_api(live_api, dash_e
 @pytest.mark.parametrize("limit", [50, 1000], ids=["limit-50", "limit-1000"])
 def test_logs_row_limit(dash_env, limit):
     with dash_env.begin() as s:
-        s.add_all(LogEntry(timestamp=datetime.now(UTC) - timedelta(seconds=n), level="INFO", source="engine", message=f"m{n}")
+        now = datetime.now(UTC)
+        s.add_all(LogEntry(timestamp=now - timedelta(seconds=n), level="INFO", source="engine", message=f"m{n}")
                   for n in range(60))
     at = open_page("pages/logs.py")
     at.selectbox(key="logs-limit").set_value(limit).run()

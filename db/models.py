@@ -23,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "Base",
+    "BreakerTransitionRow",
     "CircuitBreakerRow",
     "Instance",
     "LoadTest",
@@ -69,6 +70,7 @@ class Instance(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"), index=True)
     url: Mapped[str] = mapped_column(String(255))
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     status: Mapped[str] = mapped_column(String(20), default="unknown", server_default="unknown")
     last_health_check: Mapped[datetime | None] = mapped_column(TS)
     latency_ms: Mapped[float | None] = mapped_column(Float)
@@ -89,8 +91,27 @@ class CircuitBreakerRow(Base):
     failure_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failure_threshold: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
     timeout_ms: Mapped[int] = mapped_column(Integer, default=60000, server_default="60000")
+    failure_rate_threshold: Mapped[float] = mapped_column(Float, default=50.0, server_default="50")
+    window_size: Mapped[int] = mapped_column(Integer, default=20, server_default="20")
+    minimum_calls: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    slow_call_ms: Mapped[float | None] = mapped_column(Float)
+    half_open_calls: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     last_failure: Mapped[datetime | None] = mapped_column(TS)
     updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+class BreakerTransitionRow(Base):
+    """One state change of a breaker, for timelines."""
+
+    __tablename__ = "circuit_breaker_transitions"
+    __table_args__ = (Index("ix_breaker_transitions_service_at", "service_name", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    service_name: Mapped[str] = mapped_column(String(100))
+    from_state: Mapped[str] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(TS)
 
 
 class MetricRow(Base):

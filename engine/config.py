@@ -42,6 +42,14 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "LOGIN_ATTEMPTS": ("login_attempts", "failed logins allowed per client address before 429 (default 10)"),
     "LOGIN_REFILL_S": ("login_refill", "seconds to earn back one failed-login attempt (default 60)"),
     "MAX_BODY_BYTES": ("max_body_bytes", "largest request body accepted; larger is 413 (default 65536)"),
+    "LB_ALGORITHM": ("lb_algorithm", "balancer at start (default round-robin; see GET /api/load-balancer)"),
+    "ROUTE_TIMEOUT": ("route_timeout", "seconds a routed request may take per attempt (default 5)"),
+    "ROUTE_RETRIES": ("route_retries", "retries of an idempotent routed request after a failure (default 2)"),
+    "RETRY_BUDGET_PERCENT": ("retry_budget_percent", "retries in flight at most this % of requests in flight (20)"),
+    "RETRY_BUDGET_MIN": ("retry_budget_min", "retries always allowed in flight whatever the percentage (default 3)"),
+    "EJECT_CONSECUTIVE": ("eject_consecutive", "consecutive 5xx/connection errors that eject an instance (default 5)"),
+    "EJECT_BASE_S": ("eject_base_s", "first ejection length in seconds; the n-th lasts n times as long (default 30)"),
+    "EJECT_MAX_PERCENT": ("eject_max_percent", "most of a service's instances ejected at once, % (default 50)"),
     "INSTANCE_ALLOWLIST": (
         "instance_allowlist",
         "comma-separated hosts or CIDRs instances may use; * = any (default: loopback only)",
@@ -91,6 +99,28 @@ def _allowlist(raw: str) -> tuple[str, ...]:
     return parse_allowlist(raw)
 
 
+def _algorithm(raw: str) -> str:
+    from engine.balancer import ALGORITHMS
+
+    if raw not in ALGORITHMS:
+        raise ValueError(f"must be one of {', '.join(sorted(ALGORITHMS))}")
+    return raw
+
+
+def _non_negative(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _percent(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 100:
+        raise ValueError("must be a percentage in (0, 100]")
+    return value
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "database_url": str,
     "data_dir": Path,
@@ -119,6 +149,14 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "login_refill": _positive(float),
     "max_body_bytes": _positive(int),
     "instance_allowlist": _allowlist,
+    "lb_algorithm": _algorithm,
+    "route_timeout": _positive(float),
+    "route_retries": _non_negative,
+    "retry_budget_percent": _positive(float),
+    "retry_budget_min": _non_negative,
+    "eject_consecutive": _positive(int),
+    "eject_base_s": _positive(float),
+    "eject_max_percent": _percent,
 }
 
 
@@ -153,6 +191,14 @@ class Settings:
     login_refill: float = 60.0
     max_body_bytes: int = 65_536
     instance_allowlist: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "localhost")
+    lb_algorithm: str = "round-robin"
+    route_timeout: float = 5.0
+    route_retries: int = 2
+    retry_budget_percent: float = 20.0
+    retry_budget_min: int = 3
+    eject_consecutive: int = 5
+    eject_base_s: float = 30.0
+    eject_max_percent: float = 50.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Event", "InstanceHealthEvent", "LogEvent", "MetricEvent", "ServiceHealthEvent"]
+__all__ = ["BreakerEvent", "Event", "InstanceHealthEvent", "LogEvent", "MetricEvent", "ServiceHealthEvent"]
 
 
 @dataclass(frozen=True)
@@ -58,4 +58,17 @@ class ServiceHealthEvent:
     checked_at: datetime
 
 
-Event = LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent
+@dataclass(frozen=True)
+class BreakerEvent:
+    """A breaker transition: a timeline row, and the breaker's current state."""
+
+    service_name: str
+    from_state: str
+    to_state: str
+    reason: str
+    at: datetime
+    failure_count: int
+    last_failure: datetime | None
+
+
+Event = LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent | BreakerEvent

@@ -24,6 +24,7 @@ class InstanceSpec:
     id: int
     service_id: int
     url: str
+    weight: int = 1
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Registry:
                 metrics_path=s.metrics_path,
                 weight=s.weight,
                 managed=s.managed,
-                instances=tuple(InstanceSpec(i.id, s.id, i.url) for i in s.instances),
+                instances=tuple(InstanceSpec(i.id, s.id, i.url, i.weight) for i in s.instances),
             )
             for s in rows
         )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Coroutine
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from cheroot.wsgi import Server as WSGIServer
 from sqlalchemy import Engine, update
@@ -14,15 +15,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import LoadTest, Simulation
 from db.session import EmbeddedPostgres, make_engine, make_session_factory, migrate
+from engine.breakers import BreakerBook
 from engine.clock import Clock, SystemClock
 from engine.collector import Collector
 from engine.config import Settings
 from engine.demo import DemoFleet
-from engine.health import HealthChecker
+from engine.errors import Unavailable
+from engine.health import HealthChecker, HealthState
 from engine.http import make_async_client
 from engine.logs import DatabaseLogHandler, event_logger
+from engine.outlier import OutlierEjector
 from engine.ratelimit import RateLimiter
 from engine.registry import Registry
+from engine.resilience import ResilienceCounters, RetryBudget
+from engine.router import Router
 from engine.scheduler import build_scheduler
 from engine.secretfile import read_or_create
 from engine.tokens import TokenIssuer
@@ -31,6 +37,8 @@ from engine.users import FirstAdmin, ensure_admin
 from engine.writer import BatchWriter
 
 __all__ = ["Runtime"]
+
+T = TypeVar("T")
 
 log = event_logger("engine")
 
@@ -58,6 +66,13 @@ class Runtime:
         self._server_thread: threading.Thread | None = None
         self.health: HealthChecker | None = None
         self.collector: Collector | None = None
+        self.router: Router | None = None
+        self.breakers: BreakerBook | None = None
+        self.ejector = OutlierEjector(
+            self.clock, settings.eject_consecutive, settings.eject_base_s, settings.eject_max_percent
+        )
+        self.resilience = ResilienceCounters(self.clock)
+        self.retry_budget = RetryBudget(settings.retry_budget_percent, settings.retry_budget_min)
         self.first_admin: FirstAdmin | None = None
         self.api_limiter = RateLimiter(settings.rate_limit, settings.rate_burst, self.clock)
         self.login_limiter = RateLimiter(1.0 / settings.login_refill, settings.login_attempts, self.clock)
@@ -103,6 +118,25 @@ class Runtime:
         self._mark_interrupted()
         self.reload_registry()
         self._open_security()
+        self.breakers = BreakerBook(self.clock, self._writer)
+        with self.sessions() as session:
+            self.breakers.load(session)
+        s = self.settings
+        self.router = Router(
+            self.registry, self.health_of, self.breakers, self.ejector, self.traffic, self.resilience,
+            self.retry_budget, self.clock, algorithm=s.lb_algorithm, timeout_s=s.route_timeout,
+            max_retries=s.route_retries,
+        )
+
+    def health_of(self, instance_id: int) -> HealthState:
+        """An instance's damped health (unknown before the checks run)."""
+        return self.health.state_of(instance_id) if self.health is not None else HealthState.UNKNOWN
+
+    @property
+    def traffic_router(self) -> Router:
+        """The traffic path (after open(); it sends only after start())."""
+        assert self.router is not None, "Runtime.open() first"
+        return self.router
 
     def _open_security(self) -> None:
         secret = self.settings.jwt_secret or read_or_create(self.settings.data_dir / "jwt_secret")
@@ -169,6 +203,7 @@ class Runtime:
             bucket_seconds=s.collect_interval, timeout=s.health_timeout,
         )
         self._client = client
+        await self.traffic_router.start()
         self._scheduler = build_scheduler([
             ("health-check", self.health.run_once, s.health_interval),
             ("collect-metrics", self.collector.run_once, s.collect_interval),
@@ -183,6 +218,7 @@ class Runtime:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._client.aclose()
+        await self.traffic_router.close()
 
     def _start_api(self) -> None:
         from engine.api import create_app
@@ -195,9 +231,11 @@ class Runtime:
         self._server_thread = threading.Thread(target=self._server.serve, name="api-server", daemon=True)
         self._server_thread.start()
 
-    def run_soon(self, coro: Any) -> Future[Any]:
-        """Run a coroutine on the engine loop from another thread."""
-        assert self._loop is not None, "Runtime.start() first"
+    def run_soon(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Run a coroutine on the engine loop from another thread (503 when the loop is not running)."""
+        if self._loop is None:
+            coro.close()
+            raise Unavailable("the engine's traffic loop is not running")
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def stop(self) -> None:

@@ -15,11 +15,12 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Instance, LogEntry, MetricRow, Service
+from db.models import BreakerTransitionRow, CircuitBreakerRow, Instance, LogEntry, MetricRow, Service
 from engine.clock import Clock
-from engine.events import Event, InstanceHealthEvent, LogEvent, MetricEvent, ServiceHealthEvent
+from engine.events import BreakerEvent, Event, InstanceHealthEvent, LogEvent, MetricEvent, ServiceHealthEvent
 
 __all__ = ["BatchWriter", "WriterStatus"]
 
@@ -170,6 +171,9 @@ def _write(session: Session, batch: list[Event]) -> None:
         )
     if metrics:
         session.execute(insert(MetricRow), [asdict(e) for e in metrics])
+    breakers = [e for e in batch if isinstance(e, BreakerEvent)]
+    if breakers:
+        _write_breakers(session, breakers)
     if instances:
         session.execute(
             update(_INSTANCES)
@@ -192,3 +196,22 @@ def _write(session: Session, batch: list[Event]) -> None:
             .values(status=bindparam("st"), last_health_check=bindparam("at")),
             [{"sid": e.service_id, "st": e.status, "at": e.checked_at} for e in services.values()],
         )
+
+
+def _write_breakers(session: Session, events: list[BreakerEvent]) -> None:
+    session.execute(
+        insert(BreakerTransitionRow),
+        [{"service_name": e.service_name, "from_state": e.from_state, "to_state": e.to_state,
+          "reason": e.reason, "at": e.at} for e in events],
+    )
+    latest = {e.service_name: e for e in events}  # the newest state per breaker
+    for e in latest.values():
+        stmt = pg_insert(CircuitBreakerRow).values(
+            service_name=e.service_name, state=e.to_state, failure_count=e.failure_count,
+            last_failure=e.last_failure, updated_at=e.at,
+        )
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=[CircuitBreakerRow.service_name],
+            set_={"state": e.to_state, "failure_count": e.failure_count, "last_failure": e.last_failure,
+                  "updated_at": e.at},
+        ))

@@ -24,7 +24,8 @@ _REASONS = {
     413: "Request body too large",
     422: "A body field is invalid (details name it)",
     429: "Rate limited (see Retry-After)",
-    503: "The database is unavailable",
+    503: "Unavailable: the database, or (proxy) no instance / breaker open",
+    504: "The upstream did not answer in time",
 }
 
 
@@ -96,10 +97,14 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         op["parameters"] = params
     if route.body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(route.body)}}}
-    content: dict[str, Any] = {"application/json": {"schema": _ref(route.ok_model)}}
+    content: dict[str, Any] = (
+        {"*/*": {"schema": {}}} if route.raw else {"application/json": {"schema": _ref(route.ok_model)}}
+    )
     if route.csv:
         content["text/csv"] = {"schema": {"type": "string"}}
-    responses: dict[str, Any] = {str(route.ok_status): {"description": "OK", "content": content}}
+    ok_key = "default" if route.raw else str(route.ok_status)
+    responses: dict[str, Any] = {ok_key: {"description": "the upstream's answer" if route.raw else "OK",
+                                          "content": content}}
     op["security"] = [{"bearerAuth": []}] if route.role is not None else []
     codes = _error_codes(route, has_path_params="{" in path)
     error = {"application/json": {"schema": _ref(ErrorOut)}}

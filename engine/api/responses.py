@@ -92,11 +92,11 @@ class SystemMetricsOut(BaseModel):
     """The seed's SystemMetrics; parts later capabilities own are null or empty until they exist."""
 
     systemOverview: OverviewOut
-    loadBalancer: dict[str, Any] | None
-    circuitBreakers: list[dict[str, Any]]
+    loadBalancer: LoadBalancerOut
+    circuitBreakers: list[BreakerOut]
     scaling: dict[str, Any] | None
     shards: list[dict[str, Any]]
-    resilience: dict[str, Any] | None
+    resilience: ResilienceOut
     loadTest: dict[str, Any] | None
     recentLogs: list[LogOut]
 
@@ -125,3 +125,83 @@ class UserOut(BaseModel):
     username: str
     role: Literal["viewer", "operator", "admin"]
     createdAt: str | None
+
+
+class PickOut(BaseModel):
+    """One instance's share of the balancer's picks."""
+
+    service: str
+    instanceId: int
+    url: str
+    picks: int
+    inFlight: int
+    health: Status
+    ejected: bool
+
+
+class LoadBalancerOut(BaseModel):
+    """GET /api/load-balancer and SystemMetrics.loadBalancer."""
+
+    algorithm: str
+    algorithms: list[str]
+    totalPicks: int
+    instances: list[PickOut]
+
+
+class BreakerOut(BaseModel):
+    """One service's breaker: live state, counters and thresholds."""
+
+    serviceName: str
+    state: Literal["CLOSED", "OPEN", "HALF_OPEN"]
+    failureCount: int
+    rejectedCount: int
+    failureRate: float | None
+    lastFailure: str | None
+    failureThreshold: int
+    failureRateThreshold: float
+    windowSize: int
+    minimumCalls: int
+    slowCallMs: float | None
+    timeout: int
+    halfOpenCalls: int
+
+
+class BreakersOut(BaseModel):
+    """GET /api/circuit-breakers: the seed's counts and the list."""
+
+    total: int
+    closed: int
+    open: int
+    halfOpen: int
+    breakers: list[BreakerOut]
+
+
+class TransitionOut(BaseModel):
+    """One breaker transition."""
+
+    serviceName: str
+    fromState: str
+    toState: str
+    reason: str
+    at: str
+
+
+class ResilienceOut(BaseModel):
+    """SystemMetrics.resilience: rates over the window from real counters; null when nothing to divide."""
+
+    windowSeconds: float
+    requests: int
+    retries: int
+    retrySuccessRate: float | None
+    fallbacks: int
+    fallbackRate: float | None
+    timeouts: int
+    timeoutRate: float | None
+    retryBudgetRefusals: int
+    ejectedInstances: int
+
+
+class MessageOut(BaseModel):
+    """An action's acknowledgement."""
+
+    message: str

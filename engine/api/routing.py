@@ -37,6 +37,7 @@ class Route:
     csv: bool = False
     operation_id: str = ""
     same_shape: tuple[int, ...] = ()
+    raw: bool = False  # the answer is whatever the upstream sent (the proxy)
 
 
 @dataclass
@@ -64,10 +65,13 @@ class ApiBlueprint:
         errors: tuple[int, ...] = (),
         csv: bool = False,
         same_shape: tuple[int, ...] = (),
+        methods: tuple[str, ...] = (),
+        raw: bool = False,
     ) -> Callable[[View], View]:
         """Register view for method+rule. role None = public; body/query models are parsed and passed in.
 
-        `errors` lists statuses answered with the error shape; `same_shape` those answered with the ok model.
+        `errors` lists statuses answered with the error shape; `same_shape` those answered with the ok model;
+        `methods` registers one view for several methods; `raw` documents an answer of any type (the proxy).
         """
 
         def decorate(view: View) -> View:
@@ -80,11 +84,14 @@ class ApiBlueprint:
                     kwargs["body"] = parse_body(body, request)
                 return view(**kwargs)
 
-            self.blueprint.add_url_rule(rule, view.__name__, handler, methods=[method])
-            self.routes.append(
-                Route(method, rule, summary, self.tag, role, body, query, ok[0], ok[1], errors, csv,
-                      operation_id=view.__name__, same_shape=same_shape)
-            )
+            every = methods or (method,)
+            self.blueprint.add_url_rule(rule, view.__name__, handler, methods=list(every))
+            for m in every:
+                op_id = view.__name__ if len(every) == 1 else f"{view.__name__}_{m.lower()}"
+                self.routes.append(
+                    Route(m, rule, summary, self.tag, role, body, query, ok[0], ok[1], errors, csv,
+                          operation_id=op_id, same_shape=same_shape, raw=raw)
+                )
             return handler
 
         return decorate

@@ -114,3 +114,21 @@ class UserCreate(BaseModel):
     username: Name
     password: Text = Field(min_length=8, max_length=200)
     role: Literal["viewer", "operator", "admin"]
+
+
+class AlgorithmChange(_Strict):
+    """PUT /api/load-balancer (the name is checked against the registry of algorithms)."""
+
+    algorithm: str = Field(min_length=1, max_length=40)
+
+
+class BreakerChange(_Strict):
+    """PUT /api/circuit-breakers/<serviceName>: any subset of the thresholds."""
+
+    failureThreshold: int | None = Field(default=None, ge=1, le=1000)
+    failureRateThreshold: float | None = Field(default=None, gt=0, le=100)
+    windowSize: int | None = Field(default=None, ge=1, le=1000)
+    minimumCalls: int | None = Field(default=None, ge=1, le=1000)
+    slowCallMs: float | None = Field(default=None, gt=0, le=600_000)
+    timeout: int | None = Field(default=None, ge=1, le=3_600_000, description="OPEN duration, ms (seed name)")
+    halfOpenCalls: int | None = Field(default=None, ge=1, le=100)

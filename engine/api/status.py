@@ -13,6 +13,7 @@ from engine.api import runtime
 from engine.api.logs import log_json
 from engine.api.responses import HealthOut, OverviewOut, SystemMetricsOut
 from engine.api.routing import ApiBlueprint
+from engine.api.traffic import breaker_json, load_balancer_json, resilience_json
 from engine.users import Role
 
 __all__ = ["api", "overview_json"]
@@ -86,21 +87,15 @@ def system_metrics() -> ResponseReturnValue:
     rt = runtime()
     with rt.sessions() as session:
         o = queries.overview(session, rt.clock.now())
-        breakers = [
-            {"serviceName": b.service_name, "state": b.state, "failureCount": b.failure_count,
-             "failureThreshold": b.failure_threshold, "timeout": b.timeout_ms,
-             "lastFailure": b.last_failure.isoformat() if b.last_failure else None}
-            for b in queries.list_circuit_breakers(session)
-        ]
         test = queries.latest_load_test(session)
         logs = queries.recent_logs(session, queries.LogFilter(limit=20))
         return jsonify({
             "systemOverview": overview_json(o),
-            "loadBalancer": None,
-            "circuitBreakers": breakers,
+            "loadBalancer": load_balancer_json(rt),
+            "circuitBreakers": [breaker_json(b) for b in rt.breakers.all()] if rt.breakers else [],
             "scaling": None,
             "shards": [],
-            "resilience": None,
+            "resilience": resilience_json(rt),
             "loadTest": None if test is None else {
                 "id": test.id, "status": test.status, "concurrentUsers": test.concurrent_users,
                 "totalRequests": test.total_requests, "successfulRequests": test.successful_requests,

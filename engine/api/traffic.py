@@ -1,0 +1,145 @@
+"""/api/load-balancer and /api/circuit-breakers: the traffic path's live state and controls."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from flask import jsonify
+from flask.typing import ResponseReturnValue
+
+from engine.api import runtime
+from engine.api.responses import BreakerOut, BreakersOut, LoadBalancerOut, MessageOut
+from engine.api.routing import ApiBlueprint
+from engine.api.schemas import AlgorithmChange, BreakerChange
+from engine.balancer import ALGORITHMS
+from engine.breaker import CircuitBreaker
+from engine.errors import NotFound, ValidationFailed
+from engine.runtime import Runtime
+from engine.users import Role
+
+__all__ = ["api", "breaker_json", "load_balancer_json", "resilience_json"]
+
+api = ApiBlueprint("traffic", tag="traffic")
+
+# API field -> BreakerConfig field
+_BREAKER_FIELDS = {
+    "failureThreshold": "failure_threshold", "failureRateThreshold": "failure_rate_threshold",
+    "windowSize": "window_size", "minimumCalls": "minimum_calls", "slowCallMs": "slow_call_ms",
+    "timeout": "open_timeout_ms", "halfOpenCalls": "half_open_calls",
+}
+
+
+def load_balancer_json(rt: Runtime) -> dict[str, Any]:
+    """Algorithm and per-instance picks and in-flight counts of every registered instance."""
+    router = rt.traffic_router
+    instances = []
+    for spec in rt.registry.services():
+        router.candidates(spec)  # keeps a Target for every instance, picked or not
+        for inst in spec.instances:
+            t = router.targets[inst.id]
+            instances.append({
+                "service": spec.name, "instanceId": inst.id, "url": inst.url, "picks": t.picks,
+                "inFlight": t.in_flight, "health": rt.health_of(inst.id).value,
+                "ejected": router.ejector.is_ejected(inst.id),
+            })
+    return {"algorithm": router.algorithm, "algorithms": sorted(ALGORITHMS),
+            "totalPicks": sum(i["picks"] for i in instances), "instances": instances}
+
+
+def breaker_json(b: CircuitBreaker) -> dict[str, Any]:
+    """One breaker, seed field names where the seed has them."""
+    c = b.config
+    return {
+        "serviceName": b.service, "state": b.state.value, "failureCount": b.failures, "rejectedCount": b.rejected,
+        "failureRate": b.failure_rate(), "lastFailure": b.last_failure.isoformat() if b.last_failure else None,
+        "failureThreshold": c.failure_threshold, "failureRateThreshold": c.failure_rate_threshold,
+        "windowSize": c.window_size, "minimumCalls": c.minimum_calls, "slowCallMs": c.slow_call_ms,
+        "timeout": int(c.open_timeout_ms), "halfOpenCalls": c.half_open_calls,
+    }
+
+
+def _breakers(rt: Runtime) -> list[CircuitBreaker]:
+    assert rt.breakers is not None
+    return [rt.breakers.get(s.name) for s in rt.registry.services()]
+
+
+def resilience_json(rt: Runtime) -> dict[str, Any]:
+    """Retry success, fallback and timeout rates over the counters' window."""
+    f = rt.resilience.figures()
+    return {
+        "windowSeconds": f.window_s, "requests": f.requests, "retries": f.retries,
+        "retrySuccessRate": f.retry_success_rate, "fallbacks": f.fallbacks, "fallbackRate": f.fallback_rate,
+        "timeouts": f.timeouts, "timeoutRate": f.timeout_rate, "retryBudgetRefusals": f.budget_refusals,
+        "ejectedInstances": len(rt.ejector.ejected()),
+    }
+
+
+def _breaker_of(rt: Runtime, service: str) -> CircuitBreaker:
+    if rt.registry.by_name(service) is None:
+        raise NotFound("service", service)
+    assert rt.breakers is not None
+    return rt.breakers.get(service)
+
+
+@api.route("GET", "/api/load-balancer", summary="Balancer algorithm, picks and in-flight per instance",
+           role=Role.VIEWER, ok=(200, LoadBalancerOut))
+def get_load_balancer() -> ResponseReturnValue:
+    """The live balancer state."""
+    return jsonify(load_balancer_json(runtime()))
+
+
+@api.route("PUT", "/api/load-balancer", summary="Switch the balancer algorithm", role=Role.OPERATOR,
+           body=AlgorithmChange, ok=(200, LoadBalancerOut))
+def put_load_balancer(body: AlgorithmChange) -> ResponseReturnValue:
+    """Switch at run time; an unknown name is 400 listing the valid ones."""
+    rt = runtime()
+    rt.traffic_router.set_algorithm(body.algorithm)
+    return jsonify(load_balancer_json(rt))
+
+
+@api.route("GET", "/api/circuit-breakers", summary="Every service's breaker", role=Role.VIEWER,
+           ok=(200, BreakersOut))
+def list_breakers() -> ResponseReturnValue:
+    """Counts by state and each breaker."""
+    items = [breaker_json(b) for b in _breakers(runtime())]
+    count = {s: sum(1 for i in items if i["state"] == s) for s in ("CLOSED", "OPEN", "HALF_OPEN")}
+    return jsonify({"total": len(items), "closed": count["CLOSED"], "open": count["OPEN"],
+                    "halfOpen": count["HALF_OPEN"], "breakers": items})
+
+
+@api.route("PUT", "/api/circuit-breakers/<service_name>", summary="Change a breaker's thresholds",
+           role=Role.OPERATOR, body=BreakerChange, ok=(200, BreakerOut), errors=(503,))
+def put_breaker(service_name: str, body: BreakerChange) -> ResponseReturnValue:
+    """Validated as a whole (e.g. minimumCalls may not exceed windowSize), stored, applied live."""
+    rt = runtime()
+    breaker = _breaker_of(rt, service_name)
+    changes = {_BREAKER_FIELDS[k]: v for k, v in body.model_dump(exclude_unset=True).items()}
+    try:
+        config = replace(breaker.config, **changes)
+    except ValueError as exc:
+        raise ValidationFailed([{"field": "body", "message": str(exc)}]) from None
+    assert rt.breakers is not None
+    rt.breakers.configure(rt.sessions, service_name, config)
+    return jsonify(breaker_json(breaker))
+
+
+@api.route("POST", "/api/circuit-breakers/<service_name>/reset", summary="Close one breaker",
+           role=Role.OPERATOR, ok=(200, BreakerOut))
+def reset_breaker(service_name: str) -> ResponseReturnValue:
+    """Back to CLOSED with empty counters."""
+    breaker = _breaker_of(runtime(), service_name)
+    breaker.reset()
+    return jsonify(breaker_json(breaker))
+
+
+@api.route("POST", "/api/circuit-breakers/reset-all", summary="Close every breaker", role=Role.OPERATOR,
+           ok=(200, MessageOut))
+def reset_all_breakers() -> ResponseReturnValue:
+    """Every breaker back to CLOSED."""
+    breakers = _breakers(runtime())
+    for b in breakers:
+        b.reset()
+    return jsonify({"message": f"{len(breakers)} breaker(s) reset"})
+
+

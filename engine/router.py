@@ -1,0 +1,289 @@
+"""The one traffic path: balancer pick -> breaker -> send (fault hook) -> retries under a budget -> record.
+
+Used by the proxy and the load generator. Nothing here waits on the database: outcomes go to
+in-memory counters, the metrics bucket (TrafficRecorder) and, for transitions, the batch writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import aiohttp
+
+from engine.balancer import Balancer, Target, make_balancer
+from engine.breaker import CircuitBreaker
+from engine.breakers import BreakerBook
+from engine.clock import Clock
+from engine.errors import ApiError, NotFound, Unavailable
+from engine.health import HealthState
+from engine.logs import event_logger
+from engine.outlier import OutlierEjector
+from engine.registry import Registry, ServiceSpec
+from engine.resilience import ResilienceCounters, RetryBudget, backoff_s
+from engine.traffic import TrafficRecorder
+
+__all__ = ["CircuitOpen", "FaultHook", "NoFaults", "NoInstance", "Request", "Router", "Upstream", "UpstreamTimeout"]
+
+log = event_logger("router")
+RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+SERVING = frozenset({HealthState.HEALTHY, HealthState.DEGRADED})
+
+
+class CircuitOpen(Unavailable):
+    """503: the service's breaker refuses calls (a fallback)."""
+
+
+class NoInstance(Unavailable):
+    """503: no healthy, non-ejected instance (a fallback)."""
+
+
+class UpstreamTimeout(ApiError):
+    """504: the instance did not answer within the timeout."""
+
+    status = 504
+
+
+class FaultHook(Protocol):
+    """Where failure simulation acts on outbound traffic (it may sleep, or raise to fail the call)."""
+
+    async def before_send(self, service: str, url: str) -> None:
+        """Called before every attempt."""
+        ...
+
+
+class NoFaults:
+    """No fault injection."""
+
+    async def before_send(self, service: str, url: str) -> None:
+        """Nothing to inject."""
+        return None
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What the instance answered (after retries)."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    instance_url: str
+    attempts: int
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request to route: method, path under the instance's base URL, raw query, headers, body, hash key."""
+
+    method: str
+    path: str
+    query: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    key: str | None = None
+
+    @property
+    def retryable(self) -> bool:
+        """Idempotent methods may be sent again."""
+        return self.method.upper() in RETRYABLE_METHODS
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    upstream: Upstream | None
+    failure: str | None  # None = success (any status < 500)
+    timed_out: bool
+
+
+class Router:
+    """Routes requests to registered services' instances."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        health_of: Callable[[int], HealthState],
+        breakers: BreakerBook,
+        ejector: OutlierEjector,
+        traffic: TrafficRecorder,
+        counters: ResilienceCounters,
+        budget: RetryBudget,
+        clock: Clock,
+        *,
+        algorithm: str = "round-robin",
+        timeout_s: float = 5.0,
+        max_retries: int = 2,
+        backoff_base_s: float = 0.025,
+        backoff_cap_s: float = 0.25,
+        rng: random.Random | None = None,
+        faults: FaultHook | None = None,
+    ) -> None:
+        self._registry = registry
+        self._health_of = health_of
+        self.breakers = breakers
+        self.ejector = ejector
+        self._traffic = traffic
+        self.counters = counters
+        self.budget = budget
+        self._clock = clock
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self._backoff = (backoff_base_s, backoff_cap_s)
+        self._rng = rng or random.Random()  # noqa: S311 - spreads load and jitters retries
+        self.faults: FaultHook = faults or NoFaults()
+        make_balancer(algorithm)  # an unknown name fails here, not on the first request
+        self.algorithm = algorithm
+        self._balancers: dict[str, Balancer] = {}
+        self.targets: dict[int, Target] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the connection pool (inside the engine loop)."""
+        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=200, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def set_algorithm(self, name: str) -> None:
+        """Switch every service to a fresh balancer of this algorithm (UnknownAlgorithm lists the valid ones)."""
+        make_balancer(name)
+        self.algorithm = name
+        self._balancers = {}
+        for target in self.targets.values():
+            target.current_weight = 0
+        log.info("load balancer algorithm is now %s", name, extra={"meta": {"algorithm": name}})
+
+    def candidates(self, spec: ServiceSpec) -> list[Target]:
+        """Instances that may take a request: healthy or degraded, and not ejected."""
+        out = []
+        for inst in spec.instances:
+            target = self.targets.get(inst.id)
+            if target is None or target.url != inst.url:
+                target = self.targets[inst.id] = Target(inst.id, inst.url, inst.weight)
+            target.weight = inst.weight
+            if self._health_of(inst.id) in SERVING and not self.ejector.is_ejected(inst.id):
+                out.append(target)
+        return out
+
+    async def send(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        key: str | None = None,
+    ) -> Upstream:
+        """Route one request; raises NotFound, CircuitOpen, NoInstance or UpstreamTimeout, else the answer."""
+        spec = self._registry.by_name(service)
+        if spec is None:
+            raise NotFound("service", service)
+        if self._session is None:
+            raise Unavailable("the engine's traffic loop is not running")
+        request = Request(method.upper(), path, query, tuple(headers), body, key)
+        self.counters.add("requests")
+        self.budget.request_started()
+        retrying = False
+        try:
+            attempt = 0
+            tried: set[int] = set()
+            while True:
+                try:
+                    result = await self._one(spec, request, tried)
+                finally:
+                    if retrying:
+                        self.budget.retry_ended()
+                        retrying = False
+                if result.failure is None and result.upstream is not None:
+                    if attempt:
+                        self.counters.add("retry_successes")
+                    return replace(result.upstream, attempts=attempt + 1)
+                if not request.retryable or attempt >= self.max_retries:
+                    return self._give_up(result, attempt + 1)
+                if not self.budget.try_retry():
+                    self.counters.add("budget_refusals")
+                    return self._give_up(result, attempt + 1)
+                retrying = True
+                self.counters.add("retries")
+                await asyncio.sleep(backoff_s(attempt, *self._backoff, self._rng))
+                attempt += 1
+        finally:
+            self.budget.request_ended()
+
+    def _give_up(self, result: _Attempt, attempts: int) -> Upstream:
+        if result.upstream is not None:
+            return replace(result.upstream, attempts=attempts)  # a 5xx answer goes back as is
+        if result.timed_out:
+            self.counters.add("timeouts")
+            raise UpstreamTimeout(f"no answer within {self.timeout_s:g} s")
+        raise Unavailable(f"upstream failed: {result.failure}")
+
+    def _balancer(self, service: str) -> Balancer:
+        balancer = self._balancers.get(service)
+        if balancer is None:
+            balancer = self._balancers[service] = make_balancer(self.algorithm, self._rng)
+        return balancer
+
+    async def _one(self, spec: ServiceSpec, request: Request, tried: set[int]) -> _Attempt:
+        serving = self.candidates(spec)
+        if not serving:
+            self.counters.add("fallbacks")
+            raise NoInstance(f"no healthy instance of {spec.name}")
+        breaker = self.breakers.get(spec.name)
+        if not breaker.allow():
+            self.counters.add("fallbacks")
+            raise CircuitOpen(f"circuit breaker of {spec.name} is {breaker.state.value}")
+        fresh = [t for t in serving if t.id not in tried] or serving  # a retry prefers another instance
+        target = self._balancer(spec.name).pick(fresh, request.key)
+        tried.add(target.id)
+        return await self._attempt(spec, target, breaker, request)
+
+    async def _attempt(self, spec: ServiceSpec, target: Target, breaker: CircuitBreaker, request: Request) -> _Attempt:
+        assert self._session is not None
+        url = target.url + "/" + request.path.lstrip("/") + (f"?{request.query}" if request.query else "")
+        target.in_flight += 1
+        target.picks += 1
+        self._traffic.begin(spec.name)
+        start = self._clock.monotonic()
+        upstream: Upstream | None = None
+        failure: str | None = None
+        timed_out = False
+        try:
+            await self.faults.before_send(spec.name, target.url)
+            async with self._session.request(
+                request.method, url, headers=list(request.headers), data=request.body or None, allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            ) as response:
+                data = await response.read()
+            elapsed = (self._clock.monotonic() - start) * 1000.0
+            upstream = Upstream(response.status, tuple(response.headers.items()), data, target.url, 1, elapsed)
+            if response.status >= 500:
+                failure = f"HTTP {response.status}"
+        except TimeoutError:
+            failure, timed_out = f"timeout after {self.timeout_s:g} s", True
+        except (aiohttp.ClientError, OSError, ApiError) as exc:
+            failure = f"{type(exc).__name__}: {exc}"[:200]
+        finally:
+            target.in_flight -= 1
+        latency = (self._clock.monotonic() - start) * 1000.0
+        self._traffic.record(spec.name, latency, failure is None)
+        if failure is None:
+            breaker.record_success(latency)
+        else:
+            breaker.record_failure(failure)
+        ejection = self.ejector.observe(spec.name, target.id, failure is not None, len(spec.instances))
+        if ejection is not None:
+            log.warning("instance %s of %s ejected for %.0f s after %d consecutive errors (last: %s)",
+                        target.url, spec.name, ejection.until - self._clock.monotonic(), self.ejector.consecutive,
+                        failure, extra={"meta": {"service": spec.name, "instance": target.url,
+                                                 "times": ejection.times}})
+        return _Attempt(upstream, failure, timed_out)

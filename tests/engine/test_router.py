@@ -1,0 +1,247 @@
+"""The traffic path against real aiohttp servers on loopback, with a fake clock for breaker timing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+
+import pytest
+from aiohttp import web
+
+from engine.breaker import BreakerConfig
+from engine.breakers import BreakerBook
+from engine.clock import FakeClock
+from engine.errors import NotFound
+from engine.health import HealthState
+from engine.outlier import OutlierEjector
+from engine.registry import InstanceSpec, Registry, ServiceSpec
+from engine.resilience import ResilienceCounters, RetryBudget
+from engine.router import CircuitOpen, NoInstance, Router
+from engine.traffic import TrafficRecorder
+from tests.conftest import free_port
+
+
+class Collect:
+    def __init__(self):
+        self.events = []
+
+    def submit(self, event):
+        self.events.append(event)
+
+
+class Backend:
+    """A loopback server whose answer the test sets; counts hits per port."""
+
+    def __init__(self, n):
+        self.ports = [free_port() for _ in range(n)]
+        self.status = {p: 200 for p in self.ports}
+        self.delay = 0.0
+        self.hits = Counter()
+        self.runners = []
+
+    async def start(self):
+        for port in self.ports:
+            app = web.Application()
+
+            async def handle(request, port=port):
+                self.hits[port] += 1
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                return web.Response(status=self.status[port], text=f"from {port}", headers={"X-Port": str(port)})
+
+            app.router.add_route("*", "/{tail:.*}", handle)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            self.runners.append(runner)
+
+    async def stop(self):
+        for r in self.runners:
+            await r.cleanup()
+
+
+def make_router(ports, clock, *, health=None, breaker=None, retries=2, ejector=None, budget=None, timeout=2.0):
+    registry = Registry()
+    registry._services = (ServiceSpec(1, "orders", "/health", None, 1, False, tuple(
+        InstanceSpec(n, 1, f"http://127.0.0.1:{p}") for n, p in enumerate(ports, start=1))),)
+    writer = Collect()
+    book = BreakerBook(clock, writer, breaker or BreakerConfig(failure_threshold=5, minimum_calls=20, window_size=20))
+    router = Router(
+        registry, health or (lambda _id: HealthState.HEALTHY), book, ejector or OutlierEjector(clock, 1000),
+        TrafficRecorder(), ResilienceCounters(clock), budget or RetryBudget(20, 3), clock,
+        timeout_s=timeout, max_retries=retries, backoff_base_s=0.001, backoff_cap_s=0.002, rng=random.Random(1),
+    )
+    return router, writer
+
+
+def run(scenario, backend):
+    async def main():
+        await backend.start()
+        try:
+            return await scenario()
+        finally:
+            await backend.stop()
+    return asyncio.run(main())
+
+
+def test_round_robin_splits_evenly_and_skips_unserving_instances():
+    backend = Backend(3)
+    clock = FakeClock()
+    health = {1: HealthState.HEALTHY, 2: HealthState.DEGRADED, 3: HealthState.UNHEALTHY}
+    router, _ = make_router(backend.ports, clock, health=lambda i: health[i])
+
+    async def scenario():
+        await router.start()
+        try:
+            answers = [await router.send("orders", "GET", "/work") for _ in range(100)]
+        finally:
+            await router.close()
+        return answers
+
+    answers = run(scenario, backend)
+    assert all(a.status == 200 and a.attempts == 1 for a in answers)
+    assert backend.hits == {backend.ports[0]: 50, backend.ports[1]: 50}
+    assert Counter(a.instance_url for a in answers) == {f"http://127.0.0.1:{backend.ports[0]}": 50,
+                                                         f"http://127.0.0.1:{backend.ports[1]}": 50}
+    assert [router.targets[i].picks for i in (1, 2, 3)] == [50, 50, 0]
+    assert all(t.in_flight == 0 for t in router.targets.values())
+
+
+def test_breaker_opens_after_exactly_the_threshold_and_half_opens_after_the_timeout():
+    backend = Backend(1)
+    port = backend.ports[0]
+    backend.status[port] = 500
+    clock = FakeClock()
+    router, writer = make_router(backend.ports, clock, retries=0,
+                                 breaker=BreakerConfig(failure_threshold=5, minimum_calls=20, window_size=20,
+                                                       open_timeout_ms=10_000))
+
+    async def scenario():
+        await router.start()
+        try:
+            statuses = [(await router.send("orders", "GET", "/")).status for _ in range(5)]
+            assert backend.hits[port] == 5 and statuses == [500] * 5
+            for _ in range(3):
+                with pytest.raises(CircuitOpen):
+                    await router.send("orders", "GET", "/")
+            assert backend.hits[port] == 5  # OPEN: the target was not called
+            clock.advance(10.0)
+            backend.status[port] = 200
+            assert (await router.send("orders", "GET", "/")).status == 200  # the trial call
+            assert backend.hits[port] == 6
+        finally:
+            await router.close()
+
+    run(scenario, backend)
+    breaker = router.breakers.get("orders")
+    assert breaker.state.value == "CLOSED" and breaker.rejected == 3
+    assert [(e.from_state, e.to_state) for e in writer.events] == [
+        ("CLOSED", "OPEN"), ("OPEN", "HALF_OPEN"), ("HALF_OPEN", "CLOSED")]
+    assert router.counters.figures().fallbacks == 3
+
+
+def test_retries_move_to_another_instance_and_count_as_retry_successes():
+    backend = Backend(2)
+    backend.status[backend.ports[0]] = 503
+    clock = FakeClock()
+    router, _ = make_router(backend.ports, clock, retries=2)
+
+    async def scenario():
+        await router.start()
+        try:
+            return [await router.send("orders", "GET", "/") for _ in range(10)]
+        finally:
+            await router.close()
+
+    answers = run(scenario, backend)
+    assert all(a.status == 200 and a.instance_url.endswith(str(backend.ports[1])) for a in answers)
+    # round-robin counts the retry's pick too, so every first attempt lands on the failing instance
+    assert Counter(a.attempts for a in answers) == {2: 10}
+    f = router.counters.figures()
+    assert (f.requests, f.retries, f.retry_success_rate) == (10, 10, 100.0)
+
+
+def test_post_is_not_retried():
+    backend = Backend(2)
+    backend.status[backend.ports[0]] = 503
+    router, _ = make_router(backend.ports, FakeClock(), retries=2)
+
+    async def scenario():
+        await router.start()
+        try:
+            return [await router.send("orders", "POST", "/", body=b"x") for _ in range(4)]
+        finally:
+            await router.close()
+
+    answers = run(scenario, backend)
+    assert sorted(a.status for a in answers) == [200, 200, 503, 503]
+    assert router.counters.figures().retries == 0
+
+
+def test_retry_budget_caps_retries_against_an_always_failing_backend():
+    backend = Backend(1)
+    backend.status[backend.ports[0]] = 500
+    backend.delay = 0.05  # keep requests in flight together
+    router, _ = make_router(backend.ports, FakeClock(), retries=3, budget=RetryBudget(percent=20, minimum=3),
+                            breaker=BreakerConfig(failure_threshold=10_000, failure_rate_threshold=100,
+                                                  minimum_calls=1000, window_size=1000))
+
+    async def scenario():
+        await router.start()
+        try:
+            return await asyncio.gather(*(router.send("orders", "GET", "/") for _ in range(50)))
+        finally:
+            await router.close()
+
+    answers = run(scenario, backend)
+    assert all(a.status == 500 for a in answers)
+    hits = backend.hits[backend.ports[0]]
+    # without a budget: 50 x (1 + 3) = 200 calls; with it, retries in flight stay within max(3, 20% of 50)
+    f = router.counters.figures()
+    assert f.retries == hits - 50
+    assert f.budget_refusals > 0
+    assert hits < 200
+    assert router.budget.retries_in_flight == 0 and router.budget.requests_in_flight == 0
+
+
+def test_consecutive_errors_eject_an_instance_within_the_cap():
+    backend = Backend(2)
+    backend.status[backend.ports[0]] = 500
+    clock = FakeClock()
+    ejector = OutlierEjector(clock, consecutive=3, base_s=30, max_percent=50)
+    router, _ = make_router(backend.ports, clock, retries=0, ejector=ejector,
+                            breaker=BreakerConfig(failure_threshold=1000, minimum_calls=1000, window_size=1000))
+
+    async def scenario():
+        await router.start()
+        try:
+            for _ in range(20):
+                await router.send("orders", "GET", "/")
+        finally:
+            await router.close()
+
+    run(scenario, backend)
+    assert backend.hits[backend.ports[0]] == 3  # ejected after its third 500
+    assert backend.hits[backend.ports[1]] == 17
+    assert ejector.is_ejected(1) and not ejector.is_ejected(2)
+    clock.advance(30)
+    assert not ejector.is_ejected(1)
+
+
+def test_unknown_service_and_no_serving_instance():
+    backend = Backend(1)
+    router, _ = make_router(backend.ports, FakeClock(), health=lambda _i: HealthState.UNHEALTHY)
+
+    async def scenario():
+        await router.start()
+        try:
+            with pytest.raises(NotFound):
+                await router.send("nope", "GET", "/")
+            with pytest.raises(NoInstance):
+                await router.send("orders", "GET", "/")
+        finally:
+            await router.close()
+
+    run(scenario, backend)
+    assert backend.hits == {} and router.counters.figures().fallbacks == 1

@@ -8,8 +8,8 @@ from sqlalchemy import inspect, text
 from db.session import EmbeddedPostgres, make_engine, migrate, sqlalchemy_url
 from engine.errors import DatabaseError
 
-TABLES = {"services", "instances", "circuit_breakers", "circuit_breaker_transitions", "metrics", "logs", "load_tests", "simulations",
-          "scaling_events", "users", "alembic_version"}
+TABLES = {"services", "instances", "circuit_breakers", "circuit_breaker_transitions", "metrics", "logs",
+          "load_tests", "simulations", "scaling_events", "users", "alembic_version"}
 
 
 def test_migrate_twice_is_a_no_op(clean_db):

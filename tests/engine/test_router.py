@@ -37,7 +37,7 @@ class Backend:
         self.ports = [free_port() for _ in range(n)]
         self.status = {p: 200 for p in self.ports}
         self.delay = 0.0
-        self.hits = Counter()
+        self.hits: Counter[int] = Counter()
         self.runners = []
 
     async def start(self):
@@ -66,7 +66,8 @@ def make_router(ports, clock, *, health=None, breaker=None, retries=2, ejector=N
     registry._services = (ServiceSpec(1, "orders", "/health", None, 1, False, tuple(
         InstanceSpec(n, 1, f"http://127.0.0.1:{p}") for n, p in enumerate(ports, start=1))),)
     writer = Collect()
-    book = BreakerBook(clock, writer, breaker or BreakerConfig(failure_threshold=5, minimum_calls=20, window_size=20))
+    default = breaker or BreakerConfig(failure_threshold=5, minimum_calls=20, window_size=20)
+    book = BreakerBook(clock, writer, default)  # type: ignore[arg-type]
     router = Router(
         registry, health or (lambda _id: HealthState.HEALTHY), book, ejector or OutlierEjector(clock, 1000),
         TrafficRecorder(), ResilienceCounters(clock), budget or RetryBudget(20, 3), clock,

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run serve test lint clean
+.PHONY: run serve test bench lint clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -29,6 +29,12 @@ serve: $(VENV)/.run-deps
 ## test: the whole suite (real PostgreSQL: DATABASE_URL's server, else an embedded one)
 test: $(VENV)/.dev-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## bench: the benchmarks under bench/, each printing its ratio against a named peer
+bench: $(VENV)/.dev-deps
+	$(BIN)/python -m bench.pick_cost
+	$(BIN)/python -m bench.breaker_overhead
+	$(BIN)/python -m bench.router_overhead
 
 ## lint: ruff and mypy
 lint: $(VENV)/.dev-deps

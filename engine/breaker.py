@@ -79,6 +79,7 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._consecutive = 0
         self._window: deque[bool] = deque(maxlen=config.window_size)  # True = failure
+        self._window_failures = 0  # kept in step with _window, so a call costs O(1)
         self._opened_at = 0.0
         self._trials_in_flight = 0
         self._trial_successes = 0
@@ -96,9 +97,11 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May a call go now? A refused call is counted and must not be recorded."""
+        if self._state is BreakerState.CLOSED:  # the common case needs no lock: nothing changes
+            return True
         with self._lock:
             pending = self._expire()
-            if self._state is BreakerState.CLOSED:
+            if self._state is BreakerState.CLOSED:  # type: ignore[comparison-overlap] # another thread closed it
                 allowed = True
             elif self._state is BreakerState.HALF_OPEN and self._trials_in_flight < self.config.half_open_calls:
                 self._trials_in_flight += 1
@@ -129,6 +132,7 @@ class CircuitBreaker:
         with self._lock:
             self.config = config
             self._window = deque(self._window, maxlen=config.window_size)
+            self._window_failures = sum(self._window)
 
     def failure_rate(self) -> float | None:
         """Failure % over the window, None before any call."""
@@ -139,7 +143,7 @@ class CircuitBreaker:
 
     def _record(self, failed: bool, reason: str) -> None:
         with self._lock:
-            pending = self._expire()
+            pending = self._expire() if self._state is BreakerState.OPEN else []
             if failed:
                 self.failures += 1
                 self.last_failure = self._clock.now()
@@ -152,9 +156,15 @@ class CircuitBreaker:
                     if self._trial_successes >= self.config.half_open_calls:
                         pending += self._to(BreakerState.CLOSED, f"{self._trial_successes} trial call(s) succeeded")
             elif self._state is BreakerState.CLOSED:
+                if len(self._window) == self._window.maxlen and self._window[0]:
+                    self._window_failures -= 1
                 self._window.append(failed)
-                self._consecutive = self._consecutive + 1 if failed else 0
-                pending += self._check_open(reason)
+                if failed:
+                    self._window_failures += 1
+                    self._consecutive += 1
+                    pending += self._check_open(reason)  # only a failure can open
+                else:
+                    self._consecutive = 0
             # a call admitted while CLOSED that ends after the breaker opened changes nothing
         self._notify(pending)
 
@@ -163,7 +173,7 @@ class CircuitBreaker:
         if self._consecutive >= c.failure_threshold:
             return self._to(BreakerState.OPEN, f"{self._consecutive} consecutive failures (last: {reason})")
         if len(self._window) >= c.minimum_calls:
-            rate = 100.0 * sum(self._window) / len(self._window)
+            rate = 100.0 * self._window_failures / len(self._window)
             if rate >= c.failure_rate_threshold:
                 return self._to(BreakerState.OPEN, f"failure rate {rate:.0f}% over the last {len(self._window)} calls")
         return []
@@ -186,11 +196,14 @@ class CircuitBreaker:
             self._opened_at = self._clock.monotonic()
         if new is BreakerState.CLOSED:
             self._window.clear()
+            self._window_failures = 0
         if old is new:
             return []
         return [Transition(self.service, old, new, self._clock.now(), reason)]
 
     def _notify(self, transitions: list[Transition]) -> None:
+        if not transitions:
+            return
         for t in transitions:
             for listener in self._listeners:
                 listener(t)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import aiohttp
 
@@ -63,20 +62,18 @@ class NoFaults:
         return None
 
 
-@dataclass(frozen=True)
-class Upstream:
-    """What the instance answered (after retries)."""
+class Upstream(NamedTuple):
+    """What the instance answered (after retries); raw_headers as aiohttp received them (bytes pairs)."""
 
     status: int
-    headers: tuple[tuple[str, str], ...]
+    raw_headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
     instance_url: str
     attempts: int
     latency_ms: float
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One request to route: method, path under the instance's base URL, raw query, headers, body, hash key."""
 
     method: str
@@ -92,8 +89,7 @@ class Request:
         return self.method.upper() in RETRYABLE_METHODS
 
 
-@dataclass(frozen=True)
-class _Attempt:
+class _Attempt(NamedTuple):
     upstream: Upstream | None
     failure: str | None  # None = success (any status < 500)
     timed_out: bool
@@ -130,6 +126,7 @@ class Router:
         self.budget = budget
         self._clock = clock
         self.timeout_s = timeout_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.max_retries = max_retries
         self._backoff = (backoff_base_s, backoff_cap_s)
         self._rng = rng or random.Random()  # noqa: S311 - spreads load and jitters retries
@@ -198,7 +195,7 @@ class Router:
             tried: set[int] = set()
             while True:
                 try:
-                    result = await self._one(spec, request, tried)
+                    result = await self._one(spec, request, tried, attempt + 1)
                 finally:
                     if retrying:
                         self.budget.retry_ended()
@@ -206,12 +203,12 @@ class Router:
                 if result.failure is None and result.upstream is not None:
                     if attempt:
                         self.counters.add("retry_successes")
-                    return replace(result.upstream, attempts=attempt + 1)
+                    return result.upstream
                 if not request.retryable or attempt >= self.max_retries:
-                    return self._give_up(result, attempt + 1)
+                    return self._give_up(result)
                 if not self.budget.try_retry():
                     self.counters.add("budget_refusals")
-                    return self._give_up(result, attempt + 1)
+                    return self._give_up(result)
                 retrying = True
                 self.counters.add("retries")
                 await asyncio.sleep(backoff_s(attempt, *self._backoff, self._rng))
@@ -219,9 +216,9 @@ class Router:
         finally:
             self.budget.request_ended()
 
-    def _give_up(self, result: _Attempt, attempts: int) -> Upstream:
+    def _give_up(self, result: _Attempt) -> Upstream:
         if result.upstream is not None:
-            return replace(result.upstream, attempts=attempts)  # a 5xx answer goes back as is
+            return result.upstream  # a 5xx answer goes back as is
         if result.timed_out:
             self.counters.add("timeouts")
             raise UpstreamTimeout(f"no answer within {self.timeout_s:g} s")
@@ -233,7 +230,7 @@ class Router:
             balancer = self._balancers[service] = make_balancer(self.algorithm, self._rng)
         return balancer
 
-    async def _one(self, spec: ServiceSpec, request: Request, tried: set[int]) -> _Attempt:
+    async def _one(self, spec: ServiceSpec, request: Request, tried: set[int], attempt: int) -> _Attempt:
         serving = self.candidates(spec)
         if not serving:
             self.counters.add("fallbacks")
@@ -245,27 +242,30 @@ class Router:
         fresh = [t for t in serving if t.id not in tried] or serving  # a retry prefers another instance
         target = self._balancer(spec.name).pick(fresh, request.key)
         tried.add(target.id)
-        return await self._attempt(spec, target, breaker, request)
+        return await self._attempt(spec, target, breaker, request, attempt)
 
-    async def _attempt(self, spec: ServiceSpec, target: Target, breaker: CircuitBreaker, request: Request) -> _Attempt:
+    async def _attempt(
+        self, spec: ServiceSpec, target: Target, breaker: CircuitBreaker, request: Request, attempt: int
+    ) -> _Attempt:
         assert self._session is not None
         url = target.url + "/" + request.path.lstrip("/") + (f"?{request.query}" if request.query else "")
         target.in_flight += 1
         target.picks += 1
         self._traffic.begin(spec.name)
         start = self._clock.monotonic()
+        end = start
         upstream: Upstream | None = None
         failure: str | None = None
         timed_out = False
         try:
             await self.faults.before_send(spec.name, target.url)
             async with self._session.request(
-                request.method, url, headers=list(request.headers), data=request.body or None, allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                request.method, url, headers=request.headers or None, data=request.body or None,
+                allow_redirects=False, timeout=self._timeout,
             ) as response:
                 data = await response.read()
-            elapsed = (self._clock.monotonic() - start) * 1000.0
-            upstream = Upstream(response.status, tuple(response.headers.items()), data, target.url, 1, elapsed)
+            end = self._clock.monotonic()
+            upstream = Upstream(response.status, response.raw_headers, data, target.url, attempt, (end - start) * 1e3)
             if response.status >= 500:
                 failure = f"HTTP {response.status}"
         except TimeoutError:
@@ -274,7 +274,9 @@ class Router:
             failure = f"{type(exc).__name__}: {exc}"[:200]
         finally:
             target.in_flight -= 1
-        latency = (self._clock.monotonic() - start) * 1000.0
+        if upstream is None:
+            end = self._clock.monotonic()
+        latency = (end - start) * 1000.0
         self._traffic.record(spec.name, latency, failure is None)
         if failure is None:
             breaker.record_success(latency)

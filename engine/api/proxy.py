@@ -41,7 +41,8 @@ def proxy(service_name: str, path: str) -> ResponseReturnValue:
     router = rt.traffic_router
     upstream = future.result(timeout=(router.timeout_s + 1.0) * (router.max_retries + 1) + 1.0)
     response = Response(upstream.body, status=upstream.status)
-    for key, value in _forwardable(list(upstream.headers)):
+    received = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers]
+    for key, value in _forwardable(received):
         response.headers.add(key, value)
     response.headers["X-Upstream-Instance"] = upstream.instance_url
     response.headers["X-Upstream-Attempts"] = str(upstream.attempts)

@@ -1,0 +1,38 @@
+"""Shared bits of the benchmarks: a real demo instance process on loopback, medians, ratios."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.demo import DemoInstance, free_port, start_demo_instance, wait_ready
+from engine.processes import stop_all
+
+
+@contextmanager
+def demo_target(port_base: int = 18100) -> Iterator[DemoInstance]:
+    """One demo service process on loopback, stopped afterwards."""
+    instance = start_demo_instance("bench", free_port(port_base, set()), seed=1)
+    try:
+        wait_ready([instance])
+        yield instance
+    finally:
+        stop_all([instance.process])
+
+
+def median_us(samples_s: list[float]) -> float:
+    """Median of durations in seconds, as microseconds."""
+    return statistics.median(samples_s) * 1e6
+
+
+def report(title: str, ours: float, peer: float, peer_name: str, unit: str = "µs", limit: float | None = None) -> bool:
+    """Print one comparison line; return whether ours/peer is within limit (always True without one)."""
+    ratio = ours / peer
+    verdict = "" if limit is None else (f"  (limit {limit:.2f}x: {'ok' if ratio <= limit else 'OVER'})")
+    print(f"{title}: ours {ours:.2f} {unit}, {peer_name} {peer:.2f} {unit}, ratio {ratio:.3f}x{verdict}")
+    return limit is None or ratio <= limit

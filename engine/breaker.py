@@ -115,6 +115,15 @@ class CircuitBreaker:
     def record_success(self, duration_ms: float) -> None:
         """The admitted call answered; slow answers count as failures when slow_call_ms is set."""
         slow = self.config.slow_call_ms is not None and duration_ms > self.config.slow_call_ms
+        if not slow and self._state is BreakerState.CLOSED:
+            with self._lock:  # the common case: a success while CLOSED can change no state
+                if self._state is BreakerState.CLOSED:
+                    window = self._window
+                    if len(window) == window.maxlen and window[0]:
+                        self._window_failures -= 1
+                    window.append(False)
+                    self._consecutive = 0
+                    return
         self._record(failed=slow, reason=f"slow call ({duration_ms:.0f} ms)" if slow else "")
 
     def record_failure(self, reason: str = "failure") -> None:

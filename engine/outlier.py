@@ -40,6 +40,8 @@ class OutlierEjector:
 
     def is_ejected(self, instance_id: int) -> bool:
         """Out of rotation now? (An ejection whose time is up ends here.)"""
+        if instance_id not in self._ejected:  # the common case, without the lock
+            return False
         with self._lock:
             e = self._ejected.get(instance_id)
             if e is not None and self._clock.monotonic() >= e.until:
@@ -50,10 +52,11 @@ class OutlierEjector:
 
     def observe(self, service: str, instance_id: int, error: bool, service_size: int) -> Ejection | None:
         """Record one answer (error = 5xx or connection failure); return an ejection if this one caused it."""
-        with self._lock:
-            if not error:
+        if not error:
+            if self._errors.get(instance_id):
                 self._errors[instance_id] = 0
-                return None
+            return None
+        with self._lock:
             count = self._errors.get(instance_id, 0) + 1
             self._errors[instance_id] = count
             if count < self.consecutive or instance_id in self._ejected:

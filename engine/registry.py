@@ -46,6 +46,7 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._services: tuple[ServiceSpec, ...] = ()
+        self._by_name: dict[str, ServiceSpec] = {}
 
     def services(self) -> tuple[ServiceSpec, ...]:
         """The current snapshot."""
@@ -53,7 +54,7 @@ class Registry:
 
     def by_name(self, name: str) -> ServiceSpec | None:
         """The service called name, if registered."""
-        return next((s for s in self._services if s.name == name), None)
+        return self._by_name.get(name)
 
     def load(self, session: Session) -> None:
         """Replace the snapshot with what the database holds."""
@@ -70,5 +71,10 @@ class Registry:
             )
             for s in rows
         )
+        self.replace(snapshot)
+
+    def replace(self, services: tuple[ServiceSpec, ...]) -> None:
+        """Install a snapshot (load() does; tests may hand one in)."""
         with self._lock:
-            self._services = snapshot
+            self._services = services
+            self._by_name = {s.name: s for s in services}

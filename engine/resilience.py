@@ -18,40 +18,38 @@ def backoff_s(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> 
 
 
 class RetryBudget:
-    """Envoy's retry budget: retries in flight at most `percent` % of requests in flight, never below `minimum`."""
+    """Envoy's retry budget: retries in flight at most `percent` % of requests in flight, never below `minimum`.
+
+    Used from the engine loop only (one thread), so it needs no lock.
+    """
 
     def __init__(self, percent: float = 20.0, minimum: int = 3) -> None:
         self.percent = percent
         self.minimum = minimum
-        self._lock = threading.Lock()
         self.requests_in_flight = 0
         self.retries_in_flight = 0
         self.refused = 0
 
     def request_started(self) -> None:
         """A routed request began."""
-        with self._lock:
-            self.requests_in_flight += 1
+        self.requests_in_flight += 1
 
     def request_ended(self) -> None:
         """A routed request finished (after all its retries)."""
-        with self._lock:
-            self.requests_in_flight -= 1
+        self.requests_in_flight -= 1
 
     def try_retry(self) -> bool:
         """Take a retry slot if the budget allows; pair with retry_ended()."""
-        with self._lock:
-            allowed = max(self.minimum, int(self.requests_in_flight * self.percent / 100.0))
-            if self.retries_in_flight >= allowed:
-                self.refused += 1
-                return False
-            self.retries_in_flight += 1
-            return True
+        allowed = max(self.minimum, int(self.requests_in_flight * self.percent / 100.0))
+        if self.retries_in_flight >= allowed:
+            self.refused += 1
+            return False
+        self.retries_in_flight += 1
+        return True
 
     def retry_ended(self) -> None:
         """A retry attempt finished."""
-        with self._lock:
-            self.retries_in_flight -= 1
+        self.retries_in_flight -= 1
 
 
 @dataclass(frozen=True)
@@ -86,6 +84,10 @@ class ResilienceCounters:
         if name not in _FIELDS:
             raise ValueError(f"unknown counter {name!r}")
         second = int(self._clock.monotonic())
+        slots = self._slots
+        if slots and slots[-1][0] == second:  # the common case: the loop thread is the only writer
+            slots[-1][1][name] += n
+            return
         with self._lock:
             if not self._slots or self._slots[-1][0] != second:
                 self._slots.append((second, dict.fromkeys(_FIELDS, 0)))

@@ -7,11 +7,13 @@ in-memory counters, the metrics bucket (TrafficRecorder) and, for transitions, t
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 
 import aiohttp
+from yarl import URL
 
 from engine.balancer import Balancer, Target, make_balancer
 from engine.breaker import CircuitBreaker
@@ -60,6 +62,12 @@ class NoFaults:
     async def before_send(self, service: str, url: str) -> None:
         """Nothing to inject."""
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _url(base: str, path: str, query: str) -> URL:
+    """A parsed URL, cached: parsing one costs about as much as the rest of the router's bookkeeping."""
+    return URL(base + "/" + path.lstrip("/") + (f"?{query}" if query else ""))
 
 
 class Upstream(NamedTuple):
@@ -130,7 +138,8 @@ class Router:
         self.max_retries = max_retries
         self._backoff = (backoff_base_s, backoff_cap_s)
         self._rng = rng or random.Random()  # noqa: S311 - spreads load and jitters retries
-        self.faults: FaultHook = faults or NoFaults()
+        self.faults: FaultHook | None = faults  # None: no fault injection (and no await on the hot path)
+        self._now = clock.monotonic
         make_balancer(algorithm)  # an unknown name fails here, not on the first request
         self.algorithm = algorithm
         self._balancers: dict[str, Balancer] = {}
@@ -189,32 +198,33 @@ class Router:
         request = Request(method.upper(), path, query, tuple(headers), body, key)
         self.counters.add("requests")
         self.budget.request_started()
-        retrying = False
         try:
-            attempt = 0
             tried: set[int] = set()
-            while True:
-                try:
-                    result = await self._one(spec, request, tried, attempt + 1)
-                finally:
-                    if retrying:
-                        self.budget.retry_ended()
-                        retrying = False
-                if result.failure is None and result.upstream is not None:
-                    if attempt:
-                        self.counters.add("retry_successes")
-                    return result.upstream
-                if not request.retryable or attempt >= self.max_retries:
-                    return self._give_up(result)
-                if not self.budget.try_retry():
-                    self.counters.add("budget_refusals")
-                    return self._give_up(result)
-                retrying = True
+            result = await self._one(spec, request, tried, 1)
+            if result.failure is None and result.upstream is not None:
+                return result.upstream  # the common case: no retry machinery
+            return await self._retry(spec, request, tried, result)
+        finally:
+            self.budget.request_ended()
+
+    async def _retry(self, spec: ServiceSpec, request: Request, tried: set[int], result: _Attempt) -> Upstream:
+        attempt = 0
+        while True:
+            if not request.retryable or attempt >= self.max_retries:
+                return self._give_up(result)
+            if not self.budget.try_retry():
+                self.counters.add("budget_refusals")
+                return self._give_up(result)
+            try:
                 self.counters.add("retries")
                 await asyncio.sleep(backoff_s(attempt, *self._backoff, self._rng))
                 attempt += 1
-        finally:
-            self.budget.request_ended()
+                result = await self._one(spec, request, tried, attempt + 1)
+            finally:
+                self.budget.retry_ended()
+            if result.failure is None and result.upstream is not None:
+                self.counters.add("retry_successes")
+                return result.upstream
 
     def _give_up(self, result: _Attempt) -> Upstream:
         if result.upstream is not None:
@@ -239,7 +249,7 @@ class Router:
         if not breaker.allow():
             self.counters.add("fallbacks")
             raise CircuitOpen(f"circuit breaker of {spec.name} is {breaker.state.value}")
-        fresh = [t for t in serving if t.id not in tried] or serving  # a retry prefers another instance
+        fresh = ([t for t in serving if t.id not in tried] or serving) if tried else serving  # retries go elsewhere
         target = self._balancer(spec.name).pick(fresh, request.key)
         tried.add(target.id)
         return await self._attempt(spec, target, breaker, request, attempt)
@@ -248,23 +258,24 @@ class Router:
         self, spec: ServiceSpec, target: Target, breaker: CircuitBreaker, request: Request, attempt: int
     ) -> _Attempt:
         assert self._session is not None
-        url = target.url + "/" + request.path.lstrip("/") + (f"?{request.query}" if request.query else "")
+        url = _url(target.url, request.path, request.query)
         target.in_flight += 1
         target.picks += 1
         self._traffic.begin(spec.name)
-        start = self._clock.monotonic()
+        start = self._now()
         end = start
         upstream: Upstream | None = None
         failure: str | None = None
         timed_out = False
         try:
-            await self.faults.before_send(spec.name, target.url)
+            if self.faults is not None:
+                await self.faults.before_send(spec.name, target.url)
             async with self._session.request(
                 request.method, url, headers=request.headers or None, data=request.body or None,
                 allow_redirects=False, timeout=self._timeout,
             ) as response:
                 data = await response.read()
-            end = self._clock.monotonic()
+            end = self._now()
             upstream = Upstream(response.status, response.raw_headers, data, target.url, attempt, (end - start) * 1e3)
             if response.status >= 500:
                 failure = f"HTTP {response.status}"
@@ -275,7 +286,7 @@ class Router:
         finally:
             target.in_flight -= 1
         if upstream is None:
-            end = self._clock.monotonic()
+            end = self._now()
         latency = (end - start) * 1000.0
         self._traffic.record(spec.name, latency, failure is None)
         if failure is None:

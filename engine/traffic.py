@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 
 __all__ = ["BucketStats", "TrafficRecorder", "percentile"]
@@ -37,18 +36,20 @@ class _Bucket:
 
 
 class TrafficRecorder:
-    """Thread-safe; keeps at most `max_samples` latencies per service per bucket (counts stay exact)."""
+    """Keeps at most `max_samples` latencies per service per bucket (counts stay exact).
+
+    Written and drained on the engine loop only (router and collector), so it needs no lock;
+    in_flight() may be read from any thread.
+    """
 
     def __init__(self, max_samples: int = 100_000) -> None:
         self._max = max_samples
-        self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
         self._in_flight: dict[str, int] = {}
 
     def begin(self, service: str) -> None:
-        """A request to service was sent (the seed's `load` counts these)."""
-        with self._lock:
-            self._in_flight[service] = self._in_flight.get(service, 0) + 1
+        """A request to service was sent (the seed's `load` counts these); called on the engine loop only."""
+        self._in_flight[service] = self._in_flight.get(service, 0) + 1
 
     def in_flight(self, service: str) -> int:
         """Requests to service sent and not yet answered."""
@@ -56,18 +57,19 @@ class TrafficRecorder:
 
     def record(self, service: str, latency_ms: float, ok: bool) -> None:
         """Count one routed request that has ended (pairs with begin)."""
-        with self._lock:
-            self._in_flight[service] = max(0, self._in_flight.get(service, 0) - 1)
-            bucket = self._buckets.setdefault(service, _Bucket())
-            bucket.requests += 1
-            bucket.errors += 0 if ok else 1
-            if len(bucket.latencies) < self._max:
-                bucket.latencies.append(latency_ms)
+        self._in_flight[service] = max(0, self._in_flight.get(service, 0) - 1)
+        bucket = self._buckets.get(service)
+        if bucket is None:
+            bucket = self._buckets[service] = _Bucket()
+        bucket.requests += 1
+        if not ok:
+            bucket.errors += 1
+        if len(bucket.latencies) < self._max:
+            bucket.latencies.append(latency_ms)
 
     def drain(self, service: str) -> BucketStats:
         """Return and reset the service's counters."""
-        with self._lock:
-            bucket = self._buckets.pop(service, _Bucket())
+        bucket = self._buckets.pop(service, None) or _Bucket()
         values = sorted(bucket.latencies)
         if not values:
             return BucketStats(bucket.requests, bucket.errors, None, None, None, None)

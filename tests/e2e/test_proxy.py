@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from db.models import BreakerTransitionRow
+from db.models import BreakerTransitionRow, MetricRow
 from engine.runtime import Runtime
 from engine.users import Role
 from tests.conftest import token_for
@@ -55,6 +55,15 @@ def test_round_robin_split_then_a_killed_instance_stops_being_picked(fleet, caps
     lb = api.get("/api/load-balancer").json()
     assert sorted(i["picks"] for i in lb["instances"] if i["service"] == "orders") == [500, 500]
     assert lb["algorithm"] == "round-robin"
+
+    def routed_rows():
+        rt.writer.flush()
+        with rt.sessions() as s:
+            return s.execute(select(func.sum(MetricRow.request_count), func.max(MetricRow.latency_p99_ms))
+                             .where(MetricRow.service_name == "orders")).one()
+
+    assert wait_for(lambda: (routed_rows()[0] or 0) >= 1000, 5)  # the collector's buckets hold the traffic
+    assert routed_rows()[1] is not None and routed_rows()[1] > 0
 
     victim = next(i for i in rt.demo.instances if i.service == "orders")
     os.kill(victim.process.pid, signal.SIGKILL)

@@ -62,12 +62,12 @@ def test_bucket_rows_use_scrapes_and_null_for_unknown():
         return httpx.Response(200, text=EXPOSITION.format(cpu=cpu[port], rss=50 * 2**20))
 
     registry = Registry()
-    registry._services = (
+    registry.replace((
         ServiceSpec(1, "orders", "/health", "/metrics", 1, True,
                     (InstanceSpec(1, 1, "http://127.0.0.1:9001"), InstanceSpec(2, 1, "http://127.0.0.1:9002"))),
         ServiceSpec(2, "broken", "/health", "/metrics", 1, False, (InstanceSpec(3, 2, "http://127.0.0.1:9003"),)),
         ServiceSpec(3, "plain", "/health", None, 1, False, (InstanceSpec(4, 3, "http://127.0.0.1:9004"),)),
-    )
+    ))
     traffic = TrafficRecorder()
     writer = Collect()
     collector = Collector(registry, httpx.AsyncClient(transport=httpx.MockTransport(handler)), writer,  # type: ignore[arg-type]

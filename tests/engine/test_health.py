@@ -89,7 +89,7 @@ def make_checker(handler, clock, fall=2, rise=2, ports=(9001, 9002)):
         instances=tuple(InstanceSpec(n, 1, f"http://127.0.0.1:{p}") for n, p in enumerate(ports, start=1)),
     )
     registry = Registry()
-    registry._services = (service,)
+    registry.replace((service,))
     writer = Collect()
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     checker = HealthChecker(

@@ -63,8 +63,8 @@ class Backend:
 
 def make_router(ports, clock, *, health=None, breaker=None, retries=2, ejector=None, budget=None, timeout=2.0):
     registry = Registry()
-    registry._services = (ServiceSpec(1, "orders", "/health", None, 1, False, tuple(
-        InstanceSpec(n, 1, f"http://127.0.0.1:{p}") for n, p in enumerate(ports, start=1))),)
+    registry.replace((ServiceSpec(1, "orders", "/health", None, 1, False, tuple(
+        InstanceSpec(n, 1, f"http://127.0.0.1:{p}") for n, p in enumerate(ports, start=1))),))
     writer = Collect()
     default = breaker or BreakerConfig(failure_threshold=5, minimum_calls=20, window_size=20)
     book = BreakerBook(clock, writer, default)  # type: ignore[arg-type]
@@ -246,3 +246,46 @@ def test_unknown_service_and_no_serving_instance():
 
     run(scenario, backend)
     assert backend.hits == {} and router.counters.figures().fallbacks == 1
+
+
+def test_slow_instance_times_out_with_504_and_counts_as_a_timeout():
+    from engine.router import UpstreamTimeout
+
+    backend = Backend(1)
+    backend.delay = 0.5
+    router, _ = make_router(backend.ports, FakeClock(), retries=0, timeout=0.1)
+
+    async def scenario():
+        await router.start()
+        try:
+            with pytest.raises(UpstreamTimeout) as err:
+                await router.send("orders", "GET", "/slow")
+            return err.value
+        finally:
+            await router.close()
+
+    error = run(scenario, backend)
+    assert error.status == 504 and error.message == "no answer within 0.1 s"
+    f = router.counters.figures()
+    assert (f.requests, f.timeouts, f.timeout_rate) == (1, 1, 100.0)
+
+
+def test_ejection_never_takes_out_more_than_the_cap():
+    backend = Backend(4)
+    for port in backend.ports:
+        backend.status[port] = 500
+    clock = FakeClock()
+    ejector = OutlierEjector(clock, consecutive=2, base_s=30, max_percent=50)
+    router, _ = make_router(backend.ports, clock, retries=0, ejector=ejector,
+                            breaker=BreakerConfig(failure_threshold=1000, minimum_calls=1000, window_size=1000))
+
+    async def scenario():
+        await router.start()
+        try:
+            for _ in range(40):
+                await router.send("orders", "GET", "/")
+        finally:
+            await router.close()
+
+    run(scenario, backend)
+    assert len(ejector.ejected()) == 2  # half of 4, although all four kept failing

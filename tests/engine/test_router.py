@@ -76,6 +76,20 @@ def make_router(ports, clock, *, health=None, breaker=None, retries=2, ejector=N
     return router, writer
 
 
+NEVER_OPEN = BreakerConfig(failure_threshold=1000, minimum_calls=1000, window_size=1000)
+
+
+def send_many(router, backend, n, method="GET"):
+    """Start the backend and router, send n requests one after another, return the answers."""
+    async def scenario():
+        await router.start()
+        try:
+            return [await router.send("orders", method, "/", body=b"x" if method == "POST" else b"") for _ in range(n)]
+        finally:
+            await router.close()
+    return run(scenario, backend)
+
+
 def run(scenario, backend):
     async def main():
         await backend.start()
@@ -147,15 +161,7 @@ def test_retries_move_to_another_instance_and_count_as_retry_successes():
     backend.status[backend.ports[0]] = 503
     clock = FakeClock()
     router, _ = make_router(backend.ports, clock, retries=2)
-
-    async def scenario():
-        await router.start()
-        try:
-            return [await router.send("orders", "GET", "/") for _ in range(10)]
-        finally:
-            await router.close()
-
-    answers = run(scenario, backend)
+    answers = send_many(router, backend, 10)
     assert all(a.status == 200 and a.instance_url.endswith(str(backend.ports[1])) for a in answers)
     # round-robin counts the retry's pick too, so every first attempt lands on the failing instance
     assert Counter(a.attempts for a in answers) == {2: 10}
@@ -167,15 +173,7 @@ def test_post_is_not_retried():
     backend = Backend(2)
     backend.status[backend.ports[0]] = 503
     router, _ = make_router(backend.ports, FakeClock(), retries=2)
-
-    async def scenario():
-        await router.start()
-        try:
-            return [await router.send("orders", "POST", "/", body=b"x") for _ in range(4)]
-        finally:
-            await router.close()
-
-    answers = run(scenario, backend)
+    answers = send_many(router, backend, 4, method="POST")
     assert sorted(a.status for a in answers) == [200, 200, 503, 503]
     assert router.counters.figures().retries == 0
 
@@ -211,18 +209,8 @@ def test_consecutive_errors_eject_an_instance_within_the_cap():
     backend.status[backend.ports[0]] = 500
     clock = FakeClock()
     ejector = OutlierEjector(clock, consecutive=3, base_s=30, max_percent=50)
-    router, _ = make_router(backend.ports, clock, retries=0, ejector=ejector,
-                            breaker=BreakerConfig(failure_threshold=1000, minimum_calls=1000, window_size=1000))
-
-    async def scenario():
-        await router.start()
-        try:
-            for _ in range(20):
-                await router.send("orders", "GET", "/")
-        finally:
-            await router.close()
-
-    run(scenario, backend)
+    router, _ = make_router(backend.ports, clock, retries=0, ejector=ejector, breaker=NEVER_OPEN)
+    send_many(router, backend, 20)
     assert backend.hits[backend.ports[0]] == 3  # ejected after its third 500
     assert backend.hits[backend.ports[1]] == 17
     assert ejector.is_ejected(1) and not ejector.is_ejected(2)
@@ -276,16 +264,6 @@ def test_ejection_never_takes_out_more_than_the_cap():
         backend.status[port] = 500
     clock = FakeClock()
     ejector = OutlierEjector(clock, consecutive=2, base_s=30, max_percent=50)
-    router, _ = make_router(backend.ports, clock, retries=0, ejector=ejector,
-                            breaker=BreakerConfig(failure_threshold=1000, minimum_calls=1000, window_size=1000))
-
-    async def scenario():
-        await router.start()
-        try:
-            for _ in range(40):
-                await router.send("orders", "GET", "/")
-        finally:
-            await router.close()
-
-    run(scenario, backend)
+    router, _ = make_router(backend.ports, clock, retries=0, ejector=ejector, breaker=NEVER_OPEN)
+    send_many(router, backend, 40)
     assert len(ejector.ejected()) == 2  # half of 4, although all four kept failing

@@ -11,11 +11,12 @@ import pandas as pd
 from sqlalchemy import CursorResult, Select, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import CircuitBreakerRow, Instance, LoadTest, LogEntry, MetricRow, Service
+from db.models import BreakerTransitionRow, CircuitBreakerRow, Instance, LoadTest, LogEntry, MetricRow, Service
 
 __all__ = [
     "LogFilter",
     "Overview",
+    "breaker_transitions",
     "clear_logs",
     "get_service",
     "latest_load_test",
@@ -205,3 +206,15 @@ def list_circuit_breakers(session: Session) -> list[CircuitBreakerRow]:
 def latest_load_test(session: Session) -> LoadTest | None:
     """The most recent load test, if any."""
     return session.scalars(select(LoadTest).order_by(LoadTest.id.desc()).limit(1)).first()
+
+
+def breaker_transitions(session: Session, since: datetime, service: str | None = None) -> pd.DataFrame:
+    """Circuit breaker transitions at or after `since` (of one service, if given), oldest first."""
+    query = select(
+        BreakerTransitionRow.at, BreakerTransitionRow.service_name, BreakerTransitionRow.from_state,
+        BreakerTransitionRow.to_state, BreakerTransitionRow.reason,
+    ).where(BreakerTransitionRow.at >= since).order_by(BreakerTransitionRow.at, BreakerTransitionRow.id)
+    if service:
+        query = query.where(BreakerTransitionRow.service_name == service)
+    columns = ["at", "service_name", "from_state", "to_state", "reason"]
+    return pd.DataFrame(session.execute(query).all(), columns=columns)

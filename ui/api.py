@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from engine.errors import MonitorError
 
 __all__ = [
+    "BREAKER_FIELDS",
     "DEFAULT_API_URL",
     "ApiCallFailed",
     "ApiClient",
     "api_url",
+    "breaker_body",
+    "circuit_breakers",
     "clear_logs",
     "create_body",
     "create_service",
@@ -23,9 +27,15 @@ __all__ = [
     "delete_service",
     "delete_user",
     "list_users",
+    "load_balancer",
     "login",
     "parse_urls",
+    "reset_all_breakers",
+    "reset_breaker",
+    "set_algorithm",
+    "system_metrics",
     "update_body",
+    "update_breaker",
     "update_service",
 ]
 
@@ -151,6 +161,41 @@ class ApiClient:
         result: dict[str, Any] = self.request("DELETE", f"/api/users/{user_id}")
         return result
 
+    def load_balancer(self) -> dict[str, Any]:
+        """GET /api/load-balancer: {algorithm, algorithms, totalPicks, instances}."""
+        result: dict[str, Any] = self.request("GET", "/api/load-balancer")
+        return result
+
+    def set_algorithm(self, algorithm: str) -> dict[str, Any]:
+        """PUT /api/load-balancer: the balancer state after the switch (an unknown name is a 400)."""
+        result: dict[str, Any] = self.request("PUT", "/api/load-balancer", {"algorithm": algorithm})
+        return result
+
+    def circuit_breakers(self) -> dict[str, Any]:
+        """GET /api/circuit-breakers: {total, closed, open, halfOpen, breakers}."""
+        result: dict[str, Any] = self.request("GET", "/api/circuit-breakers")
+        return result
+
+    def update_breaker(self, service_name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT /api/circuit-breakers/<name>: the breaker with its new thresholds."""
+        result: dict[str, Any] = self.request("PUT", f"/api/circuit-breakers/{quote(service_name, safe='')}", body)
+        return result
+
+    def reset_breaker(self, service_name: str) -> dict[str, Any]:
+        """POST /api/circuit-breakers/<name>/reset: the breaker, CLOSED."""
+        result: dict[str, Any] = self.request("POST", f"/api/circuit-breakers/{quote(service_name, safe='')}/reset")
+        return result
+
+    def reset_all_breakers(self) -> dict[str, Any]:
+        """POST /api/circuit-breakers/reset-all: {message}."""
+        result: dict[str, Any] = self.request("POST", "/api/circuit-breakers/reset-all")
+        return result
+
+    def system_metrics(self) -> dict[str, Any]:
+        """GET /api/metrics: the seed's SystemMetrics (resilience, loadBalancer, circuitBreakers, ...)."""
+        result: dict[str, Any] = self.request("GET", "/api/metrics")
+        return result
+
 
 def _retry_after(response: httpx.Response) -> int | None:
     """Whole seconds from a Retry-After header given in seconds; None if absent or a date."""
@@ -208,6 +253,54 @@ def create_user(username: str, password: str, role: str) -> dict[str, Any]:
 def delete_user(user_id: int) -> dict[str, Any]:
     """Remove a user (admin)."""
     return default_client().delete_user(user_id)
+
+
+def load_balancer() -> dict[str, Any]:
+    """The live balancer state."""
+    return default_client().load_balancer()
+
+
+def set_algorithm(algorithm: str) -> dict[str, Any]:
+    """Switch the balancer algorithm (operator)."""
+    return default_client().set_algorithm(algorithm)
+
+
+def circuit_breakers() -> dict[str, Any]:
+    """Every registered service's breaker, with counts by state."""
+    return default_client().circuit_breakers()
+
+
+def update_breaker(service_name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Change a breaker's thresholds (operator)."""
+    return default_client().update_breaker(service_name, body)
+
+
+def reset_breaker(service_name: str) -> dict[str, Any]:
+    """Close one breaker (operator)."""
+    return default_client().reset_breaker(service_name)
+
+
+def reset_all_breakers() -> dict[str, Any]:
+    """Close every breaker (operator)."""
+    return default_client().reset_all_breakers()
+
+
+def system_metrics() -> dict[str, Any]:
+    """The seed's SystemMetrics."""
+    return default_client().system_metrics()
+
+
+# the thresholds the breaker form edits: API field names, in the order the form shows them
+BREAKER_FIELDS = ("failureThreshold", "failureRateThreshold", "windowSize", "minimumCalls", "slowCallMs", "timeout",
+                  "halfOpenCalls")
+
+
+def breaker_body(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The PUT /api/circuit-breakers/<name> body: only the thresholds in `new` that differ from `current`.
+
+    Both hold API field names; a slowCallMs of None turns slow-call counting off.
+    """
+    return {f: new[f] for f in BREAKER_FIELDS if f in new and new[f] != current.get(f)}
 
 
 def parse_urls(text: str) -> list[str]:

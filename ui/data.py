@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
 import pandas as pd
@@ -22,12 +22,16 @@ from ui.api import ApiCallFailed
 __all__ = [
     "ServiceSummary",
     "act",
+    "breaker_segments",
     "fetch",
+    "fetch_or_none",
     "flash",
+    "picks_frame",
     "reading",
     "session_factory",
     "show_flash",
     "summarize_services",
+    "timeline_start",
 ]
 
 NO_DATABASE = (
@@ -129,6 +133,20 @@ def fetch(call: Callable[[], T]) -> T:
         st.stop()
 
 
+def fetch_or_none(call: Callable[[], T]) -> T | None:
+    """Read through the API; an error is shown and None returned, so the rest of the page still draws.
+
+    A 401 logs out, as in act().
+    """
+    try:
+        return call()
+    except ApiCallFailed as exc:
+        if exc.status == 401:
+            _session_expired()
+        st.error(exc.text())
+        return None
+
+
 @dataclass(frozen=True)
 class ServiceSummary:
     """One service as the pages show it: registry settings plus instance counts from the latest checks."""
@@ -184,3 +202,52 @@ def summarize_services(frame: pd.DataFrame) -> list[ServiceSummary]:
             )
         )
     return out
+
+
+PICKS_COLUMNS = ["service", "instance_id", "url", "health", "ejected", "picks", "in_flight", "share"]
+
+
+def picks_frame(instances: list[dict[str, Any]]) -> pd.DataFrame:
+    """GET /api/load-balancer `instances` as a frame; `share` is the % of its service's picks (NaN if none yet)."""
+    frame = pd.DataFrame(
+        [[i["service"], i["instanceId"], i["url"], i["health"], bool(i["ejected"]), int(i["picks"]),
+          int(i["inFlight"])] for i in instances],
+        columns=PICKS_COLUMNS[:-1],
+    )
+    totals = frame.groupby("service")["picks"].transform("sum")
+    frame["share"] = (100.0 * frame["picks"] / totals.where(totals > 0)).astype(float)
+    return frame
+
+
+SEGMENT_COLUMNS = ["service", "state", "start", "end", "reason"]
+
+
+def breaker_segments(transitions: pd.DataFrame, since: datetime, now: datetime) -> pd.DataFrame:
+    """db.queries.breaker_transitions as time spans in one state per service, from `since` to `now`.
+
+    The span before a service's first transition in the window is in that transition's from_state; the last
+    span runs to `now`. `reason` is why the span began ("" for the first). Services with no transition in
+    the window have no spans (their state is not known from the table).
+    """
+    rows: list[list[Any]] = []
+    for service, group in transitions.sort_values(["at"], kind="stable").groupby("service_name", sort=True):
+        start, state, reason = since, str(group["from_state"].iloc[0]), ""
+        for when, to_state, why in zip(group["at"], group["to_state"], group["reason"], strict=True):
+            at: datetime = pd.Timestamp(when).to_pydatetime()
+            if at > start:
+                rows.append([service, state, start, at, reason])
+            start, state, reason = max(start, at), str(to_state), str(why)
+        rows.append([service, state, start, max(now, start + timedelta(milliseconds=1)), reason])
+    return pd.DataFrame(rows, columns=SEGMENT_COLUMNS)
+
+
+def timeline_start(transitions: pd.DataFrame, since: datetime, now: datetime) -> datetime:
+    """Where a timeline's time axis starts: a little before the first transition, never before `since`.
+
+    The span before the first transition says only that nothing changed; the axis zooms onto the changes.
+    """
+    if transitions.empty:
+        return since
+    first: datetime = pd.Timestamp(transitions["at"].min()).to_pydatetime()
+    pad = max(timedelta(minutes=1), (now - first) / 10)
+    return max(since, first - pad)

@@ -8,10 +8,14 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "BREAKER_COLOURS",
+    "BREAKER_EMOJI",
     "LEVEL_EMOJI",
     "NA",
     "STATUS_COLOURS",
     "STATUS_EMOJI",
+    "breaker_badge_colour",
+    "breaker_label",
     "card_css",
     "fmt_ago",
     "fmt_count",
@@ -39,6 +43,10 @@ STATUS_COLOURS: dict[str, str] = {
 STATUS_EMOJI: dict[str, str] = {"healthy": "🟢", "degraded": "🟠", "unhealthy": "🔴", "unknown": "⚪"}
 _BADGE_COLOURS = {"healthy": "green", "degraded": "orange", "unhealthy": "red"}
 LEVEL_EMOJI: dict[str, str] = {"DEBUG": "⚪", "INFO": "🔵", "WARN": "🟠", "ERROR": "🔴"}
+# circuit breaker states: closed green (traffic flows), half-open amber (trial calls), open red (refusing)
+BREAKER_COLOURS: dict[str, str] = {"CLOSED": "#21c354", "HALF_OPEN": "#ffa421", "OPEN": "#ff4b4b"}
+BREAKER_EMOJI: dict[str, str] = {"CLOSED": "🟢", "HALF_OPEN": "🟠", "OPEN": "🔴"}
+_BREAKER_BADGES = {"CLOSED": "green", "HALF_OPEN": "orange", "OPEN": "red"}
 
 
 def _missing(value: float | None) -> bool:
@@ -104,6 +112,16 @@ def status_badge_colour(status: str | None) -> str:
 def fmt_status(status: str | None) -> str:
     """Emoji and name: "🟢 healthy"; None is "⚪ n/a"."""
     return f"{status_emoji(status)} {status or NA}"
+
+
+def breaker_label(state: str | None) -> str:
+    """A breaker state with its emoji: "🔴 OPEN"; None is "⚪ n/a"."""
+    return f"{BREAKER_EMOJI.get(state or '', '⚪')} {state or NA}"
+
+
+def breaker_badge_colour(state: str | None) -> str:
+    """The st.badge colour name of a breaker state."""
+    return _BREAKER_BADGES.get(state or "", "gray")
 
 
 def level_label(level: str) -> str:

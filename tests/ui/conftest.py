@@ -85,7 +85,7 @@ def texts(elements: Any) -> list[str]:
     return [str(e.value) for e in elements]
 
 
-def chart_traces(at: AppTest, key: str) -> dict[str, list[float]]:
+def chart_traces(at: AppTest, key: str) -> dict[str, list[Any]]:
     """Trace name -> y values of the plotly chart with this key (decoding plotly's typed arrays)."""
     for chart in at.get("plotly_chart"):
         if chart.proto.id.endswith(key):

@@ -136,6 +136,12 @@ def test_app_navigates_between_pages(dash_env):
     assert texts(at.title) == ["Logs"]
     at.switch_page("pages/services.py").run()
     assert texts(at.title) == ["Services"]
+    # the traffic pages read the engine through the API (down here): they say so instead of raising
+    at.switch_page("pages/load_balancer.py").run()
+    assert texts(at.title) == ["Load Balancer"]
+    at.switch_page("pages/resilience.py").run()
+    assert texts(at.title) == ["Resilience"]
+    assert not at.exception
 
 
 # -- services ----------------------------------------------------------------------------------------
@@ -317,7 +323,8 @@ def test_app_without_a_token_shows_only_the_login_form(dash_env):
     assert not at.metric  # no Overview behind the form
     assert any("admin_password" in c and "make run" in c for c in texts(at.caption))
     assert not at.sidebar.button  # no Log out
-    for page in ("pages/overview.py", "pages/services.py", "pages/logs.py", "pages/users.py"):
+    for page in ("pages/overview.py", "pages/services.py", "pages/logs.py", "pages/users.py",
+                 "pages/load_balancer.py", "pages/resilience.py"):
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page(page)  # not registered until a login succeeds
 
@@ -382,7 +389,8 @@ def test_log_out_clears_the_session(dash_env):
     assert not at.warning  # logging out on purpose is not an expired session
 
 
-@pytest.mark.parametrize("page", ["pages/overview.py", "pages/services.py", "pages/logs.py", "pages/users.py"])
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/services.py", "pages/logs.py", "pages/users.py",
+                                  "pages/load_balancer.py", "pages/resilience.py"])
 def test_a_page_run_on_its_own_asks_for_a_login(dash_env, page):
     at = open_page(page, role=None)
     assert not at.exception

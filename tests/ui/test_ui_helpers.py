@@ -17,8 +17,8 @@ from engine.errors import MonitorError
 from engine.users import Role
 from ui import api, session
 from ui.charts import per_service_lines
-from ui.data import summarize_services
-from ui.format import fmt_ago, fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status, status_colour
+from ui.data import breaker_segments, picks_frame, summarize_services, timeline_start
+from ui.format import breaker_label, fmt_ago, fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status, status_colour
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -250,3 +250,90 @@ def test_logs_csv_writes_iso_times_and_json_metadata():
     assert lines[0] == "id,timestamp,level,source,message,metadata"
     assert lines[1] == '2,2026-01-01T12:00:00+00:00,ERROR,health,"down, again",'
     assert lines[2] == '1,2026-01-01T12:00:00+00:00,INFO,api,ok,"{""a"": [1, 2], ""b"": 1}"'
+
+
+# -- traffic: load balancer and breakers ---------------------------------------------------------------
+
+
+def test_traffic_calls_use_their_routes():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
+        return httpx.Response(200, json={"ok": True})
+
+    c = _client(handler, token="op")
+    c.load_balancer()
+    c.set_algorithm("p2c")
+    c.circuit_breakers()
+    c.update_breaker("orders", {"failureThreshold": 3})
+    c.reset_breaker("orders")
+    c.reset_all_breakers()
+    c.system_metrics()
+    assert seen == [
+        ("GET", "/api/load-balancer", None),
+        ("PUT", "/api/load-balancer", {"algorithm": "p2c"}),
+        ("GET", "/api/circuit-breakers", None),
+        ("PUT", "/api/circuit-breakers/orders", {"failureThreshold": 3}),
+        ("POST", "/api/circuit-breakers/orders/reset", None),
+        ("POST", "/api/circuit-breakers/reset-all", None),
+        ("GET", "/api/metrics", None),
+    ]
+
+
+def test_breaker_body_holds_only_changed_thresholds():
+    current = {"serviceName": "orders", "state": "OPEN", "failureThreshold": 5, "failureRateThreshold": 50.0,
+               "windowSize": 20, "minimumCalls": 10, "slowCallMs": None, "timeout": 60000, "halfOpenCalls": 1}
+    same = {f: current[f] for f in api.BREAKER_FIELDS}
+    assert api.breaker_body(current, same) == {}
+    assert api.breaker_body(current, {**same, "failureThreshold": 3, "slowCallMs": 250.0}) == {
+        "failureThreshold": 3, "slowCallMs": 250.0}
+    assert api.breaker_body({**current, "slowCallMs": 250.0}, same) == {"slowCallMs": None}  # cleared: off
+    assert api.breaker_body(current, {"state": "CLOSED", "windowSize": 20}) == {}  # only thresholds are sent
+
+
+def test_picks_frame_shares_within_each_service():
+    def inst(service, iid, picks, ejected=False):
+        return {"service": service, "instanceId": iid, "url": f"http://127.0.0.1:{7000 + iid}", "picks": picks,
+                "inFlight": iid % 2, "health": "healthy", "ejected": ejected}
+
+    frame = picks_frame([inst("orders", 1, 30), inst("orders", 2, 10, ejected=True), inst("payments", 3, 0)])
+    assert frame["share"].tolist()[:2] == [75.0, 25.0]
+    assert math.isnan(frame["share"].iloc[2])  # a service without picks: unknown share, not 0 %
+    assert frame["ejected"].tolist() == [False, True, False]
+    assert frame["in_flight"].tolist() == [1, 0, 1]
+    assert picks_frame([]).empty
+
+
+def test_breaker_segments_span_the_window_per_service():
+    since, now = T0, T0 + timedelta(minutes=10)
+    transitions = pd.DataFrame(
+        [
+            [T0 + timedelta(minutes=2), "orders", "CLOSED", "OPEN", "5 consecutive failures"],
+            [T0 + timedelta(minutes=3), "orders", "OPEN", "HALF_OPEN", "open for 60000 ms"],
+            [T0 + timedelta(minutes=4), "payments", "HALF_OPEN", "OPEN", "trial call failed"],
+            [T0 + timedelta(minutes=5), "orders", "HALF_OPEN", "CLOSED", "1 trial call(s) succeeded"],
+        ],
+        columns=["at", "service_name", "from_state", "to_state", "reason"],
+    )
+    segments = breaker_segments(transitions, since, now)
+    def minutes(t: Any) -> float:
+        return (pd.Timestamp(t) - T0).total_seconds() / 60
+
+    rows = [(svc, state, minutes(start), minutes(end), why) for svc, state, start, end, why in segments.to_numpy()]
+    assert rows == [
+        ("orders", "CLOSED", 0, 2, ""),
+        ("orders", "OPEN", 2, 3, "5 consecutive failures"),
+        ("orders", "HALF_OPEN", 3, 5, "open for 60000 ms"),
+        ("orders", "CLOSED", 5, 10, "1 trial call(s) succeeded"),
+        ("payments", "HALF_OPEN", 0, 4, ""),  # the state before the first transition: its from_state
+        ("payments", "OPEN", 4, 10, "trial call failed"),
+    ]
+    assert breaker_segments(transitions.iloc[0:0], since, now).empty
+    # the time axis starts a minute (or a tenth of the span) before the first transition, not before the window
+    assert timeline_start(transitions, since, now) == T0 + timedelta(minutes=1)
+    assert timeline_start(transitions, since, T0 + timedelta(minutes=32)) == T0  # 3 min pad, cut at `since`
+    assert timeline_start(transitions.iloc[0:0], since, now) == since
+    assert breaker_label("OPEN") == "🔴 OPEN"
+    assert breaker_label("HALF_OPEN") == "🟠 HALF_OPEN"
+    assert breaker_label(None) == "⚪ n/a"

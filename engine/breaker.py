@@ -15,7 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from engine.clock import Clock
 
@@ -134,6 +134,8 @@ class CircuitBreaker:
         """Back to CLOSED with empty counters."""
         with self._lock:
             pending = self._to(BreakerState.CLOSED, reason)
+            self.failures = 0
+            self.rejected = 0
         self._notify(pending)
 
     def reconfigure(self, config: BreakerConfig) -> None:
@@ -188,14 +190,16 @@ class CircuitBreaker:
         return []
 
     def _expire(self) -> list[Transition]:
-        if (
-            self._state is BreakerState.OPEN
-            and (self._clock.monotonic() - self._opened_at) * 1000.0 >= self.config.open_timeout_ms
-        ):
-            return self._to(BreakerState.HALF_OPEN, f"open for {self.config.open_timeout_ms:g} ms")
-        return []
+        if self._state is not BreakerState.OPEN:
+            return []
+        overdue_s = self._clock.monotonic() - self._opened_at - self.config.open_timeout_ms / 1000.0
+        if overdue_s < 0:
+            return []
+        # noticed on the next call or read, but it happened when the timeout ran out
+        at = self._clock.now() - timedelta(seconds=overdue_s)
+        return self._to(BreakerState.HALF_OPEN, f"open for {self.config.open_timeout_ms:g} ms", at)
 
-    def _to(self, new: BreakerState, reason: str) -> list[Transition]:
+    def _to(self, new: BreakerState, reason: str, at: datetime | None = None) -> list[Transition]:
         old = self._state
         self._state = new
         self._consecutive = 0
@@ -208,7 +212,7 @@ class CircuitBreaker:
             self._window_failures = 0
         if old is new:
             return []
-        return [Transition(self.service, old, new, self._clock.now(), reason)]
+        return [Transition(self.service, old, new, at or self._clock.now(), reason)]
 
     def _notify(self, transitions: list[Transition]) -> None:
         if not transitions:

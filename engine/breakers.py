@@ -42,9 +42,14 @@ class BreakerBook:
         self._lock = threading.Lock()
 
     def load(self, session: Session) -> None:
-        """Thresholds stored for each service (state starts CLOSED: an engine restart forgets the window)."""
+        """Thresholds stored for each service. State starts CLOSED (a restart forgets the window); a breaker
+        stored in another state gets a transition saying so, so the timeline does not carry it across."""
+        now = self._clock.now()
         for row in session.scalars(select(CircuitBreakerRow)):
             self._configs[row.service_name] = config_from_row(row)
+            if row.state != "CLOSED":
+                self._writer.submit(BreakerEvent(row.service_name, row.state, "CLOSED", "engine restarted", now,
+                                                 row.failure_count, row.last_failure))
 
     def get(self, service: str) -> CircuitBreaker:
         """The service's breaker, created on first use."""

@@ -59,10 +59,10 @@ def reset_buttons(breakers: list[dict[str, Any]]) -> None:
             name = b["serviceName"]
             if col.button(f"Reset {name}", key=f"bk-reset-{name}", icon=":material/restart_alt:", width="stretch",
                           disabled=not CAN_ACT,
-                          help=ACT_HELP or f"Close the {name} breaker and empty its failure window"):
+                          help=ACT_HELP or f"Close the {name} breaker and empty its counters"):
                 data.act(partial(api.reset_breaker, name), lambda r: f"Breaker {r['serviceName']} reset: {r['state']}.")
     if st.button("Reset all", key="bk-reset-all", icon=":material/restart_alt:", type="primary",
-                 disabled=not CAN_ACT, help=ACT_HELP or "Close every breaker and empty its failure window"):
+                 disabled=not CAN_ACT, help=ACT_HELP or "Close every breaker and empty its counters"):
         data.act(api.reset_all_breakers, lambda r: str(r.get("message", "Every breaker reset.")) + ".")
 
 

@@ -123,12 +123,12 @@ class AlgorithmChange(_Strict):
 
 
 class BreakerChange(_Strict):
-    """PUT /api/circuit-breakers/<serviceName>: any subset of the thresholds."""
+    """PUT /api/circuit-breakers/<serviceName>: any subset of the thresholds (slowCallMs null turns it off)."""
 
-    failureThreshold: int | None = Field(default=None, ge=1, le=1000)
-    failureRateThreshold: float | None = Field(default=None, gt=0, le=100)
-    windowSize: int | None = Field(default=None, ge=1, le=1000)
-    minimumCalls: int | None = Field(default=None, ge=1, le=1000)
+    failureThreshold: int = Field(default=None, ge=1, le=1000)  # type: ignore[assignment]
+    failureRateThreshold: float = Field(default=None, gt=0, le=100)  # type: ignore[assignment]
+    windowSize: int = Field(default=None, ge=1, le=1000)  # type: ignore[assignment]
+    minimumCalls: int = Field(default=None, ge=1, le=1000)  # type: ignore[assignment]
     slowCallMs: float | None = Field(default=None, gt=0, le=600_000)
-    timeout: int | None = Field(default=None, ge=1, le=3_600_000, description="OPEN duration, ms (seed name)")
-    halfOpenCalls: int | None = Field(default=None, ge=1, le=100)
+    timeout: int = Field(default=None, ge=1, le=3_600_000, description="OPEN duration, ms (seed name)")  # type: ignore[assignment]
+    halfOpenCalls: int = Field(default=None, ge=1, le=100)  # type: ignore[assignment]

@@ -75,6 +75,16 @@ def resilience_json(rt: Runtime) -> dict[str, Any]:
     }
 
 
+def _api_names(message: str) -> list[dict[str, str]]:
+    """A BreakerConfig complaint in the API's field names, the first field it names as `field`."""
+    named = []
+    for api_name, py_name in _BREAKER_FIELDS.items():
+        if py_name in message:
+            named.append((message.index(py_name), api_name))
+            message = message.replace(py_name, api_name)
+    return [{"field": min(named)[1] if named else "body", "message": message}]
+
+
 def _breaker_of(rt: Runtime, service: str) -> CircuitBreaker:
     if rt.registry.by_name(service) is None:
         raise NotFound("service", service)
@@ -118,7 +128,7 @@ def put_breaker(service_name: str, body: BreakerChange) -> ResponseReturnValue:
     try:
         config = replace(breaker.config, **changes)
     except ValueError as exc:
-        raise ValidationFailed([{"field": "body", "message": str(exc)}]) from None
+        raise ValidationFailed(_api_names(str(exc))) from None
     assert rt.breakers is not None
     rt.breakers.configure(rt.sessions, service_name, config)
     return jsonify(breaker_json(breaker))

@@ -181,7 +181,7 @@ def test_resilience_shows_an_open_breaker_and_reset_closes_it(live_api, dash_env
     assert texts(at.success) == ["Breaker orders reset: CLOSED."]
     m = metrics(at)
     assert (m["Closed"], m["Open"]) == ("2", "0")
-    assert at.dataframe[0].value["failures"].tolist() == [5, 0]  # reset clears the window, not the total
+    assert at.dataframe[0].value["failures"].tolist() == [0, 0]  # a reset empties the counters too
 
     # both transitions reach PostgreSQL through the writer and show with their reasons
     def transitions():
@@ -234,8 +234,8 @@ def test_threshold_form_sends_changes_and_shows_the_apis_422(live_api, dash_env)
     at.button(key="bk-submit-orders").click().run()
     assert not at.exception and not at.success
     [error] = texts(at.error)
-    assert error.startswith("invalid request: body (HTTP 422)")
-    assert "- body: minimum_calls must be between 1 and window_size" in error
+    assert error.startswith("invalid request: minimumCalls (HTTP 422)")
+    assert "- minimumCalls: minimumCalls must be between 1 and windowSize" in error
     config = live_api.breakers.get("orders").config
     assert (config.failure_threshold, config.minimum_calls) == (3, 10)  # nothing changed
     with dash_env() as s:

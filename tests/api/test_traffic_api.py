@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from db.models import BreakerTransitionRow
-from engine.breaker import BreakerConfig, CircuitBreaker
+from engine.breaker import BreakerConfig, CircuitBreaker, Transition
 from engine.clock import FakeClock
 
 
@@ -62,7 +62,7 @@ def test_reset_empties_the_counters_and_is_persisted(client, runtime):
 
 def test_half_open_is_dated_when_the_timeout_ran_out_not_when_noticed():
     clock = FakeClock()
-    seen: list[object] = []
+    seen: list[Transition] = []
     b = CircuitBreaker("orders", BreakerConfig(failure_threshold=1, open_timeout_ms=60_000), clock, (seen.append,))
     b.allow()
     b.record_failure()

@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import CursorResult, Select, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import BreakerTransitionRow, CircuitBreakerRow, Instance, LoadTest, LogEntry, MetricRow, Service
+from db.models import BreakerTransitionRow, Instance, LoadTest, LogEntry, MetricRow, Service
 
 __all__ = [
     "LogFilter",
@@ -20,7 +20,6 @@ __all__ = [
     "clear_logs",
     "get_service",
     "latest_load_test",
-    "list_circuit_breakers",
     "list_services",
     "log_sources",
     "logs_csv",
@@ -196,11 +195,6 @@ def clear_logs(session: Session) -> int:
     """Delete every log row; return how many (the caller commits)."""
     result: CursorResult[Any] = session.execute(delete(LogEntry))  # type: ignore[assignment]
     return result.rowcount
-
-
-def list_circuit_breakers(session: Session) -> list[CircuitBreakerRow]:
-    """Persisted breakers by service name."""
-    return list(session.scalars(select(CircuitBreakerRow).order_by(CircuitBreakerRow.service_name)).all())
 
 
 def latest_load_test(session: Session) -> LoadTest | None:

@@ -27,7 +27,7 @@ from engine.registry import Registry, ServiceSpec
 from engine.resilience import ResilienceCounters, RetryBudget, backoff_s
 from engine.traffic import TrafficRecorder
 
-__all__ = ["CircuitOpen", "FaultHook", "NoFaults", "NoInstance", "Request", "Router", "Upstream", "UpstreamTimeout"]
+__all__ = ["CircuitOpen", "FaultHook", "NoInstance", "Request", "Router", "Upstream", "UpstreamTimeout"]
 
 log = event_logger("router")
 RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -54,14 +54,6 @@ class FaultHook(Protocol):
     async def before_send(self, service: str, url: str) -> None:
         """Called before every attempt."""
         ...
-
-
-class NoFaults:
-    """No fault injection."""
-
-    async def before_send(self, service: str, url: str) -> None:
-        """Nothing to inject."""
-        return None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -13,7 +13,7 @@ from engine.api import runtime
 from engine.api.logs import log_json
 from engine.api.responses import HealthOut, OverviewOut, SystemMetricsOut
 from engine.api.routing import ApiBlueprint
-from engine.api.traffic import breaker_json, load_balancer_json, resilience_json
+from engine.api.traffic import breaker_json, breakers_of, load_balancer_json, resilience_json
 from engine.users import Role
 
 __all__ = ["api", "overview_json"]
@@ -92,7 +92,7 @@ def system_metrics() -> ResponseReturnValue:
         return jsonify({
             "systemOverview": overview_json(o),
             "loadBalancer": load_balancer_json(rt),
-            "circuitBreakers": [breaker_json(b) for b in rt.breakers.all()] if rt.breakers else [],
+            "circuitBreakers": [breaker_json(b) for b in breakers_of(rt)],
             "scaling": None,
             "shards": [],
             "resilience": resilience_json(rt),

@@ -18,7 +18,7 @@ from engine.errors import NotFound, ValidationFailed
 from engine.runtime import Runtime
 from engine.users import Role
 
-__all__ = ["api", "breaker_json", "load_balancer_json", "resilience_json"]
+__all__ = ["api", "breaker_json", "breakers_of", "load_balancer_json", "resilience_json"]
 
 api = ApiBlueprint("traffic", tag="traffic")
 
@@ -59,7 +59,8 @@ def breaker_json(b: CircuitBreaker) -> dict[str, Any]:
     }
 
 
-def _breakers(rt: Runtime) -> list[CircuitBreaker]:
+def breakers_of(rt: Runtime) -> list[CircuitBreaker]:
+    """The breaker of every registered service."""
     assert rt.breakers is not None
     return [rt.breakers.get(s.name) for s in rt.registry.services()]
 
@@ -112,7 +113,7 @@ def put_load_balancer(body: AlgorithmChange) -> ResponseReturnValue:
            ok=(200, BreakersOut))
 def list_breakers() -> ResponseReturnValue:
     """Counts by state and each breaker."""
-    items = [breaker_json(b) for b in _breakers(runtime())]
+    items = [breaker_json(b) for b in breakers_of(runtime())]
     count = {s: sum(1 for i in items if i["state"] == s) for s in ("CLOSED", "OPEN", "HALF_OPEN")}
     return jsonify({"total": len(items), "closed": count["CLOSED"], "open": count["OPEN"],
                     "halfOpen": count["HALF_OPEN"], "breakers": items})
@@ -147,7 +148,7 @@ def reset_breaker(service_name: str) -> ResponseReturnValue:
            ok=(200, MessageOut))
 def reset_all_breakers() -> ResponseReturnValue:
     """Every breaker back to CLOSED."""
-    breakers = _breakers(runtime())
+    breakers = breakers_of(runtime())
     for b in breakers:
         b.reset()
     return jsonify({"message": f"{len(breakers)} breaker(s) reset"})

@@ -63,11 +63,17 @@ def test_overview_without_traffic_is_null_not_zero(client):
 
 def test_system_metrics_has_the_seed_shape(client, runtime):
     seed(runtime, runtime.clock.now())
+    runtime.reload_registry()  # as the API does after every registry change
     m = client.get("/api/metrics").json
     assert list(m) == ["systemOverview", "loadBalancer", "circuitBreakers", "scaling", "shards", "resilience",
                        "loadTest", "recentLogs"]
     assert m["systemOverview"]["activeServices"] == 1
-    assert m["loadBalancer"] is None and m["circuitBreakers"] == [] and m["loadTest"] is None
+    assert m["loadBalancer"]["algorithm"] == "round-robin" and m["loadBalancer"]["totalPicks"] == 0
+    assert [i["url"] for i in m["loadBalancer"]["instances"]] == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+    assert [(b["serviceName"], b["state"]) for b in m["circuitBreakers"]] == [
+        ("orders", "CLOSED"), ("payments", "CLOSED"), ("new", "CLOSED")]
+    assert m["resilience"]["requests"] == 0 and m["resilience"]["retrySuccessRate"] is None
+    assert m["loadTest"] is None and m["scaling"] is None and m["shards"] == []
 
 
 def add_logs(runtime):

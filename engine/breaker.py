@@ -112,6 +112,11 @@ class CircuitBreaker:
         self._notify(pending)
         return allowed
 
+    def quietly_closed(self, duration_ms: float) -> bool:
+        """Would recording this success leave everything as it is (CLOSED, not a slow call)?"""
+        slow_ms = self.config.slow_call_ms
+        return self._state is BreakerState.CLOSED and (slow_ms is None or duration_ms <= slow_ms)
+
     def record_success(self, duration_ms: float) -> None:
         """The admitted call answered; slow answers count as failures when slow_call_ms is set."""
         slow = self.config.slow_call_ms is not None and duration_ms > self.config.slow_call_ms

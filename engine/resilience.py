@@ -81,13 +81,13 @@ class ResilienceCounters:
 
     def add(self, name: str, n: int = 1) -> None:
         """Count an event: requests, retries, retry_successes, fallbacks, timeouts, budget_refusals."""
-        if name not in _FIELDS:
-            raise ValueError(f"unknown counter {name!r}")
         second = int(self._clock.monotonic())
         slots = self._slots
         if slots and slots[-1][0] == second:  # the common case: the loop thread is the only writer
-            slots[-1][1][name] += n
+            slots[-1][1][name] += n  # an unknown name is a KeyError: the slot holds exactly _FIELDS
             return
+        if name not in _FIELDS:
+            raise ValueError(f"unknown counter {name!r}")
         with self._lock:
             if not self._slots or self._slots[-1][0] != second:
                 self._slots.append((second, dict.fromkeys(_FIELDS, 0)))

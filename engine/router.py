@@ -31,7 +31,6 @@ __all__ = ["CircuitOpen", "FaultHook", "NoInstance", "Request", "Router", "Upstr
 
 log = event_logger("router")
 RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-SERVING = frozenset({HealthState.HEALTHY, HealthState.DEGRADED})
 
 
 class CircuitOpen(Unavailable):
@@ -137,9 +136,11 @@ class Router:
         self._balancers: dict[str, Balancer] = {}
         self.targets: dict[int, Target] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         """Open the connection pool (inside the engine loop)."""
+        self._loop = asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(limit=1000, limit_per_host=200, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
 
@@ -166,7 +167,11 @@ class Router:
             if target is None or target.url != inst.url:
                 target = self.targets[inst.id] = Target(inst.id, inst.url, inst.weight)
             target.weight = inst.weight
-            if self._health_of(inst.id) in SERVING and not self.ejector.is_ejected(inst.id):
+            health = self._health_of(inst.id)
+            # identity checks, not a set lookup: an Enum's __hash__ is Python code, and this runs per request
+            if (health is HealthState.HEALTHY or health is HealthState.DEGRADED) and not self.ejector.is_ejected(
+                inst.id
+            ):
                 out.append(target)
         return out
 
@@ -192,7 +197,8 @@ class Router:
         self.budget.request_started()
         try:
             tried: set[int] = set()
-            result = await self._one(spec, request, tried, 1)
+            target, breaker = self._choose(spec, request, tried)
+            result = await self._attempt(spec, target, breaker, request, 1)
             if result.failure is None and result.upstream is not None:
                 return result.upstream  # the common case: no retry machinery
             return await self._retry(spec, request, tried, result)
@@ -211,7 +217,8 @@ class Router:
                 self.counters.add("retries")
                 await asyncio.sleep(backoff_s(attempt, *self._backoff, self._rng))
                 attempt += 1
-                result = await self._one(spec, request, tried, attempt + 1)
+                target, breaker = self._choose(spec, request, tried)
+                result = await self._attempt(spec, target, breaker, request, attempt + 1)
             finally:
                 self.budget.retry_ended()
             if result.failure is None and result.upstream is not None:
@@ -232,7 +239,13 @@ class Router:
             balancer = self._balancers[service] = make_balancer(self.algorithm, self._rng)
         return balancer
 
-    async def _one(self, spec: ServiceSpec, request: Request, tried: set[int], attempt: int) -> _Attempt:
+    def _record_success(self, service: str, instance_id: int, breaker: CircuitBreaker, latency_ms: float) -> None:
+        self._traffic.record(service, latency_ms, True)
+        breaker.record_success(latency_ms)
+        self.ejector.observe(service, instance_id, False, 0)
+
+    def _choose(self, spec: ServiceSpec, request: Request, tried: set[int]) -> tuple[Target, CircuitBreaker]:
+        """Candidates -> breaker admission -> balancer pick (plain function: no coroutine on the hot path)."""
         serving = self.candidates(spec)
         if not serving:
             self.counters.add("fallbacks")
@@ -244,7 +257,7 @@ class Router:
         fresh = ([t for t in serving if t.id not in tried] or serving) if tried else serving  # retries go elsewhere
         target = self._balancer(spec.name).pick(fresh, request.key)
         tried.add(target.id)
-        return await self._attempt(spec, target, breaker, request, attempt)
+        return target, breaker
 
     async def _attempt(
         self, spec: ServiceSpec, target: Target, breaker: CircuitBreaker, request: Request, attempt: int
@@ -280,12 +293,17 @@ class Router:
         if upstream is None:
             end = self._now()
         latency = (end - start) * 1000.0
-        self._traffic.record(spec.name, latency, failure is None)
+        if failure is None and self._loop is not None and breaker.quietly_closed(latency):
+            # a fast success on a CLOSED breaker changes no decision, so its bookkeeping runs right after
+            # the answer is handed back (next loop turn) instead of before it: the caller does not wait
+            self._loop.call_soon(self._record_success, spec.name, target.id, breaker, latency)
+            return _Attempt(upstream, None, False)
         if failure is None:
-            breaker.record_success(latency)
-        else:
-            breaker.record_failure(failure)
-        ejection = self.ejector.observe(spec.name, target.id, failure is not None, len(spec.instances))
+            self._record_success(spec.name, target.id, breaker, latency)
+            return _Attempt(upstream, None, False)
+        self._traffic.record(spec.name, latency, False)
+        breaker.record_failure(failure)
+        ejection = self.ejector.observe(spec.name, target.id, True, len(spec.instances))
         if ejection is not None:
             log.warning("instance %s of %s ejected for %.0f s after %d consecutive errors (last: %s)",
                         target.url, spec.name, ejection.until - self._clock.monotonic(), self.ejector.consecutive,

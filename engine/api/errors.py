@@ -18,9 +18,16 @@ log = logging.getLogger("engine.api")
 M = TypeVar("M", bound=BaseModel)
 
 
+def _union_tag(part: object) -> bool:
+    """pydantic names the union member an error came from (`function-after[...]`, `InstanceIn`): not a field."""
+    return isinstance(part, str) and (part[:1].isupper() or any(c in part for c in "[](),-"))
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
+        if _union_tag(part):
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "body"
 
@@ -29,10 +36,11 @@ def _validate(model: type[M], data: Any, status: int) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = [
-            {"field": _field(e["loc"]), "message": e["msg"].removeprefix("Value error, ")}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
+        details: list[dict[str, str]] = []
+        for e in exc.errors(include_url=False, include_input=False):
+            field = _field(e["loc"])
+            if all(d["field"] != field for d in details):  # a union reports once per member: keep the first
+                details.append({"field": field, "message": e["msg"].removeprefix("Value error, ")})
         raise ValidationFailed(details, status=status) from None
 
 

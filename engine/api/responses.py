@@ -29,6 +29,7 @@ class InstanceOut(BaseModel):
     status: Status
     lastHealthCheck: str | None
     latencyMs: float | None
+    weight: int
     lastError: str | None
 
 

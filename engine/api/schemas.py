@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-__all__ = ["LogQuery", "ServiceCreate", "ServiceUpdate", "TokenRequest", "UserCreate", "check_url"]
+__all__ = ["InstanceIn", "LogQuery", "ServiceCreate", "ServiceUpdate", "TokenRequest", "UserCreate", "check_url"]
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Path = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^/[^\s?#]*$")]
@@ -52,6 +52,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+class InstanceIn(_Strict):
+    """An instance with a balancer weight (a bare URL string means weight 1, or unchanged on PUT)."""
+
+    url: Url
+    weight: int = Field(ge=1, le=1000)
+
+
+InstanceItem = Url | InstanceIn
+
+
+def _specs(items: list[str | InstanceIn]) -> dict[str, int | None]:
+    """URL -> weight (None when given as a bare URL), in order, duplicates dropped."""
+    out: dict[str, int | None] = {}
+    for item in items:
+        url, weight = (item, None) if isinstance(item, str) else (item.url, item.weight)
+        out.setdefault(url, weight)
+    return out
+
+
 class ServiceCreate(_Strict):
     """POST /api/services. `url` alone means one instance, as in the seed."""
 
@@ -62,29 +81,28 @@ class ServiceCreate(_Strict):
 
     name: Name
     url: Url | None = None
-    instances: list[Url] | None = Field(default=None, min_length=1, max_length=MAX_INSTANCES)
+    instances: list[InstanceItem] | None = Field(default=None, min_length=1, max_length=MAX_INSTANCES)
     healthPath: Path = "/health"
     metricsPath: Path | None = None
     weight: int = Field(default=1, ge=1, le=1000)
 
-    def instance_urls(self) -> list[str]:
-        """url first, then instances, without duplicates."""
-        urls = ([self.url] if self.url else []) + (self.instances or [])
-        return list(dict.fromkeys(urls))
+    def instance_specs(self) -> dict[str, int | None]:
+        """url first, then instances: URL -> weight (None = default), without duplicates."""
+        return _specs([*([self.url] if self.url else []), *(self.instances or [])])
 
 
 class ServiceUpdate(_Strict):
     """PUT /api/services/<id>: every field optional; status, load and counts are measured, not set."""
 
     name: Name | None = None
-    instances: list[Url] | None = Field(default=None, min_length=1, max_length=MAX_INSTANCES)
+    instances: list[InstanceItem] | None = Field(default=None, min_length=1, max_length=MAX_INSTANCES)
     healthPath: Path | None = None
     metricsPath: Path | None = None
     weight: int | None = Field(default=None, ge=1, le=1000)
 
-    def instance_urls(self) -> list[str] | None:
-        """The new instance list without duplicates, or None when unchanged."""
-        return None if self.instances is None else list(dict.fromkeys(self.instances))
+    def instance_specs(self) -> dict[str, int | None] | None:
+        """The new instances, URL -> weight (None = keep or default), or None when unchanged."""
+        return None if self.instances is None else _specs(self.instances)
 
 
 class LogQuery(_Strict):

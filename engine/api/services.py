@@ -54,6 +54,7 @@ def service_json(service: Service, load: int) -> dict[str, Any]:
                 "status": i.status,
                 "lastHealthCheck": _iso(i.last_health_check),
                 "latencyMs": i.latency_ms,
+                "weight": i.weight,
                 "lastError": i.last_error,
             }
             for i in service.instances
@@ -109,12 +110,13 @@ def get_service(service_id: int) -> ResponseReturnValue:
            ok=(201, ServiceOut), errors=(409, 503))
 def create_service(body: ServiceCreate) -> ResponseReturnValue:
     """Register a service with one or more instances."""
-    urls = body.instance_urls()
+    specs = body.instance_specs()
+    urls = list(specs)
     if not urls:
         raise ValidationFailed([{"field": "url", "message": "give url or instances (at least one instance)"}])
     if body.url:
         _check_hosts("url", [body.url], indexed=False)
-    _check_hosts("instances", body.instances or [], indexed=True)
+    _check_hosts("instances", [i if isinstance(i, str) else i.url for i in body.instances or []], indexed=True)
     rt = runtime()
     try:
         with rt.sessions.begin() as session:
@@ -122,7 +124,7 @@ def create_service(body: ServiceCreate) -> ResponseReturnValue:
             service = Service(
                 name=body.name, health_path=body.healthPath, metrics_path=body.metricsPath,
                 weight=body.weight, managed=False, status="unknown",
-                instances=[Instance(url=u) for u in urls],
+                instances=[Instance(url=u, weight=w or 1) for u, w in specs.items()],
             )
             session.add(service)
             session.flush()
@@ -139,9 +141,9 @@ def create_service(body: ServiceCreate) -> ResponseReturnValue:
            body=ServiceUpdate, ok=(200, ServiceOut), errors=(409, 503))
 def update_service(service_id: int, body: ServiceUpdate) -> ResponseReturnValue:
     """Change a service's name, paths, weight or (unmanaged only) instance URLs."""
-    new_urls = body.instance_urls()
-    if new_urls is not None:
-        _check_hosts("instances", new_urls, indexed=True)
+    new_specs = body.instance_specs()
+    if new_specs is not None:
+        _check_hosts("instances", list(new_specs), indexed=True)
     rt = runtime()
     changed = body.model_dump(exclude_unset=True)
     try:
@@ -156,13 +158,16 @@ def update_service(service_id: int, body: ServiceUpdate) -> ResponseReturnValue:
                 service.metrics_path = body.metricsPath
             if body.weight is not None:
                 service.weight = body.weight
-            if new_urls is not None:
+            if new_specs is not None:
                 if service.managed:
                     raise Conflict("a managed service's instances change through scale-up and scale-down",
                                    [{"field": "instances", "message": "managed"}])
-                keep = [i for i in service.instances if i.url in new_urls]
+                keep = [i for i in service.instances if i.url in new_specs]
+                for i in keep:
+                    i.weight = new_specs[i.url] or i.weight
                 have = {i.url for i in keep}
-                service.instances = keep + [Instance(url=u) for u in new_urls if u not in have]
+                added = [Instance(url=u, weight=w or 1) for u, w in new_specs.items() if u not in have]
+                service.instances = keep + added
             session.flush()
             result = _json(service)
     except IntegrityError as exc:

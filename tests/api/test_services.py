@@ -157,3 +157,19 @@ def test_allowlisted_networks_are_accepted(db, settings):
         assert r.status_code == 201  # registered only: nothing is sent to it in this test
     finally:
         rt.stop()
+
+
+def test_instance_weights_are_set_kept_and_changed(client, runtime):
+    r = client.post("/api/services", json={"name": "orders", "instances": [
+        {"url": "http://127.0.0.1:7001", "weight": 3}, "http://127.0.0.1:7002"]})
+    assert r.status_code == 201
+    assert [(i["url"], i["weight"]) for i in r.json["instances"]] == [
+        ("http://127.0.0.1:7001", 3), ("http://127.0.0.1:7002", 1)]
+    sid = r.json["id"]
+    r = client.put(f"/api/services/{sid}", json={"instances": [
+        "http://127.0.0.1:7001", {"url": "http://127.0.0.1:7002", "weight": 5}]})
+    assert [(i["url"], i["weight"]) for i in r.json["instances"]] == [
+        ("http://127.0.0.1:7001", 3), ("http://127.0.0.1:7002", 5)]  # a bare URL keeps its weight
+    assert [i.weight for i in runtime.registry.by_name("orders").instances] == [3, 5]
+    bad = client.post("/api/services", json={"name": "x", "instances": [{"url": "http://127.0.0.1:1", "weight": 0}]})
+    assert bad.status_code == 422 and bad.json["details"][0]["field"].startswith("instances[0]")

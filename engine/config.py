@@ -39,6 +39,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "ADMIN_PASSWORD": ("admin_password", "password of the first admin; unset = generated, printed once"),
     "RATE_LIMIT_PER_S": ("rate_limit", "API requests per second per user or client address (default 20)"),
     "RATE_LIMIT_BURST": ("rate_burst", "requests allowed at once before the rate applies (default 100)"),
+    "PROXY_RATE_LIMIT_PER_S": ("proxy_rate_limit", "/proxy requests per second per user or address (default 1000)"),
+    "PROXY_RATE_LIMIT_BURST": ("proxy_rate_burst", "/proxy requests allowed at once (default 2000)"),
     "LOGIN_ATTEMPTS": ("login_attempts", "failed logins allowed per client address before 429 (default 10)"),
     "LOGIN_REFILL_S": ("login_refill", "seconds to earn back one failed-login attempt (default 60)"),
     "MAX_BODY_BYTES": ("max_body_bytes", "largest request body accepted; larger is 413 (default 65536)"),
@@ -145,6 +147,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "admin_password": _password,
     "rate_limit": _positive(float),
     "rate_burst": _positive(int),
+    "proxy_rate_limit": _positive(float),
+    "proxy_rate_burst": _positive(int),
     "login_attempts": _positive(int),
     "login_refill": _positive(float),
     "max_body_bytes": _positive(int),
@@ -187,6 +191,8 @@ class Settings:
     admin_password: str | None = field(default=None, repr=False)
     rate_limit: float = 20.0
     rate_burst: int = 100
+    proxy_rate_limit: float = 1000.0
+    proxy_rate_burst: int = 2000
     login_attempts: int = 10
     login_refill: float = 60.0
     max_body_bytes: int = 65_536

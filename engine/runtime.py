@@ -75,6 +75,7 @@ class Runtime:
         self.retry_budget = RetryBudget(settings.retry_budget_percent, settings.retry_budget_min)
         self.first_admin: FirstAdmin | None = None
         self.api_limiter = RateLimiter(settings.rate_limit, settings.rate_burst, self.clock)
+        self.proxy_limiter = RateLimiter(settings.proxy_rate_limit, settings.proxy_rate_burst, self.clock)
         self.login_limiter = RateLimiter(1.0 / settings.login_refill, settings.login_attempts, self.clock)
         self._tokens: TokenIssuer | None = None
 
@@ -205,8 +206,9 @@ class Runtime:
         self._client = client
         await self.traffic_router.start()
         self._scheduler = build_scheduler([
-            ("health-check", self.health.run_once, s.health_interval),
-            ("collect-metrics", self.collector.run_once, s.collect_interval),
+            # checks at once (a fresh start shows a status within a second), scrapes half an interval later
+            ("health-check", self.health.run_once, s.health_interval, 0.0),
+            ("collect-metrics", self.collector.run_once, s.collect_interval, s.collect_interval / 2),
         ])
         self._scheduler.start()
 

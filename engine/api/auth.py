@@ -54,11 +54,16 @@ def client_key() -> str:
 
 
 def install_rate_limit(app: Flask) -> None:
-    """Every request spends one token of its caller's bucket; an empty bucket is 429 with Retry-After."""
+    """Every request spends one token of its caller's bucket; an empty bucket is 429 with Retry-After.
+
+    The proxy is a traffic path, not an API call: it has its own, larger bucket (PROXY_RATE_LIMIT_*).
+    """
 
     @app.before_request
     def _limit() -> None:
-        wait = runtime().api_limiter.hit(client_key())
+        rt = runtime()
+        limiter = rt.proxy_limiter if request.path.startswith("/proxy/") else rt.api_limiter
+        wait = limiter.hit(client_key())
         if wait is not None:
             raise RateLimited(wait)
 

@@ -169,6 +169,7 @@ def test_api_rate_limit_is_per_caller_with_retry_after(clean_db, settings):
         assert limited.json is not None
         assert limited.json["error"].startswith("too many requests") and limited.headers["Retry-After"] == "2"
         assert c.get("/api/overview", headers=other).status_code == 200  # another user has their own bucket
+        assert c.get("/proxy/nope/x", headers=viewer).status_code == 403  # the proxy's own bucket: not 429
     finally:
         rt.stop()
 

@@ -122,28 +122,27 @@ def act(
     st.rerun()
 
 
+def _show_api_error(exc: ApiCallFailed) -> None:
+    if exc.status == 401:
+        _session_expired()
+    st.error(exc.text())
+
+
 def fetch(call: Callable[[], T]) -> T:
     """Read through the API; an error is shown and stops this run (a 401 logs out, as in act())."""
     try:
         return call()
     except ApiCallFailed as exc:
-        if exc.status == 401:
-            _session_expired()
-        st.error(exc.text())
+        _show_api_error(exc)
         st.stop()
 
 
 def fetch_or_none(call: Callable[[], T]) -> T | None:
-    """Read through the API; an error is shown and None returned, so the rest of the page still draws.
-
-    A 401 logs out, as in act().
-    """
+    """Read through the API; an error is shown and None returned, so the rest of the page still draws."""
     try:
         return call()
     except ApiCallFailed as exc:
-        if exc.status == 401:
-            _session_expired()
-        st.error(exc.text())
+        _show_api_error(exc)
         return None
 
 

@@ -35,12 +35,12 @@ def load_balancer_json(rt: Runtime) -> dict[str, Any]:
     router = rt.traffic_router
     instances = []
     for spec in rt.registry.services():
-        router.candidates(spec)  # keeps a Target for every instance, picked or not
         for inst in spec.instances:
-            t = router.targets[inst.id]
+            # read only: the router's targets belong to the engine loop; one never picked has none yet
+            t = router.targets.get(inst.id)
             instances.append({
-                "service": spec.name, "instanceId": inst.id, "url": inst.url, "picks": t.picks,
-                "inFlight": t.in_flight, "health": rt.health_of(inst.id).value,
+                "service": spec.name, "instanceId": inst.id, "url": inst.url, "picks": t.picks if t else 0,
+                "inFlight": t.in_flight if t else 0, "health": rt.health_of(inst.id).value,
                 "ejected": router.ejector.is_ejected(inst.id),
             })
     return {"algorithm": router.algorithm, "algorithms": sorted(ALGORITHMS),

@@ -94,6 +94,8 @@ def test_load_balancer_shows_picks_per_instance_and_switches_the_algorithm(live_
     assert not at.get("plotly_chart")
 
     # picks as the router counts them (the proxy end to end is tests/e2e/test_proxy.py)
+    for spec in live_api.registry.services():  # the router makes its targets on its first request
+        live_api.traffic_router.candidates(spec)
     targets = live_api.traffic_router.targets
     targets[ids[ORDERS[0]]].picks, targets[ids[ORDERS[1]]].picks = 3, 1
     targets[ids[ORDERS[1]]].in_flight = 2

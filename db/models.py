@@ -27,6 +27,7 @@ __all__ = [
     "CircuitBreakerRow",
     "Instance",
     "LoadTest",
+    "LoadTestSample",
     "LogEntry",
     "MetricRow",
     "ScalingEvent",
@@ -160,6 +161,8 @@ class LoadTest(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     target_service: Mapped[str | None] = mapped_column(String(100))
     path: Mapped[str | None] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(10), server_default="GET")
+    workers: Mapped[int] = mapped_column(Integer, server_default="1")
     total_requests: Mapped[int] = mapped_column(Integer, default=0)
     successful_requests: Mapped[int] = mapped_column(Integer, default=0)
     failed_requests: Mapped[int] = mapped_column(Integer, default=0)
@@ -167,6 +170,22 @@ class LoadTest(Base):
     started_at: Mapped[datetime] = mapped_column(TS)
     ended_at: Mapped[datetime | None] = mapped_column(TS)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class LoadTestSample(Base):
+    """One second of a load test: counts and latency percentiles (ms; corrected = from the scheduled time)."""
+
+    __tablename__ = "load_test_samples"
+
+    load_test_id: Mapped[int] = mapped_column(ForeignKey("load_tests.id", ondelete="CASCADE"), primary_key=True)
+    second: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(TS)
+    sent: Mapped[int] = mapped_column(Integer)
+    ok: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    dropped: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[dict[str, int]] = mapped_column(JSONB)
+    latency: Mapped[dict[str, Any]] = mapped_column(JSONB)
 
 
 class Simulation(Base):

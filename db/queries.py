@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import CursorResult, Select, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import BreakerTransitionRow, Instance, LoadTest, LogEntry, MetricRow, Service
+from db.models import BreakerTransitionRow, Instance, LoadTest, LoadTestSample, LogEntry, MetricRow, Service
 
 __all__ = [
     "LogFilter",
@@ -21,6 +21,10 @@ __all__ = [
     "get_service",
     "latest_load_test",
     "list_services",
+    "load_test",
+    "load_test_samples",
+    "load_test_samples_frame",
+    "load_tests",
     "log_sources",
     "logs_csv",
     "logs_frame",
@@ -200,6 +204,37 @@ def clear_logs(session: Session) -> int:
 def latest_load_test(session: Session) -> LoadTest | None:
     """The most recent load test, if any."""
     return session.scalars(select(LoadTest).order_by(LoadTest.id.desc()).limit(1)).first()
+
+
+def load_tests(session: Session, limit: int = 50) -> list[LoadTest]:
+    """Load tests, newest first."""
+    return list(session.scalars(select(LoadTest).order_by(LoadTest.id.desc()).limit(limit)))
+
+
+def load_test(session: Session, test_id: int) -> LoadTest | None:
+    """One load test by id."""
+    return session.get(LoadTest, test_id)
+
+
+def load_test_samples(session: Session, test_id: int) -> list[LoadTestSample]:
+    """A run's per-second samples, in order."""
+    return list(session.scalars(
+        select(LoadTestSample).where(LoadTestSample.load_test_id == test_id).order_by(LoadTestSample.second)
+    ))
+
+
+def load_test_samples_frame(session: Session, test_id: int) -> pd.DataFrame:
+    """Per-second samples flat: counts, error kinds as JSON, latency columns like corrected_p99_ms."""
+    rows = []
+    for r in load_test_samples(session, test_id):
+        row: dict[str, Any] = {"second": r.second, "at": r.at.isoformat(), "sent": r.sent, "ok": r.ok,
+                               "failed": r.failed, "dropped": r.dropped,
+                               "errors": json.dumps(r.errors, sort_keys=True) if r.errors else ""}
+        for kind in ("corrected", "uncorrected"):
+            for name, value in (r.latency.get(kind) or {}).items():
+                row[f"{kind}_{name}_ms"] = value
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def breaker_transitions(session: Session, since: datetime, service: str | None = None) -> pd.DataFrame:

@@ -52,6 +52,14 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "EJECT_CONSECUTIVE": ("eject_consecutive", "consecutive 5xx/connection errors that eject an instance (default 5)"),
     "EJECT_BASE_S": ("eject_base_s", "first ejection length in seconds; the n-th lasts n times as long (default 30)"),
     "EJECT_MAX_PERCENT": ("eject_max_percent", "most of a service's instances ejected at once, % (default 50)"),
+    "MAX_RPS": ("max_rps", "highest load-test rate accepted, requests/s (default 20000)"),
+    "MAX_DURATION": ("max_duration", "longest load test accepted, seconds (default 3600)"),
+    "MAX_USERS": ("max_users", "most concurrent users (requests in flight) of a load test (default 1000)"),
+    "LOADTEST_BACKLOG_S": ("loadtest_backlog_s", "load-test backlog bound, in seconds of requests (default 1)"),
+    "LOADTEST_PROCESS_RPS": (
+        "loadtest_process_rps",
+        "rate one process generates before worker processes (one per core) share a load test (default 2500)",
+    ),
     "INSTANCE_ALLOWLIST": (
         "instance_allowlist",
         "comma-separated hosts or CIDRs instances may use; * = any (default: loopback only)",
@@ -161,6 +169,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "eject_consecutive": _positive(int),
     "eject_base_s": _positive(float),
     "eject_max_percent": _percent,
+    "max_rps": _positive(float),
+    "max_duration": _positive(float),
+    "max_users": _positive(int),
+    "loadtest_backlog_s": _positive(float),
+    "loadtest_process_rps": _positive(float),
 }
 
 
@@ -205,6 +218,11 @@ class Settings:
     eject_consecutive: int = 5
     eject_base_s: float = 30.0
     eject_max_percent: float = 50.0
+    max_rps: float = 20_000.0
+    max_duration: float = 3600.0
+    max_users: int = 1000
+    loadtest_backlog_s: float = 1.0
+    loadtest_process_rps: float = 2500.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["BreakerEvent", "Event", "InstanceHealthEvent", "LogEvent", "MetricEvent", "ServiceHealthEvent"]
+__all__ = [
+    "BreakerEvent", "Event", "InstanceHealthEvent", "LoadTestProgress", "LoadTestSampleEvent", "LogEvent",
+    "MetricEvent", "ServiceHealthEvent",
+]
 
 
 @dataclass(frozen=True)
@@ -71,4 +74,36 @@ class BreakerEvent:
     last_failure: datetime | None
 
 
-Event = LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent | BreakerEvent
+@dataclass(frozen=True)
+class LoadTestSampleEvent:
+    """A row for load_test_samples: one second of a run."""
+
+    load_test_id: int
+    second: int
+    at: datetime
+    sent: int
+    ok: int
+    failed: int
+    dropped: int
+    errors: dict[str, int]
+    latency: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LoadTestProgress:
+    """A load test's running totals (only the newest per run is written)."""
+
+    load_test_id: int
+    status: str
+    total_requests: int
+    successful_requests: int
+    failed_requests: int
+    dropped_requests: int
+    ended_at: datetime | None
+    summary: dict[str, Any]
+
+
+Event = (
+    LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent | BreakerEvent | LoadTestSampleEvent
+    | LoadTestProgress
+)

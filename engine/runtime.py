@@ -23,6 +23,7 @@ from engine.demo import DemoFleet
 from engine.errors import Unavailable
 from engine.health import HealthChecker, HealthState
 from engine.http import make_async_client
+from engine.loadtest import LoadTestLimits, LoadTestManager
 from engine.logs import DatabaseLogHandler, event_logger
 from engine.outlier import OutlierEjector
 from engine.ratelimit import RateLimiter
@@ -68,6 +69,7 @@ class Runtime:
         self.collector: Collector | None = None
         self.router: Router | None = None
         self.breakers: BreakerBook | None = None
+        self._loadtests: LoadTestManager | None = None
         self.ejector = OutlierEjector(
             self.clock, settings.eject_consecutive, settings.eject_base_s, settings.eject_max_percent
         )
@@ -128,6 +130,17 @@ class Runtime:
             self.retry_budget, self.clock, algorithm=s.lb_algorithm, timeout_s=s.route_timeout,
             max_retries=s.route_retries,
         )
+        self._loadtests = LoadTestManager(
+            self.registry, self.router, self.sessions, self._writer, self.clock, self.run_soon,
+            LoadTestLimits(s.max_rps, s.max_duration, s.max_users, s.loadtest_backlog_s, s.loadtest_process_rps,
+                           drain_s=s.route_timeout * (s.route_retries + 1) + 1.0),
+        )
+
+    @property
+    def loadtests(self) -> LoadTestManager:
+        """Load tests (after open(); runs need start())."""
+        assert self._loadtests is not None, "Runtime.open() first"
+        return self._loadtests
 
     def health_of(self, instance_id: int) -> HealthState:
         """An instance's damped health (unknown before the checks run)."""
@@ -213,6 +226,8 @@ class Runtime:
         self._scheduler.start()
 
     async def _stop_jobs(self) -> None:
+        if self._loadtests is not None:
+            await self._loadtests.shutdown()
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

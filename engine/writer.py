@@ -18,15 +18,34 @@ from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import BreakerTransitionRow, CircuitBreakerRow, Instance, LogEntry, MetricRow, Service
+from db.models import (
+    BreakerTransitionRow,
+    CircuitBreakerRow,
+    Instance,
+    LoadTest,
+    LoadTestSample,
+    LogEntry,
+    MetricRow,
+    Service,
+)
 from engine.clock import Clock
-from engine.events import BreakerEvent, Event, InstanceHealthEvent, LogEvent, MetricEvent, ServiceHealthEvent
+from engine.events import (
+    BreakerEvent,
+    Event,
+    InstanceHealthEvent,
+    LoadTestProgress,
+    LoadTestSampleEvent,
+    LogEvent,
+    MetricEvent,
+    ServiceHealthEvent,
+)
 
 __all__ = ["BatchWriter", "WriterStatus"]
 
 # Core tables: executemany UPDATE ... WHERE id = :iid (the ORM's bulk update wants primary-key dicts)
 _INSTANCES = cast(Table, Instance.__table__)
 _SERVICES = cast(Table, Service.__table__)
+_LOAD_TESTS = cast(Table, LoadTest.__table__)
 
 # the writer's own problems go to the console only: logging them to the DB would loop
 log = logging.getLogger("engine.writer")
@@ -174,6 +193,21 @@ def _write(session: Session, batch: list[Event]) -> None:
     breakers = [e for e in batch if isinstance(e, BreakerEvent)]
     if breakers:
         _write_breakers(session, breakers)
+    samples = [e for e in batch if isinstance(e, LoadTestSampleEvent)]
+    if samples:
+        session.execute(insert(LoadTestSample), [asdict(e) for e in samples])
+    progress = {e.load_test_id: e for e in batch if isinstance(e, LoadTestProgress)}
+    if progress:
+        session.execute(
+            update(_LOAD_TESTS).where(_LOAD_TESTS.c.id == bindparam("tid")).values(
+                status=bindparam("st"), total_requests=bindparam("tot"), successful_requests=bindparam("okn"),
+                failed_requests=bindparam("bad"), dropped_requests=bindparam("drop"), ended_at=bindparam("end"),
+                summary=bindparam("sum"),
+            ),
+            [{"tid": e.load_test_id, "st": e.status, "tot": e.total_requests, "okn": e.successful_requests,
+              "bad": e.failed_requests, "drop": e.dropped_requests, "end": e.ended_at, "sum": e.summary}
+             for e in progress.values()],
+        )
     if instances:
         session.execute(
             update(_INSTANCES)

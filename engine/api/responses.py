@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 __all__ = [
-    "DeletedOut", "ErrorOut", "HealthOut", "InstanceOut", "LogOut", "LogsClearedOut", "OverviewOut",
+    "DeletedOut", "ErrorOut", "HealthOut", "InstanceOut", "LoadTestDetailOut", "LoadTestOut", "LoadTestSampleOut",
+    "LogOut", "LogsClearedOut", "OverviewOut",
     "ServiceOut", "SystemMetricsOut", "TokenOut", "UserOut",
 ]
 
@@ -206,3 +207,69 @@ class MessageOut(BaseModel):
     """An action's acknowledgement."""
 
     message: str
+
+
+class LatencyOut(BaseModel):
+    """Latency percentiles in ms (null when nothing was measured)."""
+
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
+    p999: float | None
+    max: float | None
+    mean: float | None
+
+
+class LatencyPairOut(BaseModel):
+    """Corrected (from the scheduled time) and uncorrected (from the send) latency."""
+
+    corrected: LatencyOut
+    uncorrected: LatencyOut
+
+
+class LoadTestOut(BaseModel):
+    """The seed's LoadTestStatus plus what an open-model run measures; status idle = no run yet."""
+
+    status: Literal["idle", "running", "completed", "stopped", "interrupted", "failed"]
+    id: int | None = None
+    concurrentUsers: int | None = None
+    requestsPerSecond: float | None = None
+    duration: float | None = None
+    targetService: str | None = None
+    path: str | None = None
+    method: str | None = None
+    workers: int | None = None
+    totalRequests: int | None = None
+    successfulRequests: int | None = None
+    failedRequests: int | None = None
+    droppedRequests: int | None = None
+    startTime: str | None = None
+    endTime: str | None = None
+    inFlight: int | None = None
+    backlog: int | None = None
+    achievedRps: float | None = None
+    shortfallPercent: float | None = None
+    elapsedSeconds: float | None = None
+    sent: int | None = None
+    errors: dict[str, int] | None = None
+    latency: LatencyPairOut | None = None
+
+
+class LoadTestSampleOut(BaseModel):
+    """One second of a run."""
+
+    second: int
+    at: str
+    sent: int
+    ok: int
+    failed: int
+    dropped: int
+    errors: dict[str, int]
+    latency: LatencyPairOut
+
+
+class LoadTestDetailOut(LoadTestOut):
+    """A run with its per-second samples."""
+
+    samples: list[LoadTestSampleOut]

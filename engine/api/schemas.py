@@ -8,7 +8,10 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-__all__ = ["InstanceIn", "LogQuery", "ServiceCreate", "ServiceUpdate", "TokenRequest", "UserCreate", "check_url"]
+__all__ = [
+    "InstanceIn", "LoadTestQuery", "LoadTestStart", "LogQuery", "ServiceCreate", "ServiceUpdate", "TokenRequest",
+    "UserCreate", "check_url",
+]
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Path = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^/[^\s?#]*$")]
@@ -150,3 +153,20 @@ class BreakerChange(_Strict):
     slowCallMs: float | None = Field(default=None, gt=0, le=600_000)
     timeout: int = Field(default=None, ge=1, le=3_600_000, description="OPEN duration, ms (seed name)")  # type: ignore[assignment]
     halfOpenCalls: int = Field(default=None, ge=1, le=100)  # type: ignore[assignment]
+
+
+class LoadTestStart(_Strict):
+    """POST /api/load-test/start (duration in seconds, as in the seed; path may carry a query string)."""
+
+    concurrentUsers: int = Field(ge=1, le=1_000_000)
+    requestsPerSecond: float = Field(gt=0, le=1_000_000)
+    duration: float = Field(gt=0, le=1_000_000, description="seconds")
+    targetService: Name | None = None
+    path: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^/[^\s#]*$")] = "/"
+    method: Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] = "GET"
+
+
+class LoadTestQuery(_Strict):
+    """GET /api/load-tests query string."""
+
+    limit: int = Field(default=50, ge=1, le=500)

@@ -231,8 +231,9 @@ def load_test_samples_frame(session: Session, test_id: int) -> pd.DataFrame:
                                "failed": r.failed, "dropped": r.dropped,
                                "errors": json.dumps(r.errors, sort_keys=True) if r.errors else ""}
         for kind in ("corrected", "uncorrected"):
-            for name, value in (r.latency.get(kind) or {}).items():
-                row[f"{kind}_{name}_ms"] = value
+            figures = r.latency.get(kind) or {}
+            for name in ("p50", "p90", "p95", "p99", "p999", "max", "mean"):  # JSONB does not keep key order
+                row[f"{kind}_{name}_ms"] = figures.get(name)
         rows.append(row)
     return pd.DataFrame(rows)
 

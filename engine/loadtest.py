@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import LoadTest
 from engine.clock import Clock
-from engine.errors import ApiError, Conflict, NotFound, Unavailable, ValidationFailed
+from engine.errors import ApiError, Conflict, NotFound, ValidationFailed
 from engine.events import LoadTestProgress, LoadTestSampleEvent
 from engine.loadgen import PERCENTILES, Generator, Plan, Sample, Send, Tally
 from engine.logs import event_logger
@@ -161,7 +161,7 @@ class LoadTestManager:
         elif self._registry.by_name(service) is None:
             problems.append({"field": "targetService", "message": f"no registered service named {service!r}"})
         if problems:
-            raise ValidationFailed(problems, 400)
+            raise ValidationFailed(problems)
         assert service is not None
         return LoadTestRequest(users, rate, duration_s, service, path, method.upper())
 
@@ -170,6 +170,7 @@ class LoadTestManager:
         with self._lock:
             if self._run is not None and self._run.status == "running":
                 raise Conflict(f"load test {self._run.id} is running; stop it first")
+            self._run_soon(asyncio.sleep(0))  # Unavailable (503) before any row exists if the loop is down
             workers = self._shares(req)
             now = self._clock.now()
             with self._sessions.begin() as session:
@@ -182,11 +183,7 @@ class LoadTestManager:
                 session.flush()
                 run = _Run(row.id, req, now, workers)
             self._run = run
-        try:
-            self._run_soon(self._execute(run))
-        except Unavailable:
-            self._finish(run, "interrupted")
-            raise
+        self._run_soon(self._execute(run))
         log.info("load test %d started: %g req/s for %g s, %d users, %s %s%s", run.id, req.rate, req.duration_s,
                  req.users, req.method, req.service, req.path,
                  extra={"meta": {"loadTestId": run.id, "workers": workers}})

@@ -28,7 +28,7 @@ def _sample_json(s: LoadTestSample) -> dict[str, Any]:
 
 
 @api.route("POST", "/api/load-test/start", summary="Start an open-model load test (duration in s)",
-           role=Role.OPERATOR, body=LoadTestStart, ok=(202, LoadTestOut), errors=(400, 409, 503))
+           role=Role.OPERATOR, body=LoadTestStart, ok=(202, LoadTestOut), errors=(400, 409, 422, 503))
 def start(body: LoadTestStart) -> ResponseReturnValue:
     """Validate (bounds, registered target), create the row, launch; 409 while another runs."""
     manager = runtime().loadtests

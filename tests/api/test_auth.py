@@ -78,6 +78,11 @@ POLICY = {
     "POST /api/circuit-breakers/reset-all": Role.OPERATOR,
     **{f"{m} /proxy/<service_name>/<path:path>": Role.OPERATOR
        for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")},
+    "POST /api/load-test/start": Role.OPERATOR,
+    "POST /api/load-test/stop": Role.OPERATOR,
+    "GET /api/load-test/status": Role.VIEWER,
+    "GET /api/load-tests": Role.VIEWER,
+    "GET /api/load-tests/<int:test_id>": Role.VIEWER,
     "GET /api/users": Role.ADMIN,
     "POST /api/users": Role.ADMIN,
     "DELETE /api/users/<int:user_id>": Role.ADMIN,

@@ -1,0 +1,101 @@
+"""Load tests end to end: the real engine and API over HTTP, demo instances as real processes.
+
+The target's own Prometheus counter (demo_requests_total) must agree with the load test's totals.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from engine.runtime import Runtime
+from engine.users import Role
+from tests.conftest import token_for
+
+pytestmark = pytest.mark.e2e
+
+
+def served(rt: Runtime, service: str) -> float:
+    """Requests to /work the service's instances say they answered with 200."""
+    total = 0.0
+    for inst in rt.registry.by_name(service).instances:
+        text = httpx.get(inst.url + "/metrics", trust_env=False).text
+        m = re.search(r'^demo_requests_total\{path="/work",status="200"\} (\S+)$', text, re.M)
+        total += float(m.group(1)) if m else 0.0
+    return total
+
+
+@pytest.fixture
+def engine_api(clean_db, settings, request):
+    overrides = getattr(request, "param", {})
+    rt = Runtime(replace(settings, demo_port_base=17600, health_interval=1.0, **overrides))
+    rt.start(demo=True)
+    api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=10,
+                       headers={"Authorization": "Bearer " + token_for(Role.OPERATOR)})
+    try:
+        deadline = time.monotonic() + 15
+        while not all(s["status"] == "healthy" for s in api.get("/api/services").json()):
+            assert time.monotonic() < deadline, "demo fleet never became healthy"
+            time.sleep(0.2)
+        yield rt, api
+    finally:
+        api.close()
+        rt.stop()
+
+
+def run_to_end(api: httpx.Client, body: dict, timeout: float) -> dict:
+    r = api.post("/api/load-test/start", json=body)
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + timeout
+    while (st := api.get("/api/load-test/status").json())["status"] == "running":
+        assert time.monotonic() < deadline, st
+        time.sleep(0.5)
+    return st
+
+
+def test_1000_per_second_for_10_s_is_held_and_the_target_agrees(engine_api):
+    rt, api = engine_api
+    before = served(rt, "orders")
+    st = run_to_end(api, {"concurrentUsers": 50, "requestsPerSecond": 1000, "duration": 10,
+                          "targetService": "orders", "path": "/work?ms=5&cpu=0"}, 30)
+    assert st["status"] == "completed" and st["workers"] == 1
+    assert abs(st["achievedRps"] - 1000) <= 10  # within 1 %
+    assert st["totalRequests"] == st["successfulRequests"] + st["failedRequests"] == 10_000
+    assert (st["failedRequests"], st["droppedRequests"]) == (0, 0)
+    assert served(rt, "orders") - before == st["successfulRequests"]
+    samples = api.get(f"/api/load-tests/{st['id']}").json()["samples"]
+    assert sum(s["sent"] for s in samples) == 10_000 and len(samples) >= 10
+    assert all(950 <= s["sent"] <= 1050 for s in samples[:10])  # a steady rate, second by second
+
+
+@pytest.mark.parametrize("engine_api", [{"loadtest_process_rps": 300.0}], indirect=True)
+def test_worker_processes_share_the_schedule_and_their_results_are_merged(engine_api):
+    rt, api = engine_api
+    before = served(rt, "payments")
+    st = run_to_end(api, {"concurrentUsers": 20, "requestsPerSecond": 600, "duration": 3,
+                          "targetService": "payments", "path": "/work?ms=2&cpu=0"}, 30)
+    assert st["status"] == "completed" and st["workers"] == 2
+    assert st["totalRequests"] == st["successfulRequests"] == 1800 and st["droppedRequests"] == 0
+    assert served(rt, "payments") - before == 1800
+    samples = api.get(f"/api/load-tests/{st['id']}").json()["samples"]
+    assert sum(s["sent"] for s in samples) == 1800
+
+
+def test_stopping_the_engine_mid_run_stores_the_run_as_stopped(engine_api):
+    rt, api = engine_api
+    r = api.post("/api/load-test/start", json={"concurrentUsers": 5, "requestsPerSecond": 50, "duration": 60,
+                                               "targetService": "inventory", "path": "/work?ms=1&cpu=0"})
+    assert r.status_code == 202
+    time.sleep(1.5)
+    rt.stop()
+    again = Runtime(rt.settings)
+    again.open()
+    try:
+        st = again.loadtests.status()
+        assert st["status"] == "stopped" and st["totalRequests"] >= 50 and st["endTime"]
+    finally:
+        again.stop()

@@ -19,7 +19,6 @@ __all__ = [
     "breaker_transitions",
     "clear_logs",
     "get_service",
-    "latest_load_test",
     "list_services",
     "load_test",
     "load_test_samples",
@@ -199,11 +198,6 @@ def clear_logs(session: Session) -> int:
     """Delete every log row; return how many (the caller commits)."""
     result: CursorResult[Any] = session.execute(delete(LogEntry))  # type: ignore[assignment]
     return result.rowcount
-
-
-def latest_load_test(session: Session) -> LoadTest | None:
-    """The most recent load test, if any."""
-    return session.scalars(select(LoadTest).order_by(LoadTest.id.desc()).limit(1)).first()
 
 
 def load_tests(session: Session, limit: int = 50) -> list[LoadTest]:

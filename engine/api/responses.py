@@ -99,7 +99,7 @@ class SystemMetricsOut(BaseModel):
     scaling: dict[str, Any] | None
     shards: list[dict[str, Any]]
     resilience: ResilienceOut
-    loadTest: dict[str, Any] | None
+    loadTest: LoadTestOut | None
     recentLogs: list[LogOut]
 
 

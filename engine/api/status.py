@@ -87,20 +87,15 @@ def system_metrics() -> ResponseReturnValue:
     rt = runtime()
     with rt.sessions() as session:
         o = queries.overview(session, rt.clock.now())
-        test = queries.latest_load_test(session)
-        logs = queries.recent_logs(session, queries.LogFilter(limit=20))
-        return jsonify({
-            "systemOverview": overview_json(o),
-            "loadBalancer": load_balancer_json(rt),
-            "circuitBreakers": [breaker_json(b) for b in breakers_of(rt)],
-            "scaling": None,
-            "shards": [],
-            "resilience": resilience_json(rt),
-            "loadTest": None if test is None else {
-                "id": test.id, "status": test.status, "concurrentUsers": test.concurrent_users,
-                "totalRequests": test.total_requests, "successfulRequests": test.successful_requests,
-                "failedRequests": test.failed_requests, "startTime": test.started_at.isoformat(),
-                "endTime": test.ended_at.isoformat() if test.ended_at else None,
-            },
-            "recentLogs": [log_json(r) for r in logs],
-        })
+        logs = [log_json(r) for r in queries.recent_logs(session, queries.LogFilter(limit=20))]
+    test = rt.loadtests.status()
+    return jsonify({
+        "systemOverview": overview_json(o),
+        "loadBalancer": load_balancer_json(rt),
+        "circuitBreakers": [breaker_json(b) for b in breakers_of(rt)],
+        "scaling": None,
+        "shards": [],
+        "resilience": resilience_json(rt),
+        "loadTest": None if test["status"] == "idle" else test,
+        "recentLogs": logs,
+    })

@@ -18,6 +18,10 @@ $(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	@touch $@ $(VENV)/.run-deps
 
+$(VENV)/.bench-deps: requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	@touch $@ $(VENV)/.dev-deps $(VENV)/.run-deps
+
 ## run: engine + dashboard + demo fleet (Ctrl-C stops everything)
 run: $(VENV)/.run-deps
 	$(BIN)/python -m engine up --demo
@@ -30,11 +34,13 @@ serve: $(VENV)/.run-deps
 test: $(VENV)/.dev-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## bench: the benchmarks under bench/, each printing its ratio against a named peer
-bench: $(VENV)/.dev-deps
+## bench: the benchmarks under bench/, each printing its ratio against a named peer (installs Locust)
+bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench.pick_cost
 	$(BIN)/python -m bench.breaker_overhead
 	$(BIN)/python -m bench.router_overhead
+	$(BIN)/python -m bench.loadgen_vs_locust
+	$(BIN)/python -m bench.coordinated_omission
 
 ## lint: ruff and mypy
 lint: $(VENV)/.dev-deps

@@ -28,11 +28,15 @@ __all__ = [
     "delete_user",
     "list_users",
     "load_balancer",
+    "load_test_body",
+    "load_test_status",
     "login",
     "parse_urls",
     "reset_all_breakers",
     "reset_breaker",
     "set_algorithm",
+    "start_load_test",
+    "stop_load_test",
     "system_metrics",
     "update_body",
     "update_breaker",
@@ -196,6 +200,21 @@ class ApiClient:
         result: dict[str, Any] = self.request("GET", "/api/metrics")
         return result
 
+    def start_load_test(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /api/load-test/start: the new run's status (202); 409 while one runs, 422 for bad input."""
+        result: dict[str, Any] = self.request("POST", "/api/load-test/start", body)
+        return result
+
+    def stop_load_test(self) -> dict[str, Any]:
+        """POST /api/load-test/stop: the run's final status; 409 when none runs."""
+        result: dict[str, Any] = self.request("POST", "/api/load-test/stop")
+        return result
+
+    def load_test_status(self) -> dict[str, Any]:
+        """GET /api/load-test/status: the running or latest run, live ({status: "idle"} before any)."""
+        result: dict[str, Any] = self.request("GET", "/api/load-test/status")
+        return result
+
 
 def _retry_after(response: httpx.Response) -> int | None:
     """Whole seconds from a Retry-After header given in seconds; None if absent or a date."""
@@ -290,6 +309,21 @@ def system_metrics() -> dict[str, Any]:
     return default_client().system_metrics()
 
 
+def start_load_test(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Start a load test (operator)."""
+    return default_client().start_load_test(body)
+
+
+def stop_load_test() -> dict[str, Any]:
+    """Stop the running load test (operator)."""
+    return default_client().stop_load_test()
+
+
+def load_test_status() -> dict[str, Any]:
+    """The running or latest load test, live from the engine."""
+    return default_client().load_test_status()
+
+
 # the thresholds the breaker form edits: API field names, in the order the form shows them
 BREAKER_FIELDS = ("failureThreshold", "failureRateThreshold", "windowSize", "minimumCalls", "slowCallMs", "timeout",
                   "halfOpenCalls")
@@ -301,6 +335,17 @@ def breaker_body(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str
     Both hold API field names; a slowCallMs of None turns slow-call counting off.
     """
     return {f: new[f] for f in BREAKER_FIELDS if f in new and new[f] != current.get(f)}
+
+
+def load_test_body(
+    users: int, rate: float, duration_s: float, service: str | None, path: str, method: str
+) -> dict[str, Any]:
+    """The POST /api/load-test/start body from the form; no service lets the API pick the only one."""
+    body: dict[str, Any] = {"concurrentUsers": users, "requestsPerSecond": rate, "duration": duration_s,
+                            "path": path.strip() or "/", "method": method}
+    if service:
+        body["targetService"] = service
+    return body
 
 
 def parse_urls(text: str) -> list[str]:

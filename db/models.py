@@ -195,11 +195,13 @@ class Simulation(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(String(100))  # a service name; None = every service / the engine
     params: Mapped[dict[str, Any]] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(String(20))
     started_at: Mapped[datetime] = mapped_column(TS)
     ends_at: Mapped[datetime] = mapped_column(TS)
     ended_at: Mapped[datetime | None] = mapped_column(TS)
+    effect: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # what was measured while it ran
 
 
 class ScalingEvent(Base):

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import DatabaseError
 
-__all__ = ["EmbeddedPostgres", "make_engine", "make_session_factory", "migrate", "sqlalchemy_url"]
+__all__ = ["EmbeddedPostgres", "conninfo", "make_engine", "make_session_factory", "migrate", "sqlalchemy_url"]
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -23,6 +23,11 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     raise DatabaseError(f"DATABASE_URL must be a postgresql:// URL, got scheme {url.split(':', 1)[0]!r}")
+
+
+def conninfo(url: str) -> str:
+    """The same URL as a libpq conninfo for psycopg.connect (no SQLAlchemy driver suffix)."""
+    return "postgresql://" + sqlalchemy_url(url)[len("postgresql+psycopg://") :]
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

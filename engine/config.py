@@ -60,6 +60,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "loadtest_process_rps",
         "rate one process generates before worker processes (one per core) share a load test (default 2500)",
     ),
+    "MEMORY_LEAK_CAP_MB": ("memory_leak_cap_mb", "most memory a memory-leak simulation holds, MB (default 512)"),
+    "SIMULATION_MAX_MS": ("simulation_max_ms", "longest failure simulation accepted, ms (default 3600000 = 1 h)"),
     "INSTANCE_ALLOWLIST": (
         "instance_allowlist",
         "comma-separated hosts or CIDRs instances may use; * = any (default: loopback only)",
@@ -174,6 +176,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_users": _positive(int),
     "loadtest_backlog_s": _positive(float),
     "loadtest_process_rps": _positive(float),
+    "memory_leak_cap_mb": _positive(int),
+    "simulation_max_ms": _positive(float),
 }
 
 
@@ -223,6 +227,8 @@ class Settings:
     max_users: int = 1000
     loadtest_backlog_s: float = 1.0
     loadtest_process_rps: float = 2500.0
+    memory_leak_cap_mb: int = 512
+    simulation_max_ms: float = 3_600_000.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

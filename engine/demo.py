@@ -134,6 +134,15 @@ class DemoFleet:
                 if inst.service == service:
                     row.instances.append(Instance(url=inst.url, pid=inst.process.pid))
 
+    def kill(self, service: str) -> str | None:
+        """Terminate one running instance process of service (chaos); its URL, or None if none runs."""
+        running = [i for i in self.instances if i.service == service and i.process.poll() is None]
+        if not running:
+            return None
+        victim = running[-1]
+        stop_all([victim.process], timeout=2.0)
+        return victim.url
+
     def stop_service(self, service: str) -> None:
         """Stop the processes of one demo service (it was deleted)."""
         mine = [i for i in self.instances if i.service == service]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 
 from engine.clock import Clock
 from engine.events import InstanceHealthEvent, ServiceHealthEvent
+from engine.faults import FaultLayer, InjectedConnectionError, InjectedStatus
 from engine.logs import event_logger
 from engine.registry import InstanceSpec, Registry, ServiceSpec
 from engine.writer import BatchWriter
@@ -126,8 +127,10 @@ class HealthChecker:
         fall: int,
         rise: int,
         concurrency: int,
+        faults: FaultLayer | None = None,
     ) -> None:
         self._registry = registry
+        self._faults = faults
         self._client = client
         self._writer = writer
         self._clock = clock
@@ -150,13 +153,24 @@ class HealthChecker:
         async with self._limit:
             start = self._clock.monotonic()
             try:
-                response = await asyncio.wait_for(self._client.get(url), self._timeout)
+                response = await asyncio.wait_for(self._get(service.name, instance.url, url), self._timeout)
+            except InjectedStatus as injected:
+                latency = (self._clock.monotonic() - start) * 1000.0
+                result = classify(injected.status, latency, None, self._degraded_ms)
+                return replace(result, error=str(injected)) if result.error else result
+            except InjectedConnectionError as exc:
+                return classify(None, None, str(exc), self._degraded_ms)
             except (TimeoutError, httpx.TimeoutException):
                 return classify(None, None, f"timeout after {self._timeout:g} s", self._degraded_ms)
             except httpx.HTTPError as exc:
                 return classify(None, None, f"{type(exc).__name__}: {exc}"[:300], self._degraded_ms)
             latency = (self._clock.monotonic() - start) * 1000.0
             return classify(response.status_code, latency, None, self._degraded_ms)
+
+    async def _get(self, service: str, instance_url: str, url: str) -> httpx.Response:
+        if self._faults is not None and self._faults.armed:
+            await self._faults.before_send(service, instance_url)
+        return await self._client.get(url)
 
     async def run_once(self) -> None:
         """One round: check all instances, record results, log transitions, aggregate services."""

@@ -20,6 +20,7 @@ from engine.breaker import CircuitBreaker
 from engine.breakers import BreakerBook
 from engine.clock import Clock
 from engine.errors import ApiError, NotFound, Unavailable
+from engine.faults import InjectedStatus
 from engine.health import HealthState
 from engine.logs import event_logger
 from engine.outlier import OutlierEjector
@@ -31,6 +32,7 @@ __all__ = ["CircuitOpen", "FaultHook", "NoInstance", "Request", "Router", "Upstr
 
 log = event_logger("router")
 RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_INJECTED_HEADERS = ((b"Content-Type", b"application/json"), (b"X-Fault-Injected", b"true"))
 
 
 class CircuitOpen(Unavailable):
@@ -49,6 +51,11 @@ class UpstreamTimeout(ApiError):
 
 class FaultHook(Protocol):
     """Where failure simulation acts on outbound traffic (it may sleep, or raise to fail the call)."""
+
+    @property
+    def armed(self) -> bool:
+        """Whether any fault may fire (when not, the router does not call before_send)."""
+        ...
 
     async def before_send(self, service: str, url: str) -> None:
         """Called before every attempt."""
@@ -129,7 +136,7 @@ class Router:
         self.max_retries = max_retries
         self._backoff = (backoff_base_s, backoff_cap_s)
         self._rng = rng or random.Random()  # noqa: S311 - spreads load and jitters retries
-        self.faults: FaultHook | None = faults  # None: no fault injection (and no await on the hot path)
+        self.faults: FaultHook | None = faults  # None or not armed: no await on the hot path
         self._now = clock.monotonic
         make_balancer(algorithm)  # an unknown name fails here, not on the first request
         self.algorithm = algorithm
@@ -273,7 +280,7 @@ class Router:
         failure: str | None = None
         timed_out = False
         try:
-            if self.faults is not None:
+            if self.faults is not None and self.faults.armed:
                 await self.faults.before_send(spec.name, target.url)
             async with self._session.request(
                 request.method, url, headers=request.headers or None, data=request.body or None,
@@ -284,6 +291,12 @@ class Router:
             upstream = Upstream(response.status, response.raw_headers, data, target.url, attempt, (end - start) * 1e3)
             if response.status >= 500:
                 failure = f"HTTP {response.status}"
+        except InjectedStatus as injected:
+            end = self._now()
+            body = b'{"error": "%s"}' % str(injected).encode()
+            upstream = Upstream(injected.status, _INJECTED_HEADERS, body, target.url, attempt, (end - start) * 1e3)
+            if injected.status >= 500:
+                failure = f"HTTP {injected.status} (injected)"
         except TimeoutError:
             failure, timed_out = f"timeout after {self.timeout_s:g} s", True
         except (aiohttp.ClientError, OSError, ApiError) as exc:

@@ -14,13 +14,15 @@ from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import LoadTest, Simulation
-from db.session import EmbeddedPostgres, make_engine, make_session_factory, migrate
+from db.session import EmbeddedPostgres, conninfo, make_engine, make_session_factory, migrate
 from engine.breakers import BreakerBook
+from engine.chaos import ChaosManager
 from engine.clock import Clock, SystemClock
 from engine.collector import Collector
 from engine.config import Settings
 from engine.demo import DemoFleet
 from engine.errors import Unavailable
+from engine.faults import FaultLayer
 from engine.health import HealthChecker, HealthState
 from engine.http import make_async_client
 from engine.loadtest import LoadTestLimits, LoadTestManager
@@ -70,6 +72,8 @@ class Runtime:
         self.router: Router | None = None
         self.breakers: BreakerBook | None = None
         self._loadtests: LoadTestManager | None = None
+        self._chaos: ChaosManager | None = None
+        self.faults = FaultLayer(self.clock)
         self.ejector = OutlierEjector(
             self.clock, settings.eject_consecutive, settings.eject_base_s, settings.eject_max_percent
         )
@@ -128,13 +132,27 @@ class Runtime:
         self.router = Router(
             self.registry, self.health_of, self.breakers, self.ejector, self.traffic, self.resilience,
             self.retry_budget, self.clock, algorithm=s.lb_algorithm, timeout_s=s.route_timeout,
-            max_retries=s.route_retries,
+            max_retries=s.route_retries, faults=self.faults,
+        )
+        self._chaos = ChaosManager(
+            self.sessions, self.registry, self.faults, self._writer, self.clock,
+            conninfo=conninfo(self.database_url), memory_cap_mb=s.memory_leak_cap_mb,
+            max_duration_ms=s.simulation_max_ms, kill=self._kill_instance,
         )
         self._loadtests = LoadTestManager(
             self.registry, self.router, self.sessions, self._writer, self.clock, self.run_soon,
             LoadTestLimits(s.max_rps, s.max_duration, s.max_users, s.loadtest_backlog_s, s.loadtest_process_rps,
                            drain_s=s.route_timeout * (s.route_retries + 1) + 1.0),
         )
+
+    @property
+    def chaos(self) -> ChaosManager:
+        """Failure simulations (after open())."""
+        assert self._chaos is not None, "Runtime.open() first"
+        return self._chaos
+
+    def _kill_instance(self, service: str) -> str | None:
+        return self.demo.kill(service) if self.demo is not None else None
 
     @property
     def loadtests(self) -> LoadTestManager:
@@ -210,7 +228,7 @@ class Runtime:
         self.health = HealthChecker(
             self.registry, client, self.writer, self.clock,
             timeout=s.health_timeout, degraded_ms=s.degraded_ms, fall=s.fall, rise=s.rise,
-            concurrency=s.health_concurrency,
+            concurrency=s.health_concurrency, faults=self.faults,
         )
         self.collector = Collector(
             self.registry, client, self.writer, self.traffic, self.clock,
@@ -222,8 +240,12 @@ class Runtime:
             # checks at once (a fresh start shows a status within a second), scrapes half an interval later
             ("health-check", self.health.run_once, s.health_interval, 0.0),
             ("collect-metrics", self.collector.run_once, s.collect_interval, s.collect_interval / 2),
+            ("simulation-expiry", self._expire_simulations, 0.25, 0.25),
         ])
         self._scheduler.start()
+
+    async def _expire_simulations(self) -> None:
+        await asyncio.to_thread(self.chaos.expire_due)  # ends write a row: off the loop
 
     async def _stop_jobs(self) -> None:
         if self._loadtests is not None:
@@ -260,6 +282,8 @@ class Runtime:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._chaos is not None:
+            self._chaos.stop_all()  # faults lifted, memory freed, overload cancelled; rows say "stopped"
         if self._loop is not None:
             try:
                 asyncio.run_coroutine_threadsafe(self._stop_jobs(), self._loop).result(5)

@@ -39,8 +39,9 @@ from engine.events import (
     MetricEvent,
     ServiceHealthEvent,
 )
+from engine.traffic import percentile
 
-__all__ = ["BatchWriter", "WriterStatus"]
+__all__ = ["BatchWriter", "WriteLatency", "WriterStatus"]
 
 # Core tables: executemany UPDATE ... WHERE id = :iid (the ORM's bulk update wants primary-key dicts)
 _INSTANCES = cast(Table, Instance.__table__)
@@ -51,6 +52,16 @@ _LOAD_TESTS = cast(Table, LoadTest.__table__)
 log = logging.getLogger("engine.writer")
 log.propagate = False
 log.addHandler(logging.StreamHandler())
+
+
+@dataclass(frozen=True)
+class WriteLatency:
+    """Batches committed in a window and their commit time in ms (None when there were none)."""
+
+    batches: int
+    p50_ms: float | None
+    p95_ms: float | None
+    max_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,16 @@ class BatchWriter:
         self._ok = True
         self._last_error: str | None = None
         self._last_success: datetime | None = None
+        self._latencies: deque[tuple[float, float]] = deque(maxlen=1000)  # (monotonic end, ms) per batch
+
+    def write_latency(self, window_s: float = 60.0) -> WriteLatency:
+        """How long the batches committed in the last window_s took (the engine's own DB write latency)."""
+        since = self._clock.monotonic() - window_s
+        with self._lock:
+            values = sorted(ms for at, ms in self._latencies if at >= since)
+        if not values:
+            return WriteLatency(0, None, None, None)
+        return WriteLatency(len(values), percentile(values, 50), percentile(values, 95), values[-1])
 
     def submit(self, event: Event) -> None:
         """Queue one event; never blocks. When full, the oldest event is dropped and counted."""
@@ -137,6 +158,7 @@ class BatchWriter:
                 batch = [self._buffer.popleft() for _ in range(min(self._batch, len(self._buffer)))]
             if not batch:
                 return total
+            began = self._clock.monotonic()
             try:
                 with self._sessions.begin() as session:
                     _write(session, batch)
@@ -144,7 +166,9 @@ class BatchWriter:
                 self._requeue(batch, exc)
                 return total
             total += len(batch)
+            ended = self._clock.monotonic()
             with self._lock:
+                self._latencies.append((ended, (ended - began) * 1000.0))
                 self._written += len(batch)
                 if not self._ok:
                     log.warning("database writes resumed")

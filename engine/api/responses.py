@@ -7,9 +7,22 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 __all__ = [
-    "DeletedOut", "ErrorOut", "HealthOut", "InstanceOut", "LoadTestDetailOut", "LoadTestOut", "LoadTestSampleOut",
-    "LogOut", "LogsClearedOut", "OverviewOut",
-    "ServiceOut", "SystemMetricsOut", "TokenOut", "UserOut",
+    "DeletedOut",
+    "ErrorOut",
+    "HealthOut",
+    "InstanceOut",
+    "LoadTestDetailOut",
+    "LoadTestOut",
+    "LoadTestSampleOut",
+    "LogOut",
+    "LogsClearedOut",
+    "OverviewOut",
+    "ServiceOut",
+    "SimulationOut",
+    "StopAllOut",
+    "SystemMetricsOut",
+    "TokenOut",
+    "UserOut",
 ]
 
 Status = Literal["healthy", "degraded", "unhealthy", "unknown"]
@@ -110,6 +123,7 @@ class HealthOut(BaseModel):
     engine: dict[str, Any]
     database: dict[str, Any]
     writer: dict[str, Any]
+    simulations: dict[str, Any]
 
 
 class TokenOut(BaseModel):
@@ -273,3 +287,25 @@ class LoadTestDetailOut(LoadTestOut):
     """A run with its per-second samples."""
 
     samples: list[LoadTestSampleOut]
+
+
+class SimulationOut(BaseModel):
+    """One failure simulation; remainingMs while active; effect = what was measured (after it ends)."""
+
+    id: int
+    kind: Literal["service-failure", "network-latency", "database-overload", "memory-leak"]
+    target: str | None
+    params: dict[str, Any]
+    status: Literal["active", "completed", "stopped", "interrupted", "failed"]
+    startedAt: str
+    endsAt: str
+    endedAt: str | None
+    remainingMs: float | None
+    effect: dict[str, Any] | None
+
+
+class StopAllOut(BaseModel):
+    """POST /api/simulate/stop-all."""
+
+    message: str
+    stopped: int

@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
-    "InstanceIn", "LoadTestQuery", "LoadTestStart", "LogQuery", "ServiceCreate", "ServiceUpdate", "TokenRequest",
-    "UserCreate", "check_url",
+    "DatabaseOverloadStart", "InstanceIn", "LoadTestQuery", "LoadTestStart", "LogQuery", "MemoryLeakStart",
+    "NetworkLatencyStart", "ServiceCreate", "ServiceFailureStart", "ServiceUpdate", "SimulationQuery",
+    "TokenRequest", "UserCreate", "check_url",
 ]
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -170,3 +171,47 @@ class LoadTestQuery(_Strict):
     """GET /api/load-tests query string."""
 
     limit: int = Field(default=50, ge=1, le=500)
+
+
+Duration = Annotated[float, Field(gt=0, le=86_400_000, description="milliseconds (the seed's unit)")]
+Probability = Annotated[float, Field(gt=0, le=1, description="share of requests affected, 0..1")]
+
+
+class ServiceFailureStart(_Strict):
+    """POST /api/simulate/service-failure: fail requests (connection error or statusCode), or kill an instance."""
+
+    serviceName: Name
+    duration: Duration
+    probability: Probability = 1.0
+    statusCode: int | None = Field(default=None, ge=400, le=599)
+    mode: Literal["error", "kill"] = "error"
+
+
+class NetworkLatencyStart(_Strict):
+    """POST /api/simulate/network-latency (ms); without serviceName every service is delayed."""
+
+    latency: float = Field(gt=0, le=60_000, description="milliseconds")
+    duration: Duration
+    serviceName: Name | None = None
+    jitter: float = Field(default=0, ge=0, le=60_000, description="milliseconds, uniform +/-")
+    probability: Probability = 1.0
+
+
+class DatabaseOverloadStart(_Strict):
+    """POST /api/simulate/database-overload."""
+
+    duration: Duration
+    intensity: Literal["low", "medium", "high"]
+
+
+class MemoryLeakStart(_Strict):
+    """POST /api/simulate/memory-leak: rate in MB/s, held to MEMORY_LEAK_CAP_MB."""
+
+    duration: Duration
+    rate: float = Field(gt=0, le=1_000_000, description="MB per second")
+
+
+class SimulationQuery(_Strict):
+    """GET /api/simulations query string."""
+
+    limit: int = Field(default=100, ge=1, le=1000)

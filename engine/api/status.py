@@ -49,6 +49,7 @@ def health() -> ResponseReturnValue:
         database["status"] = "down"
         database["error"] = type(exc).__name__
     w = rt.writer.status()
+    lat = rt.writer.write_latency(60.0)
     ok = database["status"] == "up" and w.database_ok
     body = {
         "status": "ok" if ok else "degraded",
@@ -66,7 +67,10 @@ def health() -> ResponseReturnValue:
             "dropped": w.dropped,
             "lastError": w.last_error,
             "lastSuccess": w.last_success.isoformat() if w.last_success else None,
+            "writeLatencyMs": {"windowSeconds": 60, "batches": lat.batches, "p50": lat.p50_ms, "p95": lat.p95_ms,
+                               "max": lat.max_ms},
         },
+        "simulations": {"active": rt.chaos.active_count()},
     }
     return jsonify(body), 200 if database["status"] == "up" else 503
 

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import LoadTest
+from db.queries import load_test_json
 from engine.clock import Clock
 from engine.errors import ApiError, Conflict, NotFound, ValidationFailed
 from engine.events import LoadTestProgress, LoadTestSampleEvent
@@ -205,7 +206,7 @@ class LoadTestManager:
         if run is None:
             with self._sessions() as session:
                 row = session.scalars(select(LoadTest).order_by(LoadTest.id.desc()).limit(1)).first()
-                return {"status": "idle"} if row is None else row_status(row)
+                return {"status": "idle"} if row is None else load_test_json(row)
         return self._status_of(run)
 
     # -- engine loop --------------------------------------------------------------------------
@@ -325,23 +326,6 @@ class LoadTestManager:
         }
         body.update(self._summary(run))
         return body
-
-
-def row_status(row: LoadTest) -> dict[str, Any]:
-    """A stored run in the status shape."""
-    body: dict[str, Any] = {
-        "id": row.id, "status": row.status, "concurrentUsers": row.concurrent_users,
-        "requestsPerSecond": row.requests_per_second, "duration": row.duration_s,
-        "targetService": row.target_service, "path": row.path, "method": row.method, "workers": row.workers,
-        "totalRequests": row.total_requests, "successfulRequests": row.successful_requests,
-        "failedRequests": row.failed_requests, "droppedRequests": row.dropped_requests,
-        "startTime": row.started_at.isoformat(), "endTime": row.ended_at.isoformat() if row.ended_at else None,
-        "inFlight": 0, "backlog": 0,
-    }
-    summary = row.summary or {}
-    body.update({k: summary.get(k) for k in
-                 ("achievedRps", "shortfallPercent", "elapsedSeconds", "sent", "errors", "latency")})
-    return body
 
 
 class _SecondMerger:

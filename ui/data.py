@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,9 +24,12 @@ __all__ = [
     "ServiceSummary",
     "act",
     "breaker_segments",
+    "error_table",
     "fetch",
     "fetch_or_none",
+    "fetch_quietly",
     "flash",
+    "latency_table",
     "picks_frame",
     "reading",
     "session_factory",
@@ -146,6 +150,17 @@ def fetch_or_none(call: Callable[[], T]) -> T | None:
         return None
 
 
+def fetch_quietly(call: Callable[[], T]) -> T | None:
+    """Read through the API; None on an error, shown nowhere (a 401 still logs out): for a part redrawn every
+    second, whose page already showed the error once."""
+    try:
+        return call()
+    except ApiCallFailed as exc:
+        if exc.status == 401:
+            _session_expired()
+        return None
+
+
 @dataclass(frozen=True)
 class ServiceSummary:
     """One service as the pages show it: registry settings plus instance counts from the latest checks."""
@@ -250,3 +265,27 @@ def timeline_start(transitions: pd.DataFrame, since: datetime, now: datetime) ->
     first: datetime = pd.Timestamp(transitions["at"].min()).to_pydatetime()
     pad = max(timedelta(minutes=1), (now - first) / 10)
     return max(since, first - pad)
+
+
+# whole-run latency figures of a status `latency`: API name -> row label, in the order the table shows them
+LATENCY_FIGURES = {"p50": "p50", "p90": "p90", "p95": "p95", "p99": "p99", "p999": "p99.9", "max": "max",
+                   "mean": "mean"}
+
+
+def latency_table(latency: Mapping[str, Any] | None) -> pd.DataFrame:
+    """A status `latency` as rows p50 … max, mean and columns corrected / uncorrected (ms; NaN when unknown)."""
+    corrected = (latency or {}).get("corrected") or {}
+    uncorrected = (latency or {}).get("uncorrected") or {}
+    return pd.DataFrame({
+        "figure": list(LATENCY_FIGURES.values()),
+        "corrected ms": [corrected.get(k) for k in LATENCY_FIGURES],
+        "uncorrected ms": [uncorrected.get(k) for k in LATENCY_FIGURES],
+    }).astype({"corrected ms": float, "uncorrected ms": float})
+
+
+def error_table(errors: Mapping[str, int] | None, answered: int | None) -> pd.DataFrame:
+    """Failed requests by kind, most first, with their share % of the answered requests (NaN with none answered)."""
+    pairs = sorted((errors or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    frame = pd.DataFrame(pairs, columns=["kind", "requests"]).astype({"requests": int})
+    frame["share %"] = [100.0 * n / answered if answered else math.nan for n in frame["requests"]]
+    return frame.astype({"share %": float})

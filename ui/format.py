@@ -11,6 +11,7 @@ __all__ = [
     "BREAKER_COLOURS",
     "BREAKER_EMOJI",
     "LEVEL_EMOJI",
+    "LOAD_TEST_EMOJI",
     "NA",
     "STATUS_COLOURS",
     "STATUS_EMOJI",
@@ -24,8 +25,11 @@ __all__ = [
     "fmt_ms",
     "fmt_pct",
     "fmt_rate",
+    "fmt_rps",
+    "fmt_seconds",
     "fmt_status",
     "level_label",
+    "load_test_label",
     "status_badge_colour",
     "status_colour",
     "status_emoji",
@@ -47,6 +51,9 @@ LEVEL_EMOJI: dict[str, str] = {"DEBUG": "⚪", "INFO": "🔵", "WARN": "🟠", "
 BREAKER_COLOURS: dict[str, str] = {"CLOSED": "#21c354", "HALF_OPEN": "#ffa421", "OPEN": "#ff4b4b"}
 BREAKER_EMOJI: dict[str, str] = {"CLOSED": "🟢", "HALF_OPEN": "🟠", "OPEN": "🔴"}
 _BREAKER_BADGES = {"CLOSED": "green", "HALF_OPEN": "orange", "OPEN": "red"}
+# load test runs: running blue, ran to the end green, cut short amber, failed to run red
+LOAD_TEST_EMOJI: dict[str, str] = {"running": "🔵", "completed": "🟢", "stopped": "🟠", "interrupted": "🟠",
+                                   "failed": "🔴"}
 
 
 def _missing(value: float | None) -> bool:
@@ -73,6 +80,16 @@ def fmt_mb(value: float | None) -> str:
 def fmt_rate(value: float | None) -> str:
     """A rate such as requests per minute: "1,234.5"; None is "n/a"."""
     return NA if value is None or _missing(value) else f"{value:,.1f}"
+
+
+def fmt_rps(value: float | None) -> str:
+    """A request rate: "97.5 req/s"; None is "n/a"."""
+    return NA if value is None or _missing(value) else f"{value:,.1f} req/s"
+
+
+def fmt_seconds(value: float | None) -> str:
+    """A duration in seconds: "12.3 s"; None is "n/a"."""
+    return NA if value is None or _missing(value) else f"{value:,.1f} s"
 
 
 def fmt_count(value: int | None) -> str:
@@ -127,6 +144,11 @@ def breaker_badge_colour(state: str | None) -> str:
 def level_label(level: str) -> str:
     """A log level with its emoji: "🔴 ERROR"."""
     return f"{LEVEL_EMOJI.get(level, '⚪')} {level}"
+
+
+def load_test_label(status: str | None) -> str:
+    """A load test status with its emoji: "🟢 completed"; None is "⚪ n/a"."""
+    return f"{LOAD_TEST_EMOJI.get(status or '', '⚪')} {status or NA}"
 
 
 def fmt_json(value: Any) -> str:

@@ -14,7 +14,6 @@ from engine.api.responses import LoadTestDetailOut, LoadTestOut
 from engine.api.routing import ApiBlueprint
 from engine.api.schemas import LoadTestQuery, LoadTestStart
 from engine.errors import NotFound
-from engine.loadtest import row_status
 from engine.users import Role
 
 __all__ = ["api"]
@@ -56,7 +55,7 @@ def status() -> ResponseReturnValue:
 def history(query: LoadTestQuery) -> ResponseReturnValue:
     """Every stored run (the live one with its stored totals)."""
     with runtime().sessions() as session:
-        return jsonify([row_status(r) for r in queries.load_tests(session, query.limit)])
+        return jsonify([queries.load_test_json(r) for r in queries.load_tests(session, query.limit)])
 
 
 @api.route("GET", "/api/load-tests/<int:test_id>", summary="One run with per-second samples (CSV: Accept text/csv)",
@@ -71,6 +70,6 @@ def detail(test_id: int) -> ResponseReturnValue:
             csv = queries.load_test_samples_frame(session, test_id).to_csv(index=False)
             return Response(csv, mimetype="text/csv",
                             headers={"Content-Disposition": f"attachment; filename=load-test-{test_id}.csv"})
-        body = row_status(row)
+        body = queries.load_test_json(row)
         body["samples"] = [_sample_json(s) for s in queries.load_test_samples(session, test_id)]
         return jsonify(body)

@@ -38,7 +38,9 @@ def live(clean_db, settings, target):
     c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)
     assert c.post("/api/services", json={"name": "orders", "url": target.url}).status_code == 201
     deadline = time.monotonic() + 10
-    while rt.health_of(rt.registry.by_name("orders").instances[0].id).value != "healthy":
+    spec = rt.registry.by_name("orders")
+    assert spec is not None
+    while rt.health_of(spec.instances[0].id).value != "healthy":
         assert time.monotonic() < deadline, "the demo instance never became healthy"
         time.sleep(0.1)
     try:
@@ -47,7 +49,7 @@ def live(clean_db, settings, target):
         rt.stop()
 
 
-def rows(rt) -> int:
+def rows(rt):
     with rt.sessions() as s:
         return s.scalar(select(func.count()).select_from(LoadTest))
 

@@ -19,7 +19,7 @@ from tests.conftest import token_for
 pytestmark = pytest.mark.e2e
 
 
-def served(rt: Runtime, service: str) -> float:
+def served(rt, service):
     """Requests to /work the service's instances say they answered with 200."""
     total = 0.0
     for inst in rt.registry.by_name(service).instances:
@@ -47,7 +47,7 @@ def engine_api(clean_db, settings, request):
         rt.stop()
 
 
-def run_to_end(api: httpx.Client, body: dict, timeout: float) -> dict:
+def run_to_end(api, body, timeout):
     r = api.post("/api/load-test/start", json=body)
     assert r.status_code == 202, r.text
     deadline = time.monotonic() + timeout

@@ -126,7 +126,7 @@ class ChaosManager:
 
         def arm(sim_id: int, ends: float) -> Callable[[], dict[str, Any]]:
             before = self._writer.write_latency(30.0)
-            overload = DatabaseOverload(self._conninfo, intensity, on_error=lambda e: log.warning(
+            overload = DatabaseOverload(self._conninfo, intensity, tag=f"-{sim_id}", on_error=lambda e: log.warning(
                 "database overload %d: a statement failed: %s", sim_id, e))
             try:
                 overload.start()

@@ -67,8 +67,10 @@ class MemoryLeak:
 class DatabaseOverload:
     """Busy PostgreSQL connections until stop(); each statement is bounded by statement_timeout."""
 
-    def __init__(self, conninfo: str, intensity: str, on_error: Callable[[str], None] | None = None) -> None:
+    def __init__(self, conninfo: str, intensity: str, on_error: Callable[[str], None] | None = None,
+                 tag: str = "") -> None:
         self.connections, self.locks = INTENSITIES[intensity]
+        self.app_name = f"{OVERLOAD_APP_NAME}{tag}"
         self._conninfo = conninfo
         self._stop = threading.Event()
         self._conns: list[psycopg.Connection] = []
@@ -80,7 +82,7 @@ class DatabaseOverload:
     def start(self) -> None:
         """Open the connections and start their loops (raises if the database refuses)."""
         for n in range(self.connections):
-            conn = psycopg.connect(self._conninfo, autocommit=True, application_name=OVERLOAD_APP_NAME,
+            conn = psycopg.connect(self._conninfo, autocommit=True, application_name=self.app_name,
                                    options="-c statement_timeout=5000")
             with self._lock:
                 self._conns.append(conn)
@@ -105,15 +107,34 @@ class DatabaseOverload:
                 self._on_error(f"{type(exc).__name__}: {exc}"[:200])
 
     def stop(self, timeout_s: float = 0.8) -> None:
-        """Cancel running statements, close the connections, join the threads (bounded)."""
+        """Cancel running statements, close the connections, and make sure no backend of ours is left.
+
+        A statement that started just after the cancel was sent would run on: the last step terminates
+        whatever backend still carries this overload's application_name.
+        """
         self._stop.set()
+        deadline = time.monotonic() + timeout_s
         with self._lock:
             conns = list(self._conns)
         for conn in conns:
             with contextlib.suppress(psycopg.Error, OSError):
-                conn.cancel_safe(timeout=0.3)
-        deadline = time.monotonic() + timeout_s
+                conn.cancel_safe(timeout=0.2)
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(max(0.0, deadline - time.monotonic() - 0.3))
         for conn in conns:
             conn.close()
+        self._terminate_leftovers(deadline)
+
+    def _terminate_leftovers(self, deadline: float) -> None:
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=2) as admin:
+                while True:
+                    left = admin.execute(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                        (self.app_name,),
+                    ).fetchone()
+                    if not left or not left[0] or time.monotonic() > deadline:
+                        return
+                    time.sleep(0.02)
+        except psycopg.Error as exc:
+            log.warning("database overload: could not check for leftover statements: %s", exc)

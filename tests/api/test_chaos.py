@@ -1,0 +1,182 @@
+"""Failure simulation over the API: validation, conflicts, real effects on routed traffic, stop-all, restart.
+
+A started runtime (engine loop, no HTTP server) behind the Flask test client, against one real demo process.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import replace
+
+import psutil
+import pytest
+from sqlalchemy import func, select, text
+
+from db.models import Simulation
+from engine.api import create_app
+from engine.demo import free_port, start_demo_instance, wait_ready
+from engine.pressure import OVERLOAD_APP_NAME
+from engine.processes import stop_all
+from engine.runtime import Runtime
+from engine.users import Role
+from tests.conftest import token_for
+
+
+@pytest.fixture(scope="module")
+def target():
+    instance = start_demo_instance("orders", free_port(17850, set()), seed=5)
+    try:
+        wait_ready([instance])
+        yield instance
+    finally:
+        stop_all([instance.process])
+
+
+@pytest.fixture
+def live(clean_db, settings, target):
+    rt = Runtime(replace(settings, simulation_max_ms=60_000, memory_leak_cap_mb=300, health_interval=0.25,
+                         fall=1, rise=1))
+    rt.start(serve_api=False)
+    c = create_app(rt).test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)
+    assert c.post("/api/services", json={"name": "orders", "url": target.url}).status_code == 201
+    try:
+        wait_for(lambda: health(rt) == "healthy", 10)
+        yield rt, c
+    finally:
+        rt.stop()
+
+
+def health(rt):
+    return rt.health_of(rt.registry.by_name("orders").instances[0].id).value
+
+
+def wait_for(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def sims(rt):
+    with rt.sessions() as s:
+        return s.scalar(select(func.count()).select_from(Simulation))
+
+
+BAD = {
+    "failure-no-service": ("service-failure", {"duration": 1000}, "serviceName"),
+    "failure-unknown-service": ("service-failure", {"serviceName": "nope", "duration": 1000}, "serviceName"),
+    "failure-duration-zero": ("service-failure", {"serviceName": "orders", "duration": 0}, "duration"),
+    "failure-duration-over-max": ("service-failure", {"serviceName": "orders", "duration": 60_001}, "duration"),
+    "failure-probability": ("service-failure", {"serviceName": "orders", "duration": 10, "probability": 1.5},
+                            "probability"),
+    "failure-status": ("service-failure", {"serviceName": "orders", "duration": 10, "statusCode": 200}, "statusCode"),
+    "failure-mode": ("service-failure", {"serviceName": "orders", "duration": 10, "mode": "explode"}, "mode"),
+    "latency-missing": ("network-latency", {"duration": 1000}, "latency"),
+    "latency-negative-jitter": ("network-latency", {"latency": 10, "duration": 10, "jitter": -1}, "jitter"),
+    "overload-intensity": ("database-overload", {"duration": 1000, "intensity": "extreme"}, "intensity"),
+    "leak-rate": ("memory-leak", {"duration": 1000, "rate": 0}, "rate"),
+    "leak-extra": ("memory-leak", {"duration": 1000, "rate": 1, "target": "x"}, "target"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_input_names_the_field_and_changes_nothing(live, case):
+    rt, c = live
+    kind, body, field = BAD[case]
+    r = c.post(f"/api/simulate/{kind}", json=body)
+    assert r.status_code == 422, r.json
+    assert field in [d["field"] for d in r.json["details"]]
+    assert sims(rt) == 0 and not rt.faults.armed
+
+
+def proxied_ms(c, n: int) -> float:
+    times = []
+    for _ in range(n):
+        began = time.perf_counter()
+        r = c.get("/proxy/orders/work?ms=1&cpu=0")
+        assert r.status_code == 200
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times)
+
+
+def test_network_latency_raises_routed_p50_by_its_amount_then_ends_by_itself(live):
+    _, c = live
+    before = proxied_ms(c, 10)
+    r = c.post("/api/simulate/network-latency", json={"latency": 300, "duration": 2000, "serviceName": "orders"})
+    assert r.status_code == 201 and r.json["status"] == "active" and r.json["remainingMs"] == 2000
+    during = proxied_ms(c, 4)
+    assert during - before >= 300
+    wait_for(lambda: c.get("/api/simulations").json[0]["status"] == "completed", 3)
+    after = proxied_ms(c, 10)
+    assert after - before < 50
+    done = c.get("/api/simulations").json[0]
+    assert done["effect"]["requestsAffected"] >= 4 and done["endedAt"] and done["remainingMs"] is None
+
+
+def test_service_failure_opens_the_breaker_and_turns_health_unhealthy_then_recovers(live):
+    rt, c = live
+    assert c.put("/api/circuit-breakers/orders", json={"failureThreshold": 3, "timeout": 1000}).status_code == 200
+    r = c.post("/api/simulate/service-failure", json={"serviceName": "orders", "duration": 1500})
+    assert r.status_code == 201
+    answers = [c.get("/proxy/orders/work?ms=1&cpu=0").status_code for _ in range(5)]
+    assert answers.count(503) == 5
+    assert c.get("/api/circuit-breakers").json["breakers"][0]["state"] == "OPEN"
+    wait_for(lambda: health(rt) == "unhealthy", 2)
+    wait_for(lambda: health(rt) == "healthy", 5)  # ended by the expiry job, no manual action
+    time.sleep(1.0)  # the breaker's 1 s open timeout
+    assert [c.get("/proxy/orders/work?ms=1&cpu=0").status_code for _ in range(3)] == [200, 200, 200]
+    assert c.get("/api/circuit-breakers").json["breakers"][0]["state"] == "CLOSED"
+
+
+def test_same_kind_on_same_target_is_409_and_stop_all_ends_everything_within_a_second(live, clean_db):
+    rt, c = live
+    rss_before = psutil.Process().memory_info().rss / 2**20
+    assert c.post("/api/simulate/service-failure", json={"serviceName": "orders", "duration": 30_000,
+                                                         "statusCode": 500, "probability": 0.5}).status_code == 201
+    again = c.post("/api/simulate/service-failure", json={"serviceName": "orders", "duration": 1000})
+    assert again.status_code == 409 and "active" in again.json["error"]
+    assert c.post("/api/simulate/network-latency", json={"latency": 50, "duration": 30_000}).status_code == 201
+    assert c.post("/api/simulate/memory-leak", json={"duration": 30_000, "rate": 1000}).status_code == 201
+    assert c.post("/api/simulate/database-overload", json={"duration": 30_000, "intensity": "high"}).status_code == 201
+    wait_for(lambda: psutil.Process().memory_info().rss / 2**20 - rss_before > 250, 2)  # held to the 300 MB cap
+    began = time.monotonic()
+    r = c.post("/api/simulate/stop-all")
+    assert time.monotonic() - began < 1.0
+    assert r.json == {"message": "4 simulation(s) stopped", "stopped": 4}
+    assert not rt.faults.armed
+    with clean_db.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE :n"),
+                            {"n": OVERLOAD_APP_NAME + "%"}).scalar_one()
+    assert left == 0
+    assert psutil.Process().memory_info().rss / 2**20 - rss_before < 60
+    listed = c.get("/api/simulations").json
+    assert [s["status"] for s in listed] == ["stopped"] * 4
+    leak = next(s for s in listed if s["kind"] == "memory-leak")
+    assert 250 < leak["effect"]["heldMb"] <= 300 and leak["params"]["capMb"] == 300
+    overload = next(s for s in listed if s["kind"] == "database-overload")
+    assert overload["effect"]["connections"] == 6 and overload["effect"]["statements"] >= 1
+    assert c.post(f"/api/simulations/{leak['id']}/stop").status_code == 409
+    assert c.post("/api/simulations/999/stop").status_code == 404
+
+
+def test_kill_needs_a_managed_service(live):
+    rt, c = live
+    r = c.post("/api/simulate/service-failure", json={"serviceName": "orders", "duration": 1000, "mode": "kill"})
+    assert r.status_code == 409 and "not managed" in r.json["error"]
+    assert sims(rt) == 0
+
+
+def test_a_restart_marks_active_simulations_interrupted_and_they_have_no_effect(runtime, settings):
+    with runtime.sessions.begin() as s:
+        now = runtime.clock.now()
+        s.add(Simulation(kind="network-latency", target=None, params={"latency": 500}, status="active",
+                         started_at=now, ends_at=now))
+    again = Runtime(settings)
+    again.open()
+    try:
+        assert [x["status"] for x in again.chaos.list()] == ["interrupted"]
+        assert not again.faults.armed and again.chaos.active_count() == 0
+    finally:
+        again.stop()

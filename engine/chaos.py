@@ -10,6 +10,7 @@ the first is active is refused with 409 (replacing it silently would hide what t
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from engine.faults import Fault, FaultLayer
 from engine.logs import event_logger
 from engine.pressure import DatabaseOverload, MemoryLeak
 from engine.registry import Registry
-from engine.writer import BatchWriter
+from engine.writer import BatchWriter, WriteLatency
 
 __all__ = ["KINDS", "ChaosManager", "simulation_json"]
 
@@ -37,6 +38,10 @@ KINDS = ("service-failure", "network-latency", "database-overload", "memory-leak
 
 def _rss_mb() -> float:
     return round(psutil.Process().memory_info().rss / (1 << 20), 1)
+
+
+def _figures(w: WriteLatency) -> dict[str, Any]:
+    return {"batches": w.batches, "p50": w.p50_ms, "p95": w.p95_ms, "max": w.max_ms}
 
 
 def simulation_json(row: Simulation, now_remaining_ms: float | None = None) -> dict[str, Any]:
@@ -139,8 +144,8 @@ class ChaosManager:
                 overload.stop()
                 during = self._writer.write_latency(self._clock.monotonic() - started)
                 return {"connections": overload.connections, "lockHolder": overload.locks,
-                        "statements": overload.statements, "writeLatencyMsBefore": before.p50_ms,
-                        "writeLatencyMsDuring": during.p50_ms, "writeLatencyMsDuringMax": during.max_ms}
+                        "statements": overload.statements,
+                        "writeLatencyMs": {"before": _figures(before), "during": _figures(during)}}
 
             return stop
 
@@ -152,7 +157,8 @@ class ChaosManager:
 
         def arm(sim_id: int, ends: float) -> Callable[[], dict[str, Any]]:
             rss_before = _rss_mb()
-            leak = MemoryLeak(rate_mb_s, self.memory_cap_mb)
+            planned = math.ceil(rate_mb_s * duration_ms / 1000.0)  # rate x duration, the cap bounding it
+            leak = MemoryLeak(rate_mb_s, min(self.memory_cap_mb, planned))
             leak.start()
 
             def stop() -> dict[str, Any]:

@@ -180,3 +180,30 @@ def test_a_restart_marks_active_simulations_interrupted_and_they_have_no_effect(
         assert not again.faults.armed and again.chaos.active_count() == 0
     finally:
         again.stop()
+
+
+def test_memory_leak_at_50_mb_s_for_4_s_raises_rss_by_about_200_mb_and_gives_it_back(live):
+    _, c = live
+    rss = lambda: psutil.Process().memory_info().rss / 2**20  # noqa: E731
+    before = rss()
+    assert c.post("/api/simulate/memory-leak", json={"duration": 4000, "rate": 50}).status_code == 201
+    time.sleep(3.9)
+    peak = rss() - before
+    assert 160 <= peak <= 230
+    wait_for(lambda: c.get("/api/simulations").json[0]["status"] == "completed", 1.5)
+    wait_for(lambda: rss() - before < 30, 5)
+    effect = c.get("/api/simulations").json[0]["effect"]
+    assert effect["heldMb"] == 200 and effect["rssMbAtEnd"] - effect["rssMbBefore"] >= 180
+
+
+def test_high_database_overload_raises_the_engines_measured_write_latency(live):
+    _, c = live
+    time.sleep(1.0)  # a baseline of batches written by the health checks
+    assert c.post("/api/simulate/database-overload", json={"duration": 2500, "intensity": "high"}).status_code == 201
+    assert c.get("/api/health").json["simulations"] == {"active": 1}
+    wait_for(lambda: c.get("/api/simulations").json[0]["status"] == "completed", 5)
+    latency = c.get("/api/simulations").json[0]["effect"]["writeLatencyMs"]
+    before, during = latency["before"], latency["during"]
+    assert before["batches"] >= 5 and during["batches"] >= 3
+    assert during["p95"] > before["p95"] + 50 and during["max"] >= 100  # batches waited for lock bursts
+    assert c.get("/api/health").json["writer"]["writeLatencyMs"]["batches"] > 0

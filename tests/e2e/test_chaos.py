@@ -46,7 +46,7 @@ def test_service_failure_during_a_load_test_opens_the_breaker_and_everything_rec
     time.sleep(3)
     sim = api.post("/api/simulate/service-failure", json={"serviceName": "orders", "duration": 10_000})
     assert sim.status_code == 201
-    seen = {"breaker": set(), "health": set()}
+    seen: dict[str, set[str]] = {"breaker": set(), "health": set()}
     while (st := api.get("/api/load-test/status").json())["status"] == "running":
         breakers = api.get("/api/circuit-breakers").json()["breakers"]
         seen["breaker"].add(next(b["state"] for b in breakers if b["serviceName"] == "orders"))

@@ -20,6 +20,7 @@ else:
         st.Page("pages/load_balancer.py", title="Load Balancer", icon=":material/alt_route:"),
         st.Page("pages/resilience.py", title="Resilience", icon=":material/electrical_services:"),
         st.Page("pages/load_test.py", title="Load Test", icon=":material/speed:"),
+        st.Page("pages/chaos.py", title="Chaos", icon=":material/bolt:"),
         st.Page("pages/logs.py", title="Logs", icon=":material/receipt_long:"),
     ]
     if session.can(Role.ADMIN):

@@ -11,11 +11,21 @@ import pandas as pd
 from sqlalchemy import CursorResult, Select, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import BreakerTransitionRow, Instance, LoadTest, LoadTestSample, LogEntry, MetricRow, Service
+from db.models import (
+    BreakerTransitionRow,
+    Instance,
+    LoadTest,
+    LoadTestSample,
+    LogEntry,
+    MetricRow,
+    Service,
+    Simulation,
+)
 
 __all__ = [
     "LogFilter",
     "Overview",
+    "active_simulations",
     "breaker_transitions",
     "clear_logs",
     "get_service",
@@ -32,6 +42,7 @@ __all__ = [
     "overview",
     "recent_logs",
     "services_frame",
+    "simulations",
 ]
 
 
@@ -264,3 +275,18 @@ def breaker_transitions(session: Session, since: datetime, service: str | None =
         query = query.where(BreakerTransitionRow.service_name == service)
     columns = ["at", "service_name", "from_state", "to_state", "reason"]
     return pd.DataFrame(session.execute(query).all(), columns=columns)
+
+
+
+def simulations(session: Session, since: datetime | None = None, limit: int = 100) -> list[Simulation]:
+    """Failure simulations, newest first; with `since`, only those in effect at or after it (still active, or
+    ended since), e.g. the ones overlapping a chart's time range."""
+    query = select(Simulation).order_by(Simulation.id.desc()).limit(limit)
+    if since is not None:
+        query = query.where(or_(Simulation.ended_at.is_(None), Simulation.ended_at >= since))
+    return list(session.scalars(query))
+
+
+def active_simulations(session: Session) -> list[Simulation]:
+    """The simulations the engine holds active, oldest first."""
+    return list(session.scalars(select(Simulation).where(Simulation.status == "active").order_by(Simulation.id)))

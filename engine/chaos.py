@@ -197,11 +197,11 @@ class ChaosManager:
                arm: Callable[[int, float], Callable[[], dict[str, Any]]]) -> dict[str, Any]:
         if duration_ms > self.max_duration_ms:
             raise ValidationFailed([{"field": "duration",
-                                     "message": f"at most {self.max_duration_ms:g} ms (SIMULATION_MAX_MS)"}])
+                                     "message": f"at most {self.max_duration_ms:.0f} ms (SIMULATION_MAX_MS)"}])
         with self._lock:
             clash = next((a for a in self._active.values() if a.kind == kind and a.target == target), None)
             if clash is not None:
-                raise Conflict(f"{kind} simulation {clash.id} on {target or 'everything'} is active; stop it first")
+                raise Conflict(f"{kind} simulation {clash.id} on {target or 'every service'} is active; stop it first")
             now, mono = self._clock.now(), self._clock.monotonic()
             ends = mono + duration_ms / 1000.0
             with self._sessions.begin() as session:
@@ -218,7 +218,8 @@ class ChaosManager:
                                     .values(status="failed", ended_at=self._clock.now()))
                 raise
             self._active[sim_id] = _Active(sim_id, kind, target, mono, ends, stop)
-        log.warning("chaos: %s on %s for %g ms", kind, target or "everything", duration_ms,
+        where = target or ("every service" if kind == "network-latency" else "the engine")
+        log.warning("chaos: %s on %s for %g ms", kind, where, duration_ms,
                     extra={"meta": {"simulation": sim_id, **params}})
         with self._sessions() as session:
             return simulation_json(session.get_one(Simulation, sim_id), duration_ms)

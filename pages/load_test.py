@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from db import queries
-from ui import api, charts, data, session
+from ui import api, charts, data, forms, session
 from ui.format import (
     NA,
     fmt_count,
@@ -80,7 +80,7 @@ def start_form(services: list[str], running_id: int | None) -> None:
         submitted = st.form_submit_button("Start", type="primary", key="lt-start", icon=":material/play_arrow:",
                                           disabled=bool(blocked) or not services, help=blocked)
     if submitted:
-        body = api.load_test_body(int(users), float(rate), float(duration), service, path, method or "GET")
+        body = forms.load_test_body(int(users), float(rate), float(duration), service, path, method or "GET")
         data.act(lambda: api.start_load_test(body),
                  lambda r: f"Load test #{r['id']} started: {fmt_rps(r['requestsPerSecond'])} for {r['duration']:g} s "
                            f"against {target_of(r)}.",

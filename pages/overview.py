@@ -1,4 +1,5 @@
-"""Overview: system KPIs, one card per service coloured by status, CPU and memory per service; live."""
+"""Overview: system KPIs, one card per service coloured by status, CPU and memory per service with the failure
+simulations shaded on them, and a banner while one is active; live."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from db import queries
+from db.models import Simulation
 from ui import charts, data, session
 from ui.format import (
     STATUS_COLOURS,
@@ -72,8 +74,17 @@ def show_cards(services: list[data.ServiceSummary], now: datetime) -> None:
                 st.caption(f"Last check {fmt_ago(s.last_check, now)} · {kind}")
 
 
-def show_charts(metrics: pd.DataFrame) -> None:
-    """CPU % and memory MB per service over the chart window."""
+def show_banner(simulations: list[Simulation], now: datetime) -> None:
+    """While a failure simulation is active: which, on what, how long it has left, and a link to stop it."""
+    banner = data.active_banner(simulations, now)
+    if banner is None:
+        return
+    st.warning(banner, icon=":material/bolt:")
+    st.page_link("pages/chaos.py", label="Open the Chaos page to watch or stop it", icon=":material/bolt:")
+
+
+def show_charts(metrics: pd.DataFrame, simulations: list[Simulation], now: datetime) -> None:
+    """CPU % and memory MB per service over the chart window, failure simulations shaded on them."""
     minutes = int(CHART_WINDOW.total_seconds() // 60)
     left, right = st.columns(2)
     for col, column, title, unit in (
@@ -85,6 +96,7 @@ def show_charts(metrics: pd.DataFrame) -> None:
             if fig is None:
                 st.info(f"{title}: nothing measured yet (a service needs a metrics path to be scraped).")
             else:
+                charts.annotate_simulations(fig, simulations, now, since=now - CHART_WINDOW)
                 st.plotly_chart(fig, key=f"chart-{column}")
 
 
@@ -96,11 +108,13 @@ def live() -> None:
         o = queries.overview(db_session, now)
         services = data.summarize_services(queries.services_frame(db_session))
         metrics = queries.metrics_frame(db_session, now - CHART_WINDOW)
+        simulations = queries.simulations(db_session, since=now - CHART_WINDOW)
+    show_banner(simulations, now)
     show_kpis(o, services)
     st.subheader("Services")
     show_cards(services, now)
     st.subheader("Resources")
-    show_charts(metrics)
+    show_charts(metrics, simulations, now)
     st.caption(f"Updated {now:%H:%M:%S} UTC · refreshes every {REFRESH_S} s")
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from db import queries
-from ui import api, charts, data, session
+from ui import api, charts, data, forms, session
 from ui.format import BREAKER_COLOURS, NA, breaker_label, fmt_count, fmt_pct
 from ui.session import Role
 
@@ -135,7 +135,7 @@ def threshold_form(breakers: list[dict[str, Any]]) -> None:
     if name is None:
         return
     b = by_name[name]
-    keys = {f: f"bk-{f}-{name}" for f in api.BREAKER_FIELDS}
+    keys = {f: f"bk-{f}-{name}" for f in forms.BREAKER_FIELDS}
     with st.form(f"bk-form-{name}", border=False):
         c = st.columns(4)
         new: dict[str, Any] = {
@@ -167,7 +167,7 @@ def threshold_form(breakers: list[dict[str, Any]]) -> None:
             submitted = st.form_submit_button("Save thresholds", type="primary", key=f"bk-submit-{name}",
                                               disabled=not CAN_ACT, help=ACT_HELP, width="stretch")
     if submitted:
-        body = api.breaker_body(b, new)
+        body = forms.breaker_body(b, new)
         if not body:
             st.info("Nothing changed.")
             return

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from db import queries
-from ui import api, data, session
+from ui import api, data, forms, session
 from ui.format import NA, fmt_status
 from ui.session import Role
 
@@ -71,7 +71,7 @@ def register_form() -> None:
         submitted = st.form_submit_button("Register", type="primary", key="reg-submit", disabled=not CAN_ACT,
                                           help=ACT_HELP)
     if submitted:
-        body = api.create_body(name, urls, health, metrics, int(weight))
+        body = forms.create_body(name, urls, health, metrics, int(weight))
         data.act(lambda: api.create_service(body),
                  lambda r: f"Service {r['name']} registered with {r['instanceCount']} instance(s).",
                  reset=REGISTER_KEYS)
@@ -98,7 +98,7 @@ def edit_form(services: list[data.ServiceSummary]) -> None:
         submitted = st.form_submit_button("Save changes", type="primary", key=f"edit-submit-{s.id}",
                                           disabled=not CAN_ACT, help=ACT_HELP)
     if submitted:
-        body = api.update_body(s.as_api(), name=name, health_path=health, metrics_path=metrics,
+        body = forms.update_body(s.as_api(), name=name, health_path=health, metrics_path=metrics,
                                weight=int(weight), urls_text=None if s.managed else urls)
         if not body:
             st.info("Nothing changed.")

@@ -12,33 +12,34 @@ import httpx
 from engine.errors import MonitorError
 
 __all__ = [
-    "BREAKER_FIELDS",
     "DEFAULT_API_URL",
     "ApiCallFailed",
     "ApiClient",
     "api_url",
-    "breaker_body",
     "circuit_breakers",
     "clear_logs",
-    "create_body",
     "create_service",
     "create_user",
     "default_client",
     "delete_service",
     "delete_user",
+    "health",
     "list_users",
     "load_balancer",
-    "load_test_body",
     "load_test_status",
     "login",
-    "parse_urls",
     "reset_all_breakers",
     "reset_breaker",
     "set_algorithm",
+    "simulate_database_overload",
+    "simulate_memory_leak",
+    "simulate_network_latency",
+    "simulate_service_failure",
     "start_load_test",
+    "stop_all_simulations",
     "stop_load_test",
+    "stop_simulation",
     "system_metrics",
-    "update_body",
     "update_breaker",
     "update_service",
 ]
@@ -215,6 +216,42 @@ class ApiClient:
         result: dict[str, Any] = self.request("GET", "/api/load-test/status")
         return result
 
+    def health(self) -> dict[str, Any]:
+        """GET /api/health: engine, database and write path (writer.writeLatencyMs), active simulations."""
+        result: dict[str, Any] = self.request("GET", "/api/health")
+        return result
+
+    def simulate_service_failure(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /api/simulate/service-failure: the simulation (201); 409 same kind on the service, or kill of an
+        external service."""
+        result: dict[str, Any] = self.request("POST", "/api/simulate/service-failure", body)
+        return result
+
+    def simulate_network_latency(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /api/simulate/network-latency: the simulation (201); 409 when one is active on the same target."""
+        result: dict[str, Any] = self.request("POST", "/api/simulate/network-latency", body)
+        return result
+
+    def simulate_database_overload(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /api/simulate/database-overload: the simulation (201); 409 while one is active."""
+        result: dict[str, Any] = self.request("POST", "/api/simulate/database-overload", body)
+        return result
+
+    def simulate_memory_leak(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /api/simulate/memory-leak: the simulation (201); 409 while one is active."""
+        result: dict[str, Any] = self.request("POST", "/api/simulate/memory-leak", body)
+        return result
+
+    def stop_simulation(self, simulation_id: int) -> dict[str, Any]:
+        """POST /api/simulations/<id>/stop: the ended simulation with its effect; 404 unknown, 409 not active."""
+        result: dict[str, Any] = self.request("POST", f"/api/simulations/{int(simulation_id)}/stop")
+        return result
+
+    def stop_all_simulations(self) -> dict[str, Any]:
+        """POST /api/simulate/stop-all: {message, stopped}."""
+        result: dict[str, Any] = self.request("POST", "/api/simulate/stop-all")
+        return result
+
 
 def _retry_after(response: httpx.Response) -> int | None:
     """Whole seconds from a Retry-After header given in seconds; None if absent or a date."""
@@ -324,74 +361,36 @@ def load_test_status() -> dict[str, Any]:
     return default_client().load_test_status()
 
 
-# the thresholds the breaker form edits: API field names, in the order the form shows them
-BREAKER_FIELDS = ("failureThreshold", "failureRateThreshold", "windowSize", "minimumCalls", "slowCallMs", "timeout",
-                  "halfOpenCalls")
+def health() -> dict[str, Any]:
+    """The engine's health, write latency and active simulation count (no token needed)."""
+    return default_client().health()
 
 
-def breaker_body(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """The PUT /api/circuit-breakers/<name> body: only the thresholds in `new` that differ from `current`.
-
-    Both hold API field names; a slowCallMs of None turns slow-call counting off.
-    """
-    return {f: new[f] for f in BREAKER_FIELDS if f in new and new[f] != current.get(f)}
+def simulate_service_failure(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Fail a service's requests, or kill one of its instances (operator)."""
+    return default_client().simulate_service_failure(body)
 
 
-def load_test_body(
-    users: int, rate: float, duration_s: float, service: str | None, path: str, method: str
-) -> dict[str, Any]:
-    """The POST /api/load-test/start body from the form; no service lets the API pick the only one."""
-    body: dict[str, Any] = {"concurrentUsers": users, "requestsPerSecond": rate, "duration": duration_s,
-                            "path": path.strip() or "/", "method": method}
-    if service:
-        body["targetService"] = service
-    return body
+def simulate_network_latency(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Delay requests to a service, or to every service (operator)."""
+    return default_client().simulate_network_latency(body)
 
 
-def parse_urls(text: str) -> list[str]:
-    """Instance URLs typed one per line: stripped, blanks dropped, order kept, duplicates removed."""
-    return list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+def simulate_database_overload(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Busy the engine's database (operator)."""
+    return default_client().simulate_database_overload(body)
 
 
-def create_body(name: str, urls_text: str, health_path: str, metrics_path: str, weight: int) -> dict[str, Any]:
-    """The POST /api/services body from the register form; a blank metrics path is omitted."""
-    body: dict[str, Any] = {
-        "name": name.strip(),
-        "instances": parse_urls(urls_text),
-        "healthPath": health_path.strip(),
-        "weight": weight,
-    }
-    if metrics_path.strip():
-        body["metricsPath"] = metrics_path.strip()
-    return body
+def simulate_memory_leak(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Allocate memory in the engine at a rate (operator)."""
+    return default_client().simulate_memory_leak(body)
 
 
-def update_body(
-    current: Mapping[str, Any],
-    *,
-    name: str,
-    health_path: str,
-    metrics_path: str,
-    weight: int,
-    urls_text: str | None,
-) -> dict[str, Any]:
-    """The PUT body from the edit form: only fields that differ from `current` (a blank metrics path clears it).
+def stop_simulation(simulation_id: int) -> dict[str, Any]:
+    """End one active simulation now (operator)."""
+    return default_client().stop_simulation(simulation_id)
 
-    `current` holds name, healthPath, metricsPath, weight and instances (a list of URLs); `urls_text` None
-    means the instances were not editable (a managed service).
-    """
-    body: dict[str, Any] = {}
-    if name.strip() != current["name"]:
-        body["name"] = name.strip()
-    if health_path.strip() != current["healthPath"]:
-        body["healthPath"] = health_path.strip()
-    new_metrics = metrics_path.strip() or None
-    if new_metrics != current["metricsPath"]:
-        body["metricsPath"] = new_metrics
-    if weight != current["weight"]:
-        body["weight"] = weight
-    if urls_text is not None:
-        urls = parse_urls(urls_text)
-        if set(urls) != set(current["instances"]):
-            body["instances"] = urls
-    return body
+
+def stop_all_simulations() -> dict[str, Any]:
+    """End every active simulation now (operator)."""
+    return default_client().stop_all_simulations()

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ui.format import BREAKER_COLOURS
+from db.models import Simulation
+from ui.format import BREAKER_COLOURS, SIMULATION_COLOURS
 
 __all__ = [
+    "annotate_simulations",
     "breaker_timeline",
     "load_test_errors",
     "load_test_latency",
@@ -19,6 +22,7 @@ __all__ = [
     "load_test_rate",
     "per_service_lines",
     "picks_bars",
+    "simulation_tag",
 ]
 
 
@@ -35,7 +39,8 @@ def per_service_lines(frame: pd.DataFrame, column: str, title: str, y_title: str
             continue
         fig.add_trace(
             go.Scatter(
-                x=group["timestamp"],
+                # naive UTC: plotly drops a timezone and shows the wall time, which would be the session's zone
+                x=[_utc(t) for t in group["timestamp"]],
                 y=group[column],
                 name=str(name),
                 mode="lines+markers",
@@ -287,4 +292,83 @@ def load_test_overlay(runs: list[tuple[str, pd.DataFrame]]) -> Any | None:
     fig.update_yaxes(title_text="requests / s", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="ms", rangemode="tozero", row=2, col=1)
     fig.update_xaxes(title_text=SECOND_AXIS, rangemode="tozero", row=2, col=1)
+    return fig
+
+
+# -- failure simulations on time charts ---------------------------------------------------------------------
+
+
+LABEL_SHARE = 0.3  # of the chart's time range: about how wide a span's label is, so labels in a lane never collide
+MAX_LANES = 5
+LANE_STEP = 0.09  # of the plot's height, between two lanes of labels
+SHORT_KINDS = {"service-failure": "failure", "network-latency": "latency", "database-overload": "db overload",
+               "memory-leak": "memory leak"}
+
+
+def _lanes(spans: list[tuple[Any, Any]], extent: Any) -> list[int]:
+    """A label row per span (in start order): the first row whose previous label and span ended before this one
+    starts, so spans begun together get their labels one under the other. `extent` is a label's width in x."""
+    busy_until: list[Any] = []
+    out = []
+    for a, b in spans:
+        lane = next((i for i, t in enumerate(busy_until) if t <= a), len(busy_until))
+        if lane == len(busy_until):
+            busy_until.append(a)
+        busy_until[lane] = max(b, a + extent)
+        out.append(lane % MAX_LANES)
+    return out
+
+
+def simulation_tag(r: Simulation) -> str:
+    """A span's short label: "#12 failure · orders", "#3 latency · all", "#4 memory leak"."""
+    short = SHORT_KINDS.get(r.kind, r.kind)
+    if r.target:
+        return f"#{r.id} {short} · {r.target}"
+    return f"#{r.id} {short} · all" if r.kind == "network-latency" else f"#{r.id} {short}"
+
+
+def annotate_simulations(fig: Any, simulations: Sequence[Simulation], now: Any, since: Any = None,
+                         origin: Any = None) -> Any:
+    """Shade each simulation's span on a time chart, labelled "#id kind · target"; returns `fig`.
+
+    `simulations` are rows of db.queries.simulations. An active simulation's span runs to `now`; a span is
+    clipped to start at `since` (the chart's window); one that never started (failed) or ended before `since` is
+    left out. Labels of overlapping spans go one under the other. With `origin` (a load test's start) x is in
+    seconds since it, for the load test charts' "second" axes; else x is naive UTC time, as the other builders
+    draw it. The x range is set to the data and the spans: plotly would otherwise widen it to fit label text.
+    """
+    start_of = None if since is None else _utc(since)
+    end_now = _utc(now)
+    shown: list[tuple[Simulation, Any, Any]] = []
+    for r in sorted(simulations, key=lambda r: (r.started_at, r.id)):
+        if r.status == "failed":
+            continue
+        t0 = _utc(r.started_at)
+        t1 = end_now if r.status == "active" or r.ended_at is None else _utc(r.ended_at)
+        if start_of is not None:
+            if t1 < start_of:
+                continue
+            t0 = max(t0, start_of)
+        if origin is None:
+            shown.append((r, t0, t1))
+        else:
+            shown.append((r, (t0 - _utc(origin)).total_seconds(), (t1 - _utc(origin)).total_seconds()))
+    if not shown:
+        return fig
+    xs = [x if origin is not None else _utc(x) for trace in fig.data for x in (trace.x if trace.x is not None else ())]
+    lo = min([*xs, *(a for _, a, _ in shown)])
+    hi = max([*xs, *(b for _, _, b in shown)])
+    extent = (hi - lo) * LABEL_SHARE
+    lanes = _lanes([(a, b) for _, a, b in shown], extent)
+    for (r, x0, x1), lane in zip(shown, lanes, strict=True):
+        colour = SIMULATION_COLOURS.get(r.kind, "#6b7280")
+        a, b = (x0, x1) if origin is not None else (x0.isoformat(), x1.isoformat())
+        fig.add_vrect(x0=a, x1=b, fillcolor=colour, opacity=0.12, line={"width": 1, "color": colour},
+                      layer="below", name=f"simulation {r.id}")
+        # near the right edge a label starting at the span would be cut off: it ends at the span's end instead
+        right = x0 + extent > hi
+        fig.add_annotation(x=b if right else a, xref="x", y=1.0 - lane * LANE_STEP, yref="y domain",
+                           xanchor="right" if right else "left", yanchor="top", showarrow=False,
+                           text=simulation_tag(r), font={"size": 10, "color": colour})
+    fig.update_xaxes(range=[lo, hi] if origin is not None else [lo.isoformat(), hi.isoformat()])
     return fig

@@ -15,15 +15,27 @@ import streamlit as st
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.models import Simulation
 from db.session import make_engine, make_session_factory
 from engine.errors import DatabaseError
 from ui import session as auth  # "session" is a database session here
 from ui.api import ApiCallFailed
+from ui.format import (
+    fmt_duration_ms,
+    simulation_effect,
+    simulation_kind,
+    simulation_label,
+    simulation_params,
+    simulation_target,
+)
 
 __all__ = [
+    "Countdown",
     "ServiceSummary",
     "act",
+    "active_banner",
     "breaker_segments",
+    "countdown",
     "error_table",
     "fetch",
     "fetch_or_none",
@@ -34,6 +46,7 @@ __all__ = [
     "reading",
     "session_factory",
     "show_flash",
+    "simulation_history",
     "summarize_services",
     "timeline_start",
 ]
@@ -109,17 +122,24 @@ def act(
     call: Callable[[], dict[str, Any]],
     success: Callable[[dict[str, Any]], str],
     reset: Sequence[str] = (),
+    *,
+    toast: bool = False,
 ) -> None:
     """Call the API; on success keep a message, reset the given widget keys and rerun; on an API error show it.
 
     A 401 means the token expired or is no longer valid: the session is cleared and the login form asks again.
+    `toast` shows the error as a toast: for a button in a fragment redrawn every second, where st.error would
+    vanish before it is read.
     """
     try:
         result = call()
     except ApiCallFailed as exc:
         if exc.status == 401:
             _session_expired()
-        st.error(exc.text())
+        if toast:
+            st.toast(exc.text(), icon=":material/error:")
+        else:
+            st.error(exc.text())
         return
     flash(success(result))
     st.session_state.setdefault(_RESET_KEY, []).extend(reset)
@@ -289,3 +309,56 @@ def error_table(errors: Mapping[str, int] | None, answered: int | None) -> pd.Da
     frame = pd.DataFrame(pairs, columns=["kind", "requests"]).astype({"requests": int})
     frame["share %"] = [100.0 * n / answered if answered else math.nan for n in frame["requests"]]
     return frame.astype({"share %": float})
+
+
+# -- failure simulations (rows of db.queries.simulations / active_simulations) --------------------------------
+
+
+@dataclass(frozen=True)
+class Countdown:
+    """Where an active simulation is: time left (0 once due), share of its duration done, and how long it is
+    past its end time (the engine ends a due simulation within a second; much later means the engine is down)."""
+
+    remaining_s: float
+    done: float
+    overdue_s: float
+
+    def left(self) -> str:
+        """"13 s left" (whole seconds, rounded up); "ending now" once due."""
+        if self.remaining_s <= 0:
+            return "ending now"
+        return f"{fmt_duration_ms(math.ceil(self.remaining_s) * 1000.0)} left"
+
+
+def countdown(started_at: datetime, ends_at: datetime, now: datetime) -> Countdown:
+    """The countdown of a simulation from its start and end times."""
+    total = max(1e-3, (ends_at - started_at).total_seconds())
+    remaining = (ends_at - now).total_seconds()
+    return Countdown(remaining_s=max(0.0, remaining), done=min(1.0, max(0.0, 1.0 - remaining / total)),
+                     overdue_s=max(0.0, -remaining))
+
+
+def active_banner(simulations: Sequence[Simulation], now: datetime) -> str | None:
+    """One line naming each active simulation with its target and time left, soonest end first; None when none
+    is active."""
+    active = sorted((r for r in simulations if r.status == "active"), key=lambda r: r.ends_at)
+    if not active:
+        return None
+    parts = [f"{simulation_kind(r.kind).lower()} on {simulation_target(r.kind, r.target)} "
+             f"({countdown(r.started_at, r.ends_at, now).left()})" for r in active]
+    head = "1 failure simulation is active" if len(parts) == 1 else f"{len(parts)} failure simulations are active"
+    return f"{head}: " + "; ".join(parts) + "."
+
+
+HISTORY_COLUMNS = ["id", "kind", "target", "parameters", "status", "effect", "started", "ended"]
+
+
+def simulation_history(simulations: Sequence[Simulation]) -> pd.DataFrame:
+    """db.queries.simulations as the columns the history table shows, in words."""
+    rows = [[r.id, simulation_kind(r.kind), simulation_target(r.kind, r.target), simulation_params(r.kind, r.params),
+             simulation_label(r.status), simulation_effect(r.status, r.effect), r.started_at, r.ended_at]
+            for r in simulations]
+    out = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    for column in ("started", "ended"):
+        out[column] = pd.to_datetime(out[column], utc=True)
+    return out

@@ -13,6 +13,9 @@ __all__ = [
     "LEVEL_EMOJI",
     "LOAD_TEST_EMOJI",
     "NA",
+    "SIMULATION_COLOURS",
+    "SIMULATION_EMOJI",
+    "SIMULATION_KINDS",
     "STATUS_COLOURS",
     "STATUS_EMOJI",
     "breaker_badge_colour",
@@ -20,6 +23,7 @@ __all__ = [
     "card_css",
     "fmt_ago",
     "fmt_count",
+    "fmt_duration_ms",
     "fmt_json",
     "fmt_mb",
     "fmt_ms",
@@ -30,6 +34,11 @@ __all__ = [
     "fmt_status",
     "level_label",
     "load_test_label",
+    "simulation_effect",
+    "simulation_kind",
+    "simulation_label",
+    "simulation_params",
+    "simulation_target",
     "status_badge_colour",
     "status_colour",
     "status_emoji",
@@ -54,6 +63,15 @@ _BREAKER_BADGES = {"CLOSED": "green", "HALF_OPEN": "orange", "OPEN": "red"}
 # load test runs: running blue, ran to the end green, cut short amber, failed to run red
 LOAD_TEST_EMOJI: dict[str, str] = {"running": "🔵", "completed": "🟢", "stopped": "🟠", "interrupted": "🟠",
                                    "failed": "🔴"}
+
+# failure simulations: active blue (in effect), ran to the end green, ended early amber, never started red
+SIMULATION_EMOJI: dict[str, str] = {"active": "🔵", "completed": "🟢", "stopped": "🟠", "interrupted": "🟠",
+                                    "failed": "🔴"}
+SIMULATION_KINDS: dict[str, str] = {"service-failure": "Service failure", "network-latency": "Network latency",
+                                    "database-overload": "Database overload", "memory-leak": "Memory leak"}
+# one colour per kind, for chart spans
+SIMULATION_COLOURS: dict[str, str] = {"service-failure": "#ef4444", "network-latency": "#f59e0b",
+                                      "database-overload": "#a855f7", "memory-leak": "#3b82f6"}
 
 
 def _missing(value: float | None) -> bool:
@@ -149,6 +167,115 @@ def level_label(level: str) -> str:
 def load_test_label(status: str | None) -> str:
     """A load test status with its emoji: "🟢 completed"; None is "⚪ n/a"."""
     return f"{LOAD_TEST_EMOJI.get(status or '', '⚪')} {status or NA}"
+
+
+def fmt_duration_ms(ms: float | None) -> str:
+    """A duration given in ms, in the largest units that read well: "450 ms", "2.5 s", "1 min 30 s", "2 h 5 min"."""
+    if ms is None or _missing(ms):
+        return NA
+    if abs(ms) < 1000:
+        return f"{ms:,.0f} ms"
+    seconds = ms / 1000.0
+    if seconds < 60:
+        return f"{seconds:.1f} s".replace(".0 s", " s")
+    whole = round(seconds)
+    if whole < 3600:
+        m, s = divmod(whole, 60)
+        return f"{m} min {s} s" if s else f"{m} min"
+    h, m = divmod(whole // 60, 60)
+    return f"{h} h {m} min" if m else f"{h} h"
+
+
+def simulation_label(status: str | None) -> str:
+    """A simulation status with its emoji: "🔵 active"; None is "⚪ n/a"."""
+    return f"{SIMULATION_EMOJI.get(status or '', '⚪')} {status or NA}"
+
+
+def simulation_kind(kind: str) -> str:
+    """"memory-leak" -> "Memory leak" (an unknown kind as it is)."""
+    return SIMULATION_KINDS.get(kind, kind)
+
+
+def simulation_target(kind: str, target: str | None) -> str:
+    """What a simulation acts on: a service's name, "every service", or the engine's database / process."""
+    if target:
+        return target
+    return {"network-latency": "every service", "database-overload": "the database",
+            "memory-leak": "the engine"}.get(kind, NA)
+
+
+def _share(probability: Any) -> str:
+    p = 1.0 if probability is None else float(probability)
+    return "every request" if p >= 1.0 else f"{100.0 * p:g} % of requests"
+
+
+def simulation_params(kind: str, params: dict[str, Any] | None) -> str:
+    """A simulation's parameters in words: "HTTP 503 on 50 % of requests for 30 s"."""
+    p = params or {}
+    duration = fmt_duration_ms(p.get("duration"))
+    if kind == "service-failure":
+        if p.get("mode") == "kill":
+            return f"kill one instance process (simulation lasts {duration})"
+        what = f"HTTP {p['statusCode']}" if p.get("statusCode") is not None else "connection errors"
+        return f"{what} on {_share(p.get('probability'))} for {duration}"
+    if kind == "network-latency":
+        jitter = f" ± {p['jitter']:,g} ms" if p.get("jitter") else ""
+        return f"+{p.get('latency', 0):,g} ms{jitter} on {_share(p.get('probability'))} for {duration}"
+    if kind == "database-overload":
+        return f"{p.get('intensity', NA)} intensity for {duration}"
+    if kind == "memory-leak":
+        rate, cap = p.get("rate"), p.get("capMb")
+        if rate is None:
+            return f"for {duration}"
+        planned = math.ceil(float(rate) * float(p.get("duration") or 0) / 1000.0)
+        upto = f", up to {min(planned, cap) if cap else planned:,} MB" + (f" (cap {cap:,} MB)" if cap else "")
+        return f"{rate:,g} MB/s for {duration}{upto}"
+    return fmt_json(p)
+
+
+def _ms(value: Any) -> str:
+    """A latency figure without its unit: "480", "3.2"; None is "n/a"."""
+    if value is None or _missing(value):
+        return NA
+    return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.1f}"
+
+
+def _plural(n: int, one: str) -> str:
+    return f"{n:,} {one}" if n == 1 else f"{n:,} {one}s"
+
+
+def simulation_effect(status: str | None, effect: dict[str, Any] | None) -> str:
+    """What a simulation measurably did, in words ("write latency p95 12 → 480 ms", "503 requests affected")."""
+    if not effect:
+        return {"active": "in effect", "failed": "did not start",
+                "interrupted": "not measured: the engine stopped while it was active"}.get(status or "", NA)
+    if "error" in effect:
+        return f"not measured: {effect['error']}"
+    if "requestsAffected" in effect:
+        n = int(effect["requestsAffected"])
+        return "no request affected" if n == 0 else f"{_plural(n, 'request')} affected"
+    if "killed" in effect:
+        return f"killed {effect['killed']}"
+    if "heldMb" in effect:
+        before, end, after = (effect.get(k) for k in ("rssMbBefore", "rssMbAtEnd", "rssMbAfterRelease"))
+        out = f"held {effect['heldMb']:,} MB"
+        if before is not None and end is not None:
+            out += f", RSS {before:,.0f} → {end:,.0f} MB ({end - before:+,.0f} MB)"
+        if after is not None:
+            out += f", {after:,.0f} MB after release"
+        return out
+    if "writeLatencyMs" in effect:
+        w = effect["writeLatencyMs"]
+        was, during = w.get("before") or {}, w.get("during") or {}
+        out = f"write latency p95 {_ms(was.get('p95'))} → {_ms(during.get('p95'))} ms"
+        if during.get("max") is not None:
+            out += f" (max {_ms(during['max'])} ms)"
+        parts = [out, _plural(int(effect.get("connections") or 0), "busy connection"),
+                 _plural(int(effect.get("statements") or 0), "statement")]
+        if effect.get("lockHolder"):
+            parts.append("held a lock on logs")
+        return ", ".join(parts)
+    return fmt_json(effect)
 
 
 def fmt_json(value: Any) -> str:

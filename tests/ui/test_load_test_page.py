@@ -22,7 +22,7 @@ from engine.demo import free_port, start_demo_instance, wait_ready
 from engine.processes import stop_all
 from engine.users import Role
 from tests.ui.conftest import chart_traces, metrics, open_page, texts
-from ui import api, charts, data
+from ui import api, charts, data, forms
 
 PAGE = "pages/load_test.py"
 T0 = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
@@ -324,10 +324,10 @@ def test_load_test_calls_use_their_routes_and_the_form_body():
         return httpx.Response(202 if request.url.path.endswith("start") else 200, json={"status": "running"})
 
     c = api.ApiClient("http://api.test", token="op", transport=httpx.MockTransport(handler))
-    body = api.load_test_body(5, 20.0, 30.0, "orders", " /work?ms=1 ", "POST")
+    body = forms.load_test_body(5, 20.0, 30.0, "orders", " /work?ms=1 ", "POST")
     assert body == {"concurrentUsers": 5, "requestsPerSecond": 20.0, "duration": 30.0, "path": "/work?ms=1",
                     "method": "POST", "targetService": "orders"}
-    assert api.load_test_body(1, 1.0, 1.0, None, "", "GET") == {
+    assert forms.load_test_body(1, 1.0, 1.0, None, "", "GET") == {
         "concurrentUsers": 1, "requestsPerSecond": 1.0, "duration": 1.0, "path": "/", "method": "GET"}
     assert c.start_load_test(body) == {"status": "running"}
     c.stop_load_test()

@@ -12,13 +12,26 @@ import pandas as pd
 import pytest
 import streamlit as st
 
+from db.models import Simulation
 from db.queries import logs_csv
 from engine.errors import MonitorError
 from engine.users import Role
-from ui import api, session
-from ui.charts import per_service_lines
-from ui.data import breaker_segments, picks_frame, summarize_services, timeline_start
-from ui.format import breaker_label, fmt_ago, fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status, status_colour
+from ui import api, forms, session
+from ui.charts import annotate_simulations, per_service_lines
+from ui.data import active_banner, breaker_segments, countdown, picks_frame, summarize_services, timeline_start
+from ui.format import (
+    breaker_label,
+    fmt_ago,
+    fmt_duration_ms,
+    fmt_mb,
+    fmt_ms,
+    fmt_pct,
+    fmt_rate,
+    fmt_status,
+    simulation_effect,
+    simulation_params,
+    status_colour,
+)
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -59,20 +72,20 @@ def test_fmt_ago_and_status():
 
 
 def test_create_body_parses_urls_and_omits_blank_metrics_path():
-    body = api.create_body(" orders ", "http://a:1\n\n http://b:2 \nhttp://a:1\n", "/health", "  ", 2)
+    body = forms.create_body(" orders ", "http://a:1\n\n http://b:2 \nhttp://a:1\n", "/health", "  ", 2)
     assert body == {"name": "orders", "instances": ["http://a:1", "http://b:2"], "healthPath": "/health",
                     "weight": 2}
-    assert api.create_body("x", "http://a:1", "/h", "/metrics", 1)["metricsPath"] == "/metrics"
+    assert forms.create_body("x", "http://a:1", "/h", "/metrics", 1)["metricsPath"] == "/metrics"
 
 
 def test_update_body_holds_only_changed_fields():
     current = {"name": "orders", "healthPath": "/health", "metricsPath": "/metrics", "weight": 1,
                "instances": ["http://a:1"]}
     same: dict[str, Any] = {"name": "orders", "health_path": "/health", "metrics_path": "/metrics", "weight": 1}
-    assert api.update_body(current, **same, urls_text="http://a:1\n") == {}
-    assert api.update_body(current, **{**same, "weight": 4}, urls_text="http://a:1") == {"weight": 4}
-    assert api.update_body(current, **{**same, "metrics_path": " "}, urls_text=None) == {"metricsPath": None}
-    assert api.update_body(current, **same, urls_text="http://a:1\nhttp://b:2") == {
+    assert forms.update_body(current, **same, urls_text="http://a:1\n") == {}
+    assert forms.update_body(current, **{**same, "weight": 4}, urls_text="http://a:1") == {"weight": 4}
+    assert forms.update_body(current, **{**same, "metrics_path": " "}, urls_text=None) == {"metricsPath": None}
+    assert forms.update_body(current, **same, urls_text="http://a:1\nhttp://b:2") == {
         "instances": ["http://a:1", "http://b:2"]}
 
 
@@ -284,12 +297,12 @@ def test_traffic_calls_use_their_routes():
 def test_breaker_body_holds_only_changed_thresholds():
     current = {"serviceName": "orders", "state": "OPEN", "failureThreshold": 5, "failureRateThreshold": 50.0,
                "windowSize": 20, "minimumCalls": 10, "slowCallMs": None, "timeout": 60000, "halfOpenCalls": 1}
-    same = {f: current[f] for f in api.BREAKER_FIELDS}
-    assert api.breaker_body(current, same) == {}
-    assert api.breaker_body(current, {**same, "failureThreshold": 3, "slowCallMs": 250.0}) == {
+    same = {f: current[f] for f in forms.BREAKER_FIELDS}
+    assert forms.breaker_body(current, same) == {}
+    assert forms.breaker_body(current, {**same, "failureThreshold": 3, "slowCallMs": 250.0}) == {
         "failureThreshold": 3, "slowCallMs": 250.0}
-    assert api.breaker_body({**current, "slowCallMs": 250.0}, same) == {"slowCallMs": None}  # cleared: off
-    assert api.breaker_body(current, {"state": "CLOSED", "windowSize": 20}) == {}  # only thresholds are sent
+    assert forms.breaker_body({**current, "slowCallMs": 250.0}, same) == {"slowCallMs": None}  # cleared: off
+    assert forms.breaker_body(current, {"state": "CLOSED", "windowSize": 20}) == {}  # only thresholds are sent
 
 
 def test_picks_frame_shares_within_each_service():
@@ -337,3 +350,147 @@ def test_breaker_segments_span_the_window_per_service():
     assert breaker_label("OPEN") == "🔴 OPEN"
     assert breaker_label("HALF_OPEN") == "🟠 HALF_OPEN"
     assert breaker_label(None) == "⚪ n/a"
+
+
+# -- failure simulations: API calls and bodies, words, countdown, chart spans -----------------------------------
+
+
+def test_simulation_calls_use_their_routes_and_the_form_bodies():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
+        return httpx.Response(201 if "/simulate/" in request.url.path else 200, json={"ok": True})
+
+    failure = forms.service_failure_body("orders", 30_000.0, 50.0, 503, "error")
+    assert failure == {"serviceName": "orders", "duration": 30_000.0, "mode": "error", "probability": 0.5,
+                       "statusCode": 503}
+    assert forms.service_failure_body("orders", 1000.0, 100.0, None, "error") == {
+        "serviceName": "orders", "duration": 1000.0, "mode": "error", "probability": 1.0}  # connection errors
+    assert forms.service_failure_body("orders", 1000.0, 50.0, 503, "kill") == {
+        "serviceName": "orders", "duration": 1000.0, "mode": "kill"}  # a kill takes neither
+    latency = forms.network_latency_body(200.0, 5000.0, None, 0.0, 100.0)
+    assert latency == {"latency": 200.0, "duration": 5000.0, "probability": 1.0}  # every service, no jitter
+    assert forms.network_latency_body(200.0, 5000.0, "orders", 20.0, 25.0) == {
+        "latency": 200.0, "duration": 5000.0, "probability": 0.25, "serviceName": "orders", "jitter": 20.0}
+    c = _client(handler, token="op")
+    c.simulate_service_failure(failure)
+    c.simulate_network_latency(latency)
+    c.simulate_database_overload({"duration": 1000.0, "intensity": "high"})
+    c.simulate_memory_leak({"duration": 2000.0, "rate": 1.0})
+    c.stop_simulation(7)
+    c.stop_all_simulations()
+    c.health()
+    assert seen == [
+        ("POST", "/api/simulate/service-failure", failure),
+        ("POST", "/api/simulate/network-latency", latency),
+        ("POST", "/api/simulate/database-overload", {"duration": 1000.0, "intensity": "high"}),
+        ("POST", "/api/simulate/memory-leak", {"duration": 2000.0, "rate": 1.0}),
+        ("POST", "/api/simulations/7/stop", None),
+        ("POST", "/api/simulate/stop-all", None),
+        ("GET", "/api/health", None),
+    ]
+
+
+@pytest.mark.parametrize(("ms", "shown"), [(None, "n/a"), (0.0, "0 ms"), (450.0, "450 ms"), (2000.0, "2 s"),
+                                           (2500.0, "2.5 s"), (60_000.0, "1 min"), (90_000.0, "1 min 30 s"),
+                                           (3_600_000.0, "1 h"), (7_500_000.0, "2 h 5 min")],
+                         ids=["none", "zero", "ms", "s", "s-fraction", "min", "min-s", "h", "h-min"])
+def test_fmt_duration_ms(ms, shown):
+    assert fmt_duration_ms(ms) == shown
+
+
+@pytest.mark.parametrize(("kind", "params", "words"), [
+    ("service-failure", {"duration": 30_000, "probability": 1.0, "statusCode": None, "mode": "error"},
+     "connection errors on every request for 30 s"),
+    ("service-failure", {"duration": 500, "probability": 0.125, "statusCode": 429, "mode": "error"},
+     "HTTP 429 on 12.5 % of requests for 500 ms"),
+    ("network-latency", {"duration": 60_000, "latency": 1500.0, "jitter": 250.0, "probability": 1.0},
+     "+1,500 ms ± 250 ms on every request for 1 min"),
+    ("database-overload", {"duration": 10_000, "intensity": "medium"}, "medium intensity for 10 s"),
+    ("memory-leak", {"duration": 60_000, "rate": 100.0, "capMb": 512}, "100 MB/s for 1 min, up to 512 MB (cap 512 MB)"),
+    ("memory-leak", {"duration": 2000, "rate": 0.5}, "0.5 MB/s for 2 s, up to 1 MB"),
+    ("something-new", {"a": 1}, '{"a": 1}'),
+], ids=["failure-connection", "failure-status", "latency-jitter", "overload", "leak-capped", "leak-no-cap", "unknown"])
+def test_simulation_params_in_words(kind, params, words):
+    assert simulation_params(kind, params) == words
+
+
+@pytest.mark.parametrize(("status", "effect", "words"), [
+    ("completed", {"requestsAffected": 0}, "no request affected"),
+    ("completed", {"requestsAffected": 12345}, "12,345 requests affected"),
+    ("stopped", {"writeLatencyMs": {"before": {"batches": 0, "p50": None, "p95": None, "max": None},
+                                    "during": {"batches": 3, "p50": 2.0, "p95": 3.25, "max": None}},
+                 "connections": 1, "lockHolder": False, "statements": 1},
+     "write latency p95 n/a → 3.2 ms, 1 busy connection, 1 statement"),
+    ("completed", {"heldMb": 0, "rssMbBefore": None, "rssMbAtEnd": 90.0, "rssMbAfterRelease": None}, "held 0 MB"),
+    ("stopped", {"error": "RuntimeError: boom"}, "not measured: RuntimeError: boom"),
+    ("completed", {"other": True}, '{"other": true}'),
+    ("active", None, "in effect"),
+    ("completed", None, "n/a"),
+], ids=["none-affected", "many-affected", "overload-unknown-before", "leak-partial", "error", "unknown", "active",
+        "missing"])
+def test_simulation_effect_in_words_keeps_unknowns_unknown(status, effect, words):
+    assert simulation_effect(status, effect) == words
+
+
+def _sim(sim_id: int, kind: str, status: str, start: datetime, seconds: float, ended: datetime | None = None,
+         target: str | None = None) -> Simulation:
+    return Simulation(id=sim_id, kind=kind, target=target, params={}, status=status, started_at=start,
+                      ends_at=start + timedelta(seconds=seconds), ended_at=ended, effect=None)
+
+
+def test_countdown_and_banner():
+    c = countdown(T0, T0 + timedelta(seconds=60), T0 + timedelta(seconds=15))
+    assert (c.remaining_s, c.done, c.overdue_s, c.left()) == (45.0, 0.25, 0.0, "45 s left")
+    assert countdown(T0, T0 + timedelta(seconds=60), T0 + timedelta(seconds=15.5)).left() == "45 s left"  # rounded up
+    late = countdown(T0, T0 + timedelta(seconds=60), T0 + timedelta(seconds=65))
+    assert (late.remaining_s, late.done, late.overdue_s, late.left()) == (0.0, 1.0, 5.0, "ending now")
+    sims = [_sim(1, "network-latency", "active", T0, 600), _sim(2, "service-failure", "active", T0, 90, None, "orders"),
+            _sim(3, "memory-leak", "completed", T0, 10, T0 + timedelta(seconds=10))]
+    assert active_banner(sims, T0 + timedelta(seconds=30)) == (
+        "2 failure simulations are active: service failure on orders (1 min left); "
+        "network latency on every service (9 min 30 s left).")
+    assert active_banner(sims[2:], T0) is None
+
+
+def test_annotate_simulations_spans_clip_to_the_window_and_can_use_seconds():
+    import plotly.graph_objects as go
+
+    now = T0 + timedelta(minutes=10)
+    sims = [_sim(1, "memory-leak", "completed", T0, 120, T0 + timedelta(minutes=2)),
+            _sim(2, "database-overload", "active", T0 + timedelta(minutes=8), 600),
+            _sim(3, "network-latency", "failed", T0 + timedelta(minutes=5), 60, T0 + timedelta(minutes=5)),
+            _sim(4, "service-failure", "stopped", T0 - timedelta(hours=1), 60, T0 - timedelta(minutes=59), "orders")]
+    fig = annotate_simulations(go.Figure(), sims, now, since=T0 + timedelta(minutes=1))
+    assert [(s.name, s.x0, s.x1) for s in fig.layout.shapes] == [
+        ("simulation 1", "2026-01-01T12:01:00", "2026-01-01T12:02:00"),  # clipped to the window's start
+        ("simulation 2", "2026-01-01T12:08:00", "2026-01-01T12:10:00"),  # active: up to now
+    ]
+    assert [a.text for a in fig.layout.annotations] == ["#1 memory leak", "#2 db overload"]
+    assert fig.layout.xaxis.range == ("2026-01-01T12:01:00", "2026-01-01T12:10:00")  # not widened for the labels
+    assert fig.layout.shapes[0].fillcolor != fig.layout.shapes[1].fillcolor  # a colour per kind
+    assert [a.y for a in fig.layout.annotations] == [1.0, 1.0]  # apart in time: labels on one row
+    # a label would run past the right edge: it ends where its span ends instead of starting where it starts
+    assert [(a.x, a.xanchor) for a in fig.layout.annotations] == [
+        ("2026-01-01T12:01:00", "left"), ("2026-01-01T12:10:00", "right")]
+    together = [_sim(5, "memory-leak", "active", T0, 600), _sim(6, "network-latency", "active", T0, 600),
+                _sim(7, "service-failure", "active", T0 + timedelta(seconds=5), 600, None, "orders")]
+    stacked = annotate_simulations(go.Figure(), together, now)
+    assert [(a.text, round(a.y, 2)) for a in stacked.layout.annotations] == [
+        ("#5 memory leak", 1.0), ("#6 latency · all", 0.91), ("#7 failure · orders", 0.82)]  # one under the other
+    assert annotate_simulations(go.Figure(), sims[2:], now, since=T0).layout.xaxis.range is None  # none: untouched
+    # a load test's per-second axis: seconds since the run began
+    run = annotate_simulations(go.Figure(), sims[:2], now, origin=T0 + timedelta(minutes=7))
+    assert [(s.x0, s.x1) for s in run.layout.shapes] == [(-420.0, -300.0), (60.0, 180.0)]
+    assert run.layout.xaxis.range == (-420.0, 180.0)
+
+
+def test_per_service_lines_draw_times_as_naive_utc():
+    from datetime import timezone
+
+    berlin = timezone(timedelta(hours=1))
+    frame = pd.DataFrame({"timestamp": [T0.astimezone(berlin)], "service_name": ["orders"], "cpu_percent": [5.0]})
+    fig = per_service_lines(frame, "cpu_percent", "CPU", "%")
+    assert fig is not None
+    assert list(fig.data[0].x) == [pd.Timestamp("2026-01-01 12:00:00")]  # 13:00+01:00 drawn at 12:00 UTC

@@ -165,7 +165,7 @@ class Generator:
         while i < len(ks) and not self._stopping:
             lag = self.t0 + ks[i] * interval - now()
             if lag > 0:
-                await asyncio.sleep(min(lag, 0.05))  # a slow schedule still notices stop() quickly
+                await asyncio.sleep(min(max(lag, 0.001), 0.05))  # ms ticks; a slow schedule notices stop() fast
                 continue
             t = now()
             while i < len(ks):  # everything due by now goes out in this turn

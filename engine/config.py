@@ -58,7 +58,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "LOADTEST_BACKLOG_S": ("loadtest_backlog_s", "load-test backlog bound, in seconds of requests (default 1)"),
     "LOADTEST_PROCESS_RPS": (
         "loadtest_process_rps",
-        "rate one process generates before worker processes (one per core) share a load test (default 2500)",
+        "rate one process generates before worker processes (one per core) share a load test (default 5000)",
     ),
     "MEMORY_LEAK_CAP_MB": ("memory_leak_cap_mb", "most memory a memory-leak simulation holds, MB (default 512)"),
     "SIMULATION_MAX_MS": ("simulation_max_ms", "longest failure simulation accepted, ms (default 3600000 = 1 h)"),
@@ -226,7 +226,7 @@ class Settings:
     max_duration: float = 3600.0
     max_users: int = 1000
     loadtest_backlog_s: float = 1.0
-    loadtest_process_rps: float = 2500.0
+    loadtest_process_rps: float = 5000.0
     memory_leak_cap_mb: int = 512
     simulation_max_ms: float = 3_600_000.0
 

@@ -44,7 +44,7 @@ class LoadTestLimits:
     max_duration_s: float = 3600.0
     max_users: int = 1000
     backlog_s: float = 1.0
-    process_rps: float = 2500.0
+    process_rps: float = 5000.0
     drain_s: float = 10.0
 
 

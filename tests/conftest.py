@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import Engine, make_url, text
@@ -21,6 +23,8 @@ from engine.tokens import TokenIssuer
 from engine.users import Role
 
 # tests sign tokens with a fixed secret, so a page test and a live API agree on them
+T = TypeVar("T")
+
 TEST_JWT_SECRET = "test-secret-0123456789-abcdefghijklmnop"
 
 
@@ -30,6 +34,17 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, step: float = 0.05) -> T:
+    """Poll predicate until it returns something truthy (returned) or timeout passes (its last value)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
 
 
 @pytest.fixture(scope="session")

@@ -7,56 +7,29 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import replace
 
 import psutil
 import pytest
 from sqlalchemy import func, select, text
 
 from db.models import Simulation
-from engine.api import create_app
-from engine.demo import free_port, start_demo_instance, wait_ready
 from engine.pressure import OVERLOAD_APP_NAME
-from engine.processes import stop_all
 from engine.runtime import Runtime
-from engine.users import Role
-from tests.conftest import token_for
+from tests.api.conftest import demo_process, health, started_client
+from tests.conftest import wait_for
 
 
 @pytest.fixture(scope="module")
 def target():
-    instance = start_demo_instance("orders", free_port(17850, set()), seed=5)
-    try:
-        wait_ready([instance])
+    with demo_process(17850, seed=5) as instance:
         yield instance
-    finally:
-        stop_all([instance.process])
 
 
 @pytest.fixture
 def live(clean_db, settings, target):
-    rt = Runtime(replace(settings, simulation_max_ms=60_000, memory_leak_cap_mb=300, health_interval=0.25,
-                         fall=1, rise=1))
-    rt.start(serve_api=False)
-    c = create_app(rt).test_client()
-    c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)
-    assert c.post("/api/services", json={"name": "orders", "url": target.url}).status_code == 201
-    try:
-        wait_for(lambda: health(rt) == "healthy", 10)
-        yield rt, c
-    finally:
-        rt.stop()
-
-
-def health(rt):
-    return rt.health_of(rt.registry.by_name("orders").instances[0].id).value
-
-
-def wait_for(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+    with started_client(settings, target.url, simulation_max_ms=60_000, memory_leak_cap_mb=300,
+                        health_interval=0.25, fall=1, rise=1) as pair:
+        yield pair
 
 
 def sims(rt):
@@ -108,7 +81,7 @@ def test_network_latency_raises_routed_p50_by_its_amount_then_ends_by_itself(liv
     assert r.status_code == 201 and r.json["status"] == "active" and r.json["remainingMs"] == 2000
     during = proxied_ms(c, 4)
     assert during - before >= 300
-    wait_for(lambda: c.get("/api/simulations").json[0]["status"] == "completed", 3)
+    assert wait_for(lambda: c.get("/api/simulations").json[0]["status"] == "completed", 3)
     after = proxied_ms(c, 10)
     assert after - before < 50
     done = c.get("/api/simulations").json[0]
@@ -123,8 +96,8 @@ def test_service_failure_opens_the_breaker_and_turns_health_unhealthy_then_recov
     answers = [c.get("/proxy/orders/work?ms=1&cpu=0").status_code for _ in range(5)]
     assert answers.count(503) == 5
     assert c.get("/api/circuit-breakers").json["breakers"][0]["state"] == "OPEN"
-    wait_for(lambda: health(rt) == "unhealthy", 2)
-    wait_for(lambda: health(rt) == "healthy", 5)  # ended by the expiry job, no manual action
+    assert wait_for(lambda: health(rt) == "unhealthy", 2)
+    assert wait_for(lambda: health(rt) == "healthy", 5)  # ended by the expiry job, no manual action
     time.sleep(1.0)  # the breaker's 1 s open timeout
     assert [c.get("/proxy/orders/work?ms=1&cpu=0").status_code for _ in range(3)] == [200, 200, 200]
     assert c.get("/api/circuit-breakers").json["breakers"][0]["state"] == "CLOSED"
@@ -140,7 +113,7 @@ def test_same_kind_on_same_target_is_409_and_stop_all_ends_everything_within_a_s
     assert c.post("/api/simulate/network-latency", json={"latency": 50, "duration": 30_000}).status_code == 201
     assert c.post("/api/simulate/memory-leak", json={"duration": 30_000, "rate": 1000}).status_code == 201
     assert c.post("/api/simulate/database-overload", json={"duration": 30_000, "intensity": "high"}).status_code == 201
-    wait_for(lambda: psutil.Process().memory_info().rss / 2**20 - rss_before > 250, 2)  # held to the 300 MB cap
+    assert wait_for(lambda: psutil.Process().memory_info().rss / 2**20 - rss_before > 250, 2)  # held to the 300 MB cap
     began = time.monotonic()
     r = c.post("/api/simulate/stop-all")
     assert time.monotonic() - began < 1.0
@@ -190,8 +163,8 @@ def test_memory_leak_at_50_mb_s_for_4_s_raises_rss_by_about_200_mb_and_gives_it_
     time.sleep(3.9)
     peak = rss() - before
     assert 160 <= peak <= 230
-    wait_for(lambda: c.get("/api/simulations").json[0]["status"] == "completed", 1.5)
-    wait_for(lambda: rss() - before < 30, 5)
+    assert wait_for(lambda: c.get("/api/simulations").json[0]["status"] == "completed", 1.5)
+    assert wait_for(lambda: rss() - before < 30, 5)
     effect = c.get("/api/simulations").json[0]["effect"]
     assert effect["heldMb"] == 200 and effect["rssMbAtEnd"] - effect["rssMbBefore"] >= 180
 
@@ -201,7 +174,7 @@ def test_high_database_overload_raises_the_engines_measured_write_latency(live):
     time.sleep(1.0)  # a baseline of batches written by the health checks
     assert c.post("/api/simulate/database-overload", json={"duration": 2500, "intensity": "high"}).status_code == 201
     assert c.get("/api/health").json["simulations"] == {"active": 1}
-    wait_for(lambda: c.get("/api/simulations").json[0]["status"] == "completed", 5)
+    assert wait_for(lambda: c.get("/api/simulations").json[0]["status"] == "completed", 5)
     latency = c.get("/api/simulations").json[0]["effect"]["writeLatencyMs"]
     before, during = latency["before"], latency["during"]
     assert before["batches"] >= 5 and during["batches"] >= 3

@@ -6,47 +6,25 @@ A started runtime (engine loop, no HTTP server) behind the Flask test client, ag
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
 
 from db.models import LoadTest, LoadTestSample
-from engine.api import create_app
-from engine.demo import free_port, start_demo_instance, wait_ready
-from engine.processes import stop_all
 from engine.runtime import Runtime
-from engine.users import Role
-from tests.conftest import token_for
+from tests.api.conftest import demo_process, started_client
 
 
 @pytest.fixture(scope="module")
 def target():
-    instance = start_demo_instance("orders", free_port(17800, set()), seed=3)
-    try:
-        wait_ready([instance])
+    with demo_process(17800, seed=3) as instance:
         yield instance
-    finally:
-        stop_all([instance.process])
 
 
 @pytest.fixture
 def live(clean_db, settings, target):
-    rt = Runtime(replace(settings, max_rps=500, max_duration=120, max_users=50))
-    rt.start(serve_api=False)
-    c = create_app(rt).test_client()
-    c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)
-    assert c.post("/api/services", json={"name": "orders", "url": target.url}).status_code == 201
-    deadline = time.monotonic() + 10
-    spec = rt.registry.by_name("orders")
-    assert spec is not None
-    while rt.health_of(spec.instances[0].id).value != "healthy":
-        assert time.monotonic() < deadline, "the demo instance never became healthy"
-        time.sleep(0.1)
-    try:
-        yield rt, c
-    finally:
-        rt.stop()
+    with started_client(settings, target.url, max_rps=500, max_duration=120, max_users=50) as pair:
+        yield pair
 
 
 def rows(rt):

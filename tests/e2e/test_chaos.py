@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
-import httpx
 import pytest
 
-from engine.runtime import Runtime
-from engine.users import Role
-from tests.conftest import token_for
+from tests.e2e.conftest import running_fleet
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def fleet(clean_db, settings):
-    rt = Runtime(replace(settings, demo_port_base=17700, health_interval=0.5))
-    rt.start(demo=True)
-    api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=10,
-                       headers={"Authorization": "Bearer " + token_for(Role.OPERATOR)})
-    try:
-        deadline = time.monotonic() + 15
-        while not all(s["status"] == "healthy" for s in api.get("/api/services").json()):
-            assert time.monotonic() < deadline, "demo fleet never became healthy"
-            time.sleep(0.2)
-        yield rt, api
-    finally:
-        api.close()
-        rt.stop()
+    with running_fleet(settings, 17700, health_interval=0.5) as pair:
+        yield pair
 
 
 def service(api, name):

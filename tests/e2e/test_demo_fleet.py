@@ -15,19 +15,9 @@ from db.models import LogEntry, MetricRow
 from engine.demo import start_demo_instance, wait_ready
 from engine.runtime import Runtime
 from engine.users import Role
-from tests.conftest import token_for
+from tests.conftest import token_for, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_for(predicate, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def statuses(api):

@@ -6,42 +6,21 @@ import os
 import signal
 import time
 from collections import Counter
-from dataclasses import replace
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
 from db.models import BreakerTransitionRow, MetricRow
-from engine.runtime import Runtime
-from engine.users import Role
-from tests.conftest import token_for
+from tests.conftest import wait_for
+from tests.e2e.conftest import running_fleet
 
 pytestmark = pytest.mark.e2e
 
 
-def wait_for(predicate, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
-
-
 @pytest.fixture
 def fleet(clean_db, settings):
-    rt = Runtime(replace(settings, demo_port_base=17400, health_interval=0.5))
-    rt.start(demo=True)
-    api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=10,
-                       headers={"Authorization": "Bearer " + token_for(Role.OPERATOR)})
-    try:
-        assert wait_for(lambda: all(i["status"] == "healthy" for s in api.get("/api/services").json()
-                                    for i in s["instances"]), 10)
-        yield rt, api
-    finally:
-        api.close()
-        rt.stop()
+    with running_fleet(settings, 17400, health_interval=0.5) as pair:
+        yield pair
 
 
 def test_round_robin_split_then_a_killed_instance_stops_being_picked(fleet, capsys):

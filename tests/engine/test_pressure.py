@@ -10,21 +10,13 @@ from sqlalchemy import text
 
 from db.session import conninfo
 from engine.pressure import OVERLOAD_APP_NAME, DatabaseOverload, MemoryLeak
+from tests.conftest import wait_for
 
 MB = 1 << 20
 
 
 def rss_mb() -> float:
     return psutil.Process().memory_info().rss / MB
-
-
-def wait_until(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_memory_leak_raises_rss_at_its_rate_and_releases_it():
@@ -36,7 +28,7 @@ def test_memory_leak_raises_rss_at_its_rate_and_releases_it():
     grown = rss_mb() - before
     leak.stop()
     assert 90 <= held <= 110 and grown >= 0.9 * held  # resident, not just reserved
-    assert wait_until(lambda: rss_mb() - before < 30, 2.0)
+    assert wait_for(lambda: rss_mb() - before < 30, 2.0)
     assert leak.held_mb == 0
 
 
@@ -44,7 +36,7 @@ def test_memory_leak_is_held_to_its_cap_whatever_the_rate():
     leak = MemoryLeak(rate_mb_s=10_000, cap_mb=64)
     leak.start()
     try:
-        assert wait_until(lambda: leak.held_mb == 64, 2.0)
+        assert wait_for(lambda: leak.held_mb == 64, 2.0)
         time.sleep(0.3)
         assert leak.held_mb == 64
     finally:
@@ -62,13 +54,13 @@ def test_overload_runs_real_statements_and_stop_leaves_none(clean_db, database_u
     overload = DatabaseOverload(conninfo(database_url), intensity)
     overload.start()
     try:
-        assert wait_until(lambda: active_overload(clean_db) == connections, 2.0)
+        assert wait_for(lambda: active_overload(clean_db) == connections, 2.0)
         time.sleep(0.5)
     finally:
         began = time.monotonic()
         overload.stop()
     assert time.monotonic() - began < 1.0
-    assert wait_until(lambda: active_overload(clean_db) == 0, 0.5)
+    assert wait_for(lambda: active_overload(clean_db) == 0, 0.5)
 
 
 def test_high_overload_slows_the_engines_own_writes(clean_db, database_url):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from db.models import Instance, LoadTest, LoadTestSample, Service
 from engine.demo import free_port, start_demo_instance, wait_ready
 from engine.processes import stop_all
 from engine.users import Role
+from tests.conftest import wait_for
 from tests.ui.conftest import chart_traces, metrics, open_page, texts
 from ui import api, charts, data, forms
 
@@ -248,15 +248,6 @@ def target():
         yield instance
     finally:
         stop_all([instance.process])
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_start_from_the_form_runs_live_and_stop_stops_it(live_api, dash_env, target):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -18,6 +17,7 @@ from engine.balancer import ALGORITHMS
 from engine.breaker import BreakerState
 from engine.runtime import Runtime
 from engine.users import Role
+from tests.conftest import wait_for
 from tests.ui.conftest import chart_traces, metrics, open_page, texts
 
 ORDERS = ("http://127.0.0.1:7101", "http://127.0.0.1:7102")
@@ -33,15 +33,6 @@ def register_fleet(sessions: sessionmaker[Session], rt: Runtime | None = None) -
         rt.reload_registry()
     with sessions() as s:
         return {i.url: i.id for i in s.scalars(select(Instance))}
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 TABLE_COLUMNS = {"bk-table": "opens after", "bk-transitions": "reason"}

@@ -1,0 +1,49 @@
+"""API plumbing: one real demo process as a target, and a started engine behind the Flask test client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from engine.api import create_app
+from engine.config import Settings
+from engine.demo import DemoInstance, free_port, start_demo_instance, wait_ready
+from engine.processes import stop_all
+from engine.runtime import Runtime
+from engine.users import Role
+from tests.conftest import token_for, wait_for
+
+
+@contextmanager
+def demo_process(port_base: int, seed: int) -> Iterator[DemoInstance]:
+    """A demo service process called orders on the first free port from port_base."""
+    instance = start_demo_instance("orders", free_port(port_base, set()), seed=seed)
+    try:
+        wait_ready([instance])
+        yield instance
+    finally:
+        stop_all([instance.process])
+
+
+@contextmanager
+def started_client(settings: Settings, target_url: str, **overrides: Any) -> Iterator[tuple[Runtime, Any]]:
+    """A started engine (loop, no HTTP server) with orders registered at target_url and healthy; an operator client."""
+    rt = Runtime(replace(settings, **overrides))
+    rt.start(serve_api=False)
+    c = create_app(rt).test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)
+    try:
+        assert c.post("/api/services", json={"name": "orders", "url": target_url}).status_code == 201
+        assert wait_for(lambda: health(rt) == "healthy", 10), "the demo instance never became healthy"
+        yield rt, c
+    finally:
+        rt.stop()
+
+
+def health(rt: Runtime) -> str:
+    """The damped health of orders' only instance."""
+    spec = rt.registry.by_name("orders")
+    assert spec is not None
+    return rt.health_of(spec.instances[0].id).value

@@ -1,0 +1,31 @@
+"""End-to-end plumbing: a started engine with its API on a real port and the demo fleet as real processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import httpx
+
+from engine.config import Settings
+from engine.runtime import Runtime
+from engine.users import Role
+from tests.conftest import token_for, wait_for
+
+
+@contextmanager
+def running_fleet(settings: Settings, port_base: int, **overrides: Any) -> Iterator[tuple[Runtime, httpx.Client]]:
+    """The engine with the demo fleet (ports from port_base) and an operator's API client, every instance healthy."""
+    rt = Runtime(replace(settings, demo_port_base=port_base, **overrides))
+    rt.start(demo=True)
+    api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=10,
+                       headers={"Authorization": "Bearer " + token_for(Role.OPERATOR)})
+    try:
+        assert wait_for(lambda: all(i["status"] == "healthy" for s in api.get("/api/services").json()
+                                    for i in s["instances"]), 15), "demo fleet never became healthy"
+        yield rt, api
+    finally:
+        api.close()
+        rt.stop()

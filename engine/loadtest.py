@@ -106,7 +106,6 @@ class _Run:
     status: str = "running"
     ended_at: datetime | None = None
     total: Tally = field(default_factory=Tally)
-    seconds: int = 0
     elapsed_s: float = 0.0
     generator: Generator | None = None
     stop: Callable[[], object] | None = None
@@ -274,7 +273,6 @@ class LoadTestManager:
 
     def _on_second(self, run: _Run, sample: Sample) -> None:
         run.total.merge(sample.tally)
-        run.seconds = max(run.seconds, sample.second)
         gen = run.generator
         if gen is not None and gen.t0:
             run.elapsed_s = min(run.request.duration_s, self._clock.monotonic() - gen.t0)

@@ -55,6 +55,10 @@ class Service(Base):
     metrics_path: Mapped[str | None] = mapped_column(String(255))
     weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     managed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    launch_command: Mapped[str | None] = mapped_column(Text)  # managed: argv with {port}, run on loopback
+    min_instances: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    max_instances: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    autoscaler: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # None = off
     last_health_check: Mapped[datetime | None] = mapped_column(TS)
     created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
     instances: Mapped[list[Instance]] = relationship(
@@ -211,11 +215,15 @@ class ScalingEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     service_name: Mapped[str] = mapped_column(String(100), index=True)
-    direction: Mapped[str] = mapped_column(String(10))
+    direction: Mapped[str] = mapped_column(String(10))  # up, down, none
     from_count: Mapped[int] = mapped_column(Integer)
     to_count: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     timestamp: Mapped[datetime] = mapped_column(TS)
+    source: Mapped[str] = mapped_column(String(20), server_default="manual")  # manual, autoscaler, supervisor
+    metric: Mapped[str | None] = mapped_column(String(30))
+    metric_value: Mapped[float | None] = mapped_column(Float)
+    target: Mapped[float | None] = mapped_column(Float)
 
 
 class User(Base):

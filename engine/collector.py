@@ -73,6 +73,7 @@ class Collector:
         self._traffic = traffic
         self._clock = clock
         self._bucket = bucket_seconds
+        self.latest: dict[str, MetricEvent] = {}  # the newest row per service (the autoscaler reads it)
         self._timeout = timeout
         self._last: dict[int, ProcessSample] = {}
 
@@ -128,5 +129,6 @@ class Collector:
                 instances_scraped=scraped.get(service.id, 0),
             )
             self._writer.submit(row)
+            self.latest[service.name] = row
             rows.append(row)
         return rows

@@ -62,6 +62,9 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     ),
     "MEMORY_LEAK_CAP_MB": ("memory_leak_cap_mb", "most memory a memory-leak simulation holds, MB (default 512)"),
     "SIMULATION_MAX_MS": ("simulation_max_ms", "longest failure simulation accepted, ms (default 3600000 = 1 h)"),
+    "AUTOSCALE_INTERVAL_S": ("autoscale_interval", "seconds between autoscaler decisions (default 15, the HPA's)"),
+    "SCALE_READY_TIMEOUT_S": ("scale_ready_timeout", "seconds a new managed instance has to get healthy (default 15)"),
+    "SCALE_DRAIN_TIMEOUT_S": ("scale_drain_timeout", "seconds scale-down waits for in-flight requests (default 10)"),
     "INSTANCE_ALLOWLIST": (
         "instance_allowlist",
         "comma-separated hosts or CIDRs instances may use; * = any (default: loopback only)",
@@ -178,6 +181,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "loadtest_process_rps": _positive(float),
     "memory_leak_cap_mb": _positive(int),
     "simulation_max_ms": _positive(float),
+    "autoscale_interval": _positive(float),
+    "scale_ready_timeout": _positive(float),
+    "scale_drain_timeout": _positive(float),
 }
 
 
@@ -229,6 +235,9 @@ class Settings:
     loadtest_process_rps: float = 5000.0
     memory_leak_cap_mb: int = 512
     simulation_max_ms: float = 3_600_000.0
+    autoscale_interval: float = 15.0
+    scale_ready_timeout: float = 15.0
+    scale_drain_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,24 +1,34 @@
-"""The demo fleet: 3 services x 2 instances as real OS processes on loopback, registered as managed."""
+"""The demo fleet: 3 managed services (launch commands) x 2 instances, real OS processes on loopback."""
 
 from __future__ import annotations
 
+import shlex
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Instance, Service
+from db.models import Service
 from engine.errors import ProcessError
 from engine.logs import event_logger
-from engine.processes import spawn, stop_all
+from engine.processes import spawn
 
-__all__ = ["DEMO_SERVICES", "DemoFleet", "DemoInstance", "free_port", "start_demo_instance"]
+if TYPE_CHECKING:
+    from engine.fleet import ManagedFleet
+
+__all__ = [
+    "DEMO_SERVICES", "DemoInstance", "demo_command", "free_port", "start_demo_fleet", "start_demo_instance",
+    "wait_ready",
+]
 
 DEMO_SERVICES = ("orders", "payments", "inventory")
 log = event_logger("demo")
@@ -60,96 +70,60 @@ def start_demo_instance(service: str, port: int, seed: int, log_dir: Path | None
     return DemoInstance(service, port, spawn(argv, log_path=log_path, cwd=Path(__file__).parent.parent))
 
 
-def wait_ready(instances: list[DemoInstance], timeout: float = 20.0) -> None:
-    """Wait until every instance answers /health with 200; raise ProcessError otherwise."""
+class _Process(Protocol):
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]: ...
+
+
+def wait_ready(instances: Sequence[_Process], timeout: float = 20.0, path: str = "/health") -> None:
+    """Wait until every instance answers path with 200; raise ProcessError when one exits or time is up."""
     deadline = time.monotonic() + timeout
     pending = list(instances)
     with httpx.Client(timeout=1.0, trust_env=False) as client:
         while pending:
             for inst in list(pending):
                 if inst.process.poll() is not None:
-                    raise ProcessError(f"demo instance {inst.url} exited with code {inst.process.returncode}")
+                    raise ProcessError(f"instance {inst.url} exited with code {inst.process.returncode}")
                 try:
-                    if client.get(inst.url + "/health").status_code == 200:
+                    if client.get(inst.url + path).status_code == 200:
                         pending.remove(inst)
                 except httpx.HTTPError:
                     pass
             if pending and time.monotonic() > deadline:
-                raise ProcessError(f"demo instances not ready after {timeout:g} s: {[i.url for i in pending]}")
+                raise ProcessError(f"instances not ready after {timeout:g} s: {[i.url for i in pending]}")
             if pending:
-                time.sleep(0.1)
+                time.sleep(0.05)
 
 
-class DemoFleet:
-    """Starts, registers and stops the demo services."""
+def demo_command(service: str, seed: int) -> str:
+    """The launch command of a demo service ({port} is filled in per instance)."""
+    return (f"{shlex.quote(sys.executable)} -m engine.demo_service --name {service} --port {{port}} "
+            f"--seed {seed}")
 
-    def __init__(
-        self,
-        port_base: int,
-        seed: int,
-        *,
-        services: tuple[str, ...] = DEMO_SERVICES,
-        instances_per_service: int = 2,
-        log_dir: Path | None = None,
-    ) -> None:
-        self._port_base = port_base
-        self._seed = seed
-        self._services = services
-        self._per_service = instances_per_service
-        self._log_dir = log_dir
-        self.instances: list[DemoInstance] = []
 
-    def start(self, session_factory: sessionmaker[Session]) -> None:
-        """Launch all processes, wait for them, then register them (replacing stale demo instances)."""
-        taken: set[int] = set()
-        try:
-            for n, service in enumerate(self._services):
-                for k in range(self._per_service):
-                    port = free_port(self._port_base, taken)
-                    taken.add(port)
-                    seed = self._seed * 100 + n * 10 + k
-                    self.instances.append(start_demo_instance(service, port, seed, self._log_dir))
-            wait_ready(self.instances)
-        except Exception:
-            self.stop()
-            raise
-        with session_factory.begin() as session:
-            self._register(session)
-        log.info(
-            "demo fleet up: %d services, %d instances", len(self._services), len(self.instances),
-            extra={"meta": {"instances": [i.url for i in self.instances]}},
-        )
+def start_demo_fleet(sessions: sessionmaker[Session], fleet: ManagedFleet, seed: int, per_service: int = 2) -> None:
+    """Register the demo services as managed (launch command, 1..6 instances) and start `per_service` each.
 
-    def _register(self, session: Session) -> None:
-        for service in self._services:
-            row = session.scalar(select(Service).where(Service.name == service))
+    Instances left registered by an earlier run are dropped first: their processes died with that engine.
+    """
+    ids = []
+    with sessions.begin() as session:
+        for n, name in enumerate(DEMO_SERVICES):
+            row = session.scalar(select(Service).where(Service.name == name))
             if row is None:
-                row = Service(name=service, health_path="/health", metrics_path="/metrics", weight=1, managed=True)
+                row = Service(name=name, health_path="/health", metrics_path="/metrics", weight=1)
                 session.add(row)
             row.managed = True
+            row.launch_command = demo_command(name, seed * 100 + n)
+            row.min_instances, row.max_instances = 1, 6
             row.status = "unknown"
             row.instances.clear()
             session.flush()
-            for inst in self.instances:
-                if inst.service == service:
-                    row.instances.append(Instance(url=inst.url, pid=inst.process.pid))
-
-    def kill(self, service: str) -> str | None:
-        """Terminate one running instance process of service (chaos); its URL, or None if none runs."""
-        running = [i for i in self.instances if i.service == service and i.process.poll() is None]
-        if not running:
-            return None
-        victim = running[-1]
-        stop_all([victim.process], timeout=2.0)
-        return victim.url
-
-    def stop_service(self, service: str) -> None:
-        """Stop the processes of one demo service (it was deleted)."""
-        mine = [i for i in self.instances if i.service == service]
-        stop_all([i.process for i in mine])
-        self.instances = [i for i in self.instances if i.service != service]
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop every demo process."""
-        stop_all([i.process for i in self.instances], timeout)
-        self.instances = []
+            ids.append(row.id)
+    with ThreadPoolExecutor(len(ids)) as pool:  # the services start side by side
+        started = list(pool.map(lambda i: fleet.start(i, per_service), ids))
+    log.info("demo fleet up: %d services, %d instances", len(ids), sum(len(s) for s in started),
+             extra={"meta": {"instances": [i.url for s in started for i in s]}})

@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
-    web.run_app(make_app(args.name, args.seed), host=args.host, port=args.port, print=None, access_log=None)
+    # instances of one service share --seed; the port tells their latency sequences apart
+    app = make_app(args.name, args.seed * 100_000 + args.port)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,11 @@ class HealthChecker:
         self._trackers: dict[int, InstanceTracker] = {}
         self._service_state: dict[int, HealthState] = {}
 
+    def mark_healthy(self, instance_id: int) -> None:
+        """An instance its starter just saw answer its health path: healthy from now, not unknown."""
+        tracker = self._trackers.setdefault(instance_id, InstanceTracker(self._fall, self._rise))
+        tracker.observe(HealthState.HEALTHY)
+
     def state_of(self, instance_id: int) -> HealthState:
         """The damped state of an instance (unknown before its first check)."""
         tracker = self._trackers.get(instance_id)

@@ -20,9 +20,10 @@ from engine.chaos import ChaosManager
 from engine.clock import Clock, SystemClock
 from engine.collector import Collector
 from engine.config import Settings
-from engine.demo import DemoFleet
+from engine.demo import start_demo_fleet
 from engine.errors import Unavailable
 from engine.faults import FaultLayer
+from engine.fleet import ManagedFleet
 from engine.health import HealthChecker, HealthState
 from engine.http import make_async_client
 from engine.loadtest import LoadTestLimits, LoadTestManager
@@ -32,6 +33,7 @@ from engine.ratelimit import RateLimiter
 from engine.registry import Registry
 from engine.resilience import ResilienceCounters, RetryBudget
 from engine.router import Router
+from engine.scaling import ScalingManager
 from engine.scheduler import build_scheduler
 from engine.secretfile import read_or_create
 from engine.tokens import TokenIssuer
@@ -56,7 +58,9 @@ class Runtime:
         self.traffic = TrafficRecorder()
         self.database_url: str | None = settings.database_url
         self.started_at = self.clock.now()
-        self.demo: DemoFleet | None = None
+        self.demo = False
+        self._fleet: ManagedFleet | None = None
+        self._scaling: ScalingManager | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
@@ -139,11 +143,40 @@ class Runtime:
             conninfo=conninfo(self.database_url), memory_cap_mb=s.memory_leak_cap_mb,
             max_duration_ms=s.simulation_max_ms, kill=self._kill_instance,
         )
+        self._fleet = ManagedFleet(
+            self.sessions, self.reload_registry, self._mark_healthy, self._instance_in_flight,
+            port_base=s.demo_port_base, log_dir=s.data_dir, ready_timeout_s=s.scale_ready_timeout,
+            drain_timeout_s=s.scale_drain_timeout,
+        )
+        self._scaling = ScalingManager(
+            self.sessions, self.registry, self._fleet, self.clock, self.traffic.in_flight,
+            lambda name: self.collector.latest.get(name) if self.collector is not None else None,
+        )
         self._loadtests = LoadTestManager(
             self.registry, self.router, self.sessions, self._writer, self.clock, self.run_soon,
             LoadTestLimits(s.max_rps, s.max_duration, s.max_users, s.loadtest_backlog_s, s.loadtest_process_rps,
                            drain_s=s.route_timeout * (s.route_retries + 1) + 1.0),
         )
+
+    @property
+    def fleet(self) -> ManagedFleet:
+        """Managed instance processes (after open())."""
+        assert self._fleet is not None, "Runtime.open() first"
+        return self._fleet
+
+    @property
+    def scaling(self) -> ScalingManager:
+        """Scale-up/down and the autoscaler (after open())."""
+        assert self._scaling is not None, "Runtime.open() first"
+        return self._scaling
+
+    def _mark_healthy(self, instance_id: int) -> None:
+        if self.health is not None:
+            self.health.mark_healthy(instance_id)
+
+    def _instance_in_flight(self, instance_id: int) -> int:
+        target = self.traffic_router.targets.get(instance_id)  # read only: the loop owns it
+        return target.in_flight if target is not None else 0
 
     @property
     def chaos(self) -> ChaosManager:
@@ -152,7 +185,7 @@ class Runtime:
         return self._chaos
 
     def _kill_instance(self, service: str) -> str | None:
-        return self.demo.kill(service) if self.demo is not None else None
+        return self.fleet.kill(service)
 
     @property
     def loadtests(self) -> LoadTestManager:
@@ -205,11 +238,8 @@ class Runtime:
         """open(), then the demo fleet, the asyncio loop with the scheduled jobs, and the API server."""
         self.open()
         if demo:
-            self.demo = DemoFleet(
-                self.settings.demo_port_base, self.settings.demo_seed, log_dir=self.settings.data_dir
-            )
-            self.demo.start(self.sessions)
-            self.reload_registry()
+            self.demo = True
+            start_demo_fleet(self.sessions, self.fleet, self.settings.demo_seed)
         self._start_loop()
         if serve_api:
             self._start_api()
@@ -241,11 +271,23 @@ class Runtime:
             ("health-check", self.health.run_once, s.health_interval, 0.0),
             ("collect-metrics", self.collector.run_once, s.collect_interval, s.collect_interval / 2),
             ("simulation-expiry", self._expire_simulations, 0.25, 0.25),
+            ("supervise-instances", self._supervise, 1.0, 1.0),
+            ("autoscale-sample", self._sample_in_flight, self.scaling.sample_s, 0.0),
+            ("autoscale", self._autoscale, s.autoscale_interval, s.autoscale_interval),
         ])
         self._scheduler.start()
 
     async def _expire_simulations(self) -> None:
         await asyncio.to_thread(self.chaos.expire_due)  # ends write a row: off the loop
+
+    async def _supervise(self) -> None:
+        await asyncio.to_thread(self.fleet.supervise)  # a replacement waits for its health: off the loop
+
+    async def _sample_in_flight(self) -> None:
+        self.scaling.sample()
+
+    async def _autoscale(self) -> None:
+        await asyncio.to_thread(self.scaling.run_period, self.settings.autoscale_interval)
 
     async def _stop_jobs(self) -> None:
         if self._loadtests is not None:
@@ -293,9 +335,8 @@ class Runtime:
                     self._loop_thread.join(5)
                 self._loop.close()
                 self._loop = None
-        if self.demo is not None:
-            self.demo.stop()
-            self.demo = None
+        if self._fleet is not None:
+            self._fleet.stop_all()
         if self._writer is not None:
             log.info("engine stopped")
             self._writer.stop()

@@ -188,7 +188,7 @@ def delete_service(service_id: int) -> ResponseReturnValue:
         name, managed = service.name, service.managed
         session.delete(service)
     rt.reload_registry()
-    if managed and rt.demo is not None:
-        rt.demo.stop_service(name)
+    if managed:
+        rt.fleet.forget(name)
     log.info("service %s deleted", name, extra={"meta": {"service": name}})
     return jsonify({"message": f"service {name} deleted", "id": service_id})

@@ -52,10 +52,10 @@ def test_service_failure_during_a_load_test_opens_the_breaker_and_everything_rec
 
 def test_kill_mode_terminates_a_real_instance_process(fleet):
     rt, api = fleet
-    before = [i for i in rt.demo.instances if i.service == "payments" and i.process.poll() is None]
+    before = [i for i in rt.fleet.instances if i.service == "payments" and i.process.poll() is None]
     r = api.post("/api/simulate/service-failure", json={"serviceName": "payments", "duration": 5000, "mode": "kill"})
     assert r.status_code == 201
-    alive = [i for i in rt.demo.instances if i.service == "payments" and i.process.poll() is None]
+    alive = [i for i in rt.fleet.instances if i.service == "payments" and i.process.poll() is None]
     assert len(alive) == len(before) - 1
     killed = next(i for i in before if i not in alive)
     deadline = time.monotonic() + 5

@@ -45,9 +45,10 @@ def test_kill_and_restart_an_instance(engine_with_demo):
     assert sum(s["instanceCount"] for s in services) == 6 and all(s["managed"] for s in services)
     assert wait_for(lambda: set(statuses(api).values()) == {"healthy"}, timeout=10), statuses(api)
 
-    victim = rt.demo.instances[0]
-    others = [i.url for i in rt.demo.instances[1:]]
+    victim = rt.fleet.instances[0]
+    others = [i.url for i in rt.fleet.instances[1:]]
     killed_at = time.monotonic()
+    victim.on_purpose = True  # as a chaos kill: the supervisor does not replace it (see the next test)
     os.kill(victim.process.pid, signal.SIGKILL)
     assert wait_for(lambda: statuses(api)[victim.url] == "unhealthy", timeout=3 * interval + 1.0)
     took = time.monotonic() - killed_at
@@ -71,6 +72,23 @@ def test_kill_and_restart_an_instance(engine_with_demo):
         restarted.process.wait(5)
 
 
+def test_an_instance_that_dies_unexpectedly_is_replaced(engine_with_demo):
+    rt, api = engine_with_demo
+    assert wait_for(lambda: set(statuses(api).values()) == {"healthy"}, timeout=10), statuses(api)
+    victim = next(i for i in rt.fleet.instances if i.service == "inventory")
+    os.kill(victim.process.pid, signal.SIGKILL)
+
+    def replaced():
+        urls = statuses(api)
+        inventory = [i for i in rt.fleet.running("inventory")]
+        return victim.url not in urls and len(inventory) == 2 and all(urls.get(i.url) == "healthy" for i in inventory)
+
+    assert wait_for(replaced, timeout=10)
+    assert next(s for s in api.get("/api/services").json() if s["name"] == "inventory")["instanceCount"] == 2
+    logs = api.get("/api/logs", params={"level": "WARN", "source": "fleet"}).json()
+    assert any(victim.url in r["message"] and "replacing" in r["message"] for r in logs)
+
+
 def test_collection_scrapes_real_cpu_and_memory(engine_with_demo):
     rt, _ = engine_with_demo
 
@@ -90,8 +108,8 @@ def test_collection_scrapes_real_cpu_and_memory(engine_with_demo):
 def test_stop_leaves_no_demo_process(clean_db, settings):
     rt = Runtime(replace(settings, demo_port_base=17200))
     rt.start(demo=True)
-    assert rt.demo is not None
-    pids = [i.process.pid for i in rt.demo.instances]
+    assert rt.demo
+    pids = [i.process.pid for i in rt.fleet.instances]
     assert len(pids) == 6
     began = time.monotonic()
     rt.stop()

@@ -44,7 +44,8 @@ def test_round_robin_split_then_a_killed_instance_stops_being_picked(fleet, caps
     assert wait_for(lambda: (routed_rows()[0] or 0) >= 1000, 5)  # the collector's buckets hold the traffic
     assert routed_rows()[1] is not None and routed_rows()[1] > 0
 
-    victim = next(i for i in rt.demo.instances if i.service == "orders")
+    victim = next(i for i in rt.fleet.instances if i.service == "orders")
+    victim.on_purpose = True  # as a chaos kill: the supervisor leaves it to health checks and the balancer
     os.kill(victim.process.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     outcomes = []  # (status, picked the victim?)
@@ -75,7 +76,8 @@ def test_breaker_opens_when_an_instance_dies_under_traffic(fleet):
     rt.traffic_router.max_retries = 0
     r = api.put("/api/circuit-breakers/payments", json={"windowSize": 6, "minimumCalls": 6, "failureRateThreshold": 30})
     assert r.status_code == 200 and r.json()["windowSize"] == 6
-    victim = next(i for i in rt.demo.instances if i.service == "payments")
+    victim = next(i for i in rt.fleet.instances if i.service == "payments")
+    victim.on_purpose = True  # as a chaos kill: not replaced
     for _ in range(20):
         assert api.get("/proxy/payments/work", params={"ms": 0}).status_code == 200
     os.kill(victim.process.pid, signal.SIGKILL)

@@ -22,10 +22,10 @@ def runtime() -> Runtime:
 
 
 def _parts() -> tuple[ApiBlueprint, ...]:
-    from engine.api import chaos, docs, loadtests, logs, proxy, services, status, traffic, users
+    from engine.api import chaos, docs, loadtests, logs, proxy, scaling, services, status, traffic, users
 
-    return (status.api, users.api, services.api, traffic.api, loadtests.api, chaos.api, logs.api, proxy.api,
-            docs.api)
+    return (status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api,
+            proxy.api, docs.api)
 
 
 def declared_routes() -> list[Route]:

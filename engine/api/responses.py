@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 __all__ = [
+    "AutoscalerOut",
     "DeletedOut",
     "ErrorOut",
     "HealthOut",
@@ -17,6 +18,9 @@ __all__ = [
     "LogOut",
     "LogsClearedOut",
     "OverviewOut",
+    "ScaleOut",
+    "ScalingEventOut",
+    "ScalingOut",
     "ServiceOut",
     "SimulationOut",
     "StopAllOut",
@@ -109,7 +113,7 @@ class SystemMetricsOut(BaseModel):
     systemOverview: OverviewOut
     loadBalancer: LoadBalancerOut
     circuitBreakers: list[BreakerOut]
-    scaling: dict[str, Any] | None
+    scaling: ScalingOut
     shards: list[dict[str, Any]]
     resilience: ResilienceOut
     loadTest: LoadTestOut | None
@@ -309,3 +313,63 @@ class StopAllOut(BaseModel):
 
     message: str
     stopped: int
+
+
+class AutoscalerOut(BaseModel):
+    """A service's autoscaler settings after a change."""
+
+    enabled: bool
+    minInstances: int
+    maxInstances: int
+    metric: Literal["inflight", "cpu", "p95"]
+    target: float
+    tolerance: float
+    scaleUpWindowS: float
+    scaleDownWindowS: float
+    maxStep: int
+
+
+class ScaleOut(BaseModel):
+    """The seed's scale-up / scale-down answer."""
+
+    message: str
+    newInstanceCount: int
+
+
+class ScalingServiceOut(BaseModel):
+    """One service in SystemMetrics.scaling (load = requests in flight through the engine, measured)."""
+
+    id: int
+    name: str
+    instanceCount: int
+    load: int
+    status: str
+    managed: bool
+    canScaleUp: bool
+    canScaleDown: bool
+    minInstances: int
+    maxInstances: int
+    autoscaler: dict[str, Any] | None
+
+
+class ScalingOut(BaseModel):
+    """The seed's scaling part of SystemMetrics."""
+
+    totalInstances: int
+    services: list[ScalingServiceOut]
+
+
+class ScalingEventOut(BaseModel):
+    """One scaling decision (manual, autoscaler or supervisor), including no change."""
+
+    id: int
+    serviceName: str
+    direction: Literal["up", "down", "none"]
+    fromCount: int
+    toCount: int
+    reason: str
+    source: str
+    metric: str | None
+    metricValue: float | None
+    target: float | None
+    timestamp: str

@@ -9,9 +9,22 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
-    "DatabaseOverloadStart", "InstanceIn", "LoadTestQuery", "LoadTestStart", "LogQuery", "MemoryLeakStart",
-    "NetworkLatencyStart", "ServiceCreate", "ServiceFailureStart", "ServiceUpdate", "SimulationQuery",
-    "TokenRequest", "UserCreate", "check_url",
+    "AutoscalerChange",
+    "DatabaseOverloadStart",
+    "InstanceIn",
+    "LoadTestQuery",
+    "LoadTestStart",
+    "LogQuery",
+    "MemoryLeakStart",
+    "NetworkLatencyStart",
+    "ScalingEventQuery",
+    "ServiceCreate",
+    "ServiceFailureStart",
+    "ServiceUpdate",
+    "SimulationQuery",
+    "TokenRequest",
+    "UserCreate",
+    "check_url",
 ]
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -214,4 +227,25 @@ class MemoryLeakStart(_Strict):
 class SimulationQuery(_Strict):
     """GET /api/simulations query string."""
 
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class AutoscalerChange(_Strict):
+    """PUT /api/services/<id>/autoscaler: on/off, the HPA settings (any subset) and the instance bounds."""
+
+    enabled: bool
+    metric: Literal["inflight", "cpu", "p95"] | None = None
+    target: float | None = Field(default=None, gt=0, le=1_000_000)
+    tolerance: float | None = Field(default=None, ge=0, lt=1)
+    scaleUpWindowS: float | None = Field(default=None, ge=0, le=3600)
+    scaleDownWindowS: float | None = Field(default=None, ge=0, le=3600)
+    maxStep: int | None = Field(default=None, ge=1, le=100)
+    minInstances: int | None = Field(default=None, ge=1, le=100)
+    maxInstances: int | None = Field(default=None, ge=1, le=100)
+
+
+class ScalingEventQuery(_Strict):
+    """GET /api/scaling/events query string."""
+
+    service: Name | None = None
     limit: int = Field(default=100, ge=1, le=1000)

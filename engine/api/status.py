@@ -13,6 +13,7 @@ from engine.api import runtime
 from engine.api.logs import log_json
 from engine.api.responses import HealthOut, OverviewOut, SystemMetricsOut
 from engine.api.routing import ApiBlueprint
+from engine.api.scaling import scaling_json
 from engine.api.traffic import breaker_json, breakers_of, load_balancer_json, resilience_json
 from engine.users import Role
 
@@ -97,7 +98,7 @@ def system_metrics() -> ResponseReturnValue:
         "systemOverview": overview_json(o),
         "loadBalancer": load_balancer_json(rt),
         "circuitBreakers": [breaker_json(b) for b in breakers_of(rt)],
-        "scaling": None,
+        "scaling": scaling_json(rt),
         "shards": [],
         "resilience": resilience_json(rt),
         "loadTest": None if test["status"] == "idle" else test,

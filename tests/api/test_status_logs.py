@@ -73,7 +73,11 @@ def test_system_metrics_has_the_seed_shape(client, runtime):
     assert [(b["serviceName"], b["state"]) for b in m["circuitBreakers"]] == [
         ("orders", "CLOSED"), ("payments", "CLOSED"), ("new", "CLOSED")]
     assert m["resilience"]["requests"] == 0 and m["resilience"]["retrySuccessRate"] is None
-    assert m["loadTest"] is None and m["scaling"] is None and m["shards"] == []
+    assert m["loadTest"] is None and m["shards"] == []
+    scaling = m["scaling"]
+    assert scaling["totalInstances"] == sum(s["instanceCount"] for s in scaling["services"])
+    assert [(s["name"], s["managed"], s["canScaleUp"], s["canScaleDown"], s["load"]) for s in scaling["services"]] == [
+        ("orders", False, False, False, 0), ("payments", False, False, False, 0), ("new", False, False, False, 0)]
 
 
 def add_logs(runtime):

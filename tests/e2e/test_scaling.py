@@ -1,0 +1,125 @@
+"""Scaling end to end: real demo processes started and stopped, proxied traffic, the autoscaler under a load test."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.e2e.conftest import running_fleet
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def fleet(clean_db, settings):
+    with running_fleet(settings, 17500, health_interval=0.5, autoscale_interval=2.0) as pair:
+        yield pair
+
+
+def service(api, name):
+    return next(s for s in api.get("/api/scaling").json()["services"] if s["name"] == name)
+
+
+def test_scale_up_starts_a_process_that_is_healthy_and_gets_proxied_traffic(fleet):
+    rt, api = fleet
+    orders = service(api, "orders")
+    pids_before = {i.process.pid for i in rt.fleet.running("orders")}
+    began = time.monotonic()
+    r = api.post(f"/api/services/{orders['id']}/scale-up")
+    took = time.monotonic() - began
+    assert r.status_code == 200 and r.json() == {"message": "orders scaled up: 2 -> 3 instance(s)",
+                                                  "newInstanceCount": 3}
+    assert took < 10
+    new = [i for i in rt.fleet.running("orders") if i.process.pid not in pids_before]
+    assert len(new) == 1 and new[0].process.poll() is None
+    served = Counter(api.get("/proxy/orders/work", params={"ms": 0, "cpu": 0}).headers["X-Upstream-Instance"]
+                     for _ in range(30))
+    assert served[new[0].url] == 10  # round-robin over three
+    inst = next(i for s in api.get("/api/services").json() if s["name"] == "orders" for i in s["instances"]
+                if i["url"] == new[0].url)
+    assert inst["status"] == "healthy"
+    events = api.get("/api/scaling/events", params={"service": "orders"}).json()
+    assert (events[0]["direction"], events[0]["fromCount"], events[0]["toCount"], events[0]["source"]) == (
+        "up", 2, 3, "manual")
+
+
+def test_scale_down_under_steady_proxied_load_fails_no_request(fleet):
+    rt, api = fleet
+    payments = service(api, "payments")
+    outcomes: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            outcomes[api.get("/proxy/payments/work", params={"ms": 20, "cpu": 0}).status_code] += 1
+
+    workers = [threading.Thread(target=traffic) for _ in range(4)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(1.0)
+        victim = rt.fleet.running("payments")[-1]
+        r = api.post(f"/api/services/{payments['id']}/scale-down")
+        assert r.status_code == 200 and r.json()["newInstanceCount"] == 1
+        assert victim.process.poll() is not None  # the process is gone
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert outcomes[200] > 100 and set(outcomes) == {200}, outcomes
+    again = api.post(f"/api/services/{payments['id']}/scale-down")
+    assert again.status_code == 409 and "minimum of 1" in again.json()["error"]
+
+
+def test_external_services_and_bounds_are_409(fleet):
+    _, api = fleet
+    created = api.post("/api/services", json={"name": "ext", "url": "http://127.0.0.1:9"}).json()
+    for action in ("scale-up", "scale-down"):
+        r = api.post(f"/api/services/{created['id']}/{action}")
+        assert r.status_code == 409 and "not managed" in r.json()["error"]
+    inventory = service(api, "inventory")
+    r = api.put(f"/api/services/{inventory['id']}/autoscaler", json={"enabled": False, "maxInstances": 2})
+    assert r.status_code == 200 and r.json()["maxInstances"] == 2
+    r = api.post(f"/api/services/{inventory['id']}/scale-up")
+    assert r.status_code == 409 and "maximum of 2" in r.json()["error"]
+    r = api.put(f"/api/services/{inventory['id']}/autoscaler", json={"enabled": True, "minInstances": 3})
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "minInstances"
+
+
+def test_autoscaler_follows_a_load_test_up_to_3_and_back_down_explaining_every_step(fleet):
+    _rt, api = fleet
+    orders = service(api, "orders")
+    r = api.put(f"/api/services/{orders['id']}/autoscaler", json={
+        "enabled": True, "metric": "inflight", "target": 5, "scaleUpWindowS": 0, "scaleDownWindowS": 6,
+        "minInstances": 1, "maxInstances": 6})
+    assert r.status_code == 200 and r.json()["target"] == 5
+    # 150 req/s x ~100 ms = ~15 requests in flight: 3 instances at 5 each, whatever the count
+    lt = api.post("/api/load-test/start", json={"concurrentUsers": 60, "requestsPerSecond": 150, "duration": 16,
+                                                "targetService": "orders", "path": "/work?ms=100&cpu=0"})
+    assert lt.status_code == 202
+    assert wait_for(lambda: service(api, "orders")["instanceCount"] >= 3, 2 * 2.0 + 3)  # within 2 periods
+    counts = []
+    while api.get("/api/load-test/status").json()["status"] == "running":
+        counts.append(service(api, "orders")["instanceCount"])
+        time.sleep(0.5)
+    assert min(counts[-10:]) >= 2 and max(counts[-10:]) <= 4  # settled at 3 +- 1
+    assert wait_for(lambda: service(api, "orders")["instanceCount"] == 1, 6 + 2 * 2.0 + 5)  # after the window
+
+    def down_recorded():  # a period records its decision once its instances are stopped
+        events = api.get("/api/scaling/events", params={"service": "orders", "limit": 200}).json()
+        return events if events[0]["direction"] == "down" else None
+
+    events = wait_for(down_recorded, 5)
+    assert events is not None and events[0]["toCount"] == 1 and events[0]["fromCount"] >= 2
+    auto = [e for e in events if e["source"] == "autoscaler"]
+    assert auto and all(e["reason"] and e["metric"] == "inflight" and e["target"] == 5 for e in auto)
+    moves = [e for e in auto if e["direction"] != "none"]
+    assert any(e["direction"] == "up" for e in moves) and any(e["direction"] == "down" for e in moves)
+    assert any("within 10%" in e["reason"] or "held by" in e["reason"] for e in auto)  # no-change periods too
+    st = api.get("/api/load-test/status").json()
+    assert st["failedRequests"] == 0 and st["droppedRequests"] == 0

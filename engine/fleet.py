@@ -148,6 +148,24 @@ class ManagedFleet:
                  extra={"meta": {"service": name, "instances": [i.url for i in launched]}})
         return launched
 
+    def restore(self, skip: frozenset[str] = frozenset()) -> None:
+        """After a start: the instance rows of managed services point at processes that died with the last
+        engine; drop them and start as many afresh (within min..max)."""
+        with self._sessions.begin() as session:
+            rows = session.scalars(select(Service).where(Service.launch_command.is_not(None))).all()
+            plan = []
+            for row in rows:
+                if row.name in skip:
+                    continue
+                plan.append((row.id, row.name, max(row.min_instances, min(len(row.instances), row.max_instances))))
+                row.instances.clear()
+        self._reload()
+        for service_id, name, count in plan:
+            try:
+                self.start(service_id, count)
+            except (ProcessError, Conflict) as exc:
+                log.error("could not restart managed service %s: %s", name, exc, extra={"meta": {"service": name}})
+
     def _launch(self, service: str, command: str) -> ManagedInstance:
         with self._lock:
             taken = {i.port for i in self.instances}

@@ -20,7 +20,7 @@ from engine.chaos import ChaosManager
 from engine.clock import Clock, SystemClock
 from engine.collector import Collector
 from engine.config import Settings
-from engine.demo import start_demo_fleet
+from engine.demo import DEMO_SERVICES, start_demo_fleet
 from engine.errors import Unavailable
 from engine.faults import FaultLayer
 from engine.fleet import ManagedFleet
@@ -240,6 +240,7 @@ class Runtime:
         if demo:
             self.demo = True
             start_demo_fleet(self.sessions, self.fleet, self.settings.demo_seed)
+        self.fleet.restore(skip=frozenset(DEMO_SERVICES) if demo else frozenset())
         self._start_loop()
         if serve_api:
             self._start_api()

@@ -65,6 +65,15 @@ def _no_nul(value: str) -> str:
 Text = Annotated[str, AfterValidator(_no_nul)]
 
 
+def _launch_command(value: str) -> str:
+    value = _no_nul(value.strip())
+    if "{port}" not in value:
+        raise ValueError("must contain {port}, where the engine puts each instance's loopback port")
+    if len(value) > 1000:
+        raise ValueError("must be at most 1000 characters")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -93,7 +102,8 @@ class ServiceCreate(_Strict):
 
     model_config = ConfigDict(
         extra="forbid", str_strip_whitespace=True,
-        json_schema_extra={"anyOf": [{"required": ["url"]}, {"required": ["instances"]}]},
+        json_schema_extra={"anyOf": [{"required": ["url"]}, {"required": ["instances"]},
+                                     {"required": ["launchCommand"]}]},
     )
 
     name: Name
@@ -102,6 +112,10 @@ class ServiceCreate(_Strict):
     healthPath: Path = "/health"
     metricsPath: Path | None = None
     weight: int = Field(default=1, ge=1, le=1000)
+    launchCommand: Annotated[str, AfterValidator(_launch_command)] | None = Field(
+        default=None, description="managed service (admin only): a command with {port}; the engine runs it")
+    minInstances: int = Field(default=1, ge=1, le=100)
+    maxInstances: int = Field(default=10, ge=1, le=100)
 
     def instance_specs(self) -> dict[str, int | None]:
         """url first, then instances: URL -> weight (None = default), without duplicates."""

@@ -6,17 +6,18 @@ from typing import Any
 
 from flask import jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import queries
 from db.models import Instance, Service
 from engine.api import runtime
+from engine.api.auth import authorize
 from engine.api.responses import DeletedOut, ServiceOut
 from engine.api.routing import ApiBlueprint
 from engine.api.schemas import ServiceCreate, ServiceUpdate
-from engine.errors import Conflict, NotFound, ValidationFailed
+from engine.errors import Conflict, NotFound, ProcessError, ValidationFailed
 from engine.logs import event_logger
 from engine.ssrf import refusal
 from engine.users import Role
@@ -110,6 +111,8 @@ def get_service(service_id: int) -> ResponseReturnValue:
            ok=(201, ServiceOut), errors=(409, 503))
 def create_service(body: ServiceCreate) -> ResponseReturnValue:
     """Register a service with one or more instances."""
+    if body.launchCommand is not None:
+        return _create_managed(body)
     specs = body.instance_specs()
     urls = list(specs)
     if not urls:
@@ -135,6 +138,40 @@ def create_service(body: ServiceCreate) -> ResponseReturnValue:
     log.info("service %s registered with %d instance(s)", body.name, len(urls),
              extra={"meta": {"service": body.name, "instances": urls}})
     return jsonify(result), 201
+
+
+def _create_managed(body: ServiceCreate) -> ResponseReturnValue:
+    """A service whose instances the engine runs from launchCommand (admin: it is a command on this host)."""
+    authorize(Role.ADMIN)
+    if body.url or body.instances:
+        raise ValidationFailed([{"field": "launchCommand", "message": "give a launch command or URLs, not both"}])
+    if body.minInstances > body.maxInstances:
+        raise ValidationFailed([{"field": "minInstances", "message": "must not exceed maxInstances"}])
+    rt = runtime()
+    try:
+        with rt.sessions.begin() as session:
+            _name_taken(session, body.name)
+            service = Service(
+                name=body.name, health_path=body.healthPath, metrics_path=body.metricsPath, weight=body.weight,
+                managed=True, status="unknown", launch_command=body.launchCommand,
+                min_instances=body.minInstances, max_instances=body.maxInstances,
+            )
+            session.add(service)
+            session.flush()
+            service_id = service.id
+    except IntegrityError as exc:
+        raise Conflict(f"a service named {body.name!r} already exists") from exc
+    try:
+        rt.fleet.start(service_id, body.minInstances)
+    except ProcessError as exc:
+        with rt.sessions.begin() as session:
+            session.execute(delete(Service).where(Service.id == service_id))
+        rt.reload_registry()
+        raise ValidationFailed([{"field": "launchCommand", "message": f"did not start: {exc}"[:300]}]) from exc
+    log.info("managed service %s registered: %d instance(s) started", body.name, body.minInstances,
+             extra={"meta": {"service": body.name, "minInstances": body.minInstances}})
+    with rt.sessions() as session:
+        return jsonify(_json(_get(session, service_id))), 201
 
 
 @api.route("PUT", "/api/services/<int:service_id>", summary="Change a service", role=Role.OPERATOR,

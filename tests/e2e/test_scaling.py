@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter
 
+import httpx
 import pytest
+from sqlalchemy import select
 
-from tests.conftest import wait_for
+from db.models import Service
+from engine.runtime import Runtime
+from engine.users import Role
+from tests.conftest import token_for, wait_for
 from tests.e2e.conftest import running_fleet
 
 pytestmark = pytest.mark.e2e
@@ -123,3 +129,40 @@ def test_autoscaler_follows_a_load_test_up_to_3_and_back_down_explaining_every_s
     assert any("within 10%" in e["reason"] or "held by" in e["reason"] for e in auto)  # no-change periods too
     st = api.get("/api/load-test/status").json()
     assert st["failedRequests"] == 0 and st["droppedRequests"] == 0
+
+
+def test_a_service_registered_with_a_launch_command_is_managed_and_survives_a_restart(clean_db, settings):
+    command = f"{sys.executable} -m engine.demo_service --name shop --port {{port}} --seed 7"
+    rt = Runtime(settings)
+    rt.start()
+    try:
+        def client(role):
+            return httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=30,
+                                headers={"Authorization": "Bearer " + token_for(role, "admin" if role is Role.ADMIN
+                                                                                 else None)})
+
+        with client(Role.OPERATOR) as op, client(Role.ADMIN) as admin:
+            body = {"name": "shop", "launchCommand": command, "minInstances": 2, "maxInstances": 3}
+            assert op.post("/api/services", json=body).status_code == 403  # a command on this host: admins only
+            bad = admin.post("/api/services", json={**body, "launchCommand": "sleep 100"})
+            assert bad.status_code == 422 and bad.json()["details"][0]["field"] == "launchCommand"
+            broken = admin.post("/api/services", json={**body, "launchCommand": "false {port}"})
+            assert broken.status_code == 422 and "did not start" in broken.json()["details"][0]["message"]
+            assert [s["name"] for s in admin.get("/api/services").json()] == []  # nothing left behind
+            r = admin.post("/api/services", json=body)
+            assert r.status_code == 201, r.text
+            assert r.json()["managed"] and r.json()["instanceCount"] == 2
+            assert all(i["status"] == "healthy" for i in r.json()["instances"])
+            first_pids = {i.process.pid for i in rt.fleet.running("shop")}
+    finally:
+        rt.stop()
+    again = Runtime(settings)
+    again.start()
+    try:
+        running = again.fleet.running("shop")
+        assert len(running) == 2 and not ({i.process.pid for i in running} & first_pids)
+        with again.sessions() as s:
+            urls = sorted(i.url for i in s.scalars(select(Service).where(Service.name == "shop")).one().instances)
+        assert urls == sorted(i.url for i in running)
+    finally:
+        again.stop()

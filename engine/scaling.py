@@ -114,8 +114,7 @@ class ScalingManager:
             lock.release()
 
     def _done(self, name: str, before: int, after: int, direction: str, reason: str, source: str,
-              decision: Decision | None = None, config: AutoscalerConfig | None = None,
-              value: float | None = None) -> dict[str, Any]:
+              config: AutoscalerConfig | None = None, value: float | None = None) -> dict[str, Any]:
         with self._sessions.begin() as session:
             session.add(ScalingEvent(
                 service_name=name, direction=direction, from_count=before, to_count=after, reason=reason,
@@ -199,5 +198,5 @@ class ScalingManager:
             except (Conflict, Unavailable) as exc:  # a manual action is running, or a start failed
                 decision = Decision(count, len(self.fleet.running(name)), decision.raw, f"not done: {exc}")
             results.append(self._done(name, count, decision.desired, decision.direction, decision.reason,
-                                      "autoscaler", decision, config, value))
+                                      "autoscaler", config, value))
         return results

@@ -21,6 +21,7 @@ else:
         st.Page("pages/resilience.py", title="Resilience", icon=":material/electrical_services:"),
         st.Page("pages/load_test.py", title="Load Test", icon=":material/speed:"),
         st.Page("pages/chaos.py", title="Chaos", icon=":material/bolt:"),
+        st.Page("pages/scaling.py", title="Scaling", icon=":material/stacks:"),
         st.Page("pages/logs.py", title="Logs", icon=":material/receipt_long:"),
     ]
     if session.can(Role.ADMIN):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import CursorResult, Select, delete, func, or_, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -18,6 +19,7 @@ from db.models import (
     LoadTestSample,
     LogEntry,
     MetricRow,
+    ScalingEvent,
     Service,
     Simulation,
 )
@@ -41,6 +43,9 @@ __all__ = [
     "metrics_frame",
     "overview",
     "recent_logs",
+    "scaling_counts_before",
+    "scaling_events",
+    "scaling_steps",
     "services_frame",
     "simulations",
 ]
@@ -290,3 +295,53 @@ def simulations(session: Session, since: datetime | None = None, limit: int = 10
 def active_simulations(session: Session) -> list[Simulation]:
     """The simulations the engine holds active, oldest first."""
     return list(session.scalars(select(Simulation).where(Simulation.status == "active").order_by(Simulation.id)))
+
+
+# -- scaling decisions (scaling_events: one row per manual action and per autoscaler period) -------------------
+
+SCALING_COLUMNS = ["id", "timestamp", "service_name", "source", "direction", "from_count", "to_count", "metric",
+                   "metric_value", "target", "reason"]
+
+
+def _scaling_columns() -> list[Any]:
+    return [getattr(ScalingEvent, c) for c in SCALING_COLUMNS]
+
+
+def scaling_events(session: Session, service: str | None = None, limit: int = 200,
+                   changes_only: bool = False) -> pd.DataFrame:
+    """Scaling decisions newest first (of one service, if given), "no change" periods too unless `changes_only`."""
+    query = select(*_scaling_columns()).order_by(ScalingEvent.timestamp.desc(), ScalingEvent.id.desc()).limit(limit)
+    if service:
+        query = query.where(ScalingEvent.service_name == service)
+    if changes_only:
+        query = query.where(ScalingEvent.direction != "none")
+    return pd.DataFrame(session.execute(query).all(), columns=SCALING_COLUMNS)
+
+
+def scaling_steps(session: Session, since: datetime) -> pd.DataFrame:
+    """The decisions at or after `since` that say something about a service's instance count, oldest first.
+
+    Those are: each service's first one in the window (its count then), every change (to_count != from_count), and
+    any whose from_count differs from the to_count before it (the count changed outside scaling, e.g. an engine
+    restart starting the demo fleet afresh). Every autoscaler period writes a row; the other "no change" rows are
+    left out, so a day of them is not read every refresh.
+    """
+    columns = _scaling_columns()
+    previous = func.lag(ScalingEvent.to_count).over(
+        partition_by=ScalingEvent.service_name, order_by=(ScalingEvent.timestamp, ScalingEvent.id))
+    window = select(*columns, previous.label("previous")).where(ScalingEvent.timestamp >= since).subquery()
+    query = select(*(window.c[c] for c in SCALING_COLUMNS)).where(or_(
+        window.c.previous.is_(None),
+        window.c.to_count != window.c.from_count,
+        window.c.previous != window.c.from_count,
+    )).order_by(window.c.timestamp, window.c.id)
+    return pd.DataFrame(session.execute(query).all(), columns=SCALING_COLUMNS)
+
+
+def scaling_counts_before(session: Session, since: datetime) -> dict[str, int]:
+    """Each service's instance count at `since`, as its last decision before then left it (services with none
+    before `since` are absent: their count then is not known)."""
+    query = (select(ScalingEvent.service_name, ScalingEvent.to_count).where(ScalingEvent.timestamp < since)
+             .ext(distinct_on(ScalingEvent.service_name))
+             .order_by(ScalingEvent.service_name, ScalingEvent.timestamp.desc(), ScalingEvent.id.desc()))
+    return {name: count for name, count in session.execute(query).all()}

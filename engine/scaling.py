@@ -187,8 +187,11 @@ class ScalingManager:
         for service_id, name, config, minimum, maximum in targets:
             count = len(self.fleet.running(name))
             value = self.value(name, config, count, now - period_s)
-            decision = decide(config, count, value, now, self._stabilizers.setdefault(name, Stabilizer()),
-                              minimum, maximum)
+            history = self._stabilizers.get(name)
+            if history is None:  # a fresh start (or new settings): the count now is the first recommendation,
+                history = self._stabilizers[name] = Stabilizer()  # so a scale-down waits out its window
+                history.add(now, count, max(config.up_window_s, config.down_window_s))
+            decision = decide(config, count, value, now, history, minimum, maximum)
             try:
                 with self._exclusive(name):
                     if decision.desired > count:

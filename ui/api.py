@@ -12,40 +12,19 @@ import httpx
 from engine.errors import MonitorError
 
 __all__ = [
-    "DEFAULT_API_URL",
-    "ApiCallFailed",
-    "ApiClient",
-    "api_url",
-    "circuit_breakers",
-    "clear_logs",
-    "create_service",
-    "create_user",
-    "default_client",
-    "delete_service",
-    "delete_user",
-    "health",
-    "list_users",
-    "load_balancer",
-    "load_test_status",
-    "login",
-    "reset_all_breakers",
-    "reset_breaker",
-    "set_algorithm",
-    "simulate_database_overload",
-    "simulate_memory_leak",
-    "simulate_network_latency",
-    "simulate_service_failure",
-    "start_load_test",
-    "stop_all_simulations",
-    "stop_load_test",
-    "stop_simulation",
-    "system_metrics",
-    "update_breaker",
-    "update_service",
+    "DEFAULT_API_URL", "ApiCallFailed", "ApiClient", "api_url", "circuit_breakers", "clear_logs", "create_service",
+    "create_user", "default_client", "delete_service", "delete_user", "health", "list_users", "load_balancer",
+    "load_test_status", "login", "reset_all_breakers", "reset_breaker", "scale_down", "scale_up", "scaling",
+    "set_algorithm", "set_autoscaler", "simulate_database_overload", "simulate_memory_leak", "simulate_network_latency",
+    "simulate_service_failure", "start_load_test", "stop_all_simulations", "stop_load_test", "stop_simulation",
+    "system_metrics", "update_breaker", "update_service",
 ]
 
 DEFAULT_API_URL = "http://127.0.0.1:5000"
 TIMEOUT_S = 10.0
+# a scale-up waits for the new instance to be healthy (SCALE_READY_TIMEOUT_S, 15 s by default) and a scale-down
+# for in-flight requests to finish (SCALE_DRAIN_TIMEOUT_S, 10 s) and the process to stop (5 s grace)
+SCALE_TIMEOUT_S = 40.0
 
 
 class ApiCallFailed(MonitorError):
@@ -125,132 +104,130 @@ class ApiClient:
             error, details = response.reason_phrase or "error", []
         raise ApiCallFailed(response.status_code, error, details, _retry_after(response))
 
+    def _object(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """request() whose answer is a JSON object."""
+        result: dict[str, Any] = self.request(method, path, body)
+        return result
+
+    def _list(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """request() whose answer is a JSON array of objects."""
+        result: list[dict[str, Any]] = self.request(method, path, body)
+        return result
+
     def login(self, username: str, password: str) -> dict[str, Any]:
         """POST /api/auth/token: {token, expiresAt, role}; wrong credentials are a 401, too many tries a 429."""
-        result: dict[str, Any] = self.request("POST", "/api/auth/token", {"username": username, "password": password})
-        return result
+        return self._object("POST", "/api/auth/token", {"username": username, "password": password})
 
     def create_service(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /api/services: the created service."""
-        result: dict[str, Any] = self.request("POST", "/api/services", body)
-        return result
+        return self._object("POST", "/api/services", body)
 
     def update_service(self, service_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
         """PUT /api/services/<id>: the updated service."""
-        result: dict[str, Any] = self.request("PUT", f"/api/services/{service_id}", body)
-        return result
+        return self._object("PUT", f"/api/services/{service_id}", body)
 
     def delete_service(self, service_id: int) -> dict[str, Any]:
         """DELETE /api/services/<id>: {message, id}."""
-        result: dict[str, Any] = self.request("DELETE", f"/api/services/{service_id}")
-        return result
+        return self._object("DELETE", f"/api/services/{service_id}")
 
     def clear_logs(self) -> dict[str, Any]:
         """DELETE /api/logs: {message, deleted}."""
-        result: dict[str, Any] = self.request("DELETE", "/api/logs")
-        return result
+        return self._object("DELETE", "/api/logs")
 
     def list_users(self) -> list[dict[str, Any]]:
         """GET /api/users (admin): [{id, username, role, createdAt}]."""
-        result: list[dict[str, Any]] = self.request("GET", "/api/users")
-        return result
+        return self._list("GET", "/api/users")
 
     def create_user(self, username: str, password: str, role: str) -> dict[str, Any]:
         """POST /api/users (admin): the created user."""
         body = {"username": username, "password": password, "role": role}
-        result: dict[str, Any] = self.request("POST", "/api/users", body)
-        return result
+        return self._object("POST", "/api/users", body)
 
     def delete_user(self, user_id: int) -> dict[str, Any]:
         """DELETE /api/users/<id> (admin): {message, id}."""
-        result: dict[str, Any] = self.request("DELETE", f"/api/users/{user_id}")
-        return result
+        return self._object("DELETE", f"/api/users/{user_id}")
 
     def load_balancer(self) -> dict[str, Any]:
         """GET /api/load-balancer: {algorithm, algorithms, totalPicks, instances}."""
-        result: dict[str, Any] = self.request("GET", "/api/load-balancer")
-        return result
+        return self._object("GET", "/api/load-balancer")
 
     def set_algorithm(self, algorithm: str) -> dict[str, Any]:
         """PUT /api/load-balancer: the balancer state after the switch (an unknown name is a 400)."""
-        result: dict[str, Any] = self.request("PUT", "/api/load-balancer", {"algorithm": algorithm})
-        return result
+        return self._object("PUT", "/api/load-balancer", {"algorithm": algorithm})
 
     def circuit_breakers(self) -> dict[str, Any]:
         """GET /api/circuit-breakers: {total, closed, open, halfOpen, breakers}."""
-        result: dict[str, Any] = self.request("GET", "/api/circuit-breakers")
-        return result
+        return self._object("GET", "/api/circuit-breakers")
 
     def update_breaker(self, service_name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """PUT /api/circuit-breakers/<name>: the breaker with its new thresholds."""
-        result: dict[str, Any] = self.request("PUT", f"/api/circuit-breakers/{quote(service_name, safe='')}", body)
-        return result
+        return self._object("PUT", f"/api/circuit-breakers/{quote(service_name, safe='')}", body)
 
     def reset_breaker(self, service_name: str) -> dict[str, Any]:
         """POST /api/circuit-breakers/<name>/reset: the breaker, CLOSED."""
-        result: dict[str, Any] = self.request("POST", f"/api/circuit-breakers/{quote(service_name, safe='')}/reset")
-        return result
+        return self._object("POST", f"/api/circuit-breakers/{quote(service_name, safe='')}/reset")
 
     def reset_all_breakers(self) -> dict[str, Any]:
         """POST /api/circuit-breakers/reset-all: {message}."""
-        result: dict[str, Any] = self.request("POST", "/api/circuit-breakers/reset-all")
-        return result
+        return self._object("POST", "/api/circuit-breakers/reset-all")
 
     def system_metrics(self) -> dict[str, Any]:
         """GET /api/metrics: the seed's SystemMetrics (resilience, loadBalancer, circuitBreakers, ...)."""
-        result: dict[str, Any] = self.request("GET", "/api/metrics")
-        return result
+        return self._object("GET", "/api/metrics")
 
     def start_load_test(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /api/load-test/start: the new run's status (202); 409 while one runs, 422 for bad input."""
-        result: dict[str, Any] = self.request("POST", "/api/load-test/start", body)
-        return result
+        return self._object("POST", "/api/load-test/start", body)
 
     def stop_load_test(self) -> dict[str, Any]:
         """POST /api/load-test/stop: the run's final status; 409 when none runs."""
-        result: dict[str, Any] = self.request("POST", "/api/load-test/stop")
-        return result
+        return self._object("POST", "/api/load-test/stop")
 
     def load_test_status(self) -> dict[str, Any]:
         """GET /api/load-test/status: the running or latest run, live ({status: "idle"} before any)."""
-        result: dict[str, Any] = self.request("GET", "/api/load-test/status")
-        return result
+        return self._object("GET", "/api/load-test/status")
 
     def health(self) -> dict[str, Any]:
         """GET /api/health: engine, database and write path (writer.writeLatencyMs), active simulations."""
-        result: dict[str, Any] = self.request("GET", "/api/health")
-        return result
+        return self._object("GET", "/api/health")
 
     def simulate_service_failure(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /api/simulate/service-failure: the simulation (201); 409 same kind on the service, or kill of an
         external service."""
-        result: dict[str, Any] = self.request("POST", "/api/simulate/service-failure", body)
-        return result
+        return self._object("POST", "/api/simulate/service-failure", body)
 
     def simulate_network_latency(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /api/simulate/network-latency: the simulation (201); 409 when one is active on the same target."""
-        result: dict[str, Any] = self.request("POST", "/api/simulate/network-latency", body)
-        return result
+        return self._object("POST", "/api/simulate/network-latency", body)
 
     def simulate_database_overload(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /api/simulate/database-overload: the simulation (201); 409 while one is active."""
-        result: dict[str, Any] = self.request("POST", "/api/simulate/database-overload", body)
-        return result
+        return self._object("POST", "/api/simulate/database-overload", body)
 
     def simulate_memory_leak(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /api/simulate/memory-leak: the simulation (201); 409 while one is active."""
-        result: dict[str, Any] = self.request("POST", "/api/simulate/memory-leak", body)
-        return result
+        return self._object("POST", "/api/simulate/memory-leak", body)
 
     def stop_simulation(self, simulation_id: int) -> dict[str, Any]:
         """POST /api/simulations/<id>/stop: the ended simulation with its effect; 404 unknown, 409 not active."""
-        result: dict[str, Any] = self.request("POST", f"/api/simulations/{int(simulation_id)}/stop")
-        return result
+        return self._object("POST", f"/api/simulations/{int(simulation_id)}/stop")
 
     def stop_all_simulations(self) -> dict[str, Any]:
         """POST /api/simulate/stop-all: {message, stopped}."""
-        result: dict[str, Any] = self.request("POST", "/api/simulate/stop-all")
-        return result
+        return self._object("POST", "/api/simulate/stop-all")
+
+    def scaling(self) -> dict[str, Any]:
+        """GET /api/scaling: {totalInstances, services: [{id, name, instanceCount, load, canScaleUp, ...}]}."""
+        return self._object("GET", "/api/scaling")
+
+    def scale(self, service_id: int, direction: str) -> dict[str, Any]:
+        """POST /api/services/<id>/scale-up or -down: {message, newInstanceCount}; 409 at a bound, for an external
+        service or while another action on it runs; 503 when a new instance does not become healthy."""
+        return self._object("POST", f"/api/services/{int(service_id)}/scale-{direction}")
+
+    def set_autoscaler(self, service_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT /api/services/<id>/autoscaler: the settings now in force; 422 names a bad field."""
+        return self._object("PUT", f"/api/services/{int(service_id)}/autoscaler", body)
 
 
 def _retry_after(response: httpx.Response) -> int | None:
@@ -264,11 +241,11 @@ def api_url() -> str:
     return os.environ.get("API_URL") or DEFAULT_API_URL
 
 
-def default_client(token: str | None = None) -> ApiClient:
+def default_client(token: str | None = None, timeout: float = TIMEOUT_S) -> ApiClient:
     """A client for the API at api_url(), sending `token`, else the logged-in session's token."""
     from ui import session  # late: ui.session imports this module for the login form
 
-    return ApiClient(api_url(), token=token if token is not None else session.token())
+    return ApiClient(api_url(), token=token if token is not None else session.token(), timeout=timeout)
 
 
 def login(username: str, password: str) -> dict[str, Any]:
@@ -394,3 +371,23 @@ def stop_simulation(simulation_id: int) -> dict[str, Any]:
 def stop_all_simulations() -> dict[str, Any]:
     """End every active simulation now (operator)."""
     return default_client().stop_all_simulations()
+
+
+def scaling() -> dict[str, Any]:
+    """Instances, load (in flight) and scaling room per service, live from the engine."""
+    return default_client().scaling()
+
+
+def scale_up(service_id: int) -> dict[str, Any]:
+    """Start one more instance of a managed service and wait until it is healthy (operator)."""
+    return default_client(timeout=SCALE_TIMEOUT_S).scale(service_id, "up")
+
+
+def scale_down(service_id: int) -> dict[str, Any]:
+    """Drain and stop one instance of a managed service (operator)."""
+    return default_client(timeout=SCALE_TIMEOUT_S).scale(service_id, "down")
+
+
+def set_autoscaler(service_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn a managed service's autoscaler on or off, with its settings and instance bounds (operator)."""
+    return default_client().set_autoscaler(service_id, body)

@@ -13,11 +13,14 @@ __all__ = [
     "LEVEL_EMOJI",
     "LOAD_TEST_EMOJI",
     "NA",
+    "SCALING_DIRECTIONS",
+    "SCALING_METRICS",
     "SIMULATION_COLOURS",
     "SIMULATION_EMOJI",
     "SIMULATION_KINDS",
     "STATUS_COLOURS",
     "STATUS_EMOJI",
+    "autoscaler_summary",
     "breaker_badge_colour",
     "breaker_label",
     "card_css",
@@ -26,6 +29,7 @@ __all__ = [
     "fmt_duration_ms",
     "fmt_json",
     "fmt_mb",
+    "fmt_metric",
     "fmt_ms",
     "fmt_pct",
     "fmt_rate",
@@ -34,6 +38,7 @@ __all__ = [
     "fmt_status",
     "level_label",
     "load_test_label",
+    "metric_vs_target",
     "simulation_effect",
     "simulation_kind",
     "simulation_label",
@@ -72,6 +77,12 @@ SIMULATION_KINDS: dict[str, str] = {"service-failure": "Service failure", "netwo
 # one colour per kind, for chart spans
 SIMULATION_COLOURS: dict[str, str] = {"service-failure": "#ef4444", "network-latency": "#f59e0b",
                                       "database-overload": "#a855f7", "memory-leak": "#3b82f6"}
+
+
+# autoscaler metrics (engine.hpa.METRICS): API name -> what the form calls it, with its unit
+SCALING_METRICS: dict[str, str] = {"inflight": "In-flight requests per instance", "cpu": "CPU % per instance",
+                                   "p95": "p95 latency (ms)"}
+SCALING_DIRECTIONS: dict[str, str] = {"up": "▲ up", "down": "▼ down", "none": "no change"}
 
 
 def _missing(value: float | None) -> bool:
@@ -276,6 +287,38 @@ def simulation_effect(status: str | None, effect: dict[str, Any] | None) -> str:
             parts.append("held a lock on logs")
         return ", ".join(parts)
     return fmt_json(effect)
+
+
+def _figure(value: float) -> str:
+    """A metric figure without its unit: "7.5", "0.333", "1,250"."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def fmt_metric(metric: str | None, value: float | None) -> str:
+    """An autoscaler metric's value with its unit: "7.5 in flight / instance", "62.1 % CPU", "180 ms p95"; None is
+    "n/a"."""
+    if value is None or _missing(value):
+        return NA
+    v = _figure(value)
+    return {"inflight": f"{v} in flight / instance", "cpu": f"{v} % CPU", "p95": f"{v} ms p95"}.get(metric or "", v)
+
+
+def metric_vs_target(metric: str | None, value: float | None, target: float | None) -> str | None:
+    """A decision's measured value against its target: "7.5 vs target 5 in flight / instance", "62 % vs target
+    50 % CPU"; None for one without a metric (a manual action)."""
+    if metric is None:
+        return None
+    unit = {"cpu": " %", "p95": " ms"}.get(metric, "")
+    measured = NA if value is None or _missing(value) else f"{_figure(value)}{unit}"
+    return f"{measured} vs target {fmt_metric(metric, target)}"
+
+
+def autoscaler_summary(settings: dict[str, Any] | None) -> str:
+    """A service's autoscaler (GET /api/scaling names) in a few words: "target 5 in flight / instance ± 10 %", or
+    "off"."""
+    if not settings:
+        return "off"
+    return f"target {fmt_metric(settings['metric'], settings['target'])} ± {100.0 * settings['tolerance']:g} %"
 
 
 def fmt_json(value: Any) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 __all__ = [
     "BREAKER_FIELDS",
+    "autoscaler_body",
     "breaker_body",
     "create_body",
     "load_test_body",
@@ -28,6 +29,29 @@ def breaker_body(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str
     Both hold API field names; a slowCallMs of None turns slow-call counting off.
     """
     return {f: new[f] for f in BREAKER_FIELDS if f in new and new[f] != current.get(f)}
+
+
+def autoscaler_body(
+    enabled: bool,
+    *,
+    metric: str,
+    target: float,
+    tolerance_pct: float,
+    up_window_s: float,
+    down_window_s: float,
+    max_step: int,
+    min_instances: int,
+    max_instances: int,
+) -> dict[str, Any]:
+    """The PUT /api/services/<id>/autoscaler body; the tolerance, given in %, is sent as 0..1.
+
+    Turning the autoscaler off sends only the instance bounds: the engine keeps no settings of one that is off.
+    """
+    body: dict[str, Any] = {"enabled": enabled, "minInstances": min_instances, "maxInstances": max_instances}
+    if enabled:
+        body.update({"metric": metric, "target": target, "tolerance": tolerance_pct / 100.0,
+                     "scaleUpWindowS": up_window_s, "scaleDownWindowS": down_window_s, "maxStep": max_step})
+    return body
 
 
 def load_test_body(

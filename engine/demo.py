@@ -36,7 +36,7 @@ log = event_logger("demo")
 
 @dataclass
 class DemoInstance:
-    """A running demo process."""
+    """A service instance process on loopback (demo or managed)."""
 
     service: str
     port: int

@@ -27,7 +27,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Instance, Service
-from engine.demo import free_port, wait_ready
+from engine.demo import DemoInstance, free_port, wait_ready
 from engine.errors import Conflict, ProcessError
 from engine.logs import event_logger
 from engine.processes import spawn, stop_all
@@ -38,19 +38,11 @@ log = event_logger("fleet")
 
 
 @dataclass
-class ManagedInstance:
-    """A process the engine started for a service."""
+class ManagedInstance(DemoInstance):
+    """A process the engine started for a service, and its row once registered."""
 
-    service: str
-    port: int
-    process: subprocess.Popen[bytes]
     instance_id: int | None = None
     on_purpose: bool = False  # stopped by us (scale-down, chaos kill, shutdown): not replaced
-
-    @property
-    def url(self) -> str:
-        """Its base URL on loopback."""
-        return f"http://127.0.0.1:{self.port}"
 
 
 class _Spawner:

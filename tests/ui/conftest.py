@@ -85,6 +85,15 @@ def texts(elements: Any) -> list[str]:
     return [str(e.value) for e in elements]
 
 
+def chart_spec(at: AppTest, key: str) -> dict[str, Any]:
+    """The plotly JSON of the chart with this key."""
+    for chart in at.get("plotly_chart"):
+        if chart.proto.id.endswith(key):
+            spec: dict[str, Any] = json.loads(chart.proto.spec)
+            return spec
+    raise AssertionError(f"no plotly chart with key {key!r}")
+
+
 def chart_traces(at: AppTest, key: str) -> dict[str, list[Any]]:
     """Trace name -> y values of the plotly chart with this key (decoding plotly's typed arrays)."""
     for chart in at.get("plotly_chart"):

@@ -3,7 +3,6 @@ PostgreSQL, and real ones started and stopped from the page through a live engin
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from db.models import Instance, MetricRow, Service, Simulation
 from engine.users import Role
 from tests.conftest import free_port
-from tests.ui.conftest import open_page, texts
+from tests.ui.conftest import chart_spec, open_page, texts
 
 PAGE = "pages/chaos.py"
 START_KEYS = ("sf-start", "nl-start", "db-start", "ml-start")
@@ -50,13 +49,6 @@ def history(at: AppTest) -> pd.DataFrame:
     return frame
 
 
-def chart_spec(at: AppTest, key: str) -> dict[str, Any]:
-    """The plotly JSON of the chart with this key."""
-    for chart in at.get("plotly_chart"):
-        if chart.proto.id.endswith(key):
-            spec: dict[str, Any] = json.loads(chart.proto.spec)
-            return spec
-    raise AssertionError(f"no plotly chart with key {key!r}")
 
 
 # -- seeded simulations (no API) -----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from db.models import Instance, ScalingEvent, Service, Simulation
 from engine.users import Role
 from tests.conftest import token_for
-from tests.ui.conftest import chart_traces, metrics, open_page, texts
+from tests.ui.conftest import chart_spec, chart_traces, metrics, open_page, texts
 from ui.api import ApiClient
 
 PAGE = "pages/scaling.py"
@@ -66,13 +65,6 @@ def iso(t: datetime) -> str:
     return t.astimezone(UTC).replace(tzinfo=None).isoformat()
 
 
-def chart_spec(at: AppTest, key: str) -> dict[str, Any]:
-    """The plotly JSON of the chart with this key."""
-    for chart in at.get("plotly_chart"):
-        if chart.proto.id.endswith(key):
-            spec: dict[str, Any] = json.loads(chart.proto.spec)
-            return spec
-    raise AssertionError(f"no plotly chart with key {key!r}")
 
 
 def history(at: AppTest) -> list[list[Any]]:

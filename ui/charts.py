@@ -20,6 +20,7 @@ __all__ = [
     "load_test_latency",
     "load_test_overlay",
     "load_test_rate",
+    "naive_utc",
     "per_service_lines",
     "picks_bars",
     "simulation_tag",
@@ -40,7 +41,7 @@ def per_service_lines(frame: pd.DataFrame, column: str, title: str, y_title: str
         fig.add_trace(
             go.Scatter(
                 # naive UTC: plotly drops a timezone and shows the wall time, which would be the session's zone
-                x=[_utc(t) for t in group["timestamp"]],
+                x=[naive_utc(t) for t in group["timestamp"]],
                 y=group[column],
                 name=str(name),
                 mode="lines+markers",
@@ -106,7 +107,7 @@ def picks_bars(frame: pd.DataFrame) -> Any | None:
 BREAKER_STATES = ("CLOSED", "HALF_OPEN", "OPEN")
 
 
-def _utc(t: Any) -> pd.Timestamp:
+def naive_utc(t: Any) -> pd.Timestamp:
     """A time as a naive UTC timestamp (plotly shows date strings as written)."""
     ts = pd.Timestamp(t)
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
@@ -125,8 +126,8 @@ def breaker_timeline(segments: pd.DataFrame, since: Any, now: Any) -> Any | None
         spans = segments[segments["state"] == state]
         if spans.empty:
             continue
-        starts = [_utc(t) for t in spans["start"]]
-        ends = [_utc(t) for t in spans["end"]]
+        starts = [naive_utc(t) for t in spans["start"]]
+        ends = [naive_utc(t) for t in spans["end"]]
         fig.add_trace(
             go.Bar(
                 orientation="h",
@@ -149,7 +150,7 @@ def breaker_timeline(segments: pd.DataFrame, since: Any, now: Any) -> Any | None
         bargap=0.3,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
         uirevision="live",
-        xaxis={"type": "date", "range": [_utc(since).isoformat(), _utc(now).isoformat()],
+        xaxis={"type": "date", "range": [naive_utc(since).isoformat(), naive_utc(now).isoformat()],
                "title": "time (UTC)"},
         yaxis={"categoryorder": "array", "categoryarray": services[::-1], "title": None},
     )
@@ -337,14 +338,14 @@ def annotate_simulations(fig: Any, simulations: Sequence[Simulation], now: Any, 
     seconds since it, for the load test charts' "second" axes; else x is naive UTC time, as the other builders
     draw it. The x range is set to the data and the spans: plotly would otherwise widen it to fit label text.
     """
-    start_of = None if since is None else _utc(since)
-    end_now = _utc(now)
+    start_of = None if since is None else naive_utc(since)
+    end_now = naive_utc(now)
     shown: list[tuple[Simulation, Any, Any]] = []
     for r in sorted(simulations, key=lambda r: (r.started_at, r.id)):
         if r.status == "failed":
             continue
-        t0 = _utc(r.started_at)
-        t1 = end_now if r.status == "active" or r.ended_at is None else _utc(r.ended_at)
+        t0 = naive_utc(r.started_at)
+        t1 = end_now if r.status == "active" or r.ended_at is None else naive_utc(r.ended_at)
         if start_of is not None:
             if t1 < start_of:
                 continue
@@ -352,10 +353,11 @@ def annotate_simulations(fig: Any, simulations: Sequence[Simulation], now: Any, 
         if origin is None:
             shown.append((r, t0, t1))
         else:
-            shown.append((r, (t0 - _utc(origin)).total_seconds(), (t1 - _utc(origin)).total_seconds()))
+            shown.append((r, (t0 - naive_utc(origin)).total_seconds(), (t1 - naive_utc(origin)).total_seconds()))
     if not shown:
         return fig
-    xs = [x if origin is not None else _utc(x) for trace in fig.data for x in (trace.x if trace.x is not None else ())]
+    xs = [x if origin is not None else naive_utc(x)
+          for trace in fig.data for x in (trace.x if trace.x is not None else ())]
     lo = min([*xs, *(a for _, a, _ in shown)])
     hi = max([*xs, *(b for _, _, b in shown)])
     extent = (hi - lo) * LABEL_SHARE

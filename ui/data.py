@@ -49,6 +49,7 @@ __all__ = [
     "simulation_history",
     "summarize_services",
     "timeline_start",
+    "value_or_none",
 ]
 
 NO_DATABASE = (
@@ -208,7 +209,7 @@ class ServiceSummary:
         }
 
 
-def _value(v: Any) -> Any:
+def value_or_none(v: Any) -> Any:
     """None for pandas' missing markers (NaN, NaT, NA), else the value."""
     return None if v is None or (not isinstance(v, list | tuple | dict) and pd.isna(v)) else v
 
@@ -219,16 +220,16 @@ def summarize_services(frame: pd.DataFrame) -> list[ServiceSummary]:
     for _, group in frame.groupby("service_id", sort=True):
         first = group.iloc[0]
         instances = group[group["instance_id"].notna()]
-        last = _value(instances["last_health_check"].max()) if len(instances) else None
+        last = value_or_none(instances["last_health_check"].max()) if len(instances) else None
         out.append(
             ServiceSummary(
                 id=int(first["service_id"]),
                 name=str(first["service"]),
-                status=str(_value(first["service_status"]) or "unknown"),
+                status=str(value_or_none(first["service_status"]) or "unknown"),
                 managed=bool(first["managed"]),
                 weight=int(first["weight"]),
                 health_path=str(first["health_path"]),
-                metrics_path=_value(first["metrics_path"]),
+                metrics_path=value_or_none(first["metrics_path"]),
                 urls=tuple(str(u) for u in instances["url"]),
                 instance_count=len(instances),
                 healthy_count=int((instances["status"] == "healthy").sum()),

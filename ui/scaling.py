@@ -14,8 +14,8 @@ from plotly.subplots import make_subplots
 
 from db.models import Service, Simulation
 from engine.scaling import autoscaler_json
-from ui.charts import _utc, annotate_simulations
-from ui.data import _value
+from ui.charts import annotate_simulations, naive_utc
+from ui.data import value_or_none
 from ui.format import SCALING_DIRECTIONS, metric_vs_target
 
 # -- scaling (db.queries.list_services and the scaling_events reads) -------------------------------------------
@@ -106,7 +106,7 @@ def scaling_history(events: pd.DataFrame) -> pd.DataFrame:
         "source": events["source"],
         "direction": [SCALING_DIRECTIONS.get(d, d) for d in events["direction"]],
         "instances": [f"{a} → {b}" for a, b in zip(events["from_count"], events["to_count"], strict=True)],
-        "metric vs target": [metric_vs_target(_value(m), _value(v), _value(t)) for m, v, t in
+        "metric vs target": [metric_vs_target(value_or_none(m), value_or_none(v), value_or_none(t)) for m, v, t in
                              zip(events["metric"], events["metric_value"], events["target"], strict=True)],
         "reason": events["reason"],
     })
@@ -139,7 +139,7 @@ def instance_counts(points: pd.DataFrame, events: pd.DataFrame, simulations: Seq
         colour = colours[(row - 1) % len(colours)]
         line = points[points["service"] == name]
         fig.add_trace(go.Scatter(
-            x=[_utc(t) for t in line["at"]], y=line["count"].tolist(), name=name, mode="lines", legendgroup=name,
+            x=[naive_utc(t) for t in line["at"]], y=line["count"].tolist(), name=name, mode="lines", legendgroup=name,
             line={"shape": "hv", "color": colour, "width": 2}, showlegend=False,
             hovertemplate=f"{name}: %{{y}} instance(s)<extra></extra>"), row=row, col=1)
         fig.update_yaxes(title_text=name, row=row, col=1)
@@ -147,7 +147,7 @@ def instance_counts(points: pd.DataFrame, events: pd.DataFrame, simulations: Seq
         if moves.empty:
             continue
         fig.add_trace(go.Scatter(
-            x=[_utc(t) for t in moves["timestamp"]], y=moves["to_count"].tolist(), name=f"{name} scaling",
+            x=[naive_utc(t) for t in moves["timestamp"]], y=moves["to_count"].tolist(), name=f"{name} scaling",
             mode="markers", legendgroup=name, showlegend=False,
             marker={"symbol": [SCALE_SYMBOLS[d] for d in moves["direction"]], "size": 12, "color": colour,
                     "line": {"width": 1, "color": "#ffffff"}},
@@ -168,5 +168,5 @@ def instance_counts(points: pd.DataFrame, events: pd.DataFrame, simulations: Seq
     if now is not None:
         annotate_simulations(fig, simulations, now, since=start)
         if start is not None:  # the spans are clipped to `start`: the axis holds them and every line
-            fig.update_xaxes(range=[_utc(start).isoformat(), _utc(now).isoformat()])
+            fig.update_xaxes(range=[naive_utc(start).isoformat(), naive_utc(now).isoformat()])
     return fig

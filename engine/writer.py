@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import cast
@@ -87,6 +88,7 @@ class BatchWriter:
         flush_interval: float = 0.5,
         max_buffer: int = 10_000,
         batch_size: int = 2_000,
+        on_commit: Callable[[float], None] | None = None,
     ) -> None:
         self._sessions = session_factory
         self._clock = clock
@@ -106,6 +108,7 @@ class BatchWriter:
         self._last_error: str | None = None
         self._last_success: datetime | None = None
         self._latencies: deque[tuple[float, float]] = deque(maxlen=1000)  # (monotonic end, ms) per batch
+        self._on_commit = on_commit  # told each committed batch's duration in seconds (Prometheus histogram)
 
     def write_latency(self, window_s: float = 60.0) -> WriteLatency:
         """How long the batches committed in the last window_s took (the engine's own DB write latency)."""
@@ -167,6 +170,8 @@ class BatchWriter:
                 return total
             total += len(batch)
             ended = self._clock.monotonic()
+            if self._on_commit is not None:
+                self._on_commit(ended - began)
             with self._lock:
                 self._latencies.append((ended, (ended - began) * 1000.0))
                 self._written += len(batch)

@@ -36,3 +36,46 @@ def report(title: str, ours: float, peer: float, peer_name: str, unit: str = "µ
     verdict = "" if limit is None else (f"  (limit {limit:.2f}x: {'ok' if ratio <= limit else 'OVER'})")
     print(f"{title}: ours {ours:.2f} {unit}, {peer_name} {peer:.2f} {unit}, ratio {ratio:.3f}x{verdict}")
     return limit is None or ratio <= limit
+
+
+@contextmanager
+def scratch_database(keep: str | None = None) -> Iterator[str]:
+    """A migrated database for one benchmark run: on DATABASE_URL's server, else an embedded one in a temp dir.
+
+    Dropped afterwards unless `keep` names it (then it is reused when it exists, e.g. a seeded data set).
+    """
+    import os
+    import tempfile
+    import uuid
+
+    from sqlalchemy import make_url, text
+
+    from db.session import EmbeddedPostgres, make_engine, migrate, sqlalchemy_url
+
+    server = os.environ.get("DATABASE_URL")
+    embedded = None
+    tmp = None
+    if not server:
+        tmp = tempfile.TemporaryDirectory(prefix="mm-bench-")
+        embedded = EmbeddedPostgres(Path(tmp.name))
+        server = embedded.start()
+    name = keep or f"mm_bench_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            if not c.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
+                c.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(sqlalchemy_url(server)).set(database=name).render_as_string(hide_password=False)
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+        yield url
+    finally:
+        if keep is None:
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        if embedded is not None:
+            embedded.stop()
+        if tmp is not None:
+            tmp.cleanup()

@@ -29,6 +29,7 @@ __all__ = [
     "LoadTest",
     "LoadTestSample",
     "LogEntry",
+    "MetricMinute",
     "MetricRow",
     "ScalingEvent",
     "Service",
@@ -120,14 +121,16 @@ class BreakerTransitionRow(Base):
 
 
 class MetricRow(Base):
-    """One service's measurements for one time bucket; NULL means not measured."""
+    """One service's measurements for one time bucket; NULL means not measured.
+
+    Range-partitioned by day (migration 0006; engine.partitions keeps the partitions), so the model
+    maps the parent table and PostgreSQL routes each row to its day.
+    """
 
     __tablename__ = "metrics"
-    __table_args__ = (Index("ix_metrics_service_ts", "service_name", "timestamp"),)
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    service_name: Mapped[str] = mapped_column(String(100))
-    timestamp: Mapped[datetime] = mapped_column(TS, index=True)
+    service_name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    timestamp: Mapped[datetime] = mapped_column(TS, primary_key=True)
     bucket_seconds: Mapped[float] = mapped_column(Float)
     request_count: Mapped[int] = mapped_column(Integer, default=0)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -138,6 +141,28 @@ class MetricRow(Base):
     cpu_percent: Mapped[float | None] = mapped_column(Float)
     memory_mb: Mapped[float | None] = mapped_column(Float)
     instances_scraped: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MetricMinute(Base):
+    """One service's metrics rolled up per minute (a trigger keeps it; sums and maxima so rows add up)."""
+
+    __tablename__ = "metrics_1m"
+
+    service_name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    buckets: Mapped[int] = mapped_column(Integer)
+    bucket_seconds: Mapped[float] = mapped_column(Float)
+    request_count: Mapped[int] = mapped_column(BigInteger)
+    error_count: Mapped[int] = mapped_column(BigInteger)
+    latency_requests: Mapped[int] = mapped_column(BigInteger)  # requests in buckets that measured latency
+    latency_sum_ms: Mapped[float] = mapped_column(Float)  # sum of avg x requests
+    p50_sum_ms: Mapped[float] = mapped_column(Float)  # sum of p50 x requests
+    p95_max_ms: Mapped[float | None] = mapped_column(Float)
+    p99_max_ms: Mapped[float | None] = mapped_column(Float)
+    cpu_sum: Mapped[float] = mapped_column(Float)
+    cpu_n: Mapped[int] = mapped_column(Integer)
+    memory_sum_mb: Mapped[float] = mapped_column(Float)
+    memory_n: Mapped[int] = mapped_column(Integer)
 
 
 class LogEntry(Base):

@@ -31,6 +31,14 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "COLLECT_INTERVAL": ("collect_interval", "metrics bucket length in seconds (default 5)"),
     "WRITER_FLUSH_INTERVAL": ("flush_interval", "seconds between batch writes (default 0.5)"),
     "WRITER_MAX_BUFFER": ("writer_max_buffer", "events buffered while the DB is slow; oldest dropped (10000)"),
+    "WRITER_BATCH_ROWS": ("writer_batch_rows", "rows per write; a batch this big is written at once (default 2000)"),
+    "METRICS_RETENTION_DAYS": (
+        "retention_days", "days of metrics (daily partitions, rollup) and logs kept; older is dropped (default 7)",
+    ),
+    "PARTITIONS_AHEAD": ("partitions_ahead", "daily metric partitions created ahead of today (default 2)"),
+    "MAINTENANCE_INTERVAL_S": (
+        "maintenance_interval", "seconds between partition upkeep and retention runs (default 3600)",
+    ),
     "DEMO_PORT_BASE": ("demo_port_base", "first loopback port tried for demo instances (default 7100)"),
     "DEMO_SEED": ("demo_seed", "seed of the demo services' latency model (default 42)"),
     "LOG_LEVEL": ("log_level", "console log level (default INFO)"),
@@ -152,6 +160,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "collect_interval": _positive(float),
     "flush_interval": _positive(float),
     "writer_max_buffer": _positive(int),
+    "writer_batch_rows": _positive(int),
+    "retention_days": _positive(int),
+    "partitions_ahead": _non_negative,
+    "maintenance_interval": _positive(float),
     "demo_port_base": _port,
     "demo_seed": int,
     "log_level": _level,
@@ -206,6 +218,10 @@ class Settings:
     collect_interval: float = 5.0
     flush_interval: float = 0.5
     writer_max_buffer: int = 10_000
+    writer_batch_rows: int = 2_000
+    retention_days: int = 7
+    partitions_ahead: int = 2
+    maintenance_interval: float = 3600.0
     demo_port_base: int = 7100
     demo_seed: int = 42
     log_level: str = "INFO"

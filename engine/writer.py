@@ -1,8 +1,11 @@
-"""One bounded batch writer for every per-event row (logs, metrics, health updates).
+"""One bounded batch writer for every row the engine emits (metrics, logs, samples, health, breakers).
 
-Events queue in memory and are written every `flush_interval` in one transaction per batch.
-While the database is down the buffer holds up to `max_buffer` events; past that the oldest
-are dropped and counted. Nothing on a hot path waits for PostgreSQL.
+Events queue in memory and are written every `flush_interval`, or as soon as `batch_size` are
+waiting, in one transaction per batch (COPY for the append-only tables: db.ingest). While the
+database is down the buffer holds up to `max_buffer` events, the oldest dropped and counted past
+that, and the backlog is written in order when it returns. A batch the database refuses for its
+content (not the connection) is retried row-safe; rows still refused are counted as rejected.
+Nothing on a hot path waits for PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,43 +14,17 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import (
-    BreakerTransitionRow,
-    CircuitBreakerRow,
-    Instance,
-    LoadTest,
-    LoadTestSample,
-    LogEntry,
-    MetricRow,
-    Service,
-)
+from db.ingest import Rejected, write_batch, is_connection_error
 from engine.clock import Clock
-from engine.events import (
-    BreakerEvent,
-    Event,
-    InstanceHealthEvent,
-    LoadTestProgress,
-    LoadTestSampleEvent,
-    LogEvent,
-    MetricEvent,
-    ServiceHealthEvent,
-)
+from engine.events import Event
 from engine.traffic import percentile
 
 __all__ = ["BatchWriter", "WriteLatency", "WriterStatus"]
-
-# Core tables: executemany UPDATE ... WHERE id = :iid (the ORM's bulk update wants primary-key dicts)
-_INSTANCES = cast(Table, Instance.__table__)
-_SERVICES = cast(Table, Service.__table__)
-_LOAD_TESTS = cast(Table, LoadTest.__table__)
 
 # the writer's own problems go to the console only: logging them to the DB would loop
 log = logging.getLogger("engine.writer")
@@ -73,6 +50,7 @@ class WriterStatus:
     pending: int
     written: int
     dropped: int
+    rejected: int
     last_error: str | None
     last_success: datetime | None
 
@@ -104,6 +82,7 @@ class BatchWriter:
         self._thread: threading.Thread | None = None
         self._written = 0
         self._dropped = 0
+        self._rejected = 0
         self._ok = True
         self._last_error: str | None = None
         self._last_success: datetime | None = None
@@ -126,12 +105,16 @@ class BatchWriter:
                 self._buffer.popleft()
                 self._dropped += 1
             self._buffer.append(event)
+            full = len(self._buffer) >= self._batch
+        if full:
+            self._wake.set()
 
     def status(self) -> WriterStatus:
         """Counters and database state for /api/health."""
         with self._lock:
             return WriterStatus(
-                self._ok, len(self._buffer), self._written, self._dropped, self._last_error, self._last_success
+                self._ok, len(self._buffer), self._written, self._dropped, self._rejected, self._last_error,
+                self._last_success,
             )
 
     def start(self) -> None:
@@ -163,8 +146,7 @@ class BatchWriter:
                 return total
             began = self._clock.monotonic()
             try:
-                with self._sessions.begin() as session:
-                    _write(session, batch)
+                rejected = self._write(batch)
             except Exception as exc:
                 self._requeue(batch, exc)
                 return total
@@ -172,12 +154,28 @@ class BatchWriter:
             ended = self._clock.monotonic()
             if self._on_commit is not None:
                 self._on_commit(ended - began)
+            refused = sum(r.rows for r in rejected)
+            for r in rejected:
+                log.error("%d row(s) for %s rejected: %s", r.rows, r.table, r.error)
             with self._lock:
                 self._latencies.append((ended, (ended - began) * 1000.0))
-                self._written += len(batch)
+                self._written += len(batch) - refused
+                self._rejected += refused
                 if not self._ok:
                     log.warning("database writes resumed")
                 self._ok, self._last_error, self._last_success = True, None, self._clock.now()
+
+    def _write(self, batch: list[Event]) -> list[Rejected]:
+        try:
+            with self._sessions.begin() as session:
+                write_batch(session, batch)
+            return []
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise
+            log.warning("batch of %d refused (%s); writing it row-safe", len(batch), type(exc).__name__)
+        with self._sessions.begin() as session:
+            return write_batch(session, batch, careful=True)
 
     def _requeue(self, batch: list[Event], exc: Exception) -> None:
         with self._lock:
@@ -195,86 +193,3 @@ class BatchWriter:
             self._wake.clear()
             self.flush()
         self.flush()
-
-
-def _write(session: Session, batch: list[Event]) -> None:
-    logs = [e for e in batch if isinstance(e, LogEvent)]
-    metrics = [e for e in batch if isinstance(e, MetricEvent)]
-    # only the newest state per instance/service matters
-    instances = {e.instance_id: e for e in batch if isinstance(e, InstanceHealthEvent)}
-    services = {e.service_id: e for e in batch if isinstance(e, ServiceHealthEvent)}
-    if logs:
-        session.execute(
-            insert(LogEntry),
-            [
-                {
-                    "timestamp": e.timestamp,
-                    "level": e.level,
-                    "source": e.source,
-                    "message": e.message,
-                    "metadata_": e.metadata,
-                }
-                for e in logs
-            ],
-        )
-    if metrics:
-        session.execute(insert(MetricRow), [asdict(e) for e in metrics])
-    breakers = [e for e in batch if isinstance(e, BreakerEvent)]
-    if breakers:
-        _write_breakers(session, breakers)
-    samples = [e for e in batch if isinstance(e, LoadTestSampleEvent)]
-    if samples:
-        session.execute(insert(LoadTestSample), [asdict(e) for e in samples])
-    progress = {e.load_test_id: e for e in batch if isinstance(e, LoadTestProgress)}
-    if progress:
-        session.execute(
-            update(_LOAD_TESTS).where(_LOAD_TESTS.c.id == bindparam("tid")).values(
-                status=bindparam("st"), total_requests=bindparam("tot"), successful_requests=bindparam("okn"),
-                failed_requests=bindparam("bad"), dropped_requests=bindparam("drop"), ended_at=bindparam("end"),
-                summary=bindparam("sum"),
-            ),
-            [{"tid": e.load_test_id, "st": e.status, "tot": e.total_requests, "okn": e.successful_requests,
-              "bad": e.failed_requests, "drop": e.dropped_requests, "end": e.ended_at, "sum": e.summary}
-             for e in progress.values()],
-        )
-    if instances:
-        session.execute(
-            update(_INSTANCES)
-            .where(_INSTANCES.c.id == bindparam("iid"))
-            .values(
-                status=bindparam("st"),
-                last_health_check=bindparam("at"),
-                latency_ms=bindparam("lat"),
-                last_error=bindparam("err"),
-            ),
-            [
-                {"iid": e.instance_id, "st": e.status, "at": e.checked_at, "lat": e.latency_ms, "err": e.error}
-                for e in instances.values()
-            ],
-        )
-    if services:
-        session.execute(
-            update(_SERVICES)
-            .where(_SERVICES.c.id == bindparam("sid"))
-            .values(status=bindparam("st"), last_health_check=bindparam("at")),
-            [{"sid": e.service_id, "st": e.status, "at": e.checked_at} for e in services.values()],
-        )
-
-
-def _write_breakers(session: Session, events: list[BreakerEvent]) -> None:
-    session.execute(
-        insert(BreakerTransitionRow),
-        [{"service_name": e.service_name, "from_state": e.from_state, "to_state": e.to_state,
-          "reason": e.reason, "at": e.at} for e in events],
-    )
-    latest = {e.service_name: e for e in events}  # the newest state per breaker
-    for e in latest.values():
-        stmt = pg_insert(CircuitBreakerRow).values(
-            service_name=e.service_name, state=e.to_state, failure_count=e.failure_count,
-            last_failure=e.last_failure, updated_at=e.at,
-        )
-        session.execute(stmt.on_conflict_do_update(
-            index_elements=[CircuitBreakerRow.service_name],
-            set_={"state": e.to_state, "failure_count": e.failure_count, "last_failure": e.last_failure,
-                  "updated_at": e.at},
-        ))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 __all__ = [
     "AutoscalerOut",
@@ -22,6 +22,8 @@ __all__ = [
     "ScalingEventOut",
     "ScalingOut",
     "ServiceOut",
+    "ShardOut",
+    "ShardsOut",
     "SimulationOut",
     "StopAllOut",
     "SystemMetricsOut",
@@ -107,6 +109,30 @@ class OverviewOut(BaseModel):
     memoryMb: float | None
 
 
+class ShardOut(BaseModel):
+    """One daily partition of the metrics table (from/to null for the DEFAULT partition)."""
+
+    id: str
+    name: str
+    from_: str | None = Field(alias="from")
+    to: str | None
+    rowEstimate: int | None
+    sizeBytes: int
+    status: Literal["default", "future", "active", "sealed", "expired"]
+
+
+class ShardsOut(BaseModel):
+    """GET /api/shards."""
+
+    table: str
+    partitionBy: str
+    retentionDays: int
+    partitionsAhead: int
+    totalSizeBytes: int
+    shards: list[ShardOut]
+    rollup: dict[str, Any]
+
+
 class SystemMetricsOut(BaseModel):
     """The seed's SystemMetrics; parts later capabilities own are null or empty until they exist."""
 
@@ -114,7 +140,7 @@ class SystemMetricsOut(BaseModel):
     loadBalancer: LoadBalancerOut
     circuitBreakers: list[BreakerOut]
     scaling: ScalingOut
-    shards: list[dict[str, Any]]
+    shards: list[ShardOut]
     resilience: ResilienceOut
     loadTest: LoadTestOut | None
     recentLogs: list[LogOut]

@@ -14,6 +14,7 @@ from engine.api.logs import log_json
 from engine.api.responses import HealthOut, OverviewOut, SystemMetricsOut
 from engine.api.routing import ApiBlueprint
 from engine.api.scaling import scaling_json
+from engine.api.storage import shards_json
 from engine.api.traffic import breaker_json, breakers_of, load_balancer_json, resilience_json
 from engine.users import Role
 
@@ -66,6 +67,7 @@ def health() -> ResponseReturnValue:
             "pending": w.pending,
             "written": w.written,
             "dropped": w.dropped,
+            "rejected": w.rejected,
             "lastError": w.last_error,
             "lastSuccess": w.last_success.isoformat() if w.last_success else None,
             "writeLatencyMs": {"windowSeconds": 60, "batches": lat.batches, "p50": lat.p50_ms, "p95": lat.p95_ms,
@@ -99,7 +101,7 @@ def system_metrics() -> ResponseReturnValue:
         "loadBalancer": load_balancer_json(rt),
         "circuitBreakers": [breaker_json(b) for b in breakers_of(rt)],
         "scaling": scaling_json(rt),
-        "shards": [],
+        "shards": shards_json(rt),
         "resilience": resilience_json(rt),
         "loadTest": None if test["status"] == "idle" else test,
         "recentLogs": logs,

@@ -62,7 +62,8 @@ def test_overview_without_traffic_is_null_not_zero(client):
 
 
 def test_system_metrics_has_the_seed_shape(client, runtime):
-    seed(runtime, runtime.clock.now())
+    now = runtime.clock.now()
+    seed(runtime, now)
     runtime.reload_registry()  # as the API does after every registry change
     m = client.get("/api/metrics").json
     assert list(m) == ["systemOverview", "loadBalancer", "circuitBreakers", "scaling", "shards", "resilience",
@@ -73,7 +74,10 @@ def test_system_metrics_has_the_seed_shape(client, runtime):
     assert [(b["serviceName"], b["state"]) for b in m["circuitBreakers"]] == [
         ("orders", "CLOSED"), ("payments", "CLOSED"), ("new", "CLOSED")]
     assert m["resilience"]["requests"] == 0 and m["resilience"]["retrySuccessRate"] is None
-    assert m["loadTest"] is None and m["shards"] == []
+    assert m["loadTest"] is None
+    days = [s["name"] for s in m["shards"]]  # today, the partitions ahead, DEFAULT last
+    assert days[-1] == "metrics_default" and f"metrics_p{now:%Y%m%d}" in days
+    assert {s["status"] for s in m["shards"] if s["name"] == f"metrics_p{now:%Y%m%d}"} == {"active"}
     scaling = m["scaling"]
     assert scaling["totalInstances"] == sum(s["instanceCount"] for s in scaling["services"])
     assert [(s["name"], s["managed"], s["canScaleUp"], s["canScaleDown"], s["load"]) for s in scaling["services"]] == [

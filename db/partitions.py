@@ -54,7 +54,13 @@ def list_partitions(session: Session) -> list[Partition]:
     """Every partition of metrics, oldest range first, DEFAULT last."""
     session.execute(text("SET LOCAL timezone = 'UTC'"))  # bounds are printed in the session's zone
     rows = session.execute(text("""
-        SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), c.reltuples::bigint, pg_total_relation_size(c.oid)
+        SELECT c.relname, pg_get_expr(c.relpartbound, c.oid),
+               -- the planner's own estimate: rows per page at the last ANALYZE times the pages there are now
+               CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN round(c.reltuples / c.relpages
+                         * (pg_relation_size(c.oid) / current_setting('block_size')::int))
+                    WHEN pg_relation_size(c.oid) = 0 THEN 0
+                    ELSE -1 END::bigint,
+               pg_total_relation_size(c.oid)
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = CAST(:parent AS regclass)
     """), {"parent": PARENT}).all()
@@ -63,8 +69,7 @@ def list_partitions(session: Session) -> list[Partition]:
         match = _BOUND.search(bound or "")
         start = _timestamp(match.group(1)) if match else None
         end = _timestamp(match.group(2)) if match else None
-        # reltuples is -1 until the first ANALYZE: unknown, unless the table is empty
-        estimate = int(tuples) if tuples >= 0 else (0 if size <= 8192 * 3 else None)
+        estimate = int(tuples) if tuples >= 0 else None  # -1: rows there, never analysed
         parts.append(Partition(name, start, end, estimate, int(size)))
     far = datetime.max.replace(tzinfo=UTC)
     return sorted(parts, key=lambda p: p.start or far)
@@ -91,7 +96,7 @@ def create_day(session: Session, day: date) -> bool:
     span = {"start": start, "end": end}
     session.execute(text("SET LOCAL lock_timeout = '5s'"))  # never stall the writer for long
     strays = session.execute(
-        text(f'SELECT EXISTS (SELECT 1 FROM {DEFAULT_PARTITION} WHERE "timestamp" >= :start AND "timestamp" < :end)'),
+        text('SELECT EXISTS (SELECT 1 FROM metrics_default WHERE "timestamp" >= :start AND "timestamp" < :end)'),
         span,
     ).scalar_one()
     bound = f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
@@ -101,10 +106,10 @@ def create_day(session: Session, day: date) -> bool:
     session.execute(text(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
     # a plain insert into the new table: the rows move, so the rollup (a trigger on the parent) must not count them
     session.execute(text(f"""
-        WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE "timestamp" >= :start AND "timestamp" < :end
+        WITH moved AS (DELETE FROM metrics_default WHERE "timestamp" >= :start AND "timestamp" < :end
                        RETURNING *)
         INSERT INTO {name} SELECT * FROM moved
-    """), span)
+    """), span)  # noqa: S608 - name is partition_name(day), digits only
     session.execute(text(f"ALTER TABLE {PARENT} ATTACH PARTITION {name} {bound}"))
     return True
 

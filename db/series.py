@@ -10,42 +10,67 @@ requests, p50 is the request-weighted mean of the bucket medians, p95/p99 are th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import pandas as pd
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-__all__ = ["COLUMNS", "STEPS", "metric_series", "pick_step"]
+__all__ = ["COLUMNS", "STEPS", "fetch", "metric_series", "pick_step"]
 
 # bucket widths a chart may use, seconds (Grafana-like: round numbers of the clock)
 STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
-ORIGIN = "2000-01-01 00:00:00+00"  # bins align to UTC minutes, hours and days
+ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # bins align to UTC minutes, hours and days
 COLUMNS = ["service", "bucket", "step_s", "requests", "errors", "rps", "error_rate", "latency_avg_ms",
            "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "cpu_percent", "memory_mb"]
 
-_RAW = f"""
-SELECT service_name AS service, date_bin(make_interval(secs => :step), "timestamp", TIMESTAMPTZ '{ORIGIN}') AS bucket,
-       sum(request_count) AS requests, sum(error_count) AS errors,
+_RAW = """
+SELECT service_name AS service,
+       extract(epoch FROM date_bin(make_interval(secs => %(step)s), "timestamp", %(origin)s))::float8
+           AS bucket,
+       sum(request_count)::bigint AS requests, sum(error_count)::bigint AS errors,
        sum(latency_avg_ms * request_count) FILTER (WHERE latency_avg_ms IS NOT NULL) AS lat_sum,
        sum(latency_p50_ms * request_count) FILTER (WHERE latency_avg_ms IS NOT NULL) AS p50_sum,
-       sum(request_count) FILTER (WHERE latency_avg_ms IS NOT NULL) AS lat_n,
+       sum(request_count) FILTER (WHERE latency_avg_ms IS NOT NULL)::bigint AS lat_n,
        max(latency_p95_ms) AS p95, max(latency_p99_ms) AS p99, avg(cpu_percent) AS cpu, avg(memory_mb) AS mem
 FROM metrics
-WHERE service_name = ANY(:services) AND "timestamp" >= :start AND "timestamp" < :end
+WHERE service_name = ANY(%(services)s) AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
 GROUP BY 1, 2 ORDER BY 1, 2
 """
 
-_ROLLUP = f"""
-SELECT service_name AS service, date_bin(make_interval(secs => :step), minute, TIMESTAMPTZ '{ORIGIN}') AS bucket,
-       sum(request_count) AS requests, sum(error_count) AS errors,
-       sum(latency_sum_ms) AS lat_sum, sum(p50_sum_ms) AS p50_sum, sum(latency_requests) AS lat_n,
+_ROLLUP = """
+SELECT service_name AS service,
+       extract(epoch FROM date_bin(make_interval(secs => %(step)s), minute, %(origin)s))::float8 AS bucket,
+       sum(request_count)::bigint AS requests, sum(error_count)::bigint AS errors,
+       sum(latency_sum_ms) AS lat_sum, sum(p50_sum_ms) AS p50_sum, sum(latency_requests)::bigint AS lat_n,
        max(p95_max_ms) AS p95, max(p99_max_ms) AS p99,
        sum(cpu_sum) / nullif(sum(cpu_n), 0) AS cpu, sum(memory_sum_mb) / nullif(sum(memory_n), 0) AS mem
 FROM metrics_1m
-WHERE service_name = ANY(:services) AND minute >= :start AND minute < :end
+WHERE service_name = ANY(%(services)s) AND minute >= %(start)s AND minute < %(end)s
 GROUP BY 1, 2 ORDER BY 1, 2
 """
+
+# the rollup's own grain: no grouping, rows come sorted off its primary key
+_MINUTES = """
+SELECT service_name AS service, extract(epoch FROM minute)::float8 AS bucket,
+       request_count AS requests, error_count AS errors, latency_sum_ms AS lat_sum, p50_sum_ms AS p50_sum,
+       latency_requests AS lat_n, p95_max_ms AS p95, p99_max_ms AS p99,
+       cpu_sum / nullif(cpu_n, 0) AS cpu, memory_sum_mb / nullif(memory_n, 0) AS mem
+FROM metrics_1m
+WHERE service_name = ANY(%(services)s) AND minute >= %(start)s AND minute < %(end)s
+ORDER BY service_name, minute
+"""
+
+
+def fetch(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run one of this module's queries (psycopg %(name)s style) on the driver's own cursor, in the session's
+    transaction: plain tuples, no Row objects for tens of thousands of rows."""
+    raw = cast("psycopg.Connection[Any]", session.connection().connection.driver_connection)
+    with raw.cursor() as cursor:
+        cursor.execute(sql, {"origin": ORIGIN, **params})
+        return cursor.fetchall()
 
 
 def pick_step(start: datetime, end: datetime, max_points: int = 2000, min_step: float = 1.0) -> int:
@@ -66,14 +91,15 @@ def metric_series(session: Session, services: Sequence[str], start: datetime, en
     if step >= 60:  # a minute rollup bin is wholly inside one bucket only when the range starts on a minute
         start = start.replace(second=0, microsecond=0)
     session.execute(text("SET LOCAL jit = off"))  # compiling costs more than these queries take
-    rows = session.execute(text(_ROLLUP if step >= 60 else _RAW),
-                           {"step": step, "services": list(services), "start": start, "end": end}).all()
-    frame = pd.DataFrame(rows, columns=["service", "bucket", "requests", "errors", "lat_sum", "p50_sum", "lat_n",
-                                        "p95", "p99", "cpu", "mem"])
+    session.execute(text("SET LOCAL work_mem = '64MB'"))  # a week of groups aggregates in memory, not on disk
+    sql = _MINUTES if step == 60 else _ROLLUP if step > 60 else _RAW
+    rows = fetch(session, sql, {"step": step, "services": list(services), "start": start, "end": end})
+    frame = pd.DataFrame.from_records(rows, columns=["service", "bucket", "requests", "errors", "lat_sum", "p50_sum",
+                                                     "lat_n", "p95", "p99", "cpu", "mem"])
     lat_n = frame["lat_n"].astype("float64").where(frame["lat_n"] > 0)
     out = pd.DataFrame({
         "service": frame["service"],
-        "bucket": frame["bucket"],
+        "bucket": pd.to_datetime(frame["bucket"], unit="s", utc=True),
         "step_s": step,
         "requests": frame["requests"].astype("int64"),
         "errors": frame["errors"].astype("int64"),

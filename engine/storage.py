@@ -67,7 +67,7 @@ class StorageMaintenance:
                 partitions.drop(session, partition)
         with self._sessions.begin() as session:
             deleted = self._delete_older(session, cutoff)
-            self._analyze_fresh(session)
+            self._analyze(session, now)
         report = MaintenanceReport(tuple(created), tuple(p.name for p in expired), deleted)
         if report.created or report.dropped:
             log.info("storage: created %d partition(s), dropped %d past the %d-day retention",
@@ -78,7 +78,7 @@ class StorageMaintenance:
     @staticmethod
     def _delete_older(session: Session, cutoff: datetime) -> int:
         counts = [
-            session.execute(text(f'DELETE FROM {partitions.DEFAULT_PARTITION} WHERE "timestamp" < :c'),
+            session.execute(text('DELETE FROM metrics_default WHERE "timestamp" < :c'),
                             {"c": cutoff}).rowcount,  # type: ignore[attr-defined]
             session.execute(delete(MetricMinute).where(MetricMinute.minute < cutoff)).rowcount,  # type: ignore[attr-defined]
             session.execute(delete(LogEntry).where(LogEntry.timestamp < cutoff)).rowcount,  # type: ignore[attr-defined]
@@ -86,8 +86,8 @@ class StorageMaintenance:
         return sum(int(c) for c in counts)
 
     @staticmethod
-    def _analyze_fresh(session: Session) -> None:
-        # row estimates come from ANALYZE; autovacuum may not have reached a young partition yet
+    def _analyze(session: Session, now: datetime) -> None:
+        # row estimates come from ANALYZE; autovacuum may not have reached a young or growing partition yet
         for p in partitions.list_partitions(session):
-            if p.row_estimate is None:
+            if p.row_estimate is None or (p.start is not None and p.end is not None and p.start <= now < p.end):
                 session.execute(text(f"ANALYZE {p.name}"))

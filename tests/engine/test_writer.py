@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 
-from db.models import Instance, LogEntry, MetricRow, Service
+from db.models import Instance, LogEntry, MetricMinute, MetricRow, Service
 from db.session import make_engine, make_session_factory
 from engine.clock import FakeClock
-from engine.events import InstanceHealthEvent, LogEvent, MetricEvent, ServiceHealthEvent
+from engine.events import InstanceHealthEvent, LoadTestSampleEvent, LogEvent, MetricEvent, ServiceHealthEvent
 from engine.writer import BatchWriter
+from tests.conftest import wait_for
 
 
 def log_event(clock, n):
@@ -93,3 +96,65 @@ def test_large_backlog_is_written_in_batches(sessions):
     assert writer.flush() == 1_050
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(LogEntry)) == 1_050
+
+
+def metric_event(service, at, requests=10):
+    return MetricEvent(service, at, 5.0, requests, 1, 20.0, 15.0, 40.0, 80.0, 12.5, 64.0, 1)
+
+
+def test_copied_metric_rows_feed_the_minute_rollup(sessions):
+    clock = FakeClock()
+    writer = BatchWriter(sessions, clock)
+    for k in range(24):  # two minutes of 5-second buckets
+        writer.submit(metric_event("orders", clock.now() + timedelta(seconds=5 * k), requests=k))
+    assert writer.flush() == 24
+    with sessions() as s:
+        minutes = [(m.request_count, m.buckets, m.latency_requests) for m in
+                   s.scalars(select(MetricMinute).order_by(MetricMinute.minute))]
+    assert minutes == [(sum(range(12)), 12, sum(range(12))), (sum(range(12, 24)), 12, sum(range(12, 24)))]
+
+
+def test_a_batch_written_twice_is_not_counted_twice(sessions):
+    """A commit whose acknowledgement was lost is retried: the copy fails on the key, the row-safe path skips it."""
+    clock = FakeClock()
+    writer = BatchWriter(sessions, clock)
+    first = [metric_event("orders", clock.now() + timedelta(seconds=5 * k)) for k in range(3)]
+    for e in first:
+        writer.submit(e)
+    writer.flush()
+    for e in [*first, metric_event("orders", clock.now() + timedelta(seconds=15))]:
+        writer.submit(e)
+    writer.submit(log_event(clock, 1))
+    assert writer.flush() == 5
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(MetricRow)) == 4
+        assert s.scalar(select(func.sum(MetricMinute.request_count))) == 40
+        assert s.scalar(select(func.count()).select_from(LogEntry)) == 1
+    status = writer.status()
+    assert (status.rejected, status.written, status.database_ok) == (0, 8, True)
+
+
+def test_rows_the_database_refuses_are_counted_and_the_rest_written(sessions):
+    clock = FakeClock()
+    writer = BatchWriter(sessions, clock)
+    writer.submit(LoadTestSampleEvent(999, 0, clock.now(), 1, 1, 0, 0, {}, {}))  # no such load test
+    writer.submit(log_event(clock, 1))
+    writer.submit(metric_event("orders", clock.now()))
+    assert writer.flush() == 3
+    status = writer.status()
+    assert (status.rejected, status.written, status.pending, status.database_ok) == (1, 2, 0, True)
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(LogEntry)) == 1
+        assert s.scalar(select(func.count()).select_from(MetricRow)) == 1
+
+
+def test_a_full_batch_is_written_without_waiting_for_the_interval(sessions):
+    clock = FakeClock()
+    writer = BatchWriter(sessions, clock, flush_interval=60, batch_size=10)
+    writer.start()
+    try:
+        for n in range(10):
+            writer.submit(log_event(clock, n))
+        assert wait_for(lambda: writer.status().written == 10, timeout=5)
+    finally:
+        writer.stop()

@@ -9,11 +9,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-__all__ = ["DEFAULT_PARTITION", "PARENT", "Partition", "create_day", "day_of", "drop", "list_partitions",
+__all__ = ["PARENT", "Partition", "create_day", "day_of", "drop", "list_partitions",
            "partition_name"]
 
 PARENT = "metrics"
-DEFAULT_PARTITION = "metrics_default"
 _NAME = re.compile(r"^metrics_p(\d{8})$")
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 

@@ -36,6 +36,8 @@ from engine.router import Router
 from engine.scaling import ScalingManager
 from engine.scheduler import build_scheduler
 from engine.secretfile import read_or_create
+from engine.storage import StorageMaintenance
+from engine.telemetry import Telemetry
 from engine.tokens import TokenIssuer
 from engine.traffic import TrafficRecorder
 from engine.users import FirstAdmin, ensure_admin
@@ -56,6 +58,7 @@ class Runtime:
         self.clock: Clock = clock or SystemClock()
         self.registry = Registry()
         self.traffic = TrafficRecorder()
+        self.telemetry = Telemetry(self)  # reads the other parts lazily, at scrape time
         self.database_url: str | None = settings.database_url
         self.started_at = self.clock.now()
         self.demo = False
@@ -117,9 +120,16 @@ class Runtime:
         self._engine = make_engine(self.database_url)
         migrate(self._engine)
         self._sessions = make_session_factory(self._engine)
+        self.storage = StorageMaintenance(
+            self._sessions, self.clock, retention_days=self.settings.retention_days,
+            ahead_days=self.settings.partitions_ahead,
+        )
+        self.storage.run_once()  # today's partition exists before the first write
         self._writer = BatchWriter(
             self._sessions, self.clock,
             flush_interval=self.settings.flush_interval, max_buffer=self.settings.writer_max_buffer,
+            batch_size=self.settings.writer_batch_rows,
+            on_commit=self.telemetry.observe_db_write,
         )
         self._writer.start()
         self._log_handler = DatabaseLogHandler(self._writer, self.clock)
@@ -275,7 +285,8 @@ class Runtime:
             ("supervise-instances", self._supervise, 1.0, 1.0),
             ("autoscale-sample", self._sample_in_flight, self.scaling.sample_s, 0.0),
             ("autoscale", self._autoscale, s.autoscale_interval, s.autoscale_interval),
-        ])
+            ("storage-maintenance", self._maintain_storage, s.maintenance_interval, s.maintenance_interval),
+        ], observe=self.telemetry.observe_job)
         self._scheduler.start()
 
     async def _expire_simulations(self) -> None:
@@ -289,6 +300,9 @@ class Runtime:
 
     async def _autoscale(self) -> None:
         await asyncio.to_thread(self.scaling.run_period, self.settings.autoscale_interval)
+
+    async def _maintain_storage(self) -> None:
+        await asyncio.to_thread(self.storage.run_once)
 
     async def _stop_jobs(self) -> None:
         if self._loadtests is not None:

@@ -1,11 +1,17 @@
-"""Per-service counters of traffic the engine routes, drained once per metrics bucket."""
+"""Per-service counters of traffic the engine routes: drained once per metrics bucket, and cumulative totals."""
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import accumulate
 
-__all__ = ["BucketStats", "TrafficRecorder", "percentile"]
+__all__ = ["LATENCY_BOUNDS_MS", "BucketStats", "RoutedTotals", "TrafficRecorder", "percentile"]
+
+# upper bounds (inclusive, ms) of the cumulative latency histogram Prometheus sees; loopback calls take ~0.3 ms
+LATENCY_BOUNDS_MS: tuple[float, ...] = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+                                        5000.0, 10000.0)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -28,6 +34,31 @@ class BucketStats:
     p99_ms: float | None
 
 
+@dataclass(frozen=True)
+class RoutedTotals:
+    """A service's routed requests since the engine started: outcomes and a cumulative latency histogram."""
+
+    ok: int
+    errors: int
+    bucket_counts: tuple[int, ...]  # requests at or under each LATENCY_BOUNDS_MS bound, then all (+Inf)
+    sum_ms: float
+
+    @property
+    def count(self) -> int:
+        """Requests in the histogram (the +Inf bucket)."""
+        return self.bucket_counts[-1]
+
+
+class _Totals:
+    __slots__ = ("counts", "errors", "ok", "sum_ms")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BOUNDS_MS) + 1)  # per bucket, not cumulative: one increment a request
+        self.ok = 0
+        self.errors = 0
+        self.sum_ms = 0.0
+
+
 @dataclass
 class _Bucket:
     requests: int = 0
@@ -39,13 +70,14 @@ class TrafficRecorder:
     """Keeps at most `max_samples` latencies per service per bucket (counts stay exact).
 
     Written and drained on the engine loop only (router and collector), so it needs no lock;
-    in_flight() may be read from any thread.
+    in_flight() and totals() may be read from any thread.
     """
 
     def __init__(self, max_samples: int = 100_000) -> None:
         self._max = max_samples
         self._buckets: dict[str, _Bucket] = {}
         self._in_flight: dict[str, int] = {}
+        self._totals: dict[str, _Totals] = {}
 
     def begin(self, service: str) -> None:
         """A request to service was sent (the seed's `load` counts these); called on the engine loop only."""
@@ -66,6 +98,23 @@ class TrafficRecorder:
             bucket.errors += 1
         if len(bucket.latencies) < self._max:
             bucket.latencies.append(latency_ms)
+        totals = self._totals.get(service)
+        if totals is None:
+            totals = self._totals[service] = _Totals()
+        totals.counts[bisect_left(LATENCY_BOUNDS_MS, latency_ms)] += 1  # first bound >= latency: `le` buckets
+        totals.sum_ms += latency_ms
+        if ok:
+            totals.ok += 1
+        else:
+            totals.errors += 1
+
+    def totals(self) -> dict[str, RoutedTotals]:
+        """Every service's cumulative counts since start (never reset; for Prometheus), read from any thread."""
+        # list(): one C-level copy each, safe against the loop inserting a service or counting a request meanwhile
+        return {
+            service: RoutedTotals(t.ok, t.errors, tuple(accumulate(list(t.counts))), t.sum_ms)
+            for service, t in list(self._totals.items())
+        }
 
     def drain(self, service: str) -> BucketStats:
         """Return and reset the service's counters."""

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.ingest import Rejected, write_batch, is_connection_error
+from db.ingest import Rejected, is_connection_error, write_batch
 from engine.clock import Clock
 from engine.events import Event
 from engine.traffic import percentile

@@ -22,10 +22,23 @@ def runtime() -> Runtime:
 
 
 def _parts() -> tuple[ApiBlueprint, ...]:
-    from engine.api import chaos, docs, loadtests, logs, proxy, scaling, services, status, traffic, users
+    from engine.api import (
+        chaos,
+        docs,
+        loadtests,
+        logs,
+        prometheus,
+        proxy,
+        scaling,
+        services,
+        status,
+        storage,
+        traffic,
+        users,
+    )
 
     return (status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api,
-            proxy.api, docs.api)
+            storage.api, proxy.api, docs.api, prometheus.api)
 
 
 def declared_routes() -> list[Route]:
@@ -34,18 +47,23 @@ def declared_routes() -> list[Route]:
 
 
 def create_app(rt: Runtime) -> Flask:
-    """A Flask app with every declared route, auth, rate limits, body limit, JSON errors and the OpenAPI document."""
+    """A Flask app with every declared route, auth, rate limits, body limit, JSON errors, request metrics and the
+    OpenAPI document."""
     from engine.api.auth import install_rate_limit
     from engine.api.errors import register_error_handlers
     from engine.api.openapi import build_document
+    from engine.api.prometheus import document_exposition, install_request_metrics
 
     app = Flask("engine.api")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_body_bytes
     app.extensions["runtime"] = rt
     register_error_handlers(app)
+    install_request_metrics(app, rt.telemetry)  # first: its timer must run before the rate limit can refuse
     install_rate_limit(app)
     for part in _parts():
         app.register_blueprint(part.blueprint)
-    app.extensions["openapi"] = build_document(declared_routes(), VERSION)
+    document = build_document(declared_routes(), VERSION)
+    document_exposition(document)
+    app.extensions["openapi"] = document
     return app

@@ -60,9 +60,11 @@ def call(anon, route, token=None):
 POLICY = {
     "GET /api/health": None,
     "GET /api/openapi.json": None,
+    "GET /metrics": None,  # Prometheus scrapes without a token
     "POST /api/auth/token": None,
     "GET /api/overview": Role.VIEWER,
     "GET /api/metrics": Role.VIEWER,
+    "GET /api/shards": Role.VIEWER,
     "GET /api/services": Role.VIEWER,
     "GET /api/services/<int:service_id>": Role.VIEWER,
     "GET /api/logs": Role.VIEWER,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import logging
 from datetime import UTC, datetime
+
+import pytest
 
 
 async def job():
@@ -18,3 +23,84 @@ def test_jobs_start_with_their_delays_and_never_overlap_themselves():
     a, b = jobs["a"].next_run_time, jobs["b"].next_run_time
     assert 2.4 < (b - a).total_seconds() < 2.6 and (a - before).total_seconds() < 1
     assert scheduler._job_defaults["max_instances"] == 1 and scheduler._job_defaults["coalesce"] is True
+
+
+def test_observed_reports_duration_and_success_and_passes_the_result_on():
+    from engine.scheduler import observed
+
+    seen = []
+    ticks = iter([10.0, 10.25])
+
+    async def work():
+        return 42
+
+    wrapped = observed("a", work, lambda *args: seen.append(args), timer=lambda: next(ticks))
+    assert asyncio.run(wrapped()) == 42
+    assert seen == [("a", 0.25, True)]
+    assert inspect.unwrap(wrapped) is work and wrapped.__name__ == "work"
+
+
+def test_observed_counts_a_failure_and_still_raises():
+    from engine.scheduler import observed
+
+    seen = []
+    ticks = iter([1.0, 4.0])
+
+    async def broken():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(observed("b", broken, lambda *args: seen.append(args), timer=lambda: next(ticks))())
+    assert seen == [("b", 3.0, False)]
+
+
+def test_a_cancelled_run_is_not_a_failure():
+    from engine.scheduler import observed
+
+    seen = []
+
+    async def main():
+        task = asyncio.ensure_future(observed("c", lambda: asyncio.sleep(10), lambda *a: seen.append(a))())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert seen == []
+
+
+def test_scheduled_jobs_are_observed_and_a_failing_job_is_still_logged(caplog):
+    from engine.scheduler import build_scheduler
+
+    seen = []
+
+    async def ok():
+        await asyncio.sleep(0.01)
+
+    async def broken():
+        raise RuntimeError("job broke")
+
+    async def main():
+        both = asyncio.Event()
+
+        def observe(job, seconds, success):
+            seen.append((job, seconds, success))
+            if {j for j, _, _ in seen} == {"ok", "broken"}:
+                both.set()
+
+        scheduler = build_scheduler([("ok", ok, 60.0, 0.0), ("broken", broken, 60.0, 0.0)], observe=observe)
+        scheduler.start()
+        try:
+            await asyncio.wait_for(both.wait(), 5)
+            await asyncio.sleep(0.05)  # APScheduler logs the exception after the job's coroutine ends
+        finally:
+            scheduler.shutdown(wait=False)
+
+    with caplog.at_level(logging.ERROR, logger="apscheduler"):
+        asyncio.run(main())
+    by_job = {job: (seconds, success) for job, seconds, success in seen}
+    assert by_job["ok"][1] is True and 0.005 < by_job["ok"][0] < 2.0
+    assert by_job["broken"][1] is False
+    assert any("broken" in r.getMessage() and r.exc_info and "job broke" in str(r.exc_info[1])
+               for r in caplog.records)

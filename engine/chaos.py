@@ -6,6 +6,8 @@ real instance process of a managed service; database-overload and memory-leak ap
 (engine.pressure). Every simulation has an end time; the `simulation-expiry` job ends what is due,
 stop() / stop_all() end them at once. A second simulation of the same kind on the same target while
 the first is active is refused with 409 (replacing it silently would hide what the first did).
+An end takes effect at once whatever the database does; when PostgreSQL is down its row is written
+once it is back (ended_at says when it really ended), and list() shows it ended meanwhile.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psutil
@@ -26,6 +28,7 @@ from engine.clock import Clock
 from engine.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from engine.faults import Fault, FaultLayer
 from engine.logs import event_logger
+from engine.outage import UNAVAILABLE, DatabaseOutage
 from engine.pressure import DatabaseOverload, MemoryLeak
 from engine.registry import Registry
 from engine.writer import BatchWriter, WriteLatency
@@ -64,6 +67,16 @@ class _Active:
     stop: Callable[[], dict[str, Any]] = field(default=lambda: {})
 
 
+@dataclass(frozen=True)
+class _Ended:
+    """A simulation that has ended, its row not written yet."""
+
+    id: int
+    status: str
+    ended_at: datetime
+    effect: dict[str, Any]
+
+
 class ChaosManager:
     """Owns the active simulations; called from API threads and the expiry job."""
 
@@ -91,6 +104,9 @@ class ChaosManager:
         self._kill = kill
         self._lock = threading.Lock()
         self._active: dict[int, _Active] = {}
+        self._unrecorded: dict[int, _Ended] = {}
+        self._record_lock = threading.Lock()
+        self._outage = DatabaseOutage("recording simulation ends", log, clock, retry_s=1.0)
 
     # -- start --------------------------------------------------------------------------------
 
@@ -233,6 +249,7 @@ class ChaosManager:
             due = [a.id for a in self._active.values() if a.ends <= now]
         for sim_id in due:
             self._end(sim_id, "completed")
+        self._record()  # after every due end took effect: a slow database delays rows, not ends
         return len(due)
 
     def stop(self, sim_id: int) -> dict[str, Any]:
@@ -243,8 +260,9 @@ class ChaosManager:
                     raise NotFound("simulation", sim_id)
             raise Conflict(f"simulation {sim_id} is not active")
         self._end(sim_id, "stopped")
+        self._record()
         with self._sessions() as session:
-            return simulation_json(session.get_one(Simulation, sim_id))
+            return self._json(session.get_one(Simulation, sim_id))
 
     def stop_all(self) -> int:
         """End every active simulation now; returns how many."""
@@ -252,6 +270,7 @@ class ChaosManager:
             ids = list(self._active)
         for sim_id in ids:
             self._end(sim_id, "stopped")
+        self._record()
         return len(ids)
 
     def _end(self, sim_id: int, status: str) -> None:
@@ -263,11 +282,30 @@ class ChaosManager:
             effect = active.stop()
         except Exception as exc:  # the effect is lost, the end is not
             effect = {"error": f"{type(exc).__name__}: {exc}"[:200]}
-        with self._sessions.begin() as session:
-            session.execute(update(Simulation).where(Simulation.id == sim_id)
-                            .values(status=status, ended_at=self._clock.now(), effect=effect))
+        with self._lock:
+            self._unrecorded[sim_id] = _Ended(sim_id, status, self._clock.now(), effect)
         log.info("chaos: %s simulation %d %s", active.kind, sim_id, status,
                  extra={"meta": {"simulation": sim_id, "effect": effect}})
+
+    def _record(self) -> None:
+        """Write the rows of ended simulations; while the database is down keep them and retry (each second)."""
+        with self._record_lock:
+            with self._lock:
+                ended = list(self._unrecorded.values())
+            if not ended or not self._outage.due():
+                return
+            try:
+                with self._sessions.begin() as session:
+                    for e in ended:
+                        session.execute(update(Simulation).where(Simulation.id == e.id)
+                                        .values(status=e.status, ended_at=e.ended_at, effect=e.effect))
+            except UNAVAILABLE as exc:
+                self._outage.failed(exc)
+                return
+            self._outage.succeeded()
+            with self._lock:
+                for e in ended:
+                    self._unrecorded.pop(e.id, None)
 
     # -- read ---------------------------------------------------------------------------------
 
@@ -277,7 +315,14 @@ class ChaosManager:
         remaining = {a.id: max(0.0, (a.ends - mono) * 1000.0) for a in self._active.values()}
         with self._sessions() as session:
             rows = session.scalars(select(Simulation).order_by(Simulation.id.desc()).limit(limit))
-            return [simulation_json(r, remaining.get(r.id)) for r in rows]
+            return [self._json(r, remaining.get(r.id)) for r in rows]
+
+    def _json(self, row: Simulation, remaining_ms: float | None = None) -> dict[str, Any]:
+        body = simulation_json(row, remaining_ms)
+        e = self._unrecorded.get(row.id)
+        if e is not None:  # ended while the database was down: its row catches up within a second of its return
+            body.update(status=e.status, endedAt=e.ended_at.isoformat(), remainingMs=None, effect=e.effect)
+        return body
 
     def active_count(self) -> int:
         """Simulations in effect now."""

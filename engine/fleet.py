@@ -8,7 +8,9 @@ its requests in flight to finish, then stops it (SIGTERM, SIGKILL after a grace 
 Supervision rule: an instance whose process exits when nobody asked is replaced (a new process on
 a new port; the old row goes). One stopped on purpose (scale-down, a chaos kill, the engine
 stopping) is not: a chaos-killed instance stays registered, so health checks show it and the
-autoscaler or an operator decides what follows.
+autoscaler or an operator decides what follows. A replacement needs its row, so while PostgreSQL
+is down the dead instance waits (health checks mark it unhealthy, the balancer skips it) and is
+replaced once the database is back.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from db.models import Instance, Service
 from engine.demo import DemoInstance, free_port, wait_ready
 from engine.errors import Conflict, ProcessError
 from engine.logs import event_logger
+from engine.outage import UNAVAILABLE, DatabaseOutage
 from engine.processes import spawn, stop_all
 
 __all__ = ["ManagedFleet", "ManagedInstance"]
 
 log = event_logger("fleet")
+# a start that fails with these leaves no process behind: not ready, or no row could be written for it
+_START_FAILED: tuple[type[Exception], ...] = (ProcessError, *UNAVAILABLE)
 
 
 @dataclass
@@ -104,6 +109,8 @@ class ManagedFleet:
         self._lock = threading.Lock()
         self._spawner = _Spawner()  # lives (and keeps the children alive) as long as the engine
         self.instances: list[ManagedInstance] = []
+        self._dead: list[ManagedInstance] = []  # exited unasked, waiting for the database to be replaced
+        self._outage = DatabaseOutage("replacing crashed instances", log)
 
     def running(self, service: str) -> list[ManagedInstance]:
         """The service's instances whose process is alive and not being stopped."""
@@ -121,17 +128,17 @@ class ManagedFleet:
         launched = [self._launch(name, command) for _ in range(count)]
         try:
             wait_ready(launched, self.ready_timeout_s, health_path)
-        except ProcessError:
+            with self._sessions.begin() as session:
+                for inst in launched:
+                    row_inst = Instance(service_id=service_id, url=inst.url, pid=inst.process.pid, status="healthy")
+                    session.add(row_inst)
+                    session.flush()
+                    inst.instance_id = row_inst.id
+        except _START_FAILED:
             stop_all([i.process for i in launched], self.grace_s)
             with self._lock:
                 self.instances = [i for i in self.instances if i not in launched]
             raise
-        with self._sessions.begin() as session:
-            for inst in launched:
-                row_inst = Instance(service_id=service_id, url=inst.url, pid=inst.process.pid, status="healthy")
-                session.add(row_inst)
-                session.flush()
-                inst.instance_id = row_inst.id
         self._reload()
         for inst in launched:
             assert inst.instance_id is not None
@@ -228,7 +235,11 @@ class ManagedFleet:
     # -- supervision --------------------------------------------------------------------------
 
     def supervise(self) -> int:
-        """Replace every instance that exited when nobody asked; returns how many were replaced."""
+        """Replace every instance that exited when nobody asked; returns how many were replaced.
+
+        While the database is down the dead wait in order (one warning says so), and the next call
+        after it returns replaces them.
+        """
         with self._lock:
             dead = [i for i in self.instances if not i.on_purpose and i.process.poll() is not None]
             for inst in dead:
@@ -236,14 +247,29 @@ class ManagedFleet:
         for inst in dead:
             log.warning("instance %s of %s exited unexpectedly (code %s): replacing it", inst.url, inst.service,
                         inst.process.returncode, extra={"meta": {"service": inst.service, "instance": inst.url}})
-            with self._sessions.begin() as session:
-                if inst.instance_id is not None:
-                    session.execute(delete(Instance).where(Instance.id == inst.instance_id))
-                service_id = session.scalar(select(Service.id).where(Service.name == inst.service))
-            self._reload()
-            if service_id is not None:
-                try:
+        self._dead.extend(dead)
+        replaced = 0
+        while self._dead:
+            inst = self._dead[0]
+            try:
+                service_id = self._forget_row(inst)
+                if service_id is not None:
                     self.start(service_id)
-                except (ProcessError, Conflict) as exc:
-                    log.error("could not replace %s of %s: %s", inst.url, inst.service, exc)
-        return len(dead)
+                    replaced += 1
+            except UNAVAILABLE as exc:
+                self._outage.failed(exc)
+                break
+            except (ProcessError, Conflict) as exc:
+                log.error("could not replace %s of %s: %s", inst.url, inst.service, exc)
+            self._outage.succeeded()
+            self._dead.pop(0)
+        return replaced
+
+    def _forget_row(self, inst: ManagedInstance) -> int | None:
+        """Delete a dead instance's row (the registry follows); its service's id, None if the service is gone."""
+        with self._sessions.begin() as session:
+            if inst.instance_id is not None:
+                session.execute(delete(Instance).where(Instance.id == inst.instance_id))
+            service_id = session.scalar(select(Service.id).where(Service.name == inst.service))
+        self._reload()
+        return service_id

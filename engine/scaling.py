@@ -4,7 +4,9 @@ Blocking work (starting a process and waiting for it to be healthy, draining one
 calling API thread or, for the autoscaler, in a worker thread; one action per service at a time.
 The autoscaler samples each service's requests in flight every `sample_s` and, every period,
 applies the HPA rule (engine.hpa) to the mean of the period's samples (or to the latest CPU % /
-p95 bucket the collector measured).
+p95 bucket the collector measured). While PostgreSQL is down a period decides nothing (its settings,
+the instances it would start or stop and its record all live there): one warning says so, one info
+line says when it resumes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from engine.events import MetricEvent
 from engine.fleet import ManagedFleet
 from engine.hpa import AutoscalerConfig, Decision, Stabilizer, decide
 from engine.logs import event_logger
+from engine.outage import UNAVAILABLE, DatabaseOutage
 from engine.registry import Registry
 
 __all__ = ["ScalingManager", "autoscaler_json"]
@@ -67,6 +70,7 @@ class ScalingManager:
         self._busy_guard = threading.Lock()
         self._samples: dict[str, deque[tuple[float, int]]] = {}
         self._stabilizers: dict[str, Stabilizer] = {}
+        self._outage = DatabaseOutage("the autoscaler", log, clock)
 
     # -- manual -------------------------------------------------------------------------------
 
@@ -115,15 +119,15 @@ class ScalingManager:
 
     def _done(self, name: str, before: int, after: int, direction: str, reason: str, source: str,
               config: AutoscalerConfig | None = None, value: float | None = None) -> dict[str, Any]:
+        if direction != "none":  # logged first: the change happened even if its row cannot be written now
+            log.info("%s scaled %s: %d -> %d (%s)", name, direction, before, after, reason,
+                     extra={"meta": {"service": name, "from": before, "to": after, "source": source}})
         with self._sessions.begin() as session:
             session.add(ScalingEvent(
                 service_name=name, direction=direction, from_count=before, to_count=after, reason=reason,
                 timestamp=self._clock.now(), source=source, metric=config.metric if config else None,
                 metric_value=value, target=config.target if config else None,
             ))
-        if direction != "none":
-            log.info("%s scaled %s: %d -> %d (%s)", name, direction, before, after, reason,
-                     extra={"meta": {"service": name, "from": before, "to": after, "source": source}})
         word = {"up": "scaled up", "down": "scaled down", "none": "unchanged"}[direction]
         return {"message": f"{name} {word}: {before} -> {after} instance(s)", "newInstanceCount": after}
 
@@ -177,7 +181,19 @@ class ScalingManager:
         return row.cpu_percent if config.metric == "cpu" else row.latency_p95_ms
 
     def run_period(self, period_s: float) -> list[dict[str, Any]]:
-        """One autoscaler period over every service it is on for (blocking: call it off the loop)."""
+        """One autoscaler period over every service it is on for (blocking: call it off the loop).
+
+        The database gone mid-period ends the period: what was done stays done and is in the log.
+        """
+        try:
+            results = self._period(period_s)
+        except UNAVAILABLE as exc:
+            self._outage.failed(exc)
+            return []
+        self._outage.succeeded()
+        return results
+
+    def _period(self, period_s: float) -> list[dict[str, Any]]:
         with self._sessions() as session:
             rows = session.scalars(select(Service).where(Service.autoscaler.is_not(None))).all()
             targets = [(r.id, r.name, AutoscalerConfig(**r.autoscaler), r.min_instances, r.max_instances)

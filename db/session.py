@@ -36,7 +36,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         "pool_pre_ping": True,
         "pool_size": 5,
         "max_overflow": 10,
-        "connect_args": {"connect_timeout": 5, "application_name": "microservice-monitor"},
+        # a server that vanishes without closing its sockets must fail writes in seconds, not hang them:
+        # TCP keepalives and a user timeout on every pooled connection
+        "connect_args": {"connect_timeout": 5, "application_name": "microservice-monitor", "keepalives": 1,
+                         "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+                         "tcp_user_timeout": 10_000},
     }
     options.update(kwargs)
     return create_engine(sqlalchemy_url(url), **options)

@@ -28,6 +28,7 @@ from engine.health import HealthChecker, HealthState
 from engine.http import make_async_client
 from engine.loadtest import LoadTestLimits, LoadTestManager
 from engine.logs import DatabaseLogHandler, event_logger
+from engine.outage import UNAVAILABLE, DatabaseOutage
 from engine.outlier import OutlierEjector
 from engine.ratelimit import RateLimiter
 from engine.registry import Registry
@@ -125,6 +126,7 @@ class Runtime:
             ahead_days=self.settings.partitions_ahead,
         )
         self.storage.run_once()  # today's partition exists before the first write
+        self._storage_outage = DatabaseOutage("storage maintenance", log)
         self._writer = BatchWriter(
             self._sessions, self.clock,
             flush_interval=self.settings.flush_interval, max_buffer=self.settings.writer_max_buffer,
@@ -302,7 +304,12 @@ class Runtime:
         await asyncio.to_thread(self.scaling.run_period, self.settings.autoscale_interval)
 
     async def _maintain_storage(self) -> None:
-        await asyncio.to_thread(self.storage.run_once)
+        try:
+            await asyncio.to_thread(self.storage.run_once)
+        except UNAVAILABLE as exc:  # the next run catches up; one warning per outage
+            self._storage_outage.failed(exc)
+        else:
+            self._storage_outage.succeeded()
 
     async def _stop_jobs(self) -> None:
         if self._loadtests is not None:
@@ -339,8 +346,13 @@ class Runtime:
         if self._server is not None:
             self._server.stop()
             self._server = None
-        if self._chaos is not None:
-            self._chaos.stop_all()  # faults lifted, memory freed, overload cancelled; rows say "stopped"
+        try:
+            if self._chaos is not None:
+                self._chaos.stop_all()  # faults lifted, memory freed, overload cancelled; rows say "stopped"
+        finally:
+            self._stop_rest()
+
+    def _stop_rest(self) -> None:
         if self._loop is not None:
             try:
                 asyncio.run_coroutine_threadsafe(self._stop_jobs(), self._loop).result(5)

@@ -123,7 +123,8 @@ class BatchWriter:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Flush what is buffered (bounded by timeout) and stop the thread."""
+        """Flush what is buffered (bounded by timeout) and stop the thread; what the database could not take is
+        counted as dropped and said on the console."""
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
@@ -131,6 +132,12 @@ class BatchWriter:
             self._thread = None
         else:
             self.flush()
+        with self._lock:
+            left = len(self._buffer)
+            self._buffer.clear()
+            self._dropped += left
+        if left:
+            log.error("stopped with %d event(s) the database did not take; they are lost", left)
 
     def flush(self) -> int:
         """Write everything buffered now; return how many events were written (0 if the DB failed)."""

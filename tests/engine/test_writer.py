@@ -158,3 +158,15 @@ def test_a_full_batch_is_written_without_waiting_for_the_interval(sessions):
         assert wait_for(lambda: writer.status().written == 10, timeout=5)
     finally:
         writer.stop()
+
+
+def test_stopping_while_the_database_is_away_counts_what_is_lost(sessions):
+    clock = FakeClock()
+    dead = make_session_factory(make_engine("postgresql://postgres@127.0.0.1:1/none",
+                                            connect_args={"connect_timeout": 1}))
+    writer = BatchWriter(dead, clock)
+    for n in range(4):
+        writer.submit(log_event(clock, n))
+    writer.stop()
+    status = writer.status()
+    assert (status.pending, status.dropped, status.written) == (0, 4, 0)

@@ -41,6 +41,9 @@ bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench.router_overhead
 	$(BIN)/python -m bench.loadgen_vs_locust
 	$(BIN)/python -m bench.coordinated_omission
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.chart_query
+	$(BIN)/python -m bench.db_outage
 
 ## lint: ruff and mypy
 lint: $(VENV)/.dev-deps

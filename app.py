@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import session
+from ui import session, storage
 from ui.api import api_url
 from ui.session import Role
+
+BANNER_REFRESH_S = 5
 
 st.set_page_config(page_title="Microservice Monitor", page_icon="📡", layout="wide")
 
@@ -23,10 +25,14 @@ else:
         st.Page("pages/chaos.py", title="Chaos", icon=":material/bolt:"),
         st.Page("pages/scaling.py", title="Scaling", icon=":material/stacks:"),
         st.Page("pages/logs.py", title="Logs", icon=":material/receipt_long:"),
+        st.Page("pages/storage.py", title="Storage", icon=":material/database:"),
     ]
     if session.can(Role.ADMIN):
         pages.append(st.Page("pages/users.py", title="Users", icon=":material/group:"))
     navigation = st.navigation(pages)
+    # the database or the API out of reach, said once at the top of every page; a fragment, so it comes and goes
+    # while a page only redraws its own live parts
+    st.fragment(run_every=BANNER_REFRESH_S)(storage.show_outage_banner)()
     st.sidebar.markdown(f":material/person: {session.who()}")
     st.sidebar.button("Log out", key="logout", icon=":material/logout:", on_click=session.logout)
     st.sidebar.caption(f"Microservice Monitor · API {api_url()}")

@@ -91,3 +91,4 @@ class StorageMaintenance:
         for p in partitions.list_partitions(session):
             if p.row_estimate is None or (p.start is not None and p.end is not None and p.start <= now < p.end):
                 session.execute(text(f"ANALYZE {p.name}"))
+        session.execute(text("ANALYZE metrics_1m"))  # small: a row per service per minute

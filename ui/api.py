@@ -79,8 +79,9 @@ class ApiClient:
         self._transport = transport
         self._timeout = timeout
 
-    def request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        """Send one request; return the decoded JSON of a 2xx answer."""
+    def request(self, method: str, path: str, body: Mapping[str, Any] | None = None, accept: tuple[int, ...] = (),
+                ) -> Any:
+        """Send one request; return the decoded JSON of a 2xx answer, or of one whose status is in `accept`."""
         # trust_env=False: a proxy variable must not divert calls to our own loopback API
         with httpx.Client(
             base_url=self.base_url, headers=self._headers, timeout=self._timeout, trust_env=False,
@@ -90,7 +91,7 @@ class ApiClient:
                 response = client.request(method, path, json=body)
             except httpx.HTTPError as exc:
                 raise ApiCallFailed(None, f"the API at {self.base_url} is not reachable ({exc})") from exc
-        if response.is_success:
+        if response.is_success or response.status_code in accept:
             return response.json() if response.content else None
         try:
             payload = response.json()
@@ -188,8 +189,9 @@ class ApiClient:
         return self._object("GET", "/api/load-test/status")
 
     def health(self) -> dict[str, Any]:
-        """GET /api/health: engine, database and write path (writer.writeLatencyMs), active simulations."""
-        return self._object("GET", "/api/health")
+        """GET /api/health: engine, database, write path (writer.writeLatencyMs), simulations; also the 503's body."""
+        result: dict[str, Any] = self.request("GET", "/api/health", accept=(503,))
+        return result
 
     def simulate_service_failure(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /api/simulate/service-failure: the simulation (201); 409 same kind on the service, or kill of an

@@ -31,7 +31,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "COLLECT_INTERVAL": ("collect_interval", "metrics bucket length in seconds (default 5)"),
     "WRITER_FLUSH_INTERVAL": ("flush_interval", "seconds between batch writes (default 0.5)"),
     "WRITER_MAX_BUFFER": ("writer_max_buffer", "events buffered while the DB is slow; oldest dropped (10000)"),
-    "WRITER_BATCH_ROWS": ("writer_batch_rows", "rows per write; a batch this big is written at once (default 2000)"),
+    "WRITER_BATCH_ROWS": ("writer_batch_rows", "rows per write; a batch this big is written at once (default 10000)"),
     "METRICS_RETENTION_DAYS": (
         "retention_days", "days of metrics (daily partitions, rollup) and logs kept; older is dropped (default 7)",
     ),
@@ -218,7 +218,7 @@ class Settings:
     collect_interval: float = 5.0
     flush_interval: float = 0.5
     writer_max_buffer: int = 10_000
-    writer_batch_rows: int = 2_000
+    writer_batch_rows: int = 10_000
     retention_days: int = 7
     partitions_ahead: int = 2
     maintenance_interval: float = 3600.0

@@ -65,7 +65,7 @@ class BatchWriter:
         *,
         flush_interval: float = 0.5,
         max_buffer: int = 10_000,
-        batch_size: int = 2_000,
+        batch_size: int = 10_000,
         on_commit: Callable[[float], None] | None = None,
     ) -> None:
         self._sessions = session_factory
@@ -100,13 +100,15 @@ class BatchWriter:
 
     def submit(self, event: Event) -> None:
         """Queue one event; never blocks. When full, the oldest event is dropped and counted."""
-        with self._lock:
-            if len(self._buffer) >= self._max:
-                self._buffer.popleft()
-                self._dropped += 1
-            self._buffer.append(event)
-            full = len(self._buffer) >= self._batch
-        if full:
+        buffer = self._buffer
+        if len(buffer) >= self._max:
+            with self._lock:
+                if len(buffer) >= self._max:
+                    buffer.popleft()
+                    self._dropped += 1
+        # deque appends and pops are atomic: the hot path takes no lock (a submit per routed bucket, log, sample)
+        buffer.append(event)
+        if len(buffer) == self._batch:  # once per batch, not on every submit past it
             self._wake.set()
 
     def status(self) -> WriterStatus:

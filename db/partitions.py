@@ -54,13 +54,16 @@ def list_partitions(session: Session) -> list[Partition]:
     session.execute(text("SET LOCAL timezone = 'UTC'"))  # bounds are printed in the session's zone
     rows = session.execute(text("""
         SELECT c.relname, pg_get_expr(c.relpartbound, c.oid),
-               -- the planner's own estimate: rows per page at the last ANALYZE times the pages there are now
-               CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN round(c.reltuples / c.relpages
+               -- live rows as the statistics system counts inserts and deletes; when it knows nothing (a
+               -- crash resets it), the planner's estimate: rows per page at the last ANALYZE times the pages now
+               CASE WHEN st.n_live_tup > 0 THEN st.n_live_tup
+                    WHEN c.relpages > 0 AND c.reltuples >= 0 THEN round(c.reltuples / c.relpages
                          * (pg_relation_size(c.oid) / current_setting('block_size')::int))
                     WHEN pg_relation_size(c.oid) = 0 THEN 0
                     ELSE -1 END::bigint,
                pg_total_relation_size(c.oid)
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        LEFT JOIN pg_stat_user_tables st ON st.relid = c.oid
         WHERE i.inhparent = CAST(:parent AS regclass)
     """), {"parent": PARENT}).all()
     parts = []
@@ -68,7 +71,7 @@ def list_partitions(session: Session) -> list[Partition]:
         match = _BOUND.search(bound or "")
         start = _timestamp(match.group(1)) if match else None
         end = _timestamp(match.group(2)) if match else None
-        estimate = int(tuples) if tuples >= 0 else None  # -1: rows there, never analysed
+        estimate = int(tuples) if tuples >= 0 else None  # -1: rows there, never counted nor analysed
         parts.append(Partition(name, start, end, estimate, int(size)))
     far = datetime.max.replace(tzinfo=UTC)
     return sorted(parts, key=lambda p: p.start or far)

@@ -11,7 +11,7 @@ bad table costs only its own rows.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any, cast
 
@@ -82,10 +82,7 @@ def _transition_row(e: BreakerEvent) -> tuple[Any, ...]:
     return (e.service_name, e.from_state, e.to_state, e.reason, e.at)
 
 
-_METRIC_COLUMNS = (
-    "service_name", "timestamp", "bucket_seconds", "request_count", "error_count", "latency_avg_ms",
-    "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "cpu_percent", "memory_mb", "instances_scraped",
-)
+_METRIC_COLUMNS = tuple(f.name for f in fields(MetricEvent))  # the event's fields are the table's columns
 _APPEND: dict[type, _Append] = {
     # attrgetter, not dataclasses.astuple: astuple deep-copies every field and costs 20x the COPY itself
     MetricEvent: _Append(

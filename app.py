@@ -19,6 +19,7 @@ else:
     pages = [
         st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
         st.Page("pages/services.py", title="Services", icon=":material/dns:"),
+        st.Page("pages/metrics.py", title="Metrics", icon=":material/query_stats:"),
         st.Page("pages/load_balancer.py", title="Load Balancer", icon=":material/alt_route:"),
         st.Page("pages/resilience.py", title="Resilience", icon=":material/electrical_services:"),
         st.Page("pages/load_test.py", title="Load Test", icon=":material/speed:"),

@@ -6,6 +6,7 @@ import streamlit as st
 
 from ui import session, storage
 from ui.api import api_url
+from ui.format import dashboard_css
 from ui.session import Role
 
 BANNER_REFRESH_S = 5
@@ -31,6 +32,7 @@ else:
     if session.can(Role.ADMIN):
         pages.append(st.Page("pages/users.py", title="Users", icon=":material/group:"))
     navigation = st.navigation(pages)
+    st.html(dashboard_css())  # status tints and the like, for every page
     # the database or the API out of reach, said once at the top of every page; a fragment, so it comes and goes
     # while a page only redraws its own live parts
     st.fragment(run_every=BANNER_REFRESH_S)(storage.show_outage_banner)()

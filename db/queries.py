@@ -40,7 +40,6 @@ __all__ = [
     "log_sources",
     "logs_csv",
     "logs_frame",
-    "metrics_frame",
     "overview",
     "recent_logs",
     "scaling_counts_before",
@@ -141,19 +140,6 @@ def services_frame(session: Session) -> pd.DataFrame:
         "service_id", "service", "service_status", "managed", "weight", "health_path", "metrics_path",
         "instance_id", "url", "status", "latency_ms", "last_health_check", "last_error",
     ])
-
-
-def metrics_frame(session: Session, since: datetime, service: str | None = None) -> pd.DataFrame:
-    """Metric rows since a time, oldest first."""
-    query = select(MetricRow).where(MetricRow.timestamp >= since).order_by(MetricRow.timestamp)
-    if service:
-        query = query.where(MetricRow.service_name == service)
-    columns = ["timestamp", "service_name", "request_count", "error_count", "latency_avg_ms",
-               "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "cpu_percent", "memory_mb",
-               "instances_scraped"]
-    return pd.DataFrame(
-        [[getattr(r, c) for c in columns] for r in session.scalars(query)], columns=columns
-    )
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ that a trigger keeps (migration 0006), so a week of 20 services is ~200k rollup 
 Both paths combine buckets the same way: counts add up, the average latency is weighted by
 requests, p50 is the request-weighted mean of the bucket medians, p95/p99 are the worst bucket's
 (a percentile cannot be merged exactly from percentiles), CPU and memory are means.
+
+Requests/s is a bucket's requests over the seconds its rows cover: a 5 s bucket of rows 1.2 s apart holds four or
+five of them, and dividing by the step would draw that as a saw. The rollup keeps no covered time, so a bucket of
+a minute or more divides by the step, which is exact when the collection interval divides a minute.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ SELECT service_name AS service,
        sum(latency_avg_ms * request_count) FILTER (WHERE latency_avg_ms IS NOT NULL) AS lat_sum,
        sum(latency_p50_ms * request_count) FILTER (WHERE latency_avg_ms IS NOT NULL) AS p50_sum,
        sum(request_count) FILTER (WHERE latency_avg_ms IS NOT NULL)::bigint AS lat_n,
-       max(latency_p95_ms) AS p95, max(latency_p99_ms) AS p99, avg(cpu_percent) AS cpu, avg(memory_mb) AS mem
+       max(latency_p95_ms) AS p95, max(latency_p99_ms) AS p99, avg(cpu_percent) AS cpu, avg(memory_mb) AS mem,
+       sum(bucket_seconds)::float8 AS covered
 FROM metrics
 WHERE service_name = ANY(%(services)s) AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
 GROUP BY 1, 2
@@ -46,7 +51,8 @@ SELECT service_name AS service,
        sum(request_count)::bigint AS requests, sum(error_count)::bigint AS errors,
        sum(latency_sum_ms) AS lat_sum, sum(p50_sum_ms) AS p50_sum, sum(latency_requests)::bigint AS lat_n,
        max(p95_max_ms) AS p95, max(p99_max_ms) AS p99,
-       sum(cpu_sum) / nullif(sum(cpu_n), 0) AS cpu, sum(memory_sum_mb) / nullif(sum(memory_n), 0) AS mem
+       sum(cpu_sum) / nullif(sum(cpu_n), 0) AS cpu, sum(memory_sum_mb) / nullif(sum(memory_n), 0) AS mem,
+       NULL::float8 AS covered
 FROM metrics_1m
 WHERE service_name = ANY(%(services)s) AND minute >= %(start)s AND minute < %(end)s
 GROUP BY 1, 2
@@ -57,7 +63,7 @@ _MINUTES = """
 SELECT service_name AS service, extract(epoch FROM minute)::float8 AS bucket,
        request_count AS requests, error_count AS errors, latency_sum_ms AS lat_sum, p50_sum_ms AS p50_sum,
        latency_requests AS lat_n, p95_max_ms AS p95, p99_max_ms AS p99,
-       cpu_sum / nullif(cpu_n, 0) AS cpu, memory_sum_mb / nullif(memory_n, 0) AS mem
+       cpu_sum / nullif(cpu_n, 0) AS cpu, memory_sum_mb / nullif(memory_n, 0) AS mem, NULL::float8 AS covered
 FROM metrics_1m
 WHERE service_name = ANY(%(services)s) AND minute >= %(start)s AND minute < %(end)s
 """
@@ -94,7 +100,7 @@ def metric_series(session: Session, services: Sequence[str], start: datetime, en
     sql = _MINUTES if step == 60 else _ROLLUP if step > 60 else _RAW
     rows = fetch(session, sql, {"step": step, "services": list(services), "start": start, "end": end})
     frame = pd.DataFrame.from_records(rows, columns=["service", "bucket", "requests", "errors", "lat_sum", "p50_sum",
-                                                     "lat_n", "p95", "p99", "cpu", "mem"])
+                                                     "lat_n", "p95", "p99", "cpu", "mem", "covered"])
     lat_n = frame["lat_n"].astype("float64").where(frame["lat_n"] > 0)
     out = pd.DataFrame({
         "service": frame["service"],
@@ -102,7 +108,7 @@ def metric_series(session: Session, services: Sequence[str], start: datetime, en
         "step_s": step,
         "requests": frame["requests"].astype("int64"),
         "errors": frame["errors"].astype("int64"),
-        "rps": frame["requests"].astype("float64") / step,
+        "rps": frame["requests"].astype("float64") / frame["covered"].astype("float64").fillna(step),
         "error_rate": (100.0 * frame["errors"] / frame["requests"].where(frame["requests"] > 0)).astype("float64"),
         "latency_avg_ms": frame["lat_sum"].astype("float64") / lat_n,
         "latency_p50_ms": frame["p50_sum"].astype("float64") / lat_n,

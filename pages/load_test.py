@@ -92,7 +92,8 @@ def show_status(s: dict[str, Any]) -> None:
     corrected = (s.get("latency") or {}).get("corrected") or {}
     rows = [st.columns(4) for _ in range(3)]
     (a, b, c, d), (e, f, g, h), (i, j, k, m) = rows
-    a.metric("Status", load_test_label(s["status"]), border=True)
+    with a.container(key="lt-status"):  # smaller type: "interrupted" and its emoji fit a quarter of the page
+        st.metric("Status", load_test_label(s["status"]), border=True)
     b.metric("Requested rate", fmt_rps(s["requestsPerSecond"]), border=True)
     c.metric("Achieved rate", fmt_rps(s.get("achievedRps")), border=True,
              help="Requests sent over the elapsed time.")

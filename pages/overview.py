@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from db import queries
+from db import queries, series
 from db.models import Simulation
+from engine.config import Settings
 from ui import charts, data, session
 from ui.format import (
     STATUS_COLOURS,
-    card_css,
     fmt_ago,
     fmt_mb,
     fmt_ms,
@@ -26,11 +26,12 @@ from ui.format import (
 
 REFRESH_S = 5
 CHART_WINDOW = timedelta(minutes=15)
+CHART_POINTS = 300  # buckets per line at most: 15 minutes in 5 s buckets is 180
+MIN_STEP = Settings.from_env().collect_interval  # a bucket is never shorter than one measurement
 CARDS_PER_ROW = 4
 
 session.require_login()
 st.title("Overview")
-st.html(card_css())
 
 
 def show_kpis(o: queries.Overview, services: list[data.ServiceSummary]) -> None:
@@ -88,10 +89,10 @@ def show_charts(metrics: pd.DataFrame, simulations: list[Simulation], now: datet
     minutes = int(CHART_WINDOW.total_seconds() // 60)
     left, right = st.columns(2)
     for col, column, title, unit in (
-        (left, "cpu_percent", f"CPU % per service, last {minutes} min", "CPU %"),
-        (right, "memory_mb", f"Memory per service, last {minutes} min", "MB"),
+        (left, "cpu_percent", f"CPU per service, last {minutes} min", "CPU (% of one core)"),
+        (right, "memory_mb", f"Memory per service, last {minutes} min", "memory (MB)"),
     ):
-        fig = charts.per_service_lines(metrics, column, title, unit)
+        fig = charts.per_service_lines(metrics, column, title, unit, now - CHART_WINDOW, now)
         with col:
             if fig is None:
                 st.info(f"{title}: nothing measured yet (a service needs a metrics path to be scraped).")
@@ -107,7 +108,8 @@ def live() -> None:
     with data.reading() as db_session:
         o = queries.overview(db_session, now)
         services = data.summarize_services(queries.services_frame(db_session))
-        metrics = queries.metrics_frame(db_session, now - CHART_WINDOW)
+        metrics = series.metric_series(db_session, [s.name for s in services], now - CHART_WINDOW, now,
+                                       max_points=CHART_POINTS, min_step=MIN_STEP)
         simulations = queries.simulations(db_session, since=now - CHART_WINDOW)
     show_banner(simulations, now)
     show_kpis(o, services)

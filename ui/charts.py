@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -13,7 +15,14 @@ from plotly.subplots import make_subplots
 from db.models import Simulation
 from ui.format import BREAKER_COLOURS, SIMULATION_COLOURS
 
+LEGEND_COLUMNS = 5  # services a legend row holds in a half-width chart
+# at the bottom of a figure, under its time axis, where plotly makes room for it: above the plot a legend runs into
+# the title and the toolbar once it holds more than a few names
+LEGEND_BELOW: dict[str, Any] = {"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom",
+                                "xanchor": "left", "x": 0.0, "font": {"size": 10}}
+
 __all__ = [
+    "LEGEND_BELOW",
     "annotate_simulations",
     "breaker_timeline",
     "load_test_errors",
@@ -21,49 +30,56 @@ __all__ = [
     "load_test_overlay",
     "load_test_rate",
     "naive_utc",
+    "on_grid",
     "per_service_lines",
     "picks_bars",
     "simulation_tag",
 ]
 
 
-def per_service_lines(frame: pd.DataFrame, column: str, title: str, y_title: str) -> Any | None:
-    """One line per service of `column` over time from db.queries.metrics_frame; None if nothing was measured.
+def per_service_lines(frame: pd.DataFrame, column: str, title: str, y_title: str, since: Any, now: Any,
+                      ) -> Any | None:
+    """One line per service of a db.series.metric_series column over [since, now]; None if nothing was measured.
 
-    Buckets where the value is NULL (not scraped) are drawn as gaps, not as zero.
+    A bucket without a value (not scraped, or no row at all) is a gap in the line, neither a zero nor a bridge.
     """
     if frame.empty or column not in frame:
         return None
+    step_s = float(frame["step_s"].iloc[0])
+    origin = naive_utc(frame["bucket"].min())
+    place = ((frame["bucket"] - frame["bucket"].min()).dt.total_seconds() // step_s).astype("int64")
     fig = go.Figure()
-    for name, group in frame.groupby("service_name", sort=True):
+    for name, group in frame.groupby("service", sort=True):
         if not group[column].notna().any():
             continue
-        fig.add_trace(
-            go.Scatter(
-                # naive UTC: plotly drops a timezone and shows the wall time, which would be the session's zone
-                x=[naive_utc(t) for t in group["timestamp"]],
-                y=group[column],
-                name=str(name),
-                mode="lines+markers",
-                marker={"size": 4},
-                connectgaps=False,
-                hovertemplate="%{y:,.1f}",
-            )
-        )
+        # x0 and dx instead of an x array, float32 y: a few kB a line for plotly to copy and the browser to parse
+        fig.add_trace(go.Scatter(
+            x0=origin.isoformat(), dx=step_s * 1000.0, y=on_grid(place.loc[group.index].to_numpy(), group[column]),
+            name=str(name), mode="lines", connectgaps=False, hovertemplate="%{y:,.1f}",
+        ))
     if not fig.data:
         return None
+    rows = math.ceil(len(fig.data) / LEGEND_COLUMNS)
     fig.update_layout(
         title={"text": title},
-        height=320,
-        margin={"l": 10, "r": 10, "t": 48, "b": 10},
+        height=300 + 19 * rows,  # the plot keeps its height however many services the legend lists
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
         hovermode="x unified",
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        legend=LEGEND_BELOW,
         uirevision="live",  # keep the user's zoom when the live fragment redraws
-        xaxis_title="time (UTC)",
+        xaxis={"type": "date", "title": {"text": "time (UTC)"},
+               "range": [naive_utc(since).isoformat(), naive_utc(now).isoformat()]},
         yaxis_title=y_title,
         yaxis_rangemode="tozero",
     )
     return fig
+
+
+def on_grid(place: Any, values: pd.Series) -> Any:
+    """values as float32 at their places on a bucket grid (0 = first bucket), NaN where no value is."""
+    y = np.full(int(place.max()) + 1 if len(place) else 0, np.nan, dtype="float32")
+    y[place] = values.to_numpy(dtype="float32")
+    return y
 
 
 def _host(url: str) -> str:
@@ -148,7 +164,7 @@ def breaker_timeline(segments: pd.DataFrame, since: Any, now: Any) -> Any | None
         margin={"l": 10, "r": 10, "t": 48, "b": 10},
         barmode="overlay",
         bargap=0.3,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        legend=LEGEND_BELOW,
         uirevision="live",
         xaxis={"type": "date", "range": [naive_utc(since).isoformat(), naive_utc(now).isoformat()],
                "title": "time (UTC)"},
@@ -165,7 +181,7 @@ _LAYOUT: dict[str, Any] = {
     "height": 320,
     "margin": {"l": 10, "r": 10, "t": 48, "b": 10},
     "hovermode": "x unified",
-    "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+    "legend": LEGEND_BELOW,
     "uirevision": "live",
 }
 SECOND_AXIS = "second of the run"
@@ -336,7 +352,8 @@ def annotate_simulations(fig: Any, simulations: Sequence[Simulation], now: Any, 
     clipped to start at `since` (the chart's window); one that never started (failed) or ended before `since` is
     left out. Labels of overlapping spans go one under the other. With `origin` (a load test's start) x is in
     seconds since it, for the load test charts' "second" axes; else x is naive UTC time, as the other builders
-    draw it. The x range is set to the data and the spans: plotly would otherwise widen it to fit label text.
+    draw it. The x range is the one the figure has, else set to the data and the spans: plotly would otherwise widen
+    it to fit label text.
     """
     start_of = None if since is None else naive_utc(since)
     end_now = naive_utc(now)
@@ -356,10 +373,14 @@ def annotate_simulations(fig: Any, simulations: Sequence[Simulation], now: Any, 
             shown.append((r, (t0 - naive_utc(origin)).total_seconds(), (t1 - naive_utc(origin)).total_seconds()))
     if not shown:
         return fig
-    xs = [x if origin is not None else naive_utc(x)
-          for trace in fig.data for x in (trace.x if trace.x is not None else ())]
-    lo = min([*xs, *(a for _, a, _ in shown)])
-    hi = max([*xs, *(b for _, _, b in shown)])
+    fixed = fig.layout.xaxis.range
+    if fixed is not None:  # the builder set the window: it stays
+        lo, hi = fixed if origin is not None else (naive_utc(fixed[0]), naive_utc(fixed[1]))
+    else:
+        xs = [x if origin is not None else naive_utc(x)
+              for trace in fig.data for x in (trace.x if trace.x is not None else ())]
+        lo = min([*xs, *(a for _, a, _ in shown)])
+        hi = max([*xs, *(b for _, _, b in shown)])
     extent = (hi - lo) * LABEL_SHARE
     lanes = _lanes([(a, b) for _, a, b in shown], extent)
     for (r, x0, x1), lane in zip(shown, lanes, strict=True):

@@ -23,7 +23,7 @@ __all__ = [
     "autoscaler_summary",
     "breaker_badge_colour",
     "breaker_label",
-    "card_css",
+    "dashboard_css",
     "fmt_ago",
     "fmt_count",
     "fmt_duration_ms",
@@ -328,12 +328,16 @@ def fmt_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(", ", ": "), default=str)
 
 
-def card_css() -> str:
-    """CSS that tints containers keyed `svc-card-<status>-…` with their status colour."""
+def dashboard_css() -> str:
+    """The dashboard's CSS: containers keyed `svc-card-<status>-…` tinted with their status colour, and the one
+    metric whose value is a word (lt-status) in smaller type."""
     rules = []
     for status, colour in STATUS_COLOURS.items():
         rules.append(
             f'[class*="st-key-svc-card-{status}-"] {{ border-left: 6px solid {colour} !important; '
             f"background: {colour}1f; }}"
         )
+    # the load test's status box (keyed lt-status): a word longer than a number, in smaller type of the same height
+    rules.append('.st-key-lt-status [data-testid="stMetricValue"] { font-size: 1.6rem; min-height: 3.5rem; '
+                 "display: flex; align-items: center; }")
     return "<style>\n" + "\n".join(rules) + "\n</style>"

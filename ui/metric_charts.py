@@ -15,7 +15,7 @@ from plotly.colors import qualitative
 
 from db.annotations import Annotations
 from db.models import Simulation
-from ui.charts import BREAKER_STATES, annotate_simulations, naive_utc, simulation_tag
+from ui.charts import BREAKER_STATES, annotate_simulations, naive_utc, on_grid, simulation_tag
 from ui.format import BREAKER_COLOURS, SIMULATION_COLOURS, simulation_kind, simulation_params
 from ui.metrics import PERCENTILES, Window, floor_time
 from ui.scaling import SCALE_SYMBOLS
@@ -112,8 +112,7 @@ def _line(c: Canvas, place: Any, values: pd.Series) -> dict[str, Any]:
     """One service's column on the bucket grid as trace fields: x0 and dx, float32 y with NaN for no row."""
     # no x array: a date axis takes the first bucket and a step in ms; a NaN breaks the line where nothing was
     # measured instead of bridging it; at most window.buckets + 1 points
-    y = np.full(int(place.max()) + 1 if len(place) else 0, np.nan, dtype="float32")
-    y[place] = values.to_numpy(dtype="float32")
+    y = on_grid(place, values)
     origin = floor_time(c.window.start, c.window.step)
     return {"type": "scatter", "mode": "lines", "connectgaps": False, "x0": naive_utc(origin).isoformat(),
             "dx": c.window.step * 1000.0, "y": y}

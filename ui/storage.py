@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from db import storage_queries
 from db.storage_queries import StorageSnapshot
 from ui import api, data
+from ui.charts import LEGEND_BELOW
 from ui.format import NA, fmt_ago, fmt_count
 
 __all__ = [
@@ -196,7 +197,7 @@ def size_bars(frame: pd.DataFrame) -> Any | None:
         ))
     fig.update_layout(
         title={"text": "Size per partition"}, height=340, margin={"l": 10, "r": 10, "t": 48, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        legend=LEGEND_BELOW,
         uirevision="live", bargap=0.25,
         xaxis={"title": {"text": "day (UTC)"}, "type": "category", "categoryorder": "array", "categoryarray": labels},
         yaxis={"title": {"text": "size (MB)"}, "rangemode": "tozero", "ticksuffix": " MB"},

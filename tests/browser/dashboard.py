@@ -108,6 +108,18 @@ _INSTALL = r"""
         charts: main.querySelectorAll('[data-testid="stPlotlyChart"]').length,
         tables: main.querySelectorAll('[data-testid="stDataFrame"], [data-testid="stTable"]').length,
         metrics: main.querySelectorAll('[data-testid="stMetric"]').length,
+        // a shown number or time axis without a title: a figure without its unit
+        untitled_axes: Array.from(main.querySelectorAll('.js-plotly-plot')).flatMap(plot => {
+          // what is drawn from the full layout; titles from the figure's own, since the full one fills an empty
+          // title with a "Click to enter ... title" placeholder
+          const full = plot._fullLayout || {}, own = plot.layout || {};
+          const text = t => (typeof t === 'string' ? t : (t && t.text) || '').replace(/<[^>]+>/g, '').trim();
+          const chart = text(own.title) || 'a chart without a title';
+          // names (categories) need no unit, nor an axis drawn without numbers (the upper one of a shared pair)
+          const numbers = a => a.visible && a.showticklabels && !['category', 'multicategory'].includes(a.type);
+          return Object.keys(full).filter(k => /^[xy]axis\d*$/.test(k))
+            .filter(k => numbers(full[k]) && !text((own[k] || {}).title)).map(k => chart + ': ' + k);
+        }),
         height: Math.max(scroller ? scroller.scrollHeight : 0, side ? side.scrollHeight : 0, innerHeight),
       };
     },
@@ -142,11 +154,13 @@ class PageReport:
     charts: int
     tables: int
     metrics: int
+    untitled_axes: list[str]
     height: int
 
     def problems(self) -> list[str]:
-        """The exception boxes and error boxes, as lines for an assertion message."""
-        return [f"exception box: {text}" for text in self.exceptions] + [f"error box: {text}" for text in self.errors]
+        """The exception boxes, error boxes and number axes without a title (a unit), as lines for an assertion."""
+        return ([f"exception box: {text}" for text in self.exceptions] + [f"error box: {text}" for text in self.errors]
+                + [f"axis without a title (its unit): {axis}" for axis in self.untitled_axes])
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,15 @@ def test_buckets_outside_the_range_are_not_returned(sessions):
         frame = metric_series(s, ["orders"], T0 + timedelta(seconds=30), T0 + timedelta(seconds=60), min_step=5)
     assert list(frame.requests) == [10] * 6
     assert not any(math.isnan(v) for v in frame.latency_avg_ms)
+
+
+def test_requests_per_second_is_over_the_time_the_rows_cover_not_the_step(sessions):
+    # 6 requests every 1.2 s is 5 req/s; 2 s buckets hold one row or two, which over the step would be 3 or 6
+    with sessions.begin() as s:
+        for k in range(50):
+            s.add(MetricRow(service_name="orders", timestamp=T0 + timedelta(seconds=1.2 * k), bucket_seconds=1.2,
+                            request_count=6, error_count=0, instances_scraped=0))
+    with sessions() as s:
+        frame = metric_series(s, ["orders"], T0, T0 + timedelta(seconds=60), min_step=2)
+    assert frame.step_s.iloc[0] == 2 and set(frame.requests) == {6, 12}
+    assert list(frame.rps) == pytest.approx([5.0] * len(frame))

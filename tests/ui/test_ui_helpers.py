@@ -240,18 +240,23 @@ def test_summarize_services_counts_instances():
 
 
 def test_chart_keeps_gaps_and_skips_unmeasured_services():
+    # orders: a value, a NULL (not scraped), no row at all, a value; payments measured nothing
     frame = pd.DataFrame({
-        "timestamp": [T0, T0 + timedelta(seconds=5), T0 + timedelta(seconds=10), T0],
-        "service_name": ["orders", "orders", "orders", "payments"],
+        "service": ["orders", "orders", "orders", "payments"],
+        "bucket": [T0, T0 + timedelta(seconds=5), T0 + timedelta(seconds=15), T0],
+        "step_s": 5,
         "cpu_percent": [10.0, None, 30.0, None],
     })
-    fig = per_service_lines(frame, "cpu_percent", "CPU", "%")
+    fig = per_service_lines(frame, "cpu_percent", "CPU", "%", T0, T0 + timedelta(minutes=1))
     assert fig is not None
     assert [t.name for t in fig.data] == ["orders"]
-    y = list(fig.data[0].y)
-    assert y[0] == 10.0 and math.isnan(y[1]) and y[2] == 30.0  # a gap, not a zero
-    assert per_service_lines(frame[frame.service_name == "payments"], "cpu_percent", "CPU", "%") is None
-    assert per_service_lines(frame.iloc[0:0], "cpu_percent", "CPU", "%") is None
+    line = fig.data[0]
+    assert (pd.Timestamp(line.x0), line.dx) == (pd.Timestamp("2026-01-01 12:00:00"), 5000.0)
+    y = list(line.y)
+    assert len(y) == 4 and y[0] == 10.0 and y[3] == 30.0
+    assert math.isnan(y[1]) and math.isnan(y[2]) and line.connectgaps is False  # gaps, not zeros or a bridge
+    assert per_service_lines(frame[frame.service == "payments"], "cpu_percent", "CPU", "%", T0, T0) is None
+    assert per_service_lines(frame.iloc[0:0], "cpu_percent", "CPU", "%", T0, T0) is None
 
 
 def test_logs_csv_writes_iso_times_and_json_metadata():
@@ -490,10 +495,12 @@ def test_per_service_lines_draw_times_as_naive_utc():
     from datetime import timezone
 
     berlin = timezone(timedelta(hours=1))
-    frame = pd.DataFrame({"timestamp": [T0.astimezone(berlin)], "service_name": ["orders"], "cpu_percent": [5.0]})
-    fig = per_service_lines(frame, "cpu_percent", "CPU", "%")
+    frame = pd.DataFrame({"service": ["orders"], "bucket": [T0.astimezone(berlin)], "step_s": 5,
+                          "cpu_percent": [5.0]})
+    fig = per_service_lines(frame, "cpu_percent", "CPU", "%", T0.astimezone(berlin), T0 + timedelta(minutes=15))
     assert fig is not None
-    assert list(fig.data[0].x) == [pd.Timestamp("2026-01-01 12:00:00")]  # 13:00+01:00 drawn at 12:00 UTC
+    assert pd.Timestamp(fig.data[0].x0) == pd.Timestamp("2026-01-01 12:00:00")  # 13:00+01:00 drawn at 12:00 UTC
+    assert fig.layout.xaxis.range == ("2026-01-01T12:00:00", "2026-01-01T12:15:00")
 
 
 # -- scaling: API calls, the autoscaler body, words, rows, the instances chart ---------------------------------

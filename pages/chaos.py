@@ -226,7 +226,7 @@ def show_history(simulations: list[Simulation]) -> None:
     st.caption(f"The last {len(simulations)} simulation(s), newest first, at most {HISTORY_LIMIT}.")
 
 
-with data.reading() as db_session:
+with data.reading(page=True) as db_session:
     services = {s.name: bool(s.managed) for s in queries.list_services(db_session)}
     active_ids = tuple(r.id for r in queries.active_simulations(db_session))
     history = queries.simulations(db_session, limit=HISTORY_LIMIT)

@@ -111,6 +111,6 @@ def live_instances() -> None:
 
 
 live_kpis()
-algorithm_form(data.fetch(api.load_balancer))
+algorithm_form(data.fetch(api.load_balancer, page=True))
 st.subheader("Instances")
 live_instances()

@@ -266,9 +266,9 @@ def compare(runs: dict[int, dict[str, Any]]) -> None:
         st.plotly_chart(fig, key="lt-overlay")
 
 
-initial = data.fetch_or_none(api.load_test_status)
+initial = data.fetch_or_none(api.load_test_status, page=True)
 running_id = initial["id"] if initial is not None and initial.get("status") == "running" else None
-with data.reading() as db_session:
+with data.reading(page=True) as db_session:
     names = [s.name for s in queries.list_services(db_session)]
     history = {r.id: queries.load_test_json(r) for r in queries.load_tests(db_session, HISTORY_LIMIT)}
 

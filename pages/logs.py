@@ -19,7 +19,7 @@ session.require_login()
 st.title("Logs")
 data.show_flash()
 
-with data.reading() as db_session:
+with data.reading(page=True) as db_session:
     sources = queries.log_sources(db_session)
 
 c1, c2, c3, c4 = st.columns([1, 1, 2, 1])

@@ -216,7 +216,7 @@ def live_transitions(window: timedelta, service: str | None) -> None:
 
 
 # the engine holds the breakers and counters; without the API only the transitions (PostgreSQL) are shown
-initial = data.fetch_or_none(api.circuit_breakers)
+initial = data.fetch_or_none(api.circuit_breakers, page=True)
 if initial is not None:
     st.subheader("Circuit breakers")
     live_breakers()
@@ -229,7 +229,7 @@ if initial is not None:
     live_figures()
 
 st.subheader("Transitions")
-with data.reading() as db_session:
+with data.reading(page=True) as db_session:
     names = [s.name for s in queries.list_services(db_session)]
 left, right = st.columns(2)
 window = left.selectbox("Window", list(WINDOWS), index=1, key="tl-window")

@@ -222,7 +222,7 @@ def live_history(service: str | None, changes_only: bool) -> None:
                f"{REFRESH_S} s")
 
 
-with data.reading() as db_session:
+with data.reading(page=True) as db_session:
     registered = queries.list_services(db_session)
 rows = scaling.scaling_rows(registered, None, ACT_HELP)
 

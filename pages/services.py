@@ -127,7 +127,7 @@ def delete_form(services: list[data.ServiceSummary]) -> None:
 
 live_table()
 
-with data.reading() as db_session:
+with data.reading(page=True) as db_session:
     summaries = data.summarize_services(queries.services_frame(db_session))
 
 register_tab, edit_tab, delete_tab = st.tabs(["Register", "Edit", "Delete"])

@@ -65,7 +65,7 @@ def delete_form(users: list[dict[str, Any]]) -> None:
         data.act(lambda: api.delete_user(chosen), lambda r: str(r.get("message", "User removed.")))
 
 
-users = data.fetch(api.list_users)
+users = data.fetch(api.list_users, page=True)
 st.dataframe(user_table(users), hide_index=True, key="users-table",
              column_config={"created": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm")})
 add_tab, delete_tab = st.tabs(["Add", "Remove"])

@@ -25,6 +25,7 @@ __all__ = [
     "LEGEND_BELOW",
     "annotate_simulations",
     "breaker_timeline",
+    "line_mode",
     "load_test_errors",
     "load_test_latency",
     "load_test_overlay",
@@ -53,10 +54,9 @@ def per_service_lines(frame: pd.DataFrame, column: str, title: str, y_title: str
         if not group[column].notna().any():
             continue
         # x0 and dx instead of an x array, float32 y: a few kB a line for plotly to copy and the browser to parse
-        fig.add_trace(go.Scatter(
-            x0=origin.isoformat(), dx=step_s * 1000.0, y=on_grid(place.loc[group.index].to_numpy(), group[column]),
-            name=str(name), mode="lines", connectgaps=False, hovertemplate="%{y:,.1f}",
-        ))
+        y = on_grid(place.loc[group.index].to_numpy(), group[column])
+        fig.add_trace(go.Scatter(x0=origin.isoformat(), dx=step_s * 1000.0, y=y, name=str(name), connectgaps=False,
+                                 hovertemplate="%{y:,.1f}", **line_mode(y)))
     if not fig.data:
         return None
     rows = math.ceil(len(fig.data) / LEGEND_COLUMNS)
@@ -73,6 +73,15 @@ def per_service_lines(frame: pd.DataFrame, column: str, title: str, y_title: str
         yaxis_rangemode="tozero",
     )
     return fig
+
+
+def line_mode(y: Any) -> dict[str, Any]:
+    """Trace fields for a line with gaps: a value with no value either side would draw nothing, so it gets a dot."""
+    known = ~np.isnan(y)
+    lone = known & ~np.concatenate(([False], known[:-1])) & ~np.concatenate((known[1:], [False]))
+    if not lone.any():
+        return {"mode": "lines"}
+    return {"mode": "lines+markers", "marker": {"size": np.where(lone, 5, 0).astype("uint8")}}
 
 
 def on_grid(place: Any, values: pd.Series) -> Any:

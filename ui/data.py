@@ -12,12 +12,14 @@ from typing import Any, NoReturn, TypeVar
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Simulation
 from db.session import make_engine, make_session_factory
 from engine.errors import DatabaseError
+from ui import api
 from ui import session as auth  # "session" is a database session here
 from ui.api import ApiCallFailed
 from ui.format import (
@@ -30,6 +32,8 @@ from ui.format import (
 )
 
 __all__ = [
+    "RETRY_S",
+    "UNAVAILABLE",
     "Countdown",
     "ServiceSummary",
     "act",
@@ -57,6 +61,8 @@ NO_DATABASE = (
     "with the engine by `python -m engine up` (or `make run`), which passes it the database URL; "
     "to run it on its own, set DATABASE_URL to the engine's PostgreSQL URL."
 )
+RETRY_S = 5  # how often a page whose first read failed checks whether the database or the API answers again
+UNAVAILABLE = {None, 502, 503, 504}  # ApiCallFailed statuses that mean "try again later" (None: no answer)
 _FLASH_KEY = "_mm_flash"
 _RESET_KEY = "_mm_reset"
 T = TypeVar("T")
@@ -87,16 +93,54 @@ def session_factory() -> sessionmaker[Session]:
         st.stop()
 
 
+def _database_answers() -> bool:
+    try:
+        with session_factory()() as session:
+            session.execute(text("SELECT 1"))
+    except (OperationalError, InterfaceError):
+        return False
+    return True
+
+
+def _api_answers() -> bool:
+    """The engine answers and its database is up (most of what the API serves needs both)."""
+    try:
+        report = api.health()  # 200, or 503 with the same report while the engine's database is down
+    except ApiCallFailed:
+        return False
+    return isinstance(report, dict) and (report.get("database") or {}).get("status") == "up"
+
+
+def _rerun_when(answers: Callable[[], bool]) -> None:
+    """Check every RETRY_S s, in a fragment of its own, and run the whole page again once `answers()` holds."""
+
+    def check() -> None:
+        if answers():
+            st.rerun(scope="app")
+
+    st.fragment(run_every=RETRY_S)(check)()
+
+
+def _retry_note(page: bool) -> str:
+    return f"This page tries again every {RETRY_S} s." if page else "The page retries on its next refresh."
+
+
 @contextmanager
-def reading() -> Iterator[Session]:
-    """A read-only session; if the database is unreachable, say so and stop this run (the next refresh retries)."""
+def reading(*, page: bool = False) -> Iterator[Session]:
+    """A read-only session; if the database is unreachable, say so and stop this run.
+
+    Inside a live fragment its next refresh retries; a read at the top of a page (`page=True`) leaves a small
+    fragment behind that checks every RETRY_S s and runs the page again once the database answers.
+    """
     factory = session_factory()
     try:
         with factory() as session:
             yield session
     except (OperationalError, InterfaceError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-        st.error(f"The database is not reachable ({reason}). The page retries on its next refresh.")
+        st.error(f"The database is not reachable ({reason}). {_retry_note(page)}")
+        if page:
+            _rerun_when(_database_answers)
         st.stop()
 
 
@@ -147,27 +191,36 @@ def act(
     st.rerun()
 
 
-def _show_api_error(exc: ApiCallFailed) -> None:
+def _show_api_error(exc: ApiCallFailed, page: bool) -> None:
+    """The API's error; when it could not answer (down, or its database down) a note that the page retries, and
+    for a read at the top of a page the fragment that runs it again once the API answers."""
     if exc.status == 401:
         _session_expired()
-    st.error(exc.text())
+    if exc.status not in UNAVAILABLE:
+        st.error(exc.text())
+        return
+    st.error(f"{exc.text()} {_retry_note(page)}")
+    if page:
+        _rerun_when(_api_answers)
 
 
-def fetch(call: Callable[[], T]) -> T:
-    """Read through the API; an error is shown and stops this run (a 401 logs out, as in act())."""
+def fetch(call: Callable[[], T], *, page: bool = False) -> T:
+    """Read through the API; an error is shown and stops this run (a 401 logs out, as in act()); `page=True` for a
+    read at the top of a page, which then runs again by itself once the API answers."""
     try:
         return call()
     except ApiCallFailed as exc:
-        _show_api_error(exc)
+        _show_api_error(exc, page)
         st.stop()
 
 
-def fetch_or_none(call: Callable[[], T]) -> T | None:
-    """Read through the API; an error is shown and None returned, so the rest of the page still draws."""
+def fetch_or_none(call: Callable[[], T], *, page: bool = False) -> T | None:
+    """Read through the API; an error is shown and None returned, so the rest of the page still draws; `page` as
+    in fetch()."""
     try:
         return call()
     except ApiCallFailed as exc:
-        _show_api_error(exc)
+        _show_api_error(exc, page)
         return None
 
 

@@ -15,7 +15,7 @@ from plotly.colors import qualitative
 
 from db.annotations import Annotations
 from db.models import Simulation
-from ui.charts import BREAKER_STATES, annotate_simulations, naive_utc, on_grid, simulation_tag
+from ui.charts import BREAKER_STATES, annotate_simulations, line_mode, naive_utc, on_grid, simulation_tag
 from ui.format import BREAKER_COLOURS, SIMULATION_COLOURS, simulation_kind, simulation_params
 from ui.metrics import PERCENTILES, Window, floor_time
 from ui.scaling import SCALE_SYMBOLS
@@ -114,8 +114,8 @@ def _line(c: Canvas, place: Any, values: pd.Series) -> dict[str, Any]:
     # measured instead of bridging it; at most window.buckets + 1 points
     y = on_grid(place, values)
     origin = floor_time(c.window.start, c.window.step)
-    return {"type": "scatter", "mode": "lines", "connectgaps": False, "x0": naive_utc(origin).isoformat(),
-            "dx": c.window.step * 1000.0, "y": y}
+    return {"type": "scatter", "connectgaps": False, "x0": naive_utc(origin).isoformat(),
+            "dx": c.window.step * 1000.0, "y": y, **line_mode(y)}
 
 
 def _hover(name: str, q: Quantity) -> str:

@@ -1,6 +1,6 @@
 """The browser test's world: a database of its own with a week of metrics for 20 services, the real app
-(`python -m engine up --demo`) on it with some traffic, failures and scaling behind it, and headless Chromium
-logged in to its dashboard."""
+(`python -m engine up --demo`) on it (through a relay that can cut it off) with some traffic, failures and scaling
+behind it, and headless Chromium logged in to its dashboard."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from bench.seed_metrics import seed, service_names
 from db.session import make_engine
 from tests.browser.cdp import CdpError, Chromium, chromium_path
 from tests.browser.dashboard import Dashboard
+from tests.browser.relay import Relay
 from tests.conftest import TEST_JWT_SECRET, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +65,7 @@ class RunningApp:
     api: httpx.Client
     log: Path
     seeded: Seeded
+    database: Relay  # the app's only way to its database
 
 
 def _wait(predicate: Callable[[], Any], what: str, timeout: float, step: float = 0.2) -> Any:
@@ -192,13 +195,40 @@ def _trickle(api: httpx.Client, every_s: float = 0.25) -> Iterator[None]:
         client.close()
 
 
+def _connector(url: str) -> Callable[[], socket.socket]:
+    """How to reach the PostgreSQL of a URL: TCP, or the Unix socket of an embedded server (host=/its/dir)."""
+    u = make_url(url)
+    host = u.host or u.query.get("host") or "127.0.0.1"
+    host = host if isinstance(host, str) else host[0]
+    port = u.port or 5432
+    if host.startswith("/"):
+        def unix() -> socket.socket:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(f"{host}/.s.PGSQL.{port}")
+            return s
+        return unix
+    return lambda: socket.create_connection((host, port), timeout=5)
+
+
 @pytest.fixture(scope="module")
-def running_app(browser_database: str, seeded: Seeded, tmp_path_factory: pytest.TempPathFactory,
-                ) -> Iterator[RunningApp]:
+def database_relay(browser_database: str) -> Iterator[Relay]:
+    """The app's way to its database: a relay the outage test cuts."""
+    relay = Relay(_connector(browser_database))
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
+@pytest.fixture(scope="module")
+def running_app(browser_database: str, seeded: Seeded, database_relay: Relay,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """`python -m engine up --demo` on the seeded database, with the bench services registered and some activity."""
     data_dir = tmp_path_factory.mktemp("browser-app")
     api_port, dashboard_port = free_port(), free_port()
-    env = dict(os.environ, DATABASE_URL=browser_database, DATA_DIR=str(data_dir), API_PORT=str(api_port),
+    relayed = make_url(browser_database).set(host="127.0.0.1", port=database_relay.port).difference_update_query(
+        ["host", "port"]).render_as_string(hide_password=False)
+    env = dict(os.environ, DATABASE_URL=relayed, DATA_DIR=str(data_dir), API_PORT=str(api_port),
                DASHBOARD_PORT=str(dashboard_port), DEMO_PORT_BASE=str(17_600), ADMIN_PASSWORD=ADMIN_PASSWORD,
                JWT_SECRET=TEST_JWT_SECRET, HEALTH_INTERVAL="1", COLLECT_INTERVAL="1",
                # the checkout is what is tested: a file changed meanwhile (by an editor, a git pull) must not make
@@ -231,7 +261,7 @@ def running_app(browser_database: str, seeded: Seeded, tmp_path_factory: pytest.
             raise AssertionError(f"the app under test did not come up: {exc}\n--- engine log ---\n{_tail(log)}"
                                  ) from exc
         with _trickle(api):
-            yield RunningApp(f"http://127.0.0.1:{dashboard_port}/", api, log, seeded)
+            yield RunningApp(f"http://127.0.0.1:{dashboard_port}/", api, log, seeded, database_relay)
     finally:
         api.close()
         _stop(proc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,9 @@ _INSTALL = r"""
     go(href, timeoutMs, settleMs) {
       const link = links().find(l => l.href === href);
       if (!link) return Promise.resolve({ms: 0, scriptMs: null, why: 'no sidebar link to ' + href, busy: false});
-      return until(() => link.click(), () => location.href !== href ? 'address not changed'
+      // the path only: a page may keep its settings in the query string (Metrics: the range)
+      const path = u => new URL(u).pathname;
+      return until(() => link.click(), () => path(location.href) !== path(href) ? 'address not changed'
         : !link.isConnected || link.getAttribute('aria-current') !== 'page' ? 'link not current' : null,
         timeoutMs, settleMs);
     },
@@ -237,6 +240,18 @@ class Dashboard:
         """What the current page shows."""
         self._install()
         return PageReport(**self.browser.evaluate("window.__mm.report()"))
+
+    def watch(self, holds: Callable[[PageReport], bool], timeout: float) -> tuple[float | None, PageReport]:
+        """Watch the current page, without touching it, until it is fully rendered and `holds` of what it shows:
+        the seconds that took (None if it did not within timeout) and the last report."""
+        began = time.monotonic()
+        while True:
+            report = self.report()
+            if self.browser.evaluate("window.__mm.rendered() === null") and holds(report):
+                return time.monotonic() - began, report
+            if time.monotonic() - began > timeout:
+                return None, report
+            time.sleep(0.2)
 
     def go(self, link: Link, timeout: float = RENDER_TIMEOUT_S) -> Visit:
         """Click link in the sidebar and wait (at most timeout s) until its page is fully rendered."""

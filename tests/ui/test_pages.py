@@ -6,6 +6,7 @@ import dataclasses
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -115,11 +116,22 @@ def test_without_database_url_the_page_explains_how_to_start(dash_env, monkeypat
     assert not at.metric
 
 
-def test_unreachable_database_is_reported_not_raised(dash_env, monkeypatch):
+PAGE_FILES = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "pages").glob("*.py"))
+RETRY_NOTES = ("This page tries again every 5 s.", "The page retries on its next refresh.")
+
+
+@pytest.mark.parametrize("page", PAGE_FILES)
+def test_with_neither_database_nor_api_each_page_says_so_and_that_it_retries(dash_env, monkeypatch, page):
+    # API_URL already names a port nothing listens on; now the database's too
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
-    at = open_page("pages/overview.py")
+    at = open_page(f"pages/{page}", Role.ADMIN)
     assert not at.exception
-    assert any("database is not reachable" in e for e in texts(at.error))
+    errors = texts(at.error)
+    assert errors, "nothing said"
+    for e in errors:
+        assert "Traceback" not in e
+        assert "not reachable" in e or "could not reach" in e.lower(), e
+        assert e.endswith(RETRY_NOTES), f"does not say it retries: {e}"
 
 
 def test_app_navigates_between_pages(dash_env):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
@@ -17,7 +18,7 @@ from db.queries import logs_csv
 from engine.errors import MonitorError
 from engine.users import Role
 from ui import api, forms, session
-from ui.charts import annotate_simulations, per_service_lines
+from ui.charts import annotate_simulations, line_mode, per_service_lines
 from ui.data import active_banner, breaker_segments, countdown, picks_frame, summarize_services, timeline_start
 from ui.format import (
     breaker_label,
@@ -255,6 +256,8 @@ def test_chart_keeps_gaps_and_skips_unmeasured_services():
     y = list(line.y)
     assert len(y) == 4 and y[0] == 10.0 and y[3] == 30.0
     assert math.isnan(y[1]) and math.isnan(y[2]) and line.connectgaps is False  # gaps, not zeros or a bridge
+    # a value alone between gaps draws no line: it gets a dot, the others none
+    assert line.mode == "lines+markers" and list(line.marker.size) == [5, 0, 0, 5]
     assert per_service_lines(frame[frame.service == "payments"], "cpu_percent", "CPU", "%", T0, T0) is None
     assert per_service_lines(frame.iloc[0:0], "cpu_percent", "CPU", "%", T0, T0) is None
 
@@ -489,6 +492,12 @@ def test_annotate_simulations_spans_clip_to_the_window_and_can_use_seconds():
     run = annotate_simulations(go.Figure(), sims[:2], now, origin=T0 + timedelta(minutes=7))
     assert [(s.x0, s.x1) for s in run.layout.shapes] == [(-420.0, -300.0), (60.0, 180.0)]
     assert run.layout.xaxis.range == (-420.0, 180.0)
+
+
+def test_a_line_without_lone_values_has_no_markers():
+    assert line_mode(np.array([1.0, 2.0, np.nan, 3.0, 4.0])) == {"mode": "lines"}
+    lone = line_mode(np.array([1.0, np.nan, 3.0, 4.0, np.nan, 6.0]))
+    assert lone["mode"] == "lines+markers" and list(lone["marker"]["size"]) == [5, 0, 0, 0, 0, 5]
 
 
 def test_per_service_lines_draw_times_as_naive_utc():

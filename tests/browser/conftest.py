@@ -230,10 +230,7 @@ def running_app(browser_database: str, seeded: Seeded, database_relay: Relay,
         ["host", "port"]).render_as_string(hide_password=False)
     env = dict(os.environ, DATABASE_URL=relayed, DATA_DIR=str(data_dir), API_PORT=str(api_port),
                DASHBOARD_PORT=str(dashboard_port), DEMO_PORT_BASE=str(17_600), ADMIN_PASSWORD=ADMIN_PASSWORD,
-               JWT_SECRET=TEST_JWT_SECRET, HEALTH_INTERVAL="1", COLLECT_INTERVAL="1",
-               # the checkout is what is tested: a file changed meanwhile (by an editor, a git pull) must not make
-               # Streamlit reload modules under the running pages
-               STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
+               JWT_SECRET=TEST_JWT_SECRET, HEALTH_INTERVAL="1", COLLECT_INTERVAL="1")
     env.pop("API_URL", None)
     log = data_dir / "engine.log"
     proc = _start(env, log)

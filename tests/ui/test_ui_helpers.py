@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -643,3 +644,33 @@ def test_instance_counts_chart_marks_ups_and_downs_on_rows_sharing_one_y_range()
     assert (fig.layout.yaxis.title.text, fig.layout.yaxis2.title.text) == ("a", "b")
     assert fig.data[0].x[0] == pd.Timestamp("2026-01-01 12:02:00")  # naive UTC, as the other charts
     assert instance_counts(instance_steps({}, steps.iloc[0:0], since, now), steps.iloc[0:0]) is None
+
+
+# -- one look: the state colours come from ui.format, the same meaning in the same colour ------------------------
+
+
+def test_health_and_breaker_states_share_one_palette():
+    from ui.format import (
+        BREAKER_COLOURS,
+        BREAKER_EMOJI,
+        STATUS_COLOURS,
+        STATUS_EMOJI,
+        breaker_badge_colour,
+        status_badge_colour,
+    )
+
+    # good / in between / bad: healthy and CLOSED, degraded and HALF_OPEN, unhealthy and OPEN look alike
+    pairs = [("healthy", "CLOSED"), ("degraded", "HALF_OPEN"), ("unhealthy", "OPEN")]
+    for status, state in pairs:
+        assert STATUS_COLOURS[status] == BREAKER_COLOURS[state]
+        assert STATUS_EMOJI[status] == BREAKER_EMOJI[state]
+        assert status_badge_colour(status) == breaker_badge_colour(state)
+    assert len({STATUS_COLOURS[s] for s, _ in pairs}) == 3  # and the three differ
+
+
+def test_pages_take_state_colours_from_ui_format_only():
+    root = Path(__file__).resolve().parents[2]
+    literals = ("🟢", "🟠", "🔴", "🟡", "#21c354", "#ffa421", "#ff4b4b", ":green-badge", ":orange-badge", ":red-badge")
+    offenders = [f"{path.relative_to(root)}: {lit}" for path in [root / "app.py", *(root / "pages").glob("*.py")]
+                 for lit in literals if lit in path.read_text()]
+    assert not offenders, offenders

@@ -294,12 +294,15 @@ def outage_banner(probe: HealthProbe, url: str, now: datetime) -> Banner | None:
 
 
 def show_outage_banner() -> None:
-    """Draw the banner for the API at ui.api.api_url(), or nothing when all is well."""
+    """Draw the banner for the API at ui.api.api_url(), or an empty slot when all is well."""
     url = api.api_url()
     banner = outage_banner(probe_health(url), url, datetime.now(UTC))
+    # always one element in the same place, empty or not: a banner that is simply not drawn again is left on
+    # screen, stale, when this fragment's run coalesces with a page fragment's (Streamlit prunes the wrong one)
+    slot = st.empty()
     if banner is None:
         return
     if banner.level == "error":
-        st.error(banner.text, icon=":material/database_off:")
+        slot.error(banner.text, icon=":material/database_off:")
     else:
-        st.warning(banner.text, icon=":material/cloud_off:")
+        slot.warning(banner.text, icon=":material/cloud_off:")

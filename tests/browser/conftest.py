@@ -66,6 +66,7 @@ class RunningApp:
     log: Path
     seeded: Seeded
     database: Relay  # the app's only way to its database
+    api_link: Relay  # the dashboard's only way to the API
 
 
 def _wait(predicate: Callable[[], Any], what: str, timeout: float, step: float = 0.2) -> Any:
@@ -228,10 +229,12 @@ def running_app(browser_database: str, seeded: Seeded, database_relay: Relay,
     api_port, dashboard_port = free_port(), free_port()
     relayed = make_url(browser_database).set(host="127.0.0.1", port=database_relay.port).difference_update_query(
         ["host", "port"]).render_as_string(hide_password=False)
-    env = dict(os.environ, DATABASE_URL=relayed, DATA_DIR=str(data_dir), API_PORT=str(api_port),
+    # the dashboard's way to the API, a relay too (the test's own client goes straight to the API)
+    api_link = Relay(lambda: socket.create_connection(("127.0.0.1", api_port), timeout=5))
+    env = dict(os.environ, API_URL=f"http://127.0.0.1:{api_link.port}", DATABASE_URL=relayed,
+               DATA_DIR=str(data_dir), API_PORT=str(api_port),
                DASHBOARD_PORT=str(dashboard_port), DEMO_PORT_BASE=str(17_600), ADMIN_PASSWORD=ADMIN_PASSWORD,
                JWT_SECRET=TEST_JWT_SECRET, HEALTH_INTERVAL="1", COLLECT_INTERVAL="1")
-    env.pop("API_URL", None)
     log = data_dir / "engine.log"
     proc = _start(env, log)
     api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", trust_env=False, timeout=15)
@@ -258,10 +261,11 @@ def running_app(browser_database: str, seeded: Seeded, database_relay: Relay,
             raise AssertionError(f"the app under test did not come up: {exc}\n--- engine log ---\n{_tail(log)}"
                                  ) from exc
         with _trickle(api):
-            yield RunningApp(f"http://127.0.0.1:{dashboard_port}/", api, log, seeded, database_relay)
+            yield RunningApp(f"http://127.0.0.1:{dashboard_port}/", api, log, seeded, database_relay, api_link)
     finally:
         api.close()
         _stop(proc)
+        api_link.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +26,7 @@ from db.models import BreakerTransitionRow, LoadTest, MetricRow, ScalingEvent, S
 from db.series import COLUMNS, metric_series
 from engine.users import Role
 from tests.conftest import free_port
-from tests.ui.conftest import open_page, texts
+from tests.ui.conftest import chart_spec, open_page, texts
 from ui import metric_charts, metrics
 
 PAGE = "pages/metrics.py"
@@ -140,14 +139,6 @@ def choose_range(at: AppTest, label: str) -> AppTest:
     return at
 
 
-def spec(at: AppTest, key: str) -> dict[str, Any]:
-    for chart in at.get("plotly_chart"):
-        if chart.proto.id.endswith(key):
-            found: dict[str, Any] = json.loads(chart.proto.spec)
-            return found
-    raise AssertionError(f"no plotly chart with key {key!r}")
-
-
 def decode(values: Any) -> list[Any]:
     """A trace array as a list (plotly writes numpy arrays as base64 typed arrays)."""
     if isinstance(values, dict):
@@ -158,7 +149,7 @@ def decode(values: Any) -> list[Any]:
 def lines(at: AppTest, key: str) -> dict[str, dict[str, Any]]:
     """The data traces of a chart: name -> {start: first bucket (naive UTC), dx_s, y: [...]}, events left out."""
     out = {}
-    for trace in spec(at, key)["data"]:
+    for trace in chart_spec(at, key)["data"]:
         if trace.get("yaxis") == "y2":
             continue
         out[trace["name"]] = {"start": pd.Timestamp(trace["x0"]), "dx_s": trace["dx"] / 1000.0,
@@ -168,12 +159,12 @@ def lines(at: AppTest, key: str) -> dict[str, dict[str, Any]]:
 
 def events_of(at: AppTest, key: str) -> dict[str, list[str]]:
     """The event traces of a chart: name -> hover texts of its markers."""
-    return {t["name"]: list(t.get("hovertext") or []) for t in spec(at, key)["data"]
+    return {t["name"]: list(t.get("hovertext") or []) for t in chart_spec(at, key)["data"]
             if t.get("yaxis") == "y2" and t["name"] != "window" and not t["name"].endswith("(lines)")}
 
 
 def labels(at: AppTest, key: str) -> list[str]:
-    return [a["text"] for a in spec(at, key)["layout"].get("annotations", [])]
+    return [a["text"] for a in chart_spec(at, key)["layout"].get("annotations", [])]
 
 
 def caption_with(at: AppTest, start: str) -> str:
@@ -197,10 +188,10 @@ def test_seven_days_chart_every_quantity_in_ten_minute_buckets_with_units(seeded
     caption = caption_with(at, "**Bucket")
     assert caption.startswith("**Bucket 10 min** (600 s) · 1,008 buckets per service · 3 service(s) · ")
     for key in CHART_KEYS:
-        layout = spec(at, key)["layout"]
+        layout = chart_spec(at, key)["layout"]
         assert layout["xaxis"]["title"]["text"] == "time (UTC)" and layout["xaxis"]["type"] == "date"
         assert layout["yaxis"]["title"]["text"] == Y_TITLES[key]
-        for trace in spec(at, key)["data"]:
+        for trace in chart_spec(at, key)["data"]:
             assert points(trace) <= 2000, (key, trace["name"])
     rps = lines(at, "mx-rps")
     assert set(rps) == {"orders", "payments", "legacy"}
@@ -222,7 +213,7 @@ def test_seven_days_chart_every_quantity_in_ten_minute_buckets_with_units(seeded
     at.pills(key="mx-percentiles").set_value(["p50", "p95", "p99"]).run()
     latency = lines(at, "mx-latency")
     assert set(latency) == {f"{s} {p}" for s in ("orders", "payments", "legacy") for p in ("p50", "p95", "p99")}
-    assert all(points(t) <= 2000 for t in spec(at, "mx-latency")["data"])
+    assert all(points(t) <= 2000 for t in chart_spec(at, "mx-latency")["data"])
     assert close(known("mx-latency", "orders p95"), 30.0)  # the worst of 20 and 30 ms, not their mean
     assert close(known("mx-latency", "orders p50"), 10.0) and close(known("mx-latency", "payments p99"), 50.0)
     cpu = lines(at, "mx-cpu_percent")
@@ -247,9 +238,9 @@ def test_every_kind_of_event_is_on_every_chart(seeded):
                                                                             "<b>#2 latency · all"]
         assert marks["load test"][0].startswith("<b>load test #1 · orders · 50 req/s</b><br>10 users, 60 s")
         assert {"#1 failure · orders", "#2 latency · all", "load test #1 · orders · 50 req/s"} <= set(labels(at, key))
-        shapes = spec(at, key)["layout"]["shapes"]
+        shapes = chart_spec(at, key)["layout"]["shapes"]
         assert sorted(s["name"] for s in shapes) == ["load test 1", "simulation 1", "simulation 2"]
-    colours = {t["name"]: t["marker"]["color"] for t in spec(at, "mx-rps")["data"]
+    colours = {t["name"]: t["marker"]["color"] for t in chart_spec(at, "mx-rps")["data"]
                if t["name"].startswith("breaker") and t["mode"] == "markers"}
     assert colours == {"breaker → CLOSED": "#21c354", "breaker → HALF_OPEN": "#ffa421", "breaker → OPEN": "#ff4b4b"}
     table = next(d.value for d in at.dataframe if "event" in d.value.columns)

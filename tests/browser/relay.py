@@ -1,4 +1,5 @@
-"""A TCP relay on loopback that can be cut, to take the database away from a running app and give it back."""
+"""A TCP relay on loopback that can be cut, to take the database (or the API) away from a running app and give it
+back."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class Relay:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # connect's timeout must not end an idle pooled connection
             with self._lock:
                 self._open.update((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):

@@ -30,7 +30,7 @@ from db.session import make_engine
 from tests.browser.cdp import CdpError, Chromium, chromium_path
 from tests.browser.dashboard import Dashboard
 from tests.browser.relay import Relay
-from tests.conftest import TEST_JWT_SECRET, free_port
+from tests.conftest import TEST_JWT_SECRET, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "browser-test-admin-pw"  # the first admin of a throwaway database
@@ -70,17 +70,18 @@ class RunningApp:
 
 
 def _wait(predicate: Callable[[], Any], what: str, timeout: float, step: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
+    """tests.conftest.wait_for, an HTTP error counting as not yet; an AssertionError naming `what` at the timeout."""
+
+    def answered() -> Any:
         try:
-            value = predicate()
+            return predicate()
         except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout:g} s")
-        time.sleep(step)
+            return None
+
+    value = wait_for(answered, timeout, step)
+    if not value:
+        raise AssertionError(f"{what} within {timeout:g} s")
+    return value
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,10 @@ Blocking work (starting a process and waiting for it to be healthy, draining one
 calling API thread or, for the autoscaler, in a worker thread; one action per service at a time.
 The autoscaler samples each service's requests in flight every `sample_s` and, every period,
 applies the HPA rule (engine.hpa) to the mean of the period's samples (or to the latest CPU % /
-p95 bucket the collector measured). While PostgreSQL is down a period decides nothing (its settings,
-the instances it would start or stop and its record all live there): one warning says so, one info
-line says when it resumes.
+p95 bucket the collector measured); a period during which the instances changed measures nothing,
+so each change is judged on a whole period of the fleet it made. While PostgreSQL is down a period
+decides nothing (its settings, the instances it would start or stop and its record all live there):
+one warning says so, one info line says when it resumes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from engine.fleet import ManagedFleet
 from engine.hpa import AutoscalerConfig, Decision, Stabilizer, decide
 from engine.logs import event_logger
 from engine.outage import UNAVAILABLE, DatabaseOutage
-from engine.registry import Registry
+from engine.registry import InstanceSpec, Registry
 
 __all__ = ["ScalingManager", "autoscaler_json"]
 
@@ -68,7 +69,8 @@ class ScalingManager:
         self.sample_s = sample_s
         self._busy: dict[str, threading.Lock] = {}
         self._busy_guard = threading.Lock()
-        self._samples: dict[str, deque[tuple[float, int]]] = {}
+        # (when, requests in flight, the instances the balancer picked from then)
+        self._samples: dict[str, deque[tuple[float, int, tuple[InstanceSpec, ...]]]] = {}
         self._stabilizers: dict[str, Stabilizer] = {}
         self._outage = DatabaseOutage("the autoscaler", log, clock)
 
@@ -168,13 +170,23 @@ class ScalingManager:
         for spec in self._registry.services():
             if spec.managed:
                 samples = self._samples.setdefault(spec.name, deque(maxlen=10_000))
-                samples.append((now, self._in_flight_of(spec.name)))
+                samples.append((now, self._in_flight_of(spec.name), spec.instances))
 
     def value(self, name: str, config: AutoscalerConfig, count: int, since: float) -> float | None:
-        """The metric per instance over the period (None when unknown)."""
+        """The metric per instance over the period (None when unknown).
+
+        In flight: unknown for a period during which the service's instances changed. Samples from
+        before a scale-up was done measure the old fleet, swamped while the new processes started,
+        and the first ones after it the requests picked before; counted, they made the next period
+        scale up again under load (2 -> 4 -> 6, then back down to 4).
+        """
         if config.metric == "inflight":
-            window = [n for t, n in self._samples.get(name, ()) if t >= since]
-            return None if not window or count < 1 else sum(window) / len(window) / count
+            spec = self._registry.by_name(name)
+            members = spec.instances if spec else ()
+            window = [(n, m) for t, n, m in self._samples.get(name, ()) if t >= since]
+            if not window or count < 1 or any(m != members for _n, m in window):
+                return None
+            return sum(n for n, _m in window) / len(window) / count
         row = self._latest(name)
         if row is None:
             return None

@@ -119,10 +119,10 @@ def test_autoscaler_follows_a_load_test_up_to_3_and_back_down_explaining_every_s
 
     def down_recorded():  # a period records its decision once its instances are stopped
         events = api.get("/api/scaling/events", params={"service": "orders", "limit": 200}).json()
-        return events if events[0]["direction"] == "down" else None
+        return events if (events[0]["direction"], events[0]["toCount"]) == ("down", 1) else None
 
     events = wait_for(down_recorded, 5)
-    assert events is not None and events[0]["toCount"] == 1 and events[0]["fromCount"] >= 2
+    assert events is not None and events[0]["fromCount"] >= 2
     auto = [e for e in events if e["source"] == "autoscaler"]
     assert auto and all(e["reason"] and e["metric"] == "inflight" and e["target"] == 5 for e in auto)
     moves = [e for e in auto if e["direction"] != "none"]

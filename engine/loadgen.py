@@ -6,8 +6,9 @@ its due time waits in a backlog of at most `backlog` requests and is sent as soo
 the backlog is full it is counted as dropped. Each latency is recorded twice: from the due time
 (corrected for coordinated omission, as wrk2 does) and from the actual send (uncorrected).
 
-Outcomes are grouped by the second in which they happen and handed to `on_second` as Samples; the
-whole-run histograms are merged from those. A share of a run (`offset`, `stride`) lets several
+Outcomes are grouped by the second of the run in which they happen (by their own timestamps, so a
+late wake of the per-second ticker moves nothing across a boundary) and handed to `on_second` as
+Samples; the whole-run histograms are merged from those. A share of a run (`offset`, `stride`) lets several
 processes split one schedule: the process with offset i sends requests i, i+stride, i+2*stride, ...
 """
 
@@ -121,7 +122,9 @@ class Generator:
         self._backlog: deque[float] = deque()
         self._idle: deque[asyncio.Future[float]] = deque()
         self._stopping = False
-        self._current = Tally()
+        self._seconds: dict[int, Tally] = {}  # outcomes of seconds not emitted yet, by second of the run (1-based)
+        self._open = Tally()  # the newest of them, and where it ends: the hot path checks one float
+        self._open_ends = -math.inf
         self._last_second = 0
         self.t0 = 0.0
         self.in_flight = 0
@@ -186,7 +189,7 @@ class Generator:
         if len(self._backlog) < self.plan.backlog:
             self._backlog.append(due)
         else:
-            self._current.dropped += 1
+            self._at(self._now()).dropped += 1
 
     async def _slot(self) -> None:
         loop = asyncio.get_running_loop()
@@ -199,7 +202,7 @@ class Generator:
                 self._idle.append(waiter)
                 due = await waiter
             started = now()
-            self._current.sent += 1
+            self._at(started).sent += 1
             self.in_flight += 1
             try:
                 error = await send()
@@ -214,7 +217,7 @@ class Generator:
 
     def _count(self, due: float, started: float, error: str | None) -> None:
         end = self._now()
-        tally = self._current
+        tally = self._at(end)
         tally.corrected.record(int((end - due) * 1e6))
         tally.uncorrected.record(int((end - started) * 1e6))
         if error is None:
@@ -234,8 +237,17 @@ class Generator:
 
     def _drop_backlog(self) -> None:
         """Requests due but never sent (stopped, or still waiting at the drain deadline) count as dropped."""
-        self._current.dropped += len(self._backlog)
+        self._at(self._now()).dropped += len(self._backlog)
         self._backlog.clear()
+
+    def _at(self, when: float) -> Tally:
+        """The tally of the second of the run that `when` falls in (timestamps only move forward)."""
+        if when < self._open_ends:
+            return self._open
+        second = max(self._last_second + 1, math.floor(when - self.t0) + 1)
+        self._open = self._seconds.setdefault(second, Tally())
+        self._open_ends = self.t0 + second
+        return self._open
 
     async def _tick(self) -> None:
         while True:
@@ -243,8 +255,11 @@ class Generator:
             self._emit()
 
     def _emit(self, final: bool = False) -> None:
-        tally, self._current = self._current, Tally()
-        if final and not (tally.sent or tally.dropped or tally.ok or tally.failed):
-            return
-        self._last_second += 1
-        self._on_second(Sample(self._last_second, tally))
+        """Hand over the next second (it has ended); at the end, every second still held, the last partial."""
+        last = max(self._seconds, default=0) if final else self._last_second + 1
+        while self._last_second < last:
+            self._last_second += 1
+            tally = self._seconds.pop(self._last_second, None) or Tally()
+            if self._open_ends <= self.t0 + self._last_second:
+                self._open_ends = -math.inf  # the open tally was this second's: the next event opens a new one
+            self._on_second(Sample(self._last_second, tally))

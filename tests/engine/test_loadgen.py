@@ -110,6 +110,20 @@ def test_shares_with_a_common_start_split_the_schedule_exactly():
     assert sum(s.tally.sent for s in samples) == 300
 
 
+def test_outcomes_count_in_the_second_they_happened_however_late_the_ticker_wakes():
+    samples: list[Sample] = []
+    gen = Generator(Plan(100, 3, 1, 1), sleeper(0), time.monotonic, samples.append)
+    gen.t0 = 500.0
+    for when in (500.2, 500.99, 501.01, 501.5):  # the loop was busy: second 1 is not handed over until 501.6
+        gen._at(when).sent += 1
+    gen._emit()
+    gen._at(501.7).ok += 1
+    gen._at(502.4).ok += 1  # after a wake more than a second late
+    gen._emit()
+    gen._emit(final=True)  # the run's end: what is held goes out, the last second partial
+    assert [(s.second, s.tally.sent, s.tally.ok) for s in samples] == [(1, 2, 0), (2, 2, 1), (3, 0, 1)]
+
+
 @pytest.mark.parametrize("plan", [Plan(0, 1, 1, 1), Plan(10, 0, 1, 1), Plan(10, 1, 0, 1), Plan(10, 1, 1, -1)],
                          ids=["rate", "duration", "users", "backlog"])
 def test_impossible_plans_are_refused(plan):

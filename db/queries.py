@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import CursorResult, Select, delete, func, or_, select
+from sqlalchemy import CursorResult, Select, delete, func, or_, select, true
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
@@ -75,27 +75,30 @@ def get_service(session: Session, service_id: int) -> Service | None:
 
 
 def overview(session: Session, now: datetime, window_s: float = 60.0) -> Overview:
-    """KPIs over the last window: requests/min, weighted latency, error rate %, latest CPU/memory."""
+    """KPIs of the registered services over the last window: requests/min, weighted latency, error rate %, latest
+    CPU/memory."""
     statuses = [s for (s,) in session.execute(select(Service.status)).all()]
     since = now - timedelta(seconds=window_s)
-    requests, errors, weighted = session.execute(
+    # per service, so each lookup is a short range of the (service_name, timestamp) primary key: a scan by time
+    # alone reads every block range a time index has not summarised yet (today's partition, until a vacuum)
+    own_window = (MetricRow.service_name == Service.name) & (MetricRow.timestamp > since)
+    traffic = select(
+        func.sum(MetricRow.request_count).label("requests"),
+        func.sum(MetricRow.error_count).label("errors"),
+        func.sum(MetricRow.latency_avg_ms * MetricRow.request_count).label("weighted"),
+    ).where(own_window).lateral()
+    latest = (select(MetricRow.cpu_percent, MetricRow.memory_mb).where(own_window)
+              .order_by(MetricRow.timestamp.desc()).limit(1).lateral())
+    requests, errors, weighted, cpu, mem = session.execute(
         select(
-            func.coalesce(func.sum(MetricRow.request_count), 0),
-            func.coalesce(func.sum(MetricRow.error_count), 0),
-            func.sum(MetricRow.latency_avg_ms * MetricRow.request_count),
-        ).where(MetricRow.timestamp > since)
+            func.coalesce(func.sum(traffic.c.requests), 0),
+            func.coalesce(func.sum(traffic.c.errors), 0),
+            func.sum(traffic.c.weighted),
+            func.avg(latest.c.cpu_percent),
+            func.sum(latest.c.memory_mb),
+        ).select_from(Service).join(traffic, true()).outerjoin(latest, true())
     ).one()
-    latest = (
-        select(MetricRow.service_name, func.max(MetricRow.timestamp).label("ts"))
-        .where(MetricRow.timestamp > since)
-        .group_by(MetricRow.service_name)
-        .subquery()
-    )
-    cpu, mem = session.execute(
-        select(func.avg(MetricRow.cpu_percent), func.sum(MetricRow.memory_mb)).join(
-            latest, (MetricRow.service_name == latest.c.service_name) & (MetricRow.timestamp == latest.c.ts)
-        )
-    ).one()
+    requests, errors = int(requests), int(errors)  # a sum of sums is numeric
     known = [s for s in statuses if s != "unknown"]
     if not known:
         status = "unknown"

@@ -95,7 +95,6 @@ def metric_series(session: Session, services: Sequence[str], start: datetime, en
         return pd.DataFrame(columns=COLUMNS)
     if step >= 60:  # a minute rollup bin is wholly inside one bucket only when the range starts on a minute
         start = start.replace(second=0, microsecond=0)
-    session.execute(text("SET LOCAL jit = off"))  # compiling costs more than these queries take
     session.execute(text("SET LOCAL work_mem = '64MB'"))  # a week of groups aggregates in memory, not on disk
     sql = _MINUTES if step == 60 else _ROLLUP if step > 60 else _RAW
     rows = fetch(session, sql, {"step": step, "services": list(services), "start": start, "end": end})

@@ -1,5 +1,5 @@
-"""Overview: system KPIs, one card per service coloured by status, CPU and memory per service with the failure
-simulations shaded on them, and a banner while one is active; live."""
+"""Overview: system KPIs, one card per service coloured by status, CPU and memory per service (a heatmap row
+each) with the failure simulations shaded on them, and a banner while one is active; live."""
 
 from __future__ import annotations
 
@@ -11,24 +11,13 @@ import streamlit as st
 from db import queries, series
 from db.models import Simulation
 from engine.config import Settings
-from ui import charts, data, session
-from ui.format import (
-    STATUS_COLOURS,
-    fmt_ago,
-    fmt_mb,
-    fmt_ms,
-    fmt_pct,
-    fmt_rate,
-    fmt_status,
-    status_badge_colour,
-    status_emoji,
-)
+from ui import cards, charts, data, session
+from ui.format import fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status
 
 REFRESH_S = 5
 CHART_WINDOW = timedelta(minutes=15)
 CHART_POINTS = 300  # buckets per line at most: 15 minutes in 5 s buckets is 180
 MIN_STEP = Settings.from_env().collect_interval  # a bucket is never shorter than one measurement
-CARDS_PER_ROW = 4
 
 session.require_login()
 st.title("Overview")
@@ -63,16 +52,7 @@ def show_cards(services: list[data.ServiceSummary], now: datetime) -> None:
     if not services:
         st.info("No services registered yet. Register one on the Services page.")
         return
-    for start in range(0, len(services), CARDS_PER_ROW):
-        cols = st.columns(CARDS_PER_ROW)
-        for col, s in zip(cols, services[start : start + CARDS_PER_ROW], strict=False):
-            tint = s.status if s.status in STATUS_COLOURS else "unknown"
-            with col.container(border=True, key=f"svc-card-{tint}-{s.id}"):
-                badge = f":{status_badge_colour(s.status)}-badge[{s.status}]"
-                st.markdown(f"{status_emoji(s.status)} **{s.name}** {badge}")
-                st.markdown(f"Instances **{s.instance_count}** · healthy **{s.healthy_count}**")
-                kind = "managed" if s.managed else "external"
-                st.caption(f"Last check {fmt_ago(s.last_check, now)} · {kind}")
+    st.html(cards.service_cards(services, now))
 
 
 def show_banner(simulations: list[Simulation], now: datetime) -> None:
@@ -85,14 +65,14 @@ def show_banner(simulations: list[Simulation], now: datetime) -> None:
 
 
 def show_charts(metrics: pd.DataFrame, simulations: list[Simulation], now: datetime) -> None:
-    """CPU % and memory MB per service over the chart window, failure simulations shaded on them."""
+    """CPU % and memory MB per service over the chart window, a heatmap row each, failure simulations shaded."""
     minutes = int(CHART_WINDOW.total_seconds() // 60)
     left, right = st.columns(2)
     for col, column, title, unit in (
         (left, "cpu_percent", f"CPU per service, last {minutes} min", "CPU (% of one core)"),
         (right, "memory_mb", f"Memory per service, last {minutes} min", "memory (MB)"),
     ):
-        fig = charts.per_service_lines(metrics, column, title, unit, now - CHART_WINDOW, now)
+        fig = charts.per_service_heatmap(metrics, column, title, unit, now - CHART_WINDOW, now)
         with col:
             if fig is None:
                 st.info(f"{title}: nothing measured yet (a service needs a metrics path to be scraped).")

@@ -329,14 +329,18 @@ def fmt_json(value: Any) -> str:
 
 
 def dashboard_css() -> str:
-    """The dashboard's CSS: containers keyed `svc-card-<status>-…` tinted with their status colour, and the one
+    """The dashboard's CSS: the Overview's service cards (ui.cards) tinted with their status colour, and the one
     metric whose value is a word (lt-status) in smaller type."""
-    rules = []
+    rules = [
+        ".mm-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(14rem, 1fr)); gap: 1rem; }",
+        ".mm-card { border: 1px solid rgba(128, 128, 128, 0.35); border-left-width: 6px; border-radius: 0.5rem; "
+        "padding: 0.75rem 1rem; line-height: 1.7; }",
+        ".mm-caption { font-size: 0.875rem; opacity: 0.65; }",
+        ".mm-badge { font-size: 0.8rem; font-weight: 600; padding: 0.1rem 0.45rem; border-radius: 0.4rem; }",
+    ]
     for status, colour in STATUS_COLOURS.items():
-        rules.append(
-            f'[class*="st-key-svc-card-{status}-"] {{ border-left: 6px solid {colour} !important; '
-            f"background: {colour}1f; }}"
-        )
+        rules.append(f".mm-{status} {{ border-left-color: {colour}; background: {colour}1f; }}")
+        rules.append(f".mm-{status} .mm-badge {{ color: {colour}; background: {colour}33; }}")
     # the load test's status box (keyed lt-status): a word longer than a number, in smaller type of the same height
     rules.append('.st-key-lt-status [data-testid="stMetricValue"] { font-size: 1.6rem; min-height: 3.5rem; '
                  "display: flex; align-items: center; }")

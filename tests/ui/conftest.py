@@ -107,3 +107,13 @@ def chart_traces(at: AppTest, key: str) -> dict[str, list[Any]]:
                 out[trace["name"]] = y
             return out
     raise AssertionError(f"no plotly chart with key {key!r}")
+
+
+def heatmap_rows(at: AppTest, key: str) -> dict[str, list[float]]:
+    """Row name -> cell values of the plotly heatmap with this key (its 2-D typed array decoded; NaN: no value)."""
+    (trace,) = chart_spec(at, key)["data"]
+    z = trace["z"]
+    if isinstance(z, dict):
+        shape = [int(n) for n in str(z["shape"]).split(",")]  # plotly writes it as text: "23, 180"
+        z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape).tolist()
+    return dict(zip(trace["y"], z, strict=True))

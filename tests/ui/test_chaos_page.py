@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from db.models import Instance, MetricRow, Service, Simulation
 from engine.users import Role
 from tests.conftest import free_port
-from tests.ui.conftest import chart_spec, chart_traces, open_page, texts
+from tests.ui.conftest import chart_spec, heatmap_rows, open_page, texts
 
 PAGE = "pages/chaos.py"
 START_KEYS = ("sf-start", "nl-start", "db-start", "ml-start")
@@ -241,10 +241,10 @@ def test_overview_banner_only_while_active_and_spans_on_the_charts(dash_env):
     assert labels == [f"#{early} latency · all", f"#{done} failure · orders", f"#{leak} memory leak"]
     assert chart["layout"]["xaxis"]["range"] == [window_start, iso(read_at)]  # the data and the spans, no more
     assert chart_spec(at, "chart-memory_mb")["layout"]["shapes"] == chart["layout"]["shapes"]
-    # the metric points are on the same naive-UTC axis as the spans: the newest is in now's 5 s bucket
-    line, [y] = chart["data"][0], chart_traces(at, "chart-cpu_percent").values()
-    newest = datetime.fromisoformat(line["x0"]) + timedelta(milliseconds=line["dx"] * (len(y) - 1))
-    assert line["dx"] == 5000 and newest.replace(tzinfo=UTC) == datetime.fromtimestamp(now.timestamp() // 5 * 5, UTC)
+    # the metric cells are on the same naive-UTC axis as the spans: the newest is in now's 5 s bucket
+    heat, [y] = chart["data"][0], heatmap_rows(at, "chart-cpu_percent").values()
+    newest = datetime.fromisoformat(heat["x0"]) + timedelta(milliseconds=heat["dx"] * (len(y) - 1))
+    assert heat["dx"] == 5000 and newest.replace(tzinfo=UTC) == datetime.fromtimestamp(now.timestamp() // 5 * 5, UTC)
     assert y[-1] == 10.0 and y[-7] == 11.0  # the rows of now and 30 s before
 
     with dash_env.begin() as s:  # it ends: the banner goes, its span stays, ending where it ended

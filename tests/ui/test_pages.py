@@ -19,7 +19,7 @@ from engine.runtime import Runtime
 from engine.tokens import TokenIssuer
 from engine.users import Role
 from tests.conftest import TEST_JWT_SECRET, free_port
-from tests.ui.conftest import chart_traces, logged_in_token, metrics, open_page, texts
+from tests.ui.conftest import heatmap_rows, logged_in_token, metrics, open_page, texts
 from ui import session
 
 
@@ -75,6 +75,9 @@ def test_overview_traffic_figures_come_from_metrics(dash_env):
             s.add(MetricRow(service_name="orders", timestamp=at, bucket_seconds=5,
                             request_count=requests, error_count=errors, latency_avg_ms=latency,
                             instances_scraped=0))
+        # a service deleted since: its rows are not the fleet's traffic any more
+        s.add(MetricRow(service_name="gone", timestamp=datetime.now(UTC) - timedelta(seconds=5), bucket_seconds=5,
+                        request_count=1000, error_count=1000, latency_avg_ms=999.0, instances_scraped=0))
     m = metrics(open_page("pages/overview.py"))
     assert m["Requests / min"] == "40.0"  # 40 requests in the 60 s window
     assert m["Avg response time"] == "20.0 ms"  # (30*10 + 10*50) / 40
@@ -87,15 +90,17 @@ def test_overview_traffic_figures_come_from_metrics(dash_env):
 def test_overview_cards_and_charts(dash_env):
     seed_fleet(dash_env, datetime.now(UTC))
     at = open_page("pages/overview.py")
-    md = texts(at.markdown)
-    assert "🟢 **orders** :green-badge[healthy]" in md
-    assert "🔴 **payments** :red-badge[unhealthy]" in md
-    assert md.count("Instances **2** · healthy **1**") == 1
-    assert md.count("Instances **1** · healthy **0**") == 1
-    captions = texts(at.caption)
-    assert any(c.startswith("Last check ") and c.endswith(" s ago · external") for c in captions)
-    assert chart_traces(at, "chart-cpu_percent") == {"orders": [12.5]}
-    assert chart_traces(at, "chart-memory_mb") == {"orders": [64.0]}
+    (grid,) = [h.proto.body for h in at.get("html")]
+    tints = {name: tint for tint, name in re.findall(r'<div class="mm-card (mm-\w+)" data-service="(\w+)">', grid)}
+    assert tints == {"orders": "mm-healthy", "payments": "mm-unhealthy"}
+    assert '🟢 <b>orders</b> <span class="mm-badge">healthy</span>' in grid
+    assert '🔴 <b>payments</b> <span class="mm-badge">unhealthy</span>' in grid
+    assert grid.count("Instances <b>2</b> · healthy <b>1</b>") == 1
+    assert grid.count("Instances <b>1</b> · healthy <b>0</b>") == 1
+    # orders' latest check was 4 s ago, payments' 2 s ago; neither is managed
+    assert re.search(r"Last check [45] s ago · external", grid) and re.search(r"Last check [23] s ago · external", grid)
+    assert heatmap_rows(at, "chart-cpu_percent") == {"orders": [12.5]}  # payments was never scraped: no row
+    assert heatmap_rows(at, "chart-memory_mb") == {"orders": [64.0]}
 
 
 def test_overview_empty_database(dash_env):

@@ -19,7 +19,7 @@ from db.queries import logs_csv
 from engine.errors import MonitorError
 from engine.users import Role
 from ui import api, forms, session
-from ui.charts import annotate_simulations, line_mode, per_service_lines
+from ui.charts import annotate_simulations, line_mode, per_service_heatmap
 from ui.data import active_banner, breaker_segments, countdown, picks_frame, summarize_services, timeline_start
 from ui.format import (
     breaker_label,
@@ -241,26 +241,28 @@ def test_summarize_services_counts_instances():
     assert (lonely.instance_count, lonely.healthy_count, lonely.last_check, lonely.metrics_path) == (0, 0, None, None)
 
 
-def test_chart_keeps_gaps_and_skips_unmeasured_services():
-    # orders: a value, a NULL (not scraped), no row at all, a value; payments measured nothing
+def test_heatmap_keeps_gaps_and_skips_unmeasured_services():
+    # orders: a value, a NULL (not scraped), no row at all, a value; inventory one value later; payments nothing
     frame = pd.DataFrame({
-        "service": ["orders", "orders", "orders", "payments"],
-        "bucket": [T0, T0 + timedelta(seconds=5), T0 + timedelta(seconds=15), T0],
+        "service": ["orders", "orders", "orders", "payments", "inventory"],
+        "bucket": [T0, T0 + timedelta(seconds=5), T0 + timedelta(seconds=15), T0, T0 + timedelta(seconds=10)],
         "step_s": 5,
-        "cpu_percent": [10.0, None, 30.0, None],
+        "cpu_percent": [10.0, None, 30.0, None, 7.5],
     })
-    fig = per_service_lines(frame, "cpu_percent", "CPU", "%", T0, T0 + timedelta(minutes=1))
+    fig = per_service_heatmap(frame, "cpu_percent", "CPU", "CPU (%)", T0, T0 + timedelta(minutes=1))
     assert fig is not None
-    assert [t.name for t in fig.data] == ["orders"]
-    line = fig.data[0]
-    assert (pd.Timestamp(line.x0), line.dx) == (pd.Timestamp("2026-01-01 12:00:00"), 5000.0)
-    y = list(line.y)
-    assert len(y) == 4 and y[0] == 10.0 and y[3] == 30.0
-    assert math.isnan(y[1]) and math.isnan(y[2]) and line.connectgaps is False  # gaps, not zeros or a bridge
-    # a value alone between gaps draws no line: it gets a dot, the others none
-    assert line.mode == "lines+markers" and list(line.marker.size) == [5, 0, 0, 5]
-    assert per_service_lines(frame[frame.service == "payments"], "cpu_percent", "CPU", "%", T0, T0) is None
-    assert per_service_lines(frame.iloc[0:0], "cpu_percent", "CPU", "%", T0, T0) is None
+    (heat,) = fig.data
+    assert heat.type == "heatmap" and list(heat.y) == ["inventory", "orders"]  # by name; payments has no row
+    assert (pd.Timestamp(heat.x0), heat.dx) == (pd.Timestamp("2026-01-01 12:00:00"), 5000.0)
+    inventory, orders = (list(row) for row in heat.z)
+    assert orders[0] == 10.0 and orders[3] == 30.0 and inventory[2] == 7.5
+    # empty cells, not zeros, and not filled in from the neighbours
+    assert all(math.isnan(v) for v in (orders[1], orders[2], inventory[0], inventory[1], inventory[3]))
+    assert heat.connectgaps is False
+    assert fig.layout.xaxis.range == ("2026-01-01T12:00:00", "2026-01-01T12:01:00")
+    assert heat.colorbar.title.text == "CPU (%)" and "CPU (%): %{z:,.1f}" in heat.hovertemplate
+    assert per_service_heatmap(frame[frame.service == "payments"], "cpu_percent", "CPU", "%", T0, T0) is None
+    assert per_service_heatmap(frame.iloc[0:0], "cpu_percent", "CPU", "%", T0, T0) is None
 
 
 def test_logs_csv_writes_iso_times_and_json_metadata():
@@ -501,13 +503,13 @@ def test_a_line_without_lone_values_has_no_markers():
     assert lone["mode"] == "lines+markers" and list(lone["marker"]["size"]) == [5, 0, 0, 0, 0, 5]
 
 
-def test_per_service_lines_draw_times_as_naive_utc():
+def test_per_service_heatmap_draws_times_as_naive_utc():
     from datetime import timezone
 
     berlin = timezone(timedelta(hours=1))
     frame = pd.DataFrame({"service": ["orders"], "bucket": [T0.astimezone(berlin)], "step_s": 5,
                           "cpu_percent": [5.0]})
-    fig = per_service_lines(frame, "cpu_percent", "CPU", "%", T0.astimezone(berlin), T0 + timedelta(minutes=15))
+    fig = per_service_heatmap(frame, "cpu_percent", "CPU", "%", T0.astimezone(berlin), T0 + timedelta(minutes=15))
     assert fig is not None
     assert pd.Timestamp(fig.data[0].x0) == pd.Timestamp("2026-01-01 12:00:00")  # 13:00+01:00 drawn at 12:00 UTC
     assert fig.layout.xaxis.range == ("2026-01-01T12:00:00", "2026-01-01T12:15:00")

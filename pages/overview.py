@@ -16,7 +16,7 @@ from ui.format import fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status
 
 REFRESH_S = 5
 CHART_WINDOW = timedelta(minutes=15)
-CHART_POINTS = 300  # buckets per line at most: 15 minutes in 5 s buckets is 180
+CHART_POINTS = 300  # buckets per row at most: 15 minutes in 5 s buckets is 180
 MIN_STEP = Settings.from_env().collect_interval  # a bucket is never shorter than one measurement
 
 session.require_login()

@@ -241,6 +241,7 @@ def test_overview_banner_only_while_active_and_spans_on_the_charts(dash_env):
     assert labels == [f"#{early} latency · all", f"#{done} failure · orders", f"#{leak} memory leak"]
     assert chart["layout"]["xaxis"]["range"] == [window_start, iso(read_at)]  # the data and the spans, no more
     assert chart_spec(at, "chart-memory_mb")["layout"]["shapes"] == chart["layout"]["shapes"]
+    assert {s["layer"] for s in chart["layout"]["shapes"]} == {"above"}  # over the heatmap's cells, not hidden
     # the metric cells are on the same naive-UTC axis as the spans: the newest is in now's 5 s bucket
     heat, [y] = chart["data"][0], heatmap_rows(at, "chart-cpu_percent").values()
     newest = datetime.fromisoformat(heat["x0"]) + timedelta(milliseconds=heat["dx"] * (len(y) - 1))

@@ -37,9 +37,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         "pool_size": 5,
         "max_overflow": 10,
         # a server that vanishes without closing its sockets must fail writes in seconds, not hang them:
-        # TCP keepalives and a user timeout on every pooled connection
-        # JIT off: it compiles any plan whose estimated cost passes jit_above_cost, which our short reads of a
-        # large partitioned table do, and compiling took longer (60-120 ms) than the queries it was for
+        # TCP keepalives and a user timeout on every pooled connection. JIT off: it compiles any plan whose
+        # estimated cost passes jit_above_cost, which our short reads of a large partitioned table do, and
+        # compiling took longer (60-120 ms) than the queries it was for
         "connect_args": {"connect_timeout": 5, "application_name": "microservice-monitor", "keepalives": 1,
                          "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
                          "tcp_user_timeout": 10_000, "options": "-c jit=off"},

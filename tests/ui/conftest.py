@@ -94,26 +94,20 @@ def chart_spec(at: AppTest, key: str) -> dict[str, Any]:
     raise AssertionError(f"no plotly chart with key {key!r}")
 
 
+def plotly_array(value: Any) -> Any:
+    """A trace's array as a (nested) list: plotly writes numpy arrays as base64 typed arrays, the shape as text."""
+    if not isinstance(value, dict):
+        return value
+    flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return flat.reshape([int(n) for n in str(value.get("shape", len(flat))).split(",")]).tolist()
+
+
 def chart_traces(at: AppTest, key: str) -> dict[str, list[Any]]:
-    """Trace name -> y values of the plotly chart with this key (decoding plotly's typed arrays)."""
-    for chart in at.get("plotly_chart"):
-        if chart.proto.id.endswith(key):
-            spec = json.loads(chart.proto.spec)
-            out = {}
-            for trace in spec["data"]:
-                y = trace["y"]
-                if isinstance(y, dict):
-                    y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"]).tolist()
-                out[trace["name"]] = y
-            return out
-    raise AssertionError(f"no plotly chart with key {key!r}")
+    """Trace name -> y values of the plotly chart with this key."""
+    return {trace["name"]: plotly_array(trace["y"]) for trace in chart_spec(at, key)["data"]}
 
 
 def heatmap_rows(at: AppTest, key: str) -> dict[str, list[float]]:
-    """Row name -> cell values of the plotly heatmap with this key (its 2-D typed array decoded; NaN: no value)."""
+    """Row name -> cell values of the plotly heatmap with this key (NaN: no value)."""
     (trace,) = chart_spec(at, key)["data"]
-    z = trace["z"]
-    if isinstance(z, dict):
-        shape = [int(n) for n in str(z["shape"]).split(",")]  # plotly writes it as text: "23, 180"
-        z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape).tolist()
-    return dict(zip(trace["y"], z, strict=True))
+    return dict(zip(trace["y"], plotly_array(trace["z"]), strict=True))

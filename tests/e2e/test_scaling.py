@@ -104,8 +104,10 @@ def test_autoscaler_follows_a_load_test_up_to_3_and_back_down_explaining_every_s
         "enabled": True, "metric": "inflight", "target": 5, "scaleUpWindowS": 0, "scaleDownWindowS": 6,
         "minInstances": 1, "maxInstances": 6})
     assert r.status_code == 200 and r.json()["target"] == 5
-    # 150 req/s x ~100 ms = ~15 requests in flight: 3 instances at 5 each, whatever the count
-    lt = api.post("/api/load-test/start", json={"concurrentUsers": 60, "requestsPerSecond": 150, "duration": 16,
+    # 150 req/s x ~100 ms = ~15 requests in flight: 3 instances at 5 each, whatever the count. 24 s: a start
+    # that stretches latency (a busy machine) may scale up too far at first, as the rule says it should on what was
+    # measured; scaling back then takes the 6 s window and a drain, and the last 5 s must come after that
+    lt = api.post("/api/load-test/start", json={"concurrentUsers": 60, "requestsPerSecond": 150, "duration": 24,
                                                 "targetService": "orders", "path": "/work?ms=100&cpu=0"})
     assert lt.status_code == 202
     assert wait_for(lambda: service(api, "orders")["instanceCount"] >= 3, 2 * 2.0 + 3)  # within 2 periods

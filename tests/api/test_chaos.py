@@ -113,7 +113,9 @@ def test_same_kind_on_same_target_is_409_and_stop_all_ends_everything_within_a_s
     assert c.post("/api/simulate/network-latency", json={"latency": 50, "duration": 30_000}).status_code == 201
     assert c.post("/api/simulate/memory-leak", json={"duration": 30_000, "rate": 1000}).status_code == 201
     assert c.post("/api/simulate/database-overload", json={"duration": 30_000, "intensity": "high"}).status_code == 201
-    assert wait_for(lambda: psutil.Process().memory_info().rss / 2**20 - rss_before > 250, 2)  # held to the 300 MB cap
+    # near the 300 MB cap before stopping: at 250 MB more, the leak itself held exactly 250 once in CI (the rest of
+    # the process had grown a few MB too), and the assertion below wants more than 250 held
+    assert wait_for(lambda: psutil.Process().memory_info().rss / 2**20 - rss_before > 290, 5)
     began = time.monotonic()
     r = c.post("/api/simulate/stop-all")
     assert time.monotonic() - began < 1.0

@@ -9,8 +9,8 @@ import pybreaker
 
 import bench.common  # noqa: F401 - puts the project on sys.path
 from bench.common import report
-from engine.breaker import BreakerConfig, CircuitBreaker
 from engine.clock import SystemClock
+from engine.traffic.breaker import BreakerConfig, CircuitBreaker
 
 CALLS = 100_000
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.demo import DemoInstance, free_port, start_demo_instance, wait_ready
-from engine.processes import stop_all
+from engine.fleet.demo import DemoInstance, free_port, start_demo_instance, wait_ready
+from engine.fleet.processes import stop_all
 
 
 @contextmanager

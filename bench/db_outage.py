@@ -33,7 +33,7 @@ from sqlalchemy import text
 
 from bench.outage_rig import EngineProcess, OutagePostgres, free_port, wait_until
 from db.session import make_engine
-from engine.demo import DEMO_SERVICES
+from engine.fleet.demo import DEMO_SERVICES
 
 PASSWORD = "db-outage-admin-password"
 PROXY_PATH = "/proxy/orders/work?ms=1&cpu=0"

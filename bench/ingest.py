@@ -20,10 +20,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from bench.common import scratch_database
+from contract.events import MetricEvent
 from db.session import conninfo, make_engine, make_session_factory
 from engine.clock import SystemClock
-from engine.events import MetricEvent
-from engine.writer import BatchWriter
+from engine.store.writer import BatchWriter
 
 COLUMNS = ("service_name", "timestamp", "bucket_seconds", "request_count", "error_count", "latency_avg_ms",
            "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "cpu_percent", "memory_mb", "instances_scraped")

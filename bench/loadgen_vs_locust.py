@@ -3,7 +3,8 @@
 Target: nginx, one worker pinned to CPU 1, answering "ok" from memory with keep-alive, so the target is
 never the limit. Both clients are pinned to CPU 0, one at a time.
 
-Ours: the open-model Generator (engine.loadgen) sending through the Router (engine.loadtest.router_sender),
+Ours: the open-model Generator (engine.loadtest.generator) sending through the Router
+(engine.loadtest.manager.router_sender),
 in a child process per trial. A trial of rate r holds when shortfall = 1 - ok / (r * duration) <= 1 %,
 where ok counts only answers that arrived within the schedule's seconds: dropped, failed, and still
 backlogged or in flight when the schedule ends all count as shortfall (a backlog drained afterwards
@@ -43,21 +44,21 @@ from pathlib import Path
 import psutil
 
 import bench.common  # noqa: F401 - puts the project on sys.path
-from engine.breaker import BreakerConfig
-from engine.breakers import BreakerBook
+from contract.errors import ProcessError
 from engine.clock import SystemClock
-from engine.demo import free_port
-from engine.errors import ProcessError
-from engine.hdr import Histogram
-from engine.health import HealthState
-from engine.loadgen import Generator, Plan, Sample, Tally
-from engine.loadtest import router_sender
-from engine.outlier import OutlierEjector
-from engine.processes import spawn, stop_all
-from engine.registry import InstanceSpec, Registry, ServiceSpec
-from engine.resilience import ResilienceCounters, RetryBudget
-from engine.router import Router
-from engine.traffic import TrafficRecorder
+from engine.fleet.demo import free_port
+from engine.fleet.processes import spawn, stop_all
+from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.health.checker import HealthState
+from engine.loadtest.generator import Generator, Plan, Sample, Tally
+from engine.loadtest.hdr import Histogram
+from engine.loadtest.manager import router_sender
+from engine.traffic.breaker import BreakerConfig
+from engine.traffic.breakers import BreakerBook
+from engine.traffic.outlier import OutlierEjector
+from engine.traffic.recorder import TrafficRecorder
+from engine.traffic.resilience import ResilienceCounters, RetryBudget
+from engine.traffic.router import Router
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX = "/usr/sbin/nginx"

@@ -122,7 +122,7 @@ class EngineProcess:
         for child in psutil.Process(self.proc.pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 cmd = child.cmdline()
-                if "engine.demo_service" in cmd and service in cmd:
+                if "engine.fleet.demo_service" in cmd and service in cmd:
                     child.kill()
                     return " ".join(cmd[-6:])
         return None

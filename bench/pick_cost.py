@@ -7,7 +7,7 @@ import sys
 import timeit
 
 import bench.common  # noqa: F401 - puts the project on sys.path
-from engine.balancer import ALGORITHMS, Target, make_balancer
+from engine.traffic.balancer import ALGORITHMS, Target, make_balancer
 
 SIZES = (10, 100, 1000)
 PICKS = 20_000

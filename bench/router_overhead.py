@@ -15,15 +15,15 @@ import time
 import aiohttp
 
 from bench.common import demo_target, median_us, report
-from engine.breaker import BreakerConfig
-from engine.breakers import BreakerBook
 from engine.clock import SystemClock
-from engine.health import HealthState
-from engine.outlier import OutlierEjector
-from engine.registry import InstanceSpec, Registry, ServiceSpec
-from engine.resilience import ResilienceCounters, RetryBudget
-from engine.router import Router
-from engine.traffic import TrafficRecorder
+from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.health.checker import HealthState
+from engine.traffic.breaker import BreakerConfig
+from engine.traffic.breakers import BreakerBook
+from engine.traffic.outlier import OutlierEjector
+from engine.traffic.recorder import TrafficRecorder
+from engine.traffic.resilience import ResilienceCounters, RetryBudget
+from engine.traffic.router import Router
 
 PAIRS = 10_000
 

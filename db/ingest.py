@@ -22,6 +22,16 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from contract.events import (
+    BreakerEvent,
+    Event,
+    InstanceHealthEvent,
+    LoadTestProgress,
+    LoadTestSampleEvent,
+    LogEvent,
+    MetricEvent,
+    ServiceHealthEvent,
+)
 from db.models import (
     BreakerTransitionRow,
     CircuitBreakerRow,
@@ -31,16 +41,6 @@ from db.models import (
     LogEntry,
     MetricRow,
     Service,
-)
-from engine.events import (
-    BreakerEvent,
-    Event,
-    InstanceHealthEvent,
-    LoadTestProgress,
-    LoadTestSampleEvent,
-    LogEvent,
-    MetricEvent,
-    ServiceHealthEvent,
 )
 
 __all__ = ["Rejected", "is_connection_error", "write_batch"]

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 __all__ = ["PARENT", "Partition", "create_day", "day_of", "drop", "list_partitions",
-           "partition_name"]
+           "partition_name", "shard_status"]
 
 PARENT = "metrics"
 _NAME = re.compile(r"^metrics_p(\d{8})$")
@@ -122,3 +122,14 @@ def drop(session: Session, partition: Partition) -> None:
         raise ValueError(f"{partition.name!r} is not a daily partition of {PARENT}")
     session.execute(text("SET LOCAL lock_timeout = '5s'"))
     session.execute(text(f"DROP TABLE {partition.name}"))
+
+
+def shard_status(partition: Partition, now: datetime, retention: timedelta) -> str:
+    """default | future | active | sealed (past, kept) | expired (the next run drops it)."""
+    if partition.start is None or partition.end is None:
+        return "default"
+    if partition.start > now:
+        return "future"
+    if partition.end > now:
+        return "active"
+    return "expired" if partition.end <= now - retention else "sealed"

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.errors import DatabaseError
+from contract.errors import DatabaseError
 
 __all__ = ["EmbeddedPostgres", "conninfo", "make_engine", "make_session_factory", "migrate", "sqlalchemy_url"]
 

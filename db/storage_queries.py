@@ -10,7 +10,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db import partitions
-from engine.storage import shard_status
 
 __all__ = ["PARTITION_COLUMNS", "ROLLUP", "StorageSnapshot", "oldest_row", "rollup_usage", "storage_frame"]
 
@@ -76,7 +75,8 @@ def storage_frame(session: Session, now: datetime, retention_days: int) -> Stora
     listed = partitions.list_partitions(session)
     retention = timedelta(days=retention_days)
     frame = pd.DataFrame(
-        [[p.name, p.start, p.end, shard_status(p, now, retention), p.row_estimate, p.size_bytes] for p in listed],
+        [[p.name, p.start, p.end, partitions.shard_status(p, now, retention), p.row_estimate, p.size_bytes]
+         for p in listed],
         columns=PARTITION_COLUMNS,
     )
     frame = frame.astype({"row_estimate": "Int64", "size_bytes": "int64"})

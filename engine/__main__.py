@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from contract.errors import MonitorError
+from contract.roles import ADMIN_PASSWORD_FILE, Role
 from engine.config import Settings
-from engine.errors import MonitorError
-from engine.processes import spawn, stop_all
+from engine.fleet.processes import spawn, stop_all
 from engine.runtime import Runtime
-from engine.users import ADMIN_PASSWORD_FILE, Role, create_user
+from engine.security.users import create_user
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("mm.engine")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.errors import ConfigError
+from contract.errors import ConfigError
 
 __all__ = ["ENV_VARS", "Settings"]
 
@@ -117,13 +117,13 @@ def _password(raw: str) -> str:
 
 
 def _allowlist(raw: str) -> tuple[str, ...]:
-    from engine.ssrf import parse_allowlist
+    from engine.security.ssrf import parse_allowlist
 
     return parse_allowlist(raw)
 
 
 def _algorithm(raw: str) -> str:
-    from engine.balancer import ALGORITHMS
+    from engine.traffic.balancer import ALGORITHMS
 
     if raw not in ALGORITHMS:
         raise ValueError(f"must be one of {', '.join(sorted(ALGORITHMS))}")

@@ -13,36 +13,36 @@ from cheroot.wsgi import Server as WSGIServer
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.errors import Unavailable
 from db.models import LoadTest, Simulation
 from db.session import EmbeddedPostgres, conninfo, make_engine, make_session_factory, migrate
-from engine.breakers import BreakerBook
-from engine.chaos import ChaosManager
+from engine.chaos.faults import FaultLayer
+from engine.chaos.simulations import ChaosManager
 from engine.clock import Clock, SystemClock
-from engine.collector import Collector
 from engine.config import Settings
-from engine.demo import DEMO_SERVICES, start_demo_fleet
-from engine.errors import Unavailable
-from engine.faults import FaultLayer
-from engine.fleet import ManagedFleet
-from engine.health import HealthChecker, HealthState
-from engine.http import make_async_client
-from engine.loadtest import LoadTestLimits, LoadTestManager
-from engine.logs import DatabaseLogHandler, event_logger
-from engine.outage import UNAVAILABLE, DatabaseOutage
-from engine.outlier import OutlierEjector
-from engine.ratelimit import RateLimiter
-from engine.registry import Registry
-from engine.resilience import ResilienceCounters, RetryBudget
-from engine.router import Router
-from engine.scaling import ScalingManager
+from engine.fleet.demo import DEMO_SERVICES, start_demo_fleet
+from engine.fleet.managed import ManagedFleet
+from engine.fleet.registry import Registry
+from engine.health.checker import HealthChecker, HealthState
+from engine.health.collector import Collector
+from engine.loadtest.manager import LoadTestLimits, LoadTestManager
+from engine.scaling.manager import ScalingManager
 from engine.scheduler import build_scheduler
-from engine.secretfile import read_or_create
-from engine.storage import StorageMaintenance
-from engine.telemetry import Telemetry
-from engine.tokens import TokenIssuer
-from engine.traffic import TrafficRecorder
-from engine.users import FirstAdmin, ensure_admin
-from engine.writer import BatchWriter
+from engine.security.ratelimit import RateLimiter
+from engine.security.secretfile import read_or_create
+from engine.security.tokens import TokenIssuer
+from engine.security.users import FirstAdmin, ensure_admin
+from engine.store.logs import DatabaseLogHandler, event_logger
+from engine.store.maintenance import StorageMaintenance
+from engine.store.outage import UNAVAILABLE, DatabaseOutage
+from engine.store.writer import BatchWriter
+from engine.telemetry.exporter import Telemetry
+from engine.traffic.breakers import BreakerBook
+from engine.traffic.http import make_async_client
+from engine.traffic.outlier import OutlierEjector
+from engine.traffic.recorder import TrafficRecorder
+from engine.traffic.resilience import ResilienceCounters, RetryBudget
+from engine.traffic.router import Router
 
 __all__ = ["Runtime"]
 

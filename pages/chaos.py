@@ -10,7 +10,7 @@ import streamlit as st
 
 from db import queries
 from db.models import Simulation
-from engine.pressure import INTENSITIES
+from engine.chaos.pressure import INTENSITIES
 from ui import api, data, forms, session
 from ui.format import (
     NA,

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from db import queries
-from engine.logs import LEVELS
+from engine.store.logs import LEVELS
 from ui import api, data, session
 from ui.format import fmt_json, level_label
 from ui.session import Role

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
+from contract.errors import ConfigError
 from engine.config import Settings
-from engine.errors import ConfigError
 from ui import metric_charts, metrics, session
 from ui.format import fmt_count
 

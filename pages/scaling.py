@@ -11,8 +11,8 @@ from typing import Any
 import streamlit as st
 
 from db import queries
-from engine.hpa import AutoscalerConfig
-from engine.scaling import autoscaler_json
+from engine.scaling.hpa import AutoscalerConfig
+from engine.scaling.manager import autoscaler_json
 from ui import api, data, forms, scaling, session
 from ui.format import (
     NA,

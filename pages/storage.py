@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from contract.errors import ConfigError
 from engine.config import Settings
-from engine.errors import ConfigError
 from ui import session, storage
 
 REFRESH_S = 10

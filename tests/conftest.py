@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.roles import Role
 from db.models import Base
 from db.session import EmbeddedPostgres, make_engine, make_session_factory, migrate, sqlalchemy_url
 from engine.clock import SystemClock
 from engine.config import Settings
 from engine.runtime import Runtime
-from engine.tokens import TokenIssuer
-from engine.users import Role
+from engine.security.tokens import TokenIssuer
 
 # tests sign tokens with a fixed secret, so a page test and a live API agree on them
 T = TypeVar("T")

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 
-from engine.errors import MonitorError
+from contract.errors import MonitorError
 
 __all__ = [
     "DEFAULT_API_URL", "ApiCallFailed", "ApiClient", "api_url", "circuit_breakers", "clear_logs", "create_service",

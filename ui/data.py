@@ -16,9 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.errors import DatabaseError
 from db.models import Simulation
 from db.session import make_engine, make_session_factory
-from engine.errors import DatabaseError
 from ui import api
 from ui import session as auth  # "session" is a database session here
 from ui.api import ApiCallFailed

@@ -13,7 +13,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from db.models import Service, Simulation
-from engine.scaling import autoscaler_json
+from engine.scaling.manager import autoscaler_json
 from ui.charts import annotate_simulations, naive_utc
 from ui.data import value_or_none
 from ui.format import SCALING_DIRECTIONS, metric_vs_target

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine.users import ADMIN_PASSWORD_FILE, Role
+from contract.roles import ADMIN_PASSWORD_FILE, Role
 from ui import api
 
 __all__ = [

@@ -40,7 +40,7 @@ __all__ = [
     "storage_kpis",
 ]
 
-# engine.storage.shard_status values, in the legend's order: written to now green, made ahead blue, past and
+# db.partitions.shard_status values, in the legend's order: written to now green, made ahead blue, past and
 # kept purple, past the retention (the next upkeep run drops it) red, the DEFAULT catch-all grey
 SHARD_STATUSES = ("active", "future", "sealed", "expired", "default")
 SHARD_COLOURS: dict[str, str] = {"active": "#21c354", "future": "#3b82f6", "sealed": "#a855f7", "expired": "#ff4b4b",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Flask, g, request
 
+from contract.errors import Forbidden, RateLimited, Unauthorized
+from contract.roles import Role
 from engine.api import runtime
-from engine.errors import Forbidden, RateLimited, Unauthorized
-from engine.tokens import Claims
-from engine.users import Role
+from engine.security.tokens import Claims
 
 __all__ = ["authorize", "client_key", "install_rate_limit", "login_key"]
 

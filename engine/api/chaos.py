@@ -5,17 +5,18 @@ from __future__ import annotations
 from flask import jsonify
 from flask.typing import ResponseReturnValue
 
-from engine.api import runtime
-from engine.api.responses import SimulationOut, StopAllOut
-from engine.api.routing import ApiBlueprint
-from engine.api.schemas import (
+from contract.chaos import (
     DatabaseOverloadStart,
     MemoryLeakStart,
     NetworkLatencyStart,
     ServiceFailureStart,
+    SimulationOut,
     SimulationQuery,
+    StopAllOut,
 )
-from engine.users import Role
+from contract.roles import Role
+from engine.api import runtime
+from engine.api.routing import ApiBlueprint
 
 __all__ = ["api"]
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from engine.errors import ApiError, RateLimited, Unauthorized, ValidationFailed
+from contract.errors import ApiError, RateLimited, Unauthorized, ValidationFailed
 
 __all__ = ["error_response", "parse_body", "parse_query", "register_error_handlers"]
 

@@ -7,14 +7,13 @@ from typing import Any
 from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from contract.errors import NotFound
+from contract.loadtest import LoadTestDetailOut, LoadTestOut, LoadTestQuery, LoadTestStart
+from contract.roles import Role
 from db import queries
 from db.models import LoadTestSample
 from engine.api import runtime
-from engine.api.responses import LoadTestDetailOut, LoadTestOut
 from engine.api.routing import ApiBlueprint
-from engine.api.schemas import LoadTestQuery, LoadTestStart
-from engine.errors import NotFound
-from engine.users import Role
 
 __all__ = ["api"]
 

@@ -7,14 +7,14 @@ from typing import Any
 from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from contract.requests import LogQuery
+from contract.responses import LogOut, LogsClearedOut
+from contract.roles import Role
 from db import queries
 from db.models import LogEntry
 from engine.api import runtime
-from engine.api.responses import LogOut, LogsClearedOut
 from engine.api.routing import ApiBlueprint
-from engine.api.schemas import LogQuery
-from engine.logs import event_logger
-from engine.users import Role
+from engine.store.logs import event_logger
 
 __all__ = ["api", "log_json"]
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from engine.api.responses import ErrorOut
+from contract.responses import ErrorOut
 from engine.api.routing import Route
 
 __all__ = ["build_document", "openapi_path"]

@@ -9,7 +9,7 @@ from flask import Flask, Response, g, request
 
 from engine.api import runtime
 from engine.api.routing import ApiBlueprint
-from engine.telemetry import CONTENT_TYPE, UNMATCHED_ROUTE, Telemetry
+from engine.telemetry.exporter import CONTENT_TYPE, UNMATCHED_ROUTE, Telemetry
 
 __all__ = ["METRICS_PATH", "api", "document_exposition", "install_request_metrics"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Response, request
 from flask.typing import ResponseReturnValue
 
+from contract.roles import Role
 from engine.api import runtime
 from engine.api.routing import ApiBlueprint
-from engine.users import Role
 
 __all__ = ["HOP_BY_HOP", "api"]
 

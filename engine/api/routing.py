@@ -11,9 +11,9 @@ from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 
+from contract.roles import Role
 from engine.api.auth import authorize
 from engine.api.errors import parse_body, parse_query
-from engine.users import Role
 
 __all__ = ["ApiBlueprint", "Route"]
 

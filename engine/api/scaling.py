@@ -8,14 +8,13 @@ from flask import jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from contract.roles import Role
+from contract.scaling import AutoscalerChange, AutoscalerOut, ScaleOut, ScalingEventOut, ScalingEventQuery, ScalingOut
 from db.models import ScalingEvent, Service
 from engine.api import runtime
-from engine.api.responses import AutoscalerOut, ScaleOut, ScalingEventOut, ScalingOut
 from engine.api.routing import ApiBlueprint
-from engine.api.schemas import AutoscalerChange, ScalingEventQuery
 from engine.runtime import Runtime
-from engine.scaling import autoscaler_json
-from engine.users import Role
+from engine.scaling.manager import autoscaler_json
 
 __all__ = ["api", "scaling_json"]
 

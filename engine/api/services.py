@@ -10,17 +10,17 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from contract.errors import Conflict, NotFound, ProcessError, ValidationFailed
+from contract.requests import ServiceCreate, ServiceUpdate
+from contract.responses import DeletedOut, ServiceOut
+from contract.roles import Role
 from db import queries
 from db.models import Instance, Service
 from engine.api import runtime
 from engine.api.auth import authorize
-from engine.api.responses import DeletedOut, ServiceOut
 from engine.api.routing import ApiBlueprint
-from engine.api.schemas import ServiceCreate, ServiceUpdate
-from engine.errors import Conflict, NotFound, ProcessError, ValidationFailed
-from engine.logs import event_logger
-from engine.ssrf import refusal
-from engine.users import Role
+from engine.security.ssrf import refusal
+from engine.store.logs import event_logger
 
 __all__ = ["api", "service_json"]
 

@@ -8,15 +8,15 @@ from flask import jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
+from contract.responses import HealthOut, OverviewOut, SystemMetricsOut
+from contract.roles import Role
 from db import queries
 from engine.api import runtime
 from engine.api.logs import log_json
-from engine.api.responses import HealthOut, OverviewOut, SystemMetricsOut
 from engine.api.routing import ApiBlueprint
 from engine.api.scaling import scaling_json
 from engine.api.storage import shards_json
 from engine.api.traffic import breaker_json, breakers_of, load_balancer_json, resilience_json
-from engine.users import Role
 
 __all__ = ["api", "overview_json"]
 

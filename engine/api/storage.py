@@ -8,13 +8,12 @@ from flask import jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
+from contract.responses import ShardsOut
+from contract.roles import Role
 from db import partitions
 from engine.api import runtime
-from engine.api.responses import ShardsOut
 from engine.api.routing import ApiBlueprint
 from engine.runtime import Runtime
-from engine.storage import shard_status
-from engine.users import Role
 
 __all__ = ["api", "shards_json"]
 
@@ -33,7 +32,7 @@ def shards_json(rt: Runtime) -> list[dict[str, Any]]:
         "to": p.end.isoformat() if p.end else None,
         "rowEstimate": p.row_estimate,
         "sizeBytes": p.size_bytes,
-        "status": shard_status(p, now, rt.storage.retention),
+        "status": partitions.shard_status(p, now, rt.storage.retention),
     } for p in parts]
 
 

@@ -8,15 +8,15 @@ from typing import Any
 from flask import jsonify
 from flask.typing import ResponseReturnValue
 
+from contract.errors import NotFound, ValidationFailed
+from contract.responses import MessageOut
+from contract.roles import Role
+from contract.traffic import AlgorithmChange, BreakerChange, BreakerOut, BreakersOut, LoadBalancerOut
 from engine.api import runtime
-from engine.api.responses import BreakerOut, BreakersOut, LoadBalancerOut, MessageOut
 from engine.api.routing import ApiBlueprint
-from engine.api.schemas import AlgorithmChange, BreakerChange
-from engine.balancer import ALGORITHMS
-from engine.breaker import CircuitBreaker
-from engine.errors import NotFound, ValidationFailed
 from engine.runtime import Runtime
-from engine.users import Role
+from engine.traffic.balancer import ALGORITHMS
+from engine.traffic.breaker import CircuitBreaker
 
 __all__ = ["api", "breaker_json", "breakers_of", "load_balancer_json", "resilience_json"]
 

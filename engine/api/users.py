@@ -8,15 +8,16 @@ from flask import g, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
+from contract.errors import Conflict, NotFound, RateLimited, Unauthorized
+from contract.requests import TokenRequest, UserCreate
+from contract.responses import DeletedOut, TokenOut, UserOut
+from contract.roles import Role
 from db.models import User
 from engine.api import runtime
 from engine.api.auth import login_key
-from engine.api.responses import DeletedOut, TokenOut, UserOut
 from engine.api.routing import ApiBlueprint
-from engine.api.schemas import TokenRequest, UserCreate
-from engine.errors import Conflict, NotFound, RateLimited, Unauthorized
-from engine.logs import event_logger
-from engine.users import Role, authenticate, create_user
+from engine.security.users import authenticate, create_user
+from engine.store.logs import event_logger
 
 __all__ = ["api"]
 

@@ -7,12 +7,12 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from contract.roles import Role
 from engine.api import create_app
 from engine.config import Settings
-from engine.demo import DemoInstance, free_port, start_demo_instance, wait_ready
-from engine.processes import stop_all
+from engine.fleet.demo import DemoInstance, free_port, start_demo_instance, wait_ready
+from engine.fleet.processes import stop_all
 from engine.runtime import Runtime
-from engine.users import Role
 from tests.conftest import token_for, wait_for
 
 

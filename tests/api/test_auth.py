@@ -10,13 +10,13 @@ import jwt
 import pytest
 from sqlalchemy import select
 
+from contract.roles import Role
 from db.models import LogEntry, User
 from engine.api import create_app, declared_routes
 from engine.api.openapi import openapi_path
 from engine.clock import FakeClock
 from engine.runtime import Runtime
-from engine.tokens import TokenIssuer
-from engine.users import Role
+from engine.security.tokens import TokenIssuer
 from tests.conftest import TEST_JWT_SECRET, token_for
 
 ROUTES = declared_routes()

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from db.models import Simulation
-from engine.pressure import OVERLOAD_APP_NAME
+from engine.chaos.pressure import OVERLOAD_APP_NAME
 from engine.runtime import Runtime
 from tests.api.conftest import demo_process, health, started_client
 from tests.conftest import wait_for

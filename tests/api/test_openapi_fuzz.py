@@ -9,10 +9,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
+from contract.roles import Role
 from engine.api import create_app, declared_routes
 from engine.api.openapi import openapi_path
 from engine.runtime import Runtime
-from engine.users import Role
 from tests.conftest import token_for
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))

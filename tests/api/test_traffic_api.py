@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from db.models import BreakerTransitionRow
-from engine.breaker import BreakerConfig, CircuitBreaker, Transition
 from engine.clock import FakeClock
+from engine.traffic.breaker import BreakerConfig, CircuitBreaker, Transition
 
 
 def register(client, name="orders"):

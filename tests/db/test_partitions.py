@@ -13,9 +13,10 @@ from sqlalchemy import Engine, func, make_url, select, text
 
 from db import partitions
 from db.models import LogEntry, MetricMinute, MetricRow
+from db.partitions import shard_status
 from db.session import MIGRATIONS, make_engine, make_session_factory, migrate
 from engine.clock import FakeClock
-from engine.storage import StorageMaintenance, shard_status
+from engine.store.maintenance import StorageMaintenance
 
 
 def metric(service: str, at: datetime, requests: int = 10, p95: float | None = 30.0) -> MetricRow:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect, text
 
+from contract.errors import DatabaseError
 from db.session import EmbeddedPostgres, make_engine, migrate, sqlalchemy_url
-from engine.errors import DatabaseError
 
 TABLES = {"services", "instances", "circuit_breakers", "circuit_breaker_transitions", "metrics", "logs",
           "load_tests", "simulations", "scaling_events", "users", "alembic_version"}
@@ -17,7 +17,7 @@ def test_migrate_twice_is_a_no_op(clean_db):
     migrate(clean_db)
     assert set(inspect(clean_db).get_table_names()) >= TABLES
     with clean_db.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0006"]
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0007"]
 
 
 @pytest.mark.parametrize(

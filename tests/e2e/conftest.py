@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
+from contract.roles import Role
 from engine.config import Settings
 from engine.runtime import Runtime
-from engine.users import Role
 from tests.conftest import token_for, wait_for
 
 

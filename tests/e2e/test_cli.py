@@ -107,7 +107,7 @@ def test_up_serves_everything_and_ctrl_c_stops_everything(tmp_path):
 
 
 def test_user_add_reads_the_password_from_stdin(clean_db, database_url, tmp_path):
-    from engine.users import authenticate
+    from engine.security.users import authenticate
 
     env = dict(os.environ, DATABASE_URL=database_url, DATA_DIR=str(tmp_path), ADMIN_PASSWORD="first-admin-pw")
     done = subprocess.run([sys.executable, "-m", "engine", "user", "add", "bob", "--role", "operator"], check=False,

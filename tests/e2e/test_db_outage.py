@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from bench.db_outage import Config, Report, print_report, run
-from engine.demo import DEMO_SERVICES
+from engine.fleet.demo import DEMO_SERVICES
 
 pytestmark = pytest.mark.e2e
 

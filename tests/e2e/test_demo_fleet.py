@@ -11,10 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from contract.roles import Role
 from db.models import LogEntry, MetricRow
-from engine.demo import start_demo_instance, wait_ready
+from engine.fleet.demo import start_demo_instance, wait_ready
 from engine.runtime import Runtime
-from engine.users import Role
 from tests.conftest import token_for, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from contract.roles import Role
 from db.models import Service
 from engine.runtime import Runtime
-from engine.users import Role
 from tests.conftest import token_for, wait_for
 from tests.e2e.conftest import running_fleet
 
@@ -139,7 +139,7 @@ def test_autoscaler_follows_a_load_test_up_to_3_and_back_down_explaining_every_s
 
 
 def test_a_service_registered_with_a_launch_command_is_managed_and_survives_a_restart(clean_db, settings):
-    command = f"{sys.executable} -m engine.demo_service --name shop --port {{port}} --seed 7"
+    command = f"{sys.executable} -m engine.fleet.demo_service --name shop --port {{port}} --seed 7"
     rt = Runtime(settings)
     rt.start()
     try:

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from engine.balancer import ALGORITHMS, Target, UnknownAlgorithm, make_balancer
+from engine.traffic.balancer import ALGORITHMS, Target, UnknownAlgorithm, make_balancer
 
 
 def targets(n, weights=None):

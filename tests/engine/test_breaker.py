@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from engine.clock import FakeClock
+from engine.traffic.breaker import BreakerConfig, BreakerState, CircuitBreaker
 
 CL, OP, HO = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 

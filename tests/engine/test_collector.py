@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from engine.clock import FakeClock
-from engine.collector import Collector, ProcessSample, cpu_percent, parse_process_metrics
-from engine.registry import InstanceSpec, Registry, ServiceSpec
-from engine.traffic import TrafficRecorder, percentile
+from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.health.collector import Collector, ProcessSample, cpu_percent, parse_process_metrics
+from engine.traffic.recorder import TrafficRecorder, percentile
 
 EXPOSITION = """# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
 # TYPE process_cpu_seconds_total counter

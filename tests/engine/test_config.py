@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from contract.errors import ConfigError
 from engine.config import ENV_VARS, Settings
-from engine.errors import ConfigError
 
 
 def test_defaults_without_environment():

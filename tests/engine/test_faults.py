@@ -9,11 +9,11 @@ import time
 import httpx
 import pytest
 
-from engine.breaker import BreakerConfig, BreakerState
+from engine.chaos.faults import Fault, FaultLayer, InjectedConnectionError, InjectedStatus
 from engine.clock import FakeClock, SystemClock
-from engine.faults import Fault, FaultLayer, InjectedConnectionError, InjectedStatus
-from engine.health import HealthChecker, HealthState
-from engine.registry import InstanceSpec, Registry, ServiceSpec
+from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.health.checker import HealthChecker, HealthState
+from engine.traffic.breaker import BreakerConfig, BreakerState
 from tests.engine.test_health import Collect
 from tests.engine.test_router import Backend, make_router, run
 

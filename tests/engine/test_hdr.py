@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from engine.hdr import MAX_US, Histogram
-from engine.traffic import percentile
+from engine.loadtest.hdr import MAX_US, Histogram
+from engine.traffic.recorder import percentile
 
 
 def test_small_values_are_exact_and_percentiles_use_nearest_rank():

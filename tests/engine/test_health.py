@@ -7,10 +7,10 @@ import asyncio
 import httpx
 import pytest
 
+from contract.events import InstanceHealthEvent, LogEvent, ServiceHealthEvent
 from engine.clock import FakeClock
-from engine.events import InstanceHealthEvent, LogEvent, ServiceHealthEvent
-from engine.health import HealthChecker, HealthState, InstanceTracker, aggregate, classify
-from engine.registry import InstanceSpec, Registry, ServiceSpec
+from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.health.checker import HealthChecker, HealthState, InstanceTracker, aggregate, classify
 
 H, D, U, K = HealthState.HEALTHY, HealthState.DEGRADED, HealthState.UNHEALTHY, HealthState.UNKNOWN
 

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from engine.http import make_async_client
+from engine.traffic.http import make_async_client
 from tests.conftest import free_port
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from engine.loadgen import Generator, Plan, Sample, Tally
+from engine.loadtest.generator import Generator, Plan, Sample, Tally
 
 
 def run(plan: Plan, send, *, t0=None, stop_after=None, **kw) -> tuple[Tally, list[Sample], Generator, float]:

@@ -17,15 +17,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Instance, Service, Simulation
 from db.session import make_engine
-from engine.chaos import ChaosManager
+from engine.chaos.faults import FaultLayer
+from engine.chaos.simulations import ChaosManager
 from engine.clock import FakeClock
-from engine.demo import demo_command
-from engine.faults import FaultLayer
-from engine.fleet import ManagedFleet
-from engine.outage import DatabaseOutage
-from engine.registry import Registry
-from engine.scaling import ScalingManager
-from engine.writer import BatchWriter
+from engine.fleet.demo import demo_command
+from engine.fleet.managed import ManagedFleet
+from engine.fleet.registry import Registry
+from engine.scaling.manager import ScalingManager
+from engine.store.outage import DatabaseOutage
+from engine.store.writer import BatchWriter
 from tests.conftest import wait_for
 
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from db.session import conninfo
-from engine.pressure import OVERLOAD_APP_NAME, DatabaseOverload, MemoryLeak
+from engine.chaos.pressure import OVERLOAD_APP_NAME, DatabaseOverload, MemoryLeak
 from tests.conftest import wait_for
 
 MB = 1 << 20

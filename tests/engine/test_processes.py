@@ -8,11 +8,11 @@ import subprocess
 import sys
 import time
 
-from engine.processes import spawn, stop_all
+from engine.fleet.processes import spawn, stop_all
 
 PARENT = """
 import sys, time
-from engine.processes import spawn
+from engine.fleet.processes import spawn
 child = spawn([sys.executable, "-c", "import time; time.sleep(60)"])
 print(child.pid, flush=True)
 time.sleep(60)

@@ -9,16 +9,16 @@ from collections import Counter
 import pytest
 from aiohttp import web
 
-from engine.breaker import BreakerConfig
-from engine.breakers import BreakerBook
+from contract.errors import NotFound
 from engine.clock import FakeClock
-from engine.errors import NotFound
-from engine.health import HealthState
-from engine.outlier import OutlierEjector
-from engine.registry import InstanceSpec, Registry, ServiceSpec
-from engine.resilience import ResilienceCounters, RetryBudget
-from engine.router import CircuitOpen, NoInstance, Router
-from engine.traffic import TrafficRecorder
+from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.health.checker import HealthState
+from engine.traffic.breaker import BreakerConfig
+from engine.traffic.breakers import BreakerBook
+from engine.traffic.outlier import OutlierEjector
+from engine.traffic.recorder import TrafficRecorder
+from engine.traffic.resilience import ResilienceCounters, RetryBudget
+from engine.traffic.router import CircuitOpen, NoInstance, Router
 from tests.conftest import free_port
 
 
@@ -237,7 +237,7 @@ def test_unknown_service_and_no_serving_instance():
 
 
 def test_slow_instance_times_out_with_504_and_counts_as_a_timeout():
-    from engine.router import UpstreamTimeout
+    from engine.traffic.router import UpstreamTimeout
 
     backend = Backend(1)
     backend.delay = 0.5

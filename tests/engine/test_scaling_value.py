@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 from engine.clock import FakeClock
-from engine.hpa import AutoscalerConfig
-from engine.registry import InstanceSpec, Registry, ServiceSpec
-from engine.scaling import ScalingManager
+from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.scaling.hpa import AutoscalerConfig
+from engine.scaling.manager import ScalingManager
 
 INFLIGHT = AutoscalerConfig(metric="inflight")
 

@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from contract.errors import Unauthorized
+from contract.roles import Role
 from engine.clock import FakeClock
-from engine.errors import Unauthorized
-from engine.ratelimit import RateLimiter
-from engine.secretfile import read_or_create
-from engine.ssrf import parse_allowlist, refusal
-from engine.tokens import TokenIssuer
-from engine.users import Role, authenticate, create_user, ensure_admin
+from engine.security.ratelimit import RateLimiter
+from engine.security.secretfile import read_or_create
+from engine.security.ssrf import parse_allowlist, refusal
+from engine.security.tokens import TokenIssuer
+from engine.security.users import authenticate, create_user, ensure_admin
 
 LOOPBACK = ("127.0.0.0/8", "::1/128", "localhost")
 SECRET = "s" * 40

@@ -11,14 +11,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import OperationalError
 
+from contract.events import LogEvent
 from engine.api import VERSION
-from engine.breaker import BreakerState
-from engine.events import LogEvent
-from engine.health import HealthState
-from engine.registry import InstanceSpec, Registry, ServiceSpec
+from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.health.checker import HealthState
 from engine.runtime import Runtime
-from engine.telemetry import UNMATCHED_ROUTE, Telemetry
-from engine.traffic import LATENCY_BOUNDS_MS, TrafficRecorder
+from engine.telemetry.exporter import UNMATCHED_ROUTE, Telemetry
+from engine.traffic.breaker import BreakerState
+from engine.traffic.recorder import LATENCY_BOUNDS_MS, TrafficRecorder
 
 
 def scrape(t: Telemetry) -> dict[str, Any]:

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from contract.events import InstanceHealthEvent, LoadTestSampleEvent, LogEvent, MetricEvent, ServiceHealthEvent
 from db.models import Instance, LogEntry, MetricMinute, MetricRow, Service
 from db.session import make_engine, make_session_factory
 from engine.clock import FakeClock
-from engine.events import InstanceHealthEvent, LoadTestSampleEvent, LogEvent, MetricEvent, ServiceHealthEvent
-from engine.writer import BatchWriter
+from engine.store.writer import BatchWriter
 from tests.conftest import wait_for
 
 

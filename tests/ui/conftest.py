@@ -15,9 +15,9 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
+from contract.roles import Role
 from engine.config import Settings
 from engine.runtime import Runtime
-from engine.users import Role
 from tests.conftest import token_for
 from ui import session
 

@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
+from contract.roles import Role
 from db.models import Instance, MetricRow, Service, Simulation
-from engine.users import Role
 from tests.conftest import free_port
 from tests.ui.conftest import chart_spec, heatmap_rows, open_page, texts
 

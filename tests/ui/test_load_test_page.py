@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
+from contract.roles import Role
 from db.models import Instance, LoadTest, LoadTestSample, Service
-from engine.demo import free_port, start_demo_instance, wait_ready
-from engine.processes import stop_all
-from engine.users import Role
+from engine.fleet.demo import free_port, start_demo_instance, wait_ready
+from engine.fleet.processes import stop_all
 from tests.conftest import wait_for
 from tests.ui.conftest import chart_traces, metrics, open_page, texts
 from ui import api, charts, data, forms

@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
+from contract.roles import Role
 from db import partitions
 from db.annotations import BREAKER_COLUMNS, LOAD_TEST_COLUMNS, SCALING_COLUMNS, Annotations, read_annotations
 from db.models import BreakerTransitionRow, LoadTest, MetricRow, ScalingEvent, Service, Simulation
 from db.series import COLUMNS, metric_series
-from engine.users import Role
 from tests.conftest import free_port
 from tests.ui.conftest import chart_spec, open_page, texts
 from ui import metric_charts, metrics

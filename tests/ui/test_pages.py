@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
+from contract.roles import Role
 from db.models import Instance, LogEntry, MetricRow, Service, User
 from engine.clock import FakeClock, SystemClock
 from engine.runtime import Runtime
-from engine.tokens import TokenIssuer
-from engine.users import Role
+from engine.security.tokens import TokenIssuer
 from tests.conftest import TEST_JWT_SECRET, free_port
 from tests.ui.conftest import heatmap_rows, logged_in_token, metrics, open_page, texts
 from ui import session

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
+from contract.roles import Role
 from db.models import Instance, ScalingEvent, Service, Simulation
-from engine.users import Role
 from tests.conftest import token_for
 from tests.ui.conftest import chart_spec, chart_traces, metrics, open_page, texts
 from ui.api import ApiClient
@@ -272,7 +272,8 @@ def count_in_db(sessions: sessionmaker[Session], service_id: int) -> int:
 def test_scale_up_and_down_from_the_page_and_save_the_autoscaler(live_api, dash_env):
     with dash_env.begin() as s:
         row = Service(name="orders", managed=True, min_instances=1, max_instances=2, health_path="/health",
-                      launch_command=f"{sys.executable} -m engine.demo_service --name orders --port {{port}} --seed 1")
+                      launch_command=(f"{sys.executable} -m engine.fleet.demo_service"
+                                      " --name orders --port {port} --seed 1"))
         s.add(row)
         s.flush()
         sid = row.id

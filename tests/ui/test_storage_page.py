@@ -16,9 +16,9 @@ import streamlit as st
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.roles import Role
 from db import partitions
 from db.models import MetricMinute, MetricRow
-from engine.users import Role
 from tests.conftest import free_port
 from tests.ui.conftest import chart_spec, metrics, open_page, texts
 from ui import api

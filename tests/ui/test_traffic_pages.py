@@ -12,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
+from contract.roles import Role
 from db.models import BreakerTransitionRow, CircuitBreakerRow, Instance, Service
-from engine.balancer import ALGORITHMS
-from engine.breaker import BreakerState
 from engine.runtime import Runtime
-from engine.users import Role
+from engine.traffic.balancer import ALGORITHMS
+from engine.traffic.breaker import BreakerState
 from tests.conftest import wait_for
 from tests.ui.conftest import chart_traces, metrics, open_page, texts
 

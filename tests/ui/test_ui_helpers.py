@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import streamlit as st
 
+from contract.errors import MonitorError
+from contract.roles import Role
 from db.models import Simulation
 from db.queries import logs_csv
-from engine.errors import MonitorError
-from engine.users import Role
 from ui import api, forms, session
 from ui.charts import annotate_simulations, line_mode, per_service_heatmap
 from ui.data import active_banner, breaker_segments, countdown, picks_frame, summarize_services, timeline_start

@@ -1,0 +1,115 @@
+"""Values the engine emits for the batch writer: one frozen dataclass per kind of row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "BreakerEvent",
+    "Event",
+    "InstanceHealthEvent",
+    "LoadTestProgress",
+    "LoadTestSampleEvent",
+    "LogEvent",
+    "MetricEvent",
+    "ServiceHealthEvent",
+]
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """A row for the logs table."""
+
+    timestamp: datetime
+    level: str
+    source: str
+    message: str
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class MetricEvent:
+    """A row for the metrics table: one service, one bucket; None = not measured."""
+
+    service_name: str
+    timestamp: datetime
+    bucket_seconds: float
+    request_count: int
+    error_count: int
+    latency_avg_ms: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    cpu_percent: float | None
+    memory_mb: float | None
+    instances_scraped: int
+
+
+@dataclass(frozen=True)
+class InstanceHealthEvent:
+    """The latest check of one instance (only the newest per instance is written)."""
+
+    instance_id: int
+    status: str
+    checked_at: datetime
+    latency_ms: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ServiceHealthEvent:
+    """A service's aggregate status after a round of checks."""
+
+    service_id: int
+    status: str
+    checked_at: datetime
+
+
+@dataclass(frozen=True)
+class BreakerEvent:
+    """A breaker transition: a timeline row, and the breaker's current state."""
+
+    service_name: str
+    from_state: str
+    to_state: str
+    reason: str
+    at: datetime
+    failure_count: int
+    last_failure: datetime | None
+
+
+@dataclass(frozen=True)
+class LoadTestSampleEvent:
+    """A row for load_test_samples: one second of a run."""
+
+    load_test_id: int
+    second: int
+    at: datetime
+    sent: int
+    ok: int
+    failed: int
+    dropped: int
+    errors: dict[str, int]
+    latency: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LoadTestProgress:
+    """A load test's running totals (only the newest per run is written)."""
+
+    load_test_id: int
+    status: str
+    total_requests: int
+    successful_requests: int
+    failed_requests: int
+    dropped_requests: int
+    ended_at: datetime | None
+    summary: dict[str, Any]
+
+
+Event = (
+    LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent | BreakerEvent | LoadTestSampleEvent
+    | LoadTestProgress
+)

@@ -1,0 +1,154 @@
+"""Pydantic schemas of request bodies and query strings; field names are the seed's camelCase."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = ["InstanceIn", "LogQuery", "ServiceCreate", "ServiceUpdate", "TokenRequest", "UserCreate", "check_url"]
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+Path = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^/[^\s?#]*$")]
+MAX_INSTANCES = 50
+
+
+def check_url(value: str) -> str:
+    """An http(s) base URL with a host and no credentials, query or fragment; no trailing slash."""
+    value = value.strip()
+    if len(value) > 255:
+        raise ValueError("must be at most 255 characters")
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"}:
+        raise ValueError("must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError("must name a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return value.rstrip("/")
+
+
+Url = Annotated[str, AfterValidator(check_url)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+def _launch_command(value: str) -> str:
+    value = _no_nul(value.strip())
+    if "{port}" not in value:
+        raise ValueError("must contain {port}, where the engine puts each instance's loopback port")
+    if len(value) > 1000:
+        raise ValueError("must be at most 1000 characters")
+    return value
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class InstanceIn(StrictModel):
+    """An instance with a balancer weight (a bare URL string means weight 1, or unchanged on PUT)."""
+
+    url: Url
+    weight: int = Field(ge=1, le=1000)
+
+
+InstanceItem = Url | InstanceIn
+
+
+def _specs(items: list[str | InstanceIn]) -> dict[str, int | None]:
+    """URL -> weight (None when given as a bare URL), in order, duplicates dropped."""
+    out: dict[str, int | None] = {}
+    for item in items:
+        url, weight = (item, None) if isinstance(item, str) else (item.url, item.weight)
+        out.setdefault(url, weight)
+    return out
+
+
+class ServiceCreate(StrictModel):
+    """POST /api/services. `url` alone means one instance, as in the seed."""
+
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True,
+        json_schema_extra={"anyOf": [{"required": ["url"]}, {"required": ["instances"]},
+                                     {"required": ["launchCommand"]}]},
+    )
+
+    name: Name
+    url: Url | None = None
+    instances: list[InstanceItem] | None = Field(default=None, min_length=1, max_length=MAX_INSTANCES)
+    healthPath: Path = "/health"
+    metricsPath: Path | None = None
+    weight: int = Field(default=1, ge=1, le=1000)
+    launchCommand: Annotated[str, AfterValidator(_launch_command)] | None = Field(
+        default=None, description="managed service (admin only): a command with {port}; the engine runs it")
+    minInstances: int = Field(default=1, ge=1, le=100)
+    maxInstances: int = Field(default=10, ge=1, le=100)
+
+    def instance_specs(self) -> dict[str, int | None]:
+        """url first, then instances: URL -> weight (None = default), without duplicates."""
+        return _specs([*([self.url] if self.url else []), *(self.instances or [])])
+
+
+class ServiceUpdate(StrictModel):
+    """PUT /api/services/<id>: every field optional; status, load and counts are measured, not set."""
+
+    name: Name | None = None
+    instances: list[InstanceItem] | None = Field(default=None, min_length=1, max_length=MAX_INSTANCES)
+    healthPath: Path | None = None
+    metricsPath: Path | None = None
+    weight: int | None = Field(default=None, ge=1, le=1000)
+
+    def instance_specs(self) -> dict[str, int | None] | None:
+        """The new instances, URL -> weight (None = keep or default), or None when unchanged."""
+        return None if self.instances is None else _specs(self.instances)
+
+
+class LogQuery(StrictModel):
+    """GET /api/logs query string."""
+
+    limit: int = Field(default=100, ge=1, le=1000)
+    level: Literal["DEBUG", "INFO", "WARN", "ERROR"] | None = None
+    source: Text | None = Field(default=None, max_length=100)
+    q: Text | None = Field(default=None, max_length=200)
+    since: datetime | None = None
+
+
+class TokenRequest(BaseModel):
+    """POST /api/auth/token (whitespace in a password is part of it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: Text = Field(min_length=1, max_length=100)
+    password: Text = Field(min_length=1, max_length=200)
+
+
+class UserCreate(BaseModel):
+    """POST /api/users (admin)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: Name
+    password: Text = Field(min_length=8, max_length=200)
+    role: Literal["viewer", "operator", "admin"]
+
+
+Duration = Annotated[float, Field(gt=0, le=86_400_000, description="milliseconds (the seed's unit)")]
+Probability = Annotated[float, Field(gt=0, le=1, description="share of requests affected, 0..1")]
+
+

@@ -1,0 +1,31 @@
+"""Roles: viewer, operator and admin, each allowed what the ones below it are."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["ADMIN_PASSWORD_FILE", "Role"]
+
+# under DATA_DIR: the first admin's generated password, which the engine writes and the dashboard offers
+ADMIN_PASSWORD_FILE = "admin_password"  # noqa: S105 - a file name, not a password
+
+
+class Role(enum.IntEnum):
+    """Ordered: each role may do what the ones below it may."""
+
+    VIEWER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+    @property
+    def label(self) -> str:
+        """The lower-case name used in tokens and the API."""
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, name: str) -> Role:
+        """viewer | operator | admin."""
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            raise ValueError(f"unknown role {name!r}; valid: viewer, operator, admin") from None

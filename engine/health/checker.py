@@ -1,0 +1,235 @@
+"""Health checks: classify each GET, damp flapping with fall/rise thresholds, aggregate per service."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+import httpx
+
+from contract.events import InstanceHealthEvent, ServiceHealthEvent
+from engine.chaos.faults import FaultLayer, InjectedConnectionError, InjectedStatus
+from engine.clock import Clock
+from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.store.logs import event_logger
+from engine.store.writer import BatchWriter
+
+__all__ = [
+    "CheckResult",
+    "HealthChecker",
+    "HealthState",
+    "InstanceTracker",
+    "aggregate",
+    "classify",
+]
+
+log = event_logger("health")
+
+
+class HealthState(enum.Enum):
+    """Instance or service health; `rank` orders them from best to worst."""
+
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+    @property
+    def rank(self) -> int:
+        """0 healthy, 1 degraded, 2 unhealthy (unknown sorts before healthy)."""
+        return {"unknown": -1, "healthy": 0, "degraded": 1, "unhealthy": 2}[self.value]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One GET of one instance's health path."""
+
+    state: HealthState
+    latency_ms: float | None
+    status_code: int | None
+    error: str | None
+
+
+def classify(
+    status_code: int | None, latency_ms: float | None, error: str | None, degraded_ms: float
+) -> CheckResult:
+    """Connection error or timeout: unhealthy; non-2xx or slower than degraded_ms: degraded."""
+    if error is not None or status_code is None:
+        return CheckResult(HealthState.UNHEALTHY, latency_ms, status_code, error or "no response")
+    if not 200 <= status_code < 300:
+        return CheckResult(HealthState.DEGRADED, latency_ms, status_code, f"HTTP {status_code}")
+    if latency_ms is not None and latency_ms > degraded_ms:
+        return CheckResult(HealthState.DEGRADED, latency_ms, status_code, f"slow: {latency_ms:.0f} ms")
+    return CheckResult(HealthState.HEALTHY, latency_ms, status_code, None)
+
+
+class InstanceTracker:
+    """Fall/rise damping: the state moves only after enough consecutive results on one side of it.
+
+    `fall` results worse than the current state move it to the mildest of them; `rise` results
+    better than it move it to the worst of them. A result equal to the state resets the streak.
+    The first result ever is taken as is: there is nothing to flap from.
+    """
+
+    def __init__(self, fall: int, rise: int) -> None:
+        self.fall = fall
+        self.rise = rise
+        self.state = HealthState.UNKNOWN
+        self._streak: list[HealthState] = []
+
+    def observe(self, raw: HealthState) -> HealthState | None:
+        """Feed one result; return the new state if it changed, else None."""
+        if self.state is HealthState.UNKNOWN:
+            self.state = raw
+            return raw
+        if raw is self.state:
+            self._streak.clear()
+            return None
+        worse = raw.rank > self.state.rank
+        if self._streak and (self._streak[0].rank > self.state.rank) != worse:
+            self._streak.clear()
+        self._streak.append(raw)
+        if len(self._streak) < (self.fall if worse else self.rise):
+            return None
+        ranks = [s.rank for s in self._streak]
+        target = self._streak[ranks.index(min(ranks) if worse else max(ranks))]
+        self.state = target
+        self._streak.clear()
+        return target
+
+
+def aggregate(states: Iterable[HealthState]) -> HealthState:
+    """Service status: healthy if all are, unhealthy if none serve, degraded in between."""
+    known = [s for s in states if s is not HealthState.UNKNOWN]
+    if not known:
+        return HealthState.UNKNOWN
+    if all(s is HealthState.HEALTHY for s in known):
+        return HealthState.HEALTHY
+    if all(s is HealthState.UNHEALTHY for s in known):
+        return HealthState.UNHEALTHY
+    return HealthState.DEGRADED
+
+
+class HealthChecker:
+    """Checks every registered instance concurrently, one bounded round per call."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        client: httpx.AsyncClient,
+        writer: BatchWriter,
+        clock: Clock,
+        *,
+        timeout: float,
+        degraded_ms: float,
+        fall: int,
+        rise: int,
+        concurrency: int,
+        faults: FaultLayer | None = None,
+    ) -> None:
+        self._registry = registry
+        self._faults = faults
+        self._client = client
+        self._writer = writer
+        self._clock = clock
+        self._timeout = timeout
+        self._degraded_ms = degraded_ms
+        self._fall = fall
+        self._rise = rise
+        self._limit = asyncio.Semaphore(concurrency)
+        self._trackers: dict[int, InstanceTracker] = {}
+        self._service_state: dict[int, HealthState] = {}
+
+    def mark_healthy(self, instance_id: int) -> None:
+        """An instance its starter just saw answer its health path: healthy from now, not unknown."""
+        tracker = self._trackers.setdefault(instance_id, InstanceTracker(self._fall, self._rise))
+        tracker.observe(HealthState.HEALTHY)
+
+    def state_of(self, instance_id: int) -> HealthState:
+        """The damped state of an instance (unknown before its first check)."""
+        tracker = self._trackers.get(instance_id)
+        return tracker.state if tracker else HealthState.UNKNOWN
+
+    async def check(self, service: ServiceSpec, instance: InstanceSpec) -> CheckResult:
+        """GET the health path once; never raises, never takes longer than the timeout."""
+        url = instance.url.rstrip("/") + service.health_path
+        async with self._limit:
+            start = self._clock.monotonic()
+            try:
+                response = await asyncio.wait_for(self._get(service.name, instance.url, url), self._timeout)
+            except InjectedStatus as injected:
+                latency = (self._clock.monotonic() - start) * 1000.0
+                result = classify(injected.status, latency, None, self._degraded_ms)
+                return replace(result, error=str(injected)) if result.error else result
+            except InjectedConnectionError as exc:
+                return classify(None, None, str(exc), self._degraded_ms)
+            except (TimeoutError, httpx.TimeoutException):
+                return classify(None, None, f"timeout after {self._timeout:g} s", self._degraded_ms)
+            except httpx.HTTPError as exc:
+                return classify(None, None, f"{type(exc).__name__}: {exc}"[:300], self._degraded_ms)
+            latency = (self._clock.monotonic() - start) * 1000.0
+            return classify(response.status_code, latency, None, self._degraded_ms)
+
+    async def _get(self, service: str, instance_url: str, url: str) -> httpx.Response:
+        if self._faults is not None and self._faults.armed:
+            await self._faults.before_send(service, instance_url)
+        return await self._client.get(url)
+
+    async def run_once(self) -> None:
+        """One round: check all instances, record results, log transitions, aggregate services."""
+        services = self._registry.services()
+        pairs = [(s, i) for s in services for i in s.instances]
+        results = await asyncio.gather(*(self.check(s, i) for s, i in pairs))
+        now = self._clock.now()
+        live_ids = {i.id for _, i in pairs}
+        for gone in set(self._trackers) - live_ids:
+            del self._trackers[gone]
+        for (service, instance), result in zip(pairs, results, strict=True):
+            tracker = self._trackers.setdefault(instance.id, InstanceTracker(self._fall, self._rise))
+            previous = tracker.state
+            changed = tracker.observe(result.state)
+            if changed is not None:
+                self._log_transition(service, instance, previous, changed, result)
+            self._writer.submit(
+                InstanceHealthEvent(instance.id, tracker.state.value, now, result.latency_ms, result.error)
+            )
+        for service in services:
+            state = aggregate(self.state_of(i.id) for i in service.instances)
+            before = self._service_state.get(service.id)
+            if before is not None and before is not state:
+                log.info(
+                    "service %s is %s (was %s)", service.name, state.value, before.value,
+                    extra={"meta": {"service": service.name, "from": before.value, "to": state.value}},
+                )
+            self._service_state[service.id] = state
+            self._writer.submit(ServiceHealthEvent(service.id, state.value, now))
+
+    @staticmethod
+    def _log_transition(
+        service: ServiceSpec,
+        instance: InstanceSpec,
+        previous: HealthState,
+        new: HealthState,
+        result: CheckResult,
+    ) -> None:
+        meta = {
+            "service": service.name,
+            "instance": instance.url,
+            "instanceId": instance.id,
+            "from": previous.value,
+            "to": new.value,
+            "latencyMs": result.latency_ms,
+            "statusCode": result.status_code,
+            "error": result.error,
+        }
+        message = f"instance {instance.url} of {service.name} is {new.value} (was {previous.value})"
+        if result.error:
+            message += f": {result.error}"
+        if new is HealthState.UNHEALTHY:
+            log.error(message, extra={"meta": meta})
+        elif new is HealthState.DEGRADED:
+            log.warning(message, extra={"meta": meta})
+        else:
+            log.info(message, extra={"meta": meta})

@@ -1,0 +1,134 @@
+"""Metrics collection: one row per service per bucket, CPU and memory scraped from Prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from contract.events import MetricEvent
+from engine.clock import Clock
+from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.store.writer import BatchWriter
+from engine.traffic.recorder import TrafficRecorder
+
+__all__ = ["Collector", "ProcessSample", "parse_process_metrics"]
+
+CPU = "process_cpu_seconds_total"
+RSS = "process_resident_memory_bytes"
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    """What one scrape said about the instance's process, at monotonic time `at`."""
+
+    at: float
+    cpu_seconds: float | None
+    rss_bytes: float | None
+
+
+def parse_process_metrics(text: str, at: float) -> ProcessSample:
+    """Pick the two process metrics out of a Prometheus text exposition."""
+    cpu: float | None = None
+    rss: float | None = None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == CPU:
+                cpu = float(sample.value)
+            elif sample.name == RSS:
+                rss = float(sample.value)
+    return ProcessSample(at, cpu, rss)
+
+
+def cpu_percent(previous: ProcessSample | None, current: ProcessSample) -> float | None:
+    """Rate of process_cpu_seconds_total as a percentage of one core; None without two good samples."""
+    if previous is None or previous.cpu_seconds is None or current.cpu_seconds is None:
+        return None
+    elapsed = current.at - previous.at
+    used = current.cpu_seconds - previous.cpu_seconds
+    if elapsed <= 0 or used < 0:  # a counter reset means the process restarted
+        return None
+    return used / elapsed * 100.0
+
+
+class Collector:
+    """Each call to run_once closes one bucket: traffic counters + a scrape of every instance."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        client: httpx.AsyncClient,
+        writer: BatchWriter,
+        traffic: TrafficRecorder,
+        clock: Clock,
+        *,
+        bucket_seconds: float,
+        timeout: float,
+    ) -> None:
+        self._registry = registry
+        self._client = client
+        self._writer = writer
+        self._traffic = traffic
+        self._clock = clock
+        self._bucket = bucket_seconds
+        self.latest: dict[str, MetricEvent] = {}  # the newest row per service (the autoscaler reads it)
+        self._timeout = timeout
+        self._last: dict[int, ProcessSample] = {}
+
+    async def scrape(self, service: ServiceSpec, instance: InstanceSpec) -> ProcessSample | None:
+        """Fetch and parse one instance's metrics; None when it fails."""
+        assert service.metrics_path is not None
+        url = instance.url.rstrip("/") + service.metrics_path
+        try:
+            response = await asyncio.wait_for(self._client.get(url), self._timeout)
+            response.raise_for_status()
+            return parse_process_metrics(response.text, self._clock.monotonic())
+        except (TimeoutError, httpx.HTTPError, ValueError):
+            return None
+
+    async def run_once(self) -> list[MetricEvent]:
+        """Close the bucket that ends now; submit and return its rows."""
+        services = self._registry.services()
+        scrapes = [(s, i) for s in services if s.metrics_path for i in s.instances]
+        samples = await asyncio.gather(*(self.scrape(s, i) for s, i in scrapes))
+        cpu: dict[int, list[float]] = {}
+        rss: dict[int, list[float]] = {}
+        scraped: dict[int, int] = {}
+        for (service, instance), sample in zip(scrapes, samples, strict=True):
+            if sample is None:
+                self._last.pop(instance.id, None)
+                continue
+            scraped[service.id] = scraped.get(service.id, 0) + 1
+            percent = cpu_percent(self._last.get(instance.id), sample)
+            self._last[instance.id] = sample
+            if percent is not None:
+                cpu.setdefault(service.id, []).append(percent)
+            if sample.rss_bytes is not None:
+                rss.setdefault(service.id, []).append(sample.rss_bytes)
+        now = self._clock.now()
+        rows = []
+        for service in services:
+            traffic = self._traffic.drain(service.name)
+            cpus = cpu.get(service.id)
+            mems = rss.get(service.id)
+            row = MetricEvent(
+                service_name=service.name,
+                timestamp=now,
+                bucket_seconds=self._bucket,
+                request_count=traffic.requests,
+                error_count=traffic.errors,
+                latency_avg_ms=traffic.avg_ms,
+                latency_p50_ms=traffic.p50_ms,
+                latency_p95_ms=traffic.p95_ms,
+                latency_p99_ms=traffic.p99_ms,
+                # CPU: mean over instances (HPA utilisation); memory: total resident MB of the service
+                cpu_percent=sum(cpus) / len(cpus) if cpus else None,
+                memory_mb=sum(mems) / 2**20 if mems else None,
+                instances_scraped=scraped.get(service.id, 0),
+            )
+            self._writer.submit(row)
+            self.latest[service.name] = row
+            rows.append(row)
+        return rows

@@ -1,0 +1,3 @@
+"""Security: users with argon2 hashes, bearer tokens, rate limiters, the SSRF allowlist and secret
+files.
+"""

@@ -1,0 +1,325 @@
+"""The one traffic path: balancer pick -> breaker -> send (fault hook) -> retries under a budget -> record.
+
+Used by the proxy and the load generator. Nothing here waits on the database: outcomes go to
+in-memory counters, the metrics bucket (TrafficRecorder) and, for transitions, the batch writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, Protocol
+
+import aiohttp
+from yarl import URL
+
+from contract.errors import ApiError, NotFound, Unavailable
+from engine.chaos.faults import InjectedStatus
+from engine.clock import Clock
+from engine.fleet.registry import Registry, ServiceSpec
+from engine.health.checker import HealthState
+from engine.store.logs import event_logger
+from engine.traffic.balancer import Balancer, Target, make_balancer
+from engine.traffic.breaker import CircuitBreaker
+from engine.traffic.breakers import BreakerBook
+from engine.traffic.outlier import OutlierEjector
+from engine.traffic.recorder import TrafficRecorder
+from engine.traffic.resilience import ResilienceCounters, RetryBudget, backoff_s
+
+__all__ = ["CircuitOpen", "FaultHook", "NoInstance", "Request", "Router", "Upstream", "UpstreamTimeout"]
+
+log = event_logger("router")
+RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_INJECTED_HEADERS = ((b"Content-Type", b"application/json"), (b"X-Fault-Injected", b"true"))
+
+
+class CircuitOpen(Unavailable):
+    """503: the service's breaker refuses calls (a fallback)."""
+
+
+class NoInstance(Unavailable):
+    """503: no healthy, non-ejected instance (a fallback)."""
+
+
+class UpstreamTimeout(ApiError):
+    """504: the instance did not answer within the timeout."""
+
+    status = 504
+
+
+class FaultHook(Protocol):
+    """Where failure simulation acts on outbound traffic (it may sleep, or raise to fail the call)."""
+
+    @property
+    def armed(self) -> bool:
+        """Whether any fault may fire (when not, the router does not call before_send)."""
+        ...
+
+    async def before_send(self, service: str, url: str) -> None:
+        """Called before every attempt."""
+        ...
+
+
+@functools.lru_cache(maxsize=4096)
+def _url(base: str, path: str, query: str) -> URL:
+    """A parsed URL, cached: parsing one costs about as much as the rest of the router's bookkeeping."""
+    return URL(base + "/" + path.lstrip("/") + (f"?{query}" if query else ""))
+
+
+class Upstream(NamedTuple):
+    """What the instance answered (after retries); raw_headers as aiohttp received them (bytes pairs)."""
+
+    status: int
+    raw_headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+    instance_url: str
+    attempts: int
+    latency_ms: float
+
+
+class Request(NamedTuple):
+    """One request to route: method, path under the instance's base URL, raw query, headers, body, hash key."""
+
+    method: str
+    path: str
+    query: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    key: str | None = None
+
+    @property
+    def retryable(self) -> bool:
+        """Idempotent methods may be sent again."""
+        return self.method.upper() in RETRYABLE_METHODS
+
+
+class _Attempt(NamedTuple):
+    upstream: Upstream | None
+    failure: str | None  # None = success (any status < 500)
+    timed_out: bool
+
+
+class Router:
+    """Routes requests to registered services' instances."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        health_of: Callable[[int], HealthState],
+        breakers: BreakerBook,
+        ejector: OutlierEjector,
+        traffic: TrafficRecorder,
+        counters: ResilienceCounters,
+        budget: RetryBudget,
+        clock: Clock,
+        *,
+        algorithm: str = "round-robin",
+        timeout_s: float = 5.0,
+        max_retries: int = 2,
+        backoff_base_s: float = 0.025,
+        backoff_cap_s: float = 0.25,
+        rng: random.Random | None = None,
+        faults: FaultHook | None = None,
+    ) -> None:
+        self._registry = registry
+        self._health_of = health_of
+        self.breakers = breakers
+        self.ejector = ejector
+        self._traffic = traffic
+        self.counters = counters
+        self.budget = budget
+        self._clock = clock
+        self.timeout_s = timeout_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.max_retries = max_retries
+        self._backoff = (backoff_base_s, backoff_cap_s)
+        self._rng = rng or random.Random()  # noqa: S311 - spreads load and jitters retries
+        self.faults: FaultHook | None = faults  # None or not armed: no await on the hot path
+        self._now = clock.monotonic
+        make_balancer(algorithm)  # an unknown name fails here, not on the first request
+        self.algorithm = algorithm
+        self._balancers: dict[str, Balancer] = {}
+        self.targets: dict[int, Target] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Open the connection pool (inside the engine loop)."""
+        self._loop = asyncio.get_running_loop()
+        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=200, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def set_algorithm(self, name: str) -> None:
+        """Switch every service to a fresh balancer of this algorithm (UnknownAlgorithm lists the valid ones)."""
+        make_balancer(name)
+        self.algorithm = name
+        self._balancers = {}
+        for target in self.targets.values():
+            target.current_weight = 0
+        log.info("load balancer algorithm is now %s", name, extra={"meta": {"algorithm": name}})
+
+    def candidates(self, spec: ServiceSpec) -> list[Target]:
+        """Instances that may take a request: healthy or degraded, and not ejected."""
+        out = []
+        for inst in spec.instances:
+            target = self.targets.get(inst.id)
+            if target is None or target.url != inst.url:
+                target = self.targets[inst.id] = Target(inst.id, inst.url, inst.weight)
+            target.weight = inst.weight
+            health = self._health_of(inst.id)
+            # identity checks, not a set lookup: an Enum's __hash__ is Python code, and this runs per request
+            if (health is HealthState.HEALTHY or health is HealthState.DEGRADED) and not self.ejector.is_ejected(
+                inst.id
+            ):
+                out.append(target)
+        return out
+
+    async def send(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        key: str | None = None,
+    ) -> Upstream:
+        """Route one request; raises NotFound, CircuitOpen, NoInstance or UpstreamTimeout, else the answer."""
+        spec = self._registry.by_name(service)
+        if spec is None:
+            raise NotFound("service", service)
+        if self._session is None:
+            raise Unavailable("the engine's traffic loop is not running")
+        request = Request(method.upper(), path, query, tuple(headers), body, key)
+        self.counters.add("requests")
+        self.budget.request_started()
+        try:
+            tried: set[int] = set()
+            target, breaker = self._choose(spec, request, tried)
+            result = await self._attempt(spec, target, breaker, request, 1)
+            if result.failure is None and result.upstream is not None:
+                return result.upstream  # the common case: no retry machinery
+            return await self._retry(spec, request, tried, result)
+        finally:
+            self.budget.request_ended()
+
+    async def _retry(self, spec: ServiceSpec, request: Request, tried: set[int], result: _Attempt) -> Upstream:
+        attempt = 0
+        while True:
+            if not request.retryable or attempt >= self.max_retries:
+                return self._give_up(result)
+            if not self.budget.try_retry():
+                self.counters.add("budget_refusals")
+                return self._give_up(result)
+            try:
+                self.counters.add("retries")
+                await asyncio.sleep(backoff_s(attempt, *self._backoff, self._rng))
+                attempt += 1
+                target, breaker = self._choose(spec, request, tried)
+                result = await self._attempt(spec, target, breaker, request, attempt + 1)
+            finally:
+                self.budget.retry_ended()
+            if result.failure is None and result.upstream is not None:
+                self.counters.add("retry_successes")
+                return result.upstream
+
+    def _give_up(self, result: _Attempt) -> Upstream:
+        if result.upstream is not None:
+            return result.upstream  # a 5xx answer goes back as is
+        if result.timed_out:
+            self.counters.add("timeouts")
+            raise UpstreamTimeout(f"no answer within {self.timeout_s:g} s")
+        raise Unavailable(f"upstream failed: {result.failure}")
+
+    def _balancer(self, service: str) -> Balancer:
+        balancer = self._balancers.get(service)
+        if balancer is None:
+            balancer = self._balancers[service] = make_balancer(self.algorithm, self._rng)
+        return balancer
+
+    def _record_success(self, service: str, instance_id: int, breaker: CircuitBreaker, latency_ms: float) -> None:
+        self._traffic.record(service, latency_ms, True)
+        breaker.record_success(latency_ms)
+        self.ejector.observe(service, instance_id, False, 0)
+
+    def _choose(self, spec: ServiceSpec, request: Request, tried: set[int]) -> tuple[Target, CircuitBreaker]:
+        """Candidates -> breaker admission -> balancer pick (plain function: no coroutine on the hot path)."""
+        serving = self.candidates(spec)
+        if not serving:
+            self.counters.add("fallbacks")
+            raise NoInstance(f"no healthy instance of {spec.name}")
+        breaker = self.breakers.get(spec.name)
+        if not breaker.allow():
+            self.counters.add("fallbacks")
+            raise CircuitOpen(f"circuit breaker of {spec.name} is {breaker.state.value}")
+        fresh = ([t for t in serving if t.id not in tried] or serving) if tried else serving  # retries go elsewhere
+        target = self._balancer(spec.name).pick(fresh, request.key)
+        tried.add(target.id)
+        return target, breaker
+
+    async def _attempt(
+        self, spec: ServiceSpec, target: Target, breaker: CircuitBreaker, request: Request, attempt: int
+    ) -> _Attempt:
+        assert self._session is not None
+        url = _url(target.url, request.path, request.query)
+        target.in_flight += 1
+        target.picks += 1
+        self._traffic.begin(spec.name)
+        start = self._now()
+        end = start
+        upstream: Upstream | None = None
+        failure: str | None = None
+        timed_out = False
+        try:
+            if self.faults is not None and self.faults.armed:
+                await self.faults.before_send(spec.name, target.url)
+            async with self._session.request(
+                request.method, url, headers=request.headers or None, data=request.body or None,
+                allow_redirects=False, timeout=self._timeout,
+            ) as response:
+                data = await response.read()
+            end = self._now()
+            upstream = Upstream(response.status, response.raw_headers, data, target.url, attempt, (end - start) * 1e3)
+            if response.status >= 500:
+                failure = f"HTTP {response.status}"
+        except InjectedStatus as injected:
+            end = self._now()
+            body = b'{"error": "%s"}' % str(injected).encode()
+            upstream = Upstream(injected.status, _INJECTED_HEADERS, body, target.url, attempt, (end - start) * 1e3)
+            if injected.status >= 500:
+                failure = f"HTTP {injected.status} (injected)"
+        except TimeoutError:
+            failure, timed_out = f"timeout after {self.timeout_s:g} s", True
+        except (aiohttp.ClientError, OSError, ApiError) as exc:
+            failure = f"{type(exc).__name__}: {exc}"[:200]
+        finally:
+            target.in_flight -= 1
+        if upstream is None:
+            end = self._now()
+        latency = (end - start) * 1000.0
+        if failure is None and self._loop is not None and breaker.quietly_closed(latency):
+            # a fast success on a CLOSED breaker changes no decision, so its bookkeeping runs right after
+            # the answer is handed back (next loop turn) instead of before it: the caller does not wait
+            self._loop.call_soon(self._record_success, spec.name, target.id, breaker, latency)
+            return _Attempt(upstream, None, False)
+        if failure is None:
+            self._record_success(spec.name, target.id, breaker, latency)
+            return _Attempt(upstream, None, False)
+        self._traffic.record(spec.name, latency, False)
+        breaker.record_failure(failure)
+        ejection = self.ejector.observe(spec.name, target.id, True, len(spec.instances))
+        if ejection is not None:
+            log.warning("instance %s of %s ejected for %.0f s after %d consecutive errors (last: %s)",
+                        target.url, spec.name, ejection.until - self._clock.monotonic(), self.ejector.consecutive,
+                        failure, extra={"meta": {"service": spec.name, "instance": target.url,
+                                                 "times": ejection.times}})
+        return _Attempt(upstream, failure, timed_out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -10,6 +11,7 @@ from contract.requests import Duration, Name, Probability, StrictModel
 
 __all__ = [
     "DatabaseOverloadStart",
+    "Intensity",
     "MemoryLeakStart",
     "NetworkLatencyStart",
     "ServiceFailureStart",
@@ -17,6 +19,14 @@ __all__ = [
     "SimulationQuery",
     "StopAllOut",
 ]
+
+
+class Intensity(StrEnum):
+    """How hard a database overload presses: low, medium or high."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
 
 
 class SimulationOut(BaseModel):

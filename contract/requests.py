@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-__all__ = ["InstanceIn", "LogQuery", "ServiceCreate", "ServiceUpdate", "TokenRequest", "UserCreate", "check_url"]
+__all__ = [
+    "InstanceIn",
+    "LogLevel",
+    "LogQuery",
+    "ServiceCreate",
+    "ServiceUpdate",
+    "TokenRequest",
+    "UserCreate",
+    "check_url",
+]
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Path = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^/[^\s?#]*$")]
@@ -55,6 +65,15 @@ def _launch_command(value: str) -> str:
     if len(value) > 1000:
         raise ValueError("must be at most 1000 characters")
     return value
+
+
+class LogLevel(StrEnum):
+    """A log row's level."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
 
 
 class StrictModel(BaseModel):

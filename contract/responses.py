@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from contract.loadtest import LoadTestOut
 from contract.scaling import ScalingOut
+from contract.states import Status
 from contract.traffic import BreakerOut, LoadBalancerOut, ResilienceOut
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "UserOut",
 ]
 
-Status = Literal["healthy", "degraded", "unhealthy", "unknown"]
 
 
 class ErrorOut(BaseModel):

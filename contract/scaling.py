@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -9,7 +10,9 @@ from pydantic import BaseModel, Field
 from contract.requests import Name, StrictModel
 
 __all__ = [
+    "METRICS",
     "AutoscalerChange",
+    "AutoscalerConfig",
     "AutoscalerOut",
     "ScaleOut",
     "ScalingEventOut",
@@ -17,6 +20,34 @@ __all__ = [
     "ScalingOut",
     "ScalingServiceOut",
 ]
+
+
+# metric name -> what it measures (per instance, averaged over the service's instances)
+METRICS = {
+    "inflight": "requests in flight per instance",
+    "cpu": "CPU % per instance",
+    "p95": "p95 latency, ms",
+}
+
+
+@dataclass(frozen=True)
+class AutoscalerConfig:
+    """A service's autoscaler settings."""
+
+    metric: str = "inflight"
+    target: float = 5.0
+    tolerance: float = 0.1
+    up_window_s: float = 0.0  # the HPA default: scale up at once
+    down_window_s: float = 300.0  # the HPA default: 5 minutes
+    max_step: int = 4
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}")
+        if self.target <= 0 or not 0 <= self.tolerance < 1 or self.max_step < 1:
+            raise ValueError("target must be > 0, tolerance in [0, 1), max_step >= 1")
+        if self.up_window_s < 0 or self.down_window_s < 0:
+            raise ValueError("stabilization windows must be >= 0")
 
 
 class AutoscalerOut(BaseModel):

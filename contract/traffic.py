@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from contract.requests import StrictModel
-from contract.responses import Status
+from contract.states import Status
 
 __all__ = [
     "AlgorithmChange",

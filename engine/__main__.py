@@ -16,7 +16,7 @@ from types import FrameType
 
 from contract.errors import MonitorError
 from contract.roles import ADMIN_PASSWORD_FILE, Role
-from engine.config import Settings
+from contract.settings import Settings
 from engine.fleet.processes import spawn, stop_all
 from engine.runtime import Runtime
 from engine.security.users import create_user

@@ -14,12 +14,12 @@ from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from contract.errors import Unavailable
+from contract.settings import Settings
 from db.models import LoadTest, Simulation
 from db.session import EmbeddedPostgres, conninfo, make_engine, make_session_factory, migrate
 from engine.chaos.faults import FaultLayer
 from engine.chaos.simulations import ChaosManager
 from engine.clock import Clock, SystemClock
-from engine.config import Settings
 from engine.fleet.demo import DEMO_SERVICES, start_demo_fleet
 from engine.fleet.managed import ManagedFleet
 from engine.fleet.registry import Registry

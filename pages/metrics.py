@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from contract.errors import ConfigError
-from engine.config import Settings
+from contract.settings import Settings
 from ui import metric_charts, metrics, session
 from ui.format import fmt_count
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
+from contract.settings import Settings
 from db import queries, series
 from db.models import Simulation
-from engine.config import Settings
 from ui import cards, charts, data, session
 from ui.format import fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import streamlit as st
 
+from contract.scaling import AutoscalerConfig
 from db import queries
-from engine.scaling.hpa import AutoscalerConfig
 from engine.scaling.manager import autoscaler_json
 from ui import api, data, forms, scaling, session
 from ui.format import (

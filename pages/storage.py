@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from contract.errors import ConfigError
-from engine.config import Settings
+from contract.settings import Settings
 from ui import session, storage
 
 REFRESH_S = 10

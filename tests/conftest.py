@@ -15,10 +15,10 @@ from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from contract.roles import Role
+from contract.settings import Settings
 from db.models import Base
 from db.session import EmbeddedPostgres, make_engine, make_session_factory, migrate, sqlalchemy_url
 from engine.clock import SystemClock
-from engine.config import Settings
 from engine.runtime import Runtime
 from engine.security.tokens import TokenIssuer
 

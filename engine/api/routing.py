@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 
@@ -15,9 +15,22 @@ from contract.roles import Role
 from engine.api.auth import authorize
 from engine.api.errors import parse_body, parse_query
 
-__all__ = ["ApiBlueprint", "Route"]
+__all__ = ["ApiBlueprint", "Route", "serialize"]
 
-View = Callable[..., ResponseReturnValue]
+View = Callable[..., Any]
+
+
+def serialize(value: Any, status: int = 200) -> Response:
+    """The one way a contract model (or a list of them) becomes a JSON response: camelCase aliases, JSON types."""
+    if isinstance(value, BaseModel):
+        payload: Any = value.model_dump(mode="json", by_alias=True)
+    elif isinstance(value, list) and all(isinstance(v, BaseModel) for v in value):
+        payload = [v.model_dump(mode="json", by_alias=True) for v in value]
+    else:
+        raise TypeError(f"a view returned {type(value).__name__}, not a contract model")
+    response = jsonify(payload)
+    response.status_code = status
+    return response
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,9 @@ class ApiBlueprint:
     ) -> Callable[[View], View]:
         """Register view for method+rule. role None = public; body/query models are parsed and passed in.
 
+        A view returns a contract model (or a list of them), sent with the ok status through `serialize`, or a
+        Flask response of its own (CSV, the proxy's upstream answer, a status other than ok's).
+
         `errors` lists statuses answered with the error shape; `same_shape` those answered with the ok model;
         `methods` registers one view for several methods; `raw` documents an answer of any type (the proxy).
         """
@@ -82,7 +98,11 @@ class ApiBlueprint:
                     kwargs["query"] = parse_query(query, request)
                 if body is not None:
                     kwargs["body"] = parse_body(body, request)
-                return view(**kwargs)
+                result = view(**kwargs)
+                if isinstance(result, BaseModel | list):
+                    return serialize(result, ok[0])
+                response: ResponseReturnValue = result
+                return response
 
             every = methods or (method,)
             self.blueprint.add_url_rule(rule, view.__name__, handler, methods=list(every))

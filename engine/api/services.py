@@ -217,7 +217,7 @@ def update_service(service_id: int, body: ServiceUpdate) -> ResponseReturnValue:
 
 @api.route("DELETE", "/api/services/<int:service_id>", summary="Deregister a service", role=Role.OPERATOR,
            ok=(200, DeletedOut), errors=(503,))
-def delete_service(service_id: int) -> ResponseReturnValue:
+def delete_service(service_id: int) -> DeletedOut:
     """Deregister a service; a managed one's processes are stopped."""
     rt = runtime()
     with rt.sessions.begin() as session:
@@ -228,4 +228,4 @@ def delete_service(service_id: int) -> ResponseReturnValue:
     if managed:
         rt.fleet.forget(name)
     log.info("service %s deleted", name, extra={"meta": {"service": name}})
-    return jsonify({"message": f"service {name} deleted", "id": service_id})
+    return DeletedOut(message=f"service {name} deleted", id=service_id)

@@ -24,11 +24,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.errors import Conflict, NotFound, ProcessError, Unavailable, ValidationFailed
 from contract.events import MetricEvent
+from contract.scaling import AutoscalerConfig
 from db.models import ScalingEvent, Service
 from engine.clock import Clock
 from engine.fleet.managed import ManagedFleet
 from engine.fleet.registry import InstanceSpec, Registry
-from engine.scaling.hpa import AutoscalerConfig, Decision, Stabilizer, decide
+from engine.scaling.hpa import Decision, Stabilizer, decide
 from engine.store.logs import event_logger
 from engine.store.outage import UNAVAILABLE, DatabaseOutage
 

@@ -8,8 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 from contract.roles import Role
+from contract.settings import Settings
 from engine.api import create_app
-from engine.config import Settings
 from engine.fleet.demo import DemoInstance, free_port, start_demo_instance, wait_ready
 from engine.fleet.processes import stop_all
 from engine.runtime import Runtime

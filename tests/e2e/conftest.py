@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from contract.roles import Role
-from engine.config import Settings
+from contract.settings import Settings
 from engine.runtime import Runtime
 from tests.conftest import token_for, wait_for
 

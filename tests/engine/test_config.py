@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from contract.errors import ConfigError
-from engine.config import ENV_VARS, Settings
+from contract.settings import ENV_VARS, Settings
 
 
 def test_defaults_without_environment():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.scaling.hpa import AutoscalerConfig, Stabilizer, decide
+from contract.scaling import AutoscalerConfig
+from engine.scaling.hpa import Stabilizer, decide
 
 CFG = AutoscalerConfig(metric="inflight", target=5.0, tolerance=0.1, up_window_s=0.0, down_window_s=60.0, max_step=4)
 

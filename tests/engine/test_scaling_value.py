@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from contract.scaling import AutoscalerConfig
 from engine.clock import FakeClock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
-from engine.scaling.hpa import AutoscalerConfig
 from engine.scaling.manager import ScalingManager
 
 INFLIGHT = AutoscalerConfig(metric="inflight")

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
 from contract.roles import Role
-from engine.config import Settings
+from contract.settings import Settings
 from engine.runtime import Runtime
 from tests.conftest import token_for
 from ui import session

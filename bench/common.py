@@ -10,12 +10,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.fleet.demo import DemoInstance, free_port, start_demo_instance, wait_ready
-from engine.fleet.processes import stop_all
+from engine.fleet.demo import start_demo_instance
+from engine.fleet.processes import LoopbackInstance, free_port, stop_all, wait_ready
 
 
 @contextmanager
-def demo_target(port_base: int = 18100) -> Iterator[DemoInstance]:
+def demo_target(port_base: int = 18100) -> Iterator[LoopbackInstance]:
     """One demo service process on loopback, stopped afterwards."""
     instance = start_demo_instance("bench", free_port(port_base, set()), seed=1)
     try:

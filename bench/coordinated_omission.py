@@ -20,11 +20,10 @@ import aiohttp
 
 import bench.common  # noqa: F401 - puts the project on sys.path
 from bench.loadgen_vs_locust import bench_router, wait_http
-from engine.fleet.demo import free_port
-from engine.fleet.processes import spawn, stop_all
+from engine.fleet.processes import free_port, spawn, stop_all
 from engine.loadtest.generator import Generator, Plan, Sample, Tally
 from engine.loadtest.hdr import Histogram
-from engine.loadtest.manager import router_sender
+from engine.loadtest.sender import router_sender
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE, SECONDS, USERS, BACKLOG = 100.0, 10.0, 2, 100

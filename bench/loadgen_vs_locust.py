@@ -4,7 +4,7 @@ Target: nginx, one worker pinned to CPU 1, answering "ok" from memory with keep-
 never the limit. Both clients are pinned to CPU 0, one at a time.
 
 Ours: the open-model Generator (engine.loadtest.generator) sending through the Router
-(engine.loadtest.manager.router_sender),
+(engine.loadtest.sender.router_sender),
 in a child process per trial. A trial of rate r holds when shortfall = 1 - ok / (r * duration) <= 1 %,
 where ok counts only answers that arrived within the schedule's seconds: dropped, failed, and still
 backlogged or in flight when the schedule ends all count as shortfall (a backlog drained afterwards
@@ -46,13 +46,12 @@ import psutil
 import bench.common  # noqa: F401 - puts the project on sys.path
 from contract.errors import ProcessError
 from engine.clock import SystemClock
-from engine.fleet.demo import free_port
-from engine.fleet.processes import spawn, stop_all
+from engine.fleet.processes import free_port, spawn, stop_all
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.checker import HealthState
 from engine.loadtest.generator import Generator, Plan, Sample, Tally
 from engine.loadtest.hdr import Histogram
-from engine.loadtest.manager import router_sender
+from engine.loadtest.sender import router_sender
 from engine.traffic.breaker import BreakerConfig
 from engine.traffic.breakers import BreakerBook
 from engine.traffic.outlier import OutlierEjector

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, StringConstraints, model_serializer
 
 from contract.requests import Name, StrictModel
 
@@ -16,7 +17,19 @@ __all__ = [
     "LoadTestQuery",
     "LoadTestSampleOut",
     "LoadTestStart",
+    "LoadTestStatus",
 ]
+
+
+class LoadTestStatus(StrEnum):
+    """Where a load test is: idle (no run yet), running, or how it ended."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
 
 
 class LatencyOut(BaseModel):
@@ -39,9 +52,13 @@ class LatencyPairOut(BaseModel):
 
 
 class LoadTestOut(BaseModel):
-    """The seed's LoadTestStatus plus what an open-model run measures; status idle = no run yet."""
+    """A load test's settings, totals and what an open-model run measures; status idle = no run yet.
 
-    status: Literal["idle", "running", "completed", "stopped", "interrupted", "failed"]
+    Fields never set are left out of the JSON (the idle answer is `{"status": "idle"}`); a field set to None is
+    null (a stored run has every field, unknown ones null).
+    """
+
+    status: LoadTestStatus
     id: int | None = None
     concurrentUsers: int | None = None
     requestsPerSecond: float | None = None
@@ -65,6 +82,12 @@ class LoadTestOut(BaseModel):
     errors: dict[str, int] | None = None
     latency: LatencyPairOut | None = None
 
+    @model_serializer(mode="wrap")
+    def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The fields that were set (the model's field names are its JSON names)."""
+        dumped: dict[str, Any] = handler(self)
+        return {k: v for k, v in dumped.items() if k in self.model_fields_set}
+
 
 class LoadTestSampleOut(BaseModel):
     """One second of a run."""
@@ -86,7 +109,7 @@ class LoadTestDetailOut(LoadTestOut):
 
 
 class LoadTestStart(StrictModel):
-    """POST /api/load-test/start (duration in seconds, as in the seed; path may carry a query string)."""
+    """POST /api/load-test/start (duration in seconds; path may carry a query string)."""
 
     concurrentUsers: int = Field(ge=1, le=1_000_000)
     requestsPerSecond: float = Field(gt=0, le=1_000_000)

@@ -33,7 +33,6 @@ __all__ = [
     "get_service",
     "list_services",
     "load_test",
-    "load_test_json",
     "load_test_samples",
     "load_test_samples_frame",
     "load_tests",
@@ -214,27 +213,6 @@ def load_tests(session: Session, limit: int = 50) -> list[LoadTest]:
 def load_test(session: Session, test_id: int) -> LoadTest | None:
     """One load test by id."""
     return session.get(LoadTest, test_id)
-
-
-def load_test_json(row: LoadTest) -> dict[str, Any]:
-    """A stored run in GET /api/load-test/status's shape (camelCase); what the row does not hold is None.
-
-    In flight and backlog are 0 for a finished run and unknown (None) for a running one: only the engine has them.
-    """
-    summary = row.summary or {}
-    live = row.status == "running"
-    body: dict[str, Any] = {
-        "id": row.id, "status": row.status, "concurrentUsers": row.concurrent_users,
-        "requestsPerSecond": row.requests_per_second, "duration": row.duration_s, "targetService": row.target_service,
-        "path": row.path, "method": row.method, "workers": row.workers, "totalRequests": row.total_requests,
-        "successfulRequests": row.successful_requests, "failedRequests": row.failed_requests,
-        "droppedRequests": row.dropped_requests, "startTime": row.started_at.isoformat(),
-        "endTime": row.ended_at.isoformat() if row.ended_at else None,
-        "inFlight": None if live else 0, "backlog": None if live else 0,
-    }
-    body.update({k: summary.get(k) for k in
-                 ("achievedRps", "shortfallPercent", "elapsedSeconds", "sent", "errors", "latency")})
-    return body
 
 
 def load_test_samples(session: Session, test_id: int) -> list[LoadTestSample]:

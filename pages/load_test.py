@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from db import queries
+from engine.loadtest.results import load_test_out
 from ui import api, charts, data, forms, session
 from ui.format import (
     NA,
@@ -171,7 +172,7 @@ def show_run(run_id: int | None, known: tuple[Any, Any] | None, uncorrected: boo
     with data.reading() as db_session:
         row = queries.load_test(db_session, run_id)
         samples = queries.load_test_samples_frame(db_session, run_id)
-        stored = None if row is None else queries.load_test_json(row)
+        stored = None if row is None else load_test_out(row).model_dump(mode="json")
     if stored is None:
         st.info(f"Load test #{run_id} is no longer stored.")
         return
@@ -210,7 +211,7 @@ def history_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
 def show_history() -> None:
     """The stored runs, newest first (live: a running run's totals grow)."""
     with data.reading() as db_session:
-        runs = [queries.load_test_json(r) for r in queries.load_tests(db_session, HISTORY_LIMIT)]
+        runs = [load_test_out(r).model_dump(mode="json") for r in queries.load_tests(db_session, HISTORY_LIMIT)]
     if not runs:
         st.info("No load tests yet.")
         return
@@ -270,7 +271,7 @@ initial = data.fetch_or_none(api.load_test_status, page=True)
 running_id = initial["id"] if initial is not None and initial.get("status") == "running" else None
 with data.reading(page=True) as db_session:
     names = [s.name for s in queries.list_services(db_session)]
-    history = {r.id: queries.load_test_json(r) for r in queries.load_tests(db_session, HISTORY_LIMIT)}
+    history = {r.id: load_test_out(r).model_dump(mode="json") for r in queries.load_tests(db_session, HISTORY_LIMIT)}
 
 with st.expander("New load test", icon=":material/speed:", expanded=running_id is None):
     start_form(names, running_id)

@@ -3,16 +3,14 @@ settings, instances over time with every scale-up and scale-down marked, and the
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import streamlit as st
 
-from contract.scaling import AutoscalerConfig
+from contract.scaling import AutoscalerConfig, AutoscalerSettingsOut
 from db import queries
-from engine.scaling.manager import autoscaler_json
 from ui import api, data, forms, scaling, session
 from ui.format import (
     NA,
@@ -28,7 +26,7 @@ HISTORY_LIMIT = 500
 ANY = "any"
 WINDOWS = {"15 min": timedelta(minutes=15), "1 h": timedelta(hours=1), "6 h": timedelta(hours=6),
            "24 h": timedelta(hours=24)}
-DEFAULTS: dict[str, Any] = autoscaler_json(asdict(AutoscalerConfig())) or {}  # what an autoscaler starts with
+DEFAULTS: dict[str, Any] = AutoscalerSettingsOut.of(AutoscalerConfig()).model_dump(mode="json")  # the start
 FIELDS = ("enabled", "metric", "target", "tolerance", "scaleUpWindowS", "scaleDownWindowS", "maxStep", "minInstances",
           "maxInstances")
 

@@ -12,8 +12,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from contract.scaling import AutoscalerConfig, AutoscalerSettingsOut
 from db.models import Service, Simulation
-from engine.scaling.manager import autoscaler_json
 from ui.charts import annotate_simulations, naive_utc
 from ui.data import value_or_none
 from ui.format import SCALING_DIRECTIONS, metric_vs_target
@@ -63,7 +63,8 @@ def scaling_rows(services: Sequence[Service], live: Mapping[str, Any] | None, ac
             id=s.id, name=s.name, status=s.status or "unknown", managed=managed, instance_count=count,
             healthy_count=sum(i.status == "healthy" for i in s.instances), load=loads.get(s.id),
             min_instances=s.min_instances, max_instances=s.max_instances,
-            autoscaler=autoscaler_json(s.autoscaler), up_blocked=up, down_blocked=down,
+            autoscaler=None if s.autoscaler is None else AutoscalerSettingsOut.of(
+                AutoscalerConfig(**s.autoscaler)).model_dump(mode="json"), up_blocked=up, down_blocked=down,
         ))
     return rows
 

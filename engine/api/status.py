@@ -14,7 +14,7 @@ from db import queries
 from engine.api import runtime
 from engine.api.logs import log_json
 from engine.api.routing import ApiBlueprint
-from engine.api.scaling import scaling_json
+from engine.api.scaling import scaling_out
 from engine.api.storage import shards_json
 from engine.api.traffic import breaker_json, breakers_of, load_balancer_json, resilience_json
 
@@ -100,9 +100,9 @@ def system_metrics() -> ResponseReturnValue:
         "systemOverview": overview_json(o),
         "loadBalancer": load_balancer_json(rt),
         "circuitBreakers": [breaker_json(b) for b in breakers_of(rt)],
-        "scaling": scaling_json(rt),
+        "scaling": scaling_out(rt).model_dump(mode="json", by_alias=True),
         "shards": shards_json(rt),
         "resilience": resilience_json(rt),
-        "loadTest": None if test["status"] == "idle" else test,
+        "loadTest": None if test.status == "idle" else test.model_dump(mode="json", by_alias=True),
         "recentLogs": logs,
     })

@@ -30,8 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.errors import Conflict, ProcessError
 from db.models import Instance, Service
-from engine.fleet.demo import DemoInstance, free_port, wait_ready
-from engine.fleet.processes import spawn, stop_all
+from engine.fleet.processes import LoopbackInstance, free_port, spawn, stop_all, wait_ready
 from engine.store.logs import event_logger
 from engine.store.outage import UNAVAILABLE, DatabaseOutage
 
@@ -43,7 +42,7 @@ _START_FAILED: tuple[type[Exception], ...] = (ProcessError, *UNAVAILABLE)
 
 
 @dataclass
-class ManagedInstance(DemoInstance):
+class ManagedInstance(LoopbackInstance):
     """A process the engine started for a service, and its row once registered."""
 
     instance_id: int | None = None

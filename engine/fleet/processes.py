@@ -1,4 +1,4 @@
-"""Child OS processes: start them so they die with the engine, stop them within a deadline."""
+"""Child OS processes: start them so they die with the engine, wait until they serve, stop them within a deadline."""
 
 from __future__ import annotations
 
@@ -6,12 +6,19 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["spawn", "stop_all"]
+import httpx
+
+from contract.errors import ProcessError
+
+__all__ = ["LoopbackInstance", "free_port", "spawn", "stop_all", "wait_ready"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -60,3 +67,59 @@ def stop_all(processes: Iterable[subprocess.Popen[bytes]], timeout: float = 5.0)
 def _signal_group(p: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(p.pid, sig)
+
+
+@dataclass
+class LoopbackInstance:
+    """A service instance process listening on loopback (a demo one, or one the fleet manages)."""
+
+    service: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        """Its base URL on loopback."""
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port(start: int, taken: set[int]) -> int:
+    """The first port from start that nothing listens on and we have not handed out."""
+    for port in range(start, min(start + 1000, 65536)):
+        if port in taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise ProcessError(f"no free loopback port in {start}..{start + 999}")
+
+
+class _Serving(Protocol):
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]: ...
+
+
+def wait_ready(instances: Sequence[_Serving], timeout: float = 20.0, path: str = "/health") -> None:
+    """Wait until every instance answers path with 200; raise ProcessError when one exits or time is up."""
+    deadline = time.monotonic() + timeout
+    pending = list(instances)
+    with httpx.Client(timeout=1.0, trust_env=False) as client:
+        while pending:
+            for inst in list(pending):
+                if inst.process.poll() is not None:
+                    raise ProcessError(f"instance {inst.url} exited with code {inst.process.returncode}")
+                try:
+                    if client.get(inst.url + path).status_code == 200:
+                        pending.remove(inst)
+                except httpx.HTTPError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise ProcessError(f"instances not ready after {timeout:g} s: {[i.url for i in pending]}")
+            if pending:
+                time.sleep(0.05)

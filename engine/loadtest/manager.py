@@ -20,18 +20,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from contract.errors import ApiError, Conflict, NotFound, ValidationFailed
+from contract.errors import Conflict, ValidationFailed
 from contract.events import LoadTestProgress, LoadTestSampleEvent
+from contract.loadtest import LoadTestOut, LoadTestStatus
 from db.models import LoadTest
-from db.queries import load_test_json
 from engine.clock import Clock
 from engine.fleet.registry import Registry
-from engine.loadtest.generator import PERCENTILES, Generator, Plan, Sample, Send, Tally
+from engine.loadtest.generator import Generator, Plan, Sample, Tally
+from engine.loadtest.results import SUMMARY_FIELDS, latency_pair, load_test_out
+from engine.loadtest.sender import router_sender
+from engine.loadtest.worker import WorkerPool
 from engine.store.logs import event_logger
 from engine.store.writer import BatchWriter
-from engine.traffic.router import CircuitOpen, NoInstance, Router, UpstreamTimeout
+from engine.traffic.router import Router
 
-__all__ = ["LoadTestLimits", "LoadTestManager", "LoadTestRequest", "latency_json", "router_sender"]
+__all__ = ["LoadTestLimits", "LoadTestManager", "LoadTestRequest"]
 
 log = event_logger("loadtest")
 
@@ -60,41 +63,6 @@ class LoadTestRequest:
     method: str = "GET"
 
 
-def latency_json(h: Any) -> dict[str, float | None]:
-    """p50/p90/p95/p99/p99.9/max/mean of a Histogram, in milliseconds (None when empty)."""
-    ps = h.percentiles(PERCENTILES)
-    out: dict[str, float | None] = {
-        f"p{q:g}".replace(".", ""): (None if v is None else round(v / 1000.0, 3)) for q, v in ps.items()
-    }
-    out["max"] = round(h.max / 1000.0, 3) if h.count else None
-    mean = h.mean_us()
-    out["mean"] = None if mean is None else round(mean / 1000.0, 3)
-    return out
-
-
-def router_sender(router: Router, service: str, method: str, path: str) -> Send:
-    """A Send that routes one request (path may end in ?query) and names the failure kind (4xx, 5xx fail)."""
-
-    path, _, query = path.partition("?")
-
-    async def send() -> str | None:
-        try:
-            upstream = await router.send(service, method, path, query=query)
-        except CircuitOpen:
-            return "circuit_open"
-        except NoInstance:
-            return "no_instance"
-        except UpstreamTimeout:
-            return "timeout"
-        except NotFound:
-            return "service_gone"
-        except ApiError:
-            return "connection"
-        return None if upstream.status < 400 else f"http_{upstream.status}"
-
-    return send
-
-
 @dataclass
 class _Run:
     """The live state of one run (touched on the engine loop; read by the API thread as a snapshot)."""
@@ -103,7 +71,7 @@ class _Run:
     request: LoadTestRequest
     started_at: datetime
     workers: int
-    status: str = "running"
+    status: LoadTestStatus = LoadTestStatus.RUNNING
     ended_at: datetime | None = None
     total: Tally = field(default_factory=Tally)
     elapsed_s: float = 0.0
@@ -165,17 +133,17 @@ class LoadTestManager:
         assert service is not None
         return LoadTestRequest(users, rate, duration_s, service, path, method.upper())
 
-    def start(self, req: LoadTestRequest) -> dict[str, Any]:
+    def start(self, req: LoadTestRequest) -> LoadTestOut:
         """Create the row and launch the run; Conflict while another runs."""
         with self._lock:
-            if self._run is not None and self._run.status == "running":
+            if self._run is not None and self._run.status == LoadTestStatus.RUNNING:
                 raise Conflict(f"load test {self._run.id} is running; stop it first")
             self._run_soon(asyncio.sleep(0))  # Unavailable (503) before any row exists if the loop is down
             workers = self._shares(req)
             now = self._clock.now()
             with self._sessions.begin() as session:
                 row = LoadTest(
-                    status="running", concurrent_users=req.users, requests_per_second=req.rate,
+                    status=LoadTestStatus.RUNNING, concurrent_users=req.users, requests_per_second=req.rate,
                     duration_s=req.duration_s, target_service=req.service, path=req.path, method=req.method,
                     workers=workers, started_at=now, summary={},
                 )
@@ -189,23 +157,23 @@ class LoadTestManager:
                  extra={"meta": {"loadTestId": run.id, "workers": workers}})
         return self.status()
 
-    def stop(self, timeout_s: float = 1.0) -> dict[str, Any]:
+    def stop(self, timeout_s: float = 1.0) -> LoadTestOut:
         """Stop the running test (it ends within timeout_s); Conflict when none runs."""
         run = self._run
-        if run is None or run.status != "running":
+        if run is None or run.status != LoadTestStatus.RUNNING:
             raise Conflict("no load test is running")
         self._run_soon(self._stop(run))
         run.done.wait(timeout_s)
         self._writer.flush()
         return self.status()
 
-    def status(self) -> dict[str, Any]:
-        """The live run, or the last one this engine ran; from the database otherwise."""
+    def status(self) -> LoadTestOut:
+        """The live run, or the last one this engine ran; the latest stored one otherwise; idle when none."""
         run = self._run
         if run is None:
             with self._sessions() as session:
                 row = session.scalars(select(LoadTest).order_by(LoadTest.id.desc()).limit(1)).first()
-                return {"status": "idle"} if row is None else load_test_json(row)
+                return LoadTestOut(status=LoadTestStatus.IDLE) if row is None else load_test_out(row)
         return self._status_of(run)
 
     # -- engine loop --------------------------------------------------------------------------
@@ -218,7 +186,7 @@ class LoadTestManager:
     async def shutdown(self) -> None:
         """The engine is stopping: end a running test (on the engine loop), bounded."""
         run = self._run
-        if run is None or run.status != "running":
+        if run is None or run.status != LoadTestStatus.RUNNING:
             return
         await self._stop(run)
         await asyncio.to_thread(run.done.wait, 2.0)
@@ -232,12 +200,10 @@ class LoadTestManager:
         return Plan(req.rate, req.duration_s, users, backlog, offset, stride)
 
     async def _execute(self, run: _Run) -> None:
-        from engine.loadtest.worker import WorkerPool  # spawns processes only when a run needs them
-
         req = run.request
         spec = self._registry.by_name(req.service)
         if spec is None:
-            self._finish(run, "failed")
+            self._finish(run, LoadTestStatus.FAILED)
             return
         merger = _SecondMerger(run.workers, lambda s: self._on_second(run, s))
         pool = WorkerPool(self._router, spec, req.method, req.path, run.workers,
@@ -252,15 +218,15 @@ class LoadTestManager:
             pool.stop()
 
         run.stop = stop
-        status = "failed"
+        status = LoadTestStatus.FAILED
         try:
             t0 = await pool.start(merger.add, merger.done, self._clock.monotonic)
             await gen.run(t0)
             merger.done(0)
             await pool.wait(0.5 if gen.stopping else self.limits.drain_s + 2.0)
-            status = "stopped" if gen.stopping else "completed"
+            status = LoadTestStatus.STOPPED if gen.stopping else LoadTestStatus.COMPLETED
         except asyncio.CancelledError:
-            status = "stopped"
+            status = LoadTestStatus.STOPPED
             raise
         except Exception as exc:
             log.error("load test %d failed: %s", run.id, exc, extra={"meta": {"loadTestId": run.id}})
@@ -279,11 +245,11 @@ class LoadTestManager:
         t = sample.tally
         self._writer.submit(LoadTestSampleEvent(
             run.id, sample.second, self._clock.now(), t.sent, t.ok, t.failed, t.dropped, dict(t.errors),
-            {"corrected": latency_json(t.corrected), "uncorrected": latency_json(t.uncorrected)},
+            latency_pair(t.corrected, t.uncorrected).model_dump(mode="json"),
         ))
         self._writer.submit(self._progress(run))
 
-    def _finish(self, run: _Run, status: str) -> None:
+    def _finish(self, run: _Run, status: LoadTestStatus) -> None:
         run.status = status
         run.ended_at = self._clock.now()
         self._writer.submit(self._progress(run))
@@ -294,36 +260,26 @@ class LoadTestManager:
 
     def _progress(self, run: _Run) -> LoadTestProgress:
         t = run.total
-        return LoadTestProgress(run.id, run.status, t.ok + t.failed, t.ok, t.failed, t.dropped, run.ended_at,
-                                self._summary(run))
+        summary = self._status_of(run).model_dump(mode="json", include=set(SUMMARY_FIELDS))
+        return LoadTestProgress(run.id, run.status, t.ok + t.failed, t.ok, t.failed, t.dropped, run.ended_at, summary)
 
-    def _summary(self, run: _Run) -> dict[str, Any]:
-        t = run.total
-        achieved = t.sent / run.elapsed_s if run.elapsed_s > 0 else None
-        return {
-            "achievedRps": None if achieved is None else round(achieved, 2),
-            "shortfallPercent": None if achieved is None else round(
-                max(0.0, 100.0 * (1 - achieved / run.request.rate)), 2),
-            "elapsedSeconds": round(run.elapsed_s, 3),
-            "sent": t.sent,
-            "errors": dict(t.errors),
-            "latency": {"corrected": latency_json(t.corrected), "uncorrected": latency_json(t.uncorrected)},
-        }
-
-    def _status_of(self, run: _Run) -> dict[str, Any]:
+    def _status_of(self, run: _Run) -> LoadTestOut:
         req, t = run.request, run.total
         gen = run.generator
-        live = run.status == "running" and gen is not None
-        body = {
-            "id": run.id, "status": run.status, "concurrentUsers": req.users, "requestsPerSecond": req.rate,
-            "duration": req.duration_s, "targetService": req.service, "path": req.path, "method": req.method,
-            "workers": run.workers, "totalRequests": t.ok + t.failed, "successfulRequests": t.ok,
-            "failedRequests": t.failed, "droppedRequests": t.dropped, "startTime": run.started_at.isoformat(),
-            "endTime": run.ended_at.isoformat() if run.ended_at else None,
-            "inFlight": gen.in_flight if live and gen else 0, "backlog": gen.backlog if live and gen else 0,
-        }
-        body.update(self._summary(run))
-        return body
+        live = run.status == LoadTestStatus.RUNNING and gen is not None
+        achieved = t.sent / run.elapsed_s if run.elapsed_s > 0 else None
+        return LoadTestOut(
+            id=run.id, status=run.status, concurrentUsers=req.users, requestsPerSecond=req.rate,
+            duration=req.duration_s, targetService=req.service, path=req.path, method=req.method,
+            workers=run.workers, totalRequests=t.ok + t.failed, successfulRequests=t.ok, failedRequests=t.failed,
+            droppedRequests=t.dropped, startTime=run.started_at.isoformat(),
+            endTime=run.ended_at.isoformat() if run.ended_at else None,
+            inFlight=gen.in_flight if live and gen else 0, backlog=gen.backlog if live and gen else 0,
+            achievedRps=None if achieved is None else round(achieved, 2),
+            shortfallPercent=None if achieved is None else round(max(0.0, 100.0 * (1 - achieved / req.rate)), 2),
+            elapsedSeconds=round(run.elapsed_s, 3), sent=t.sent, errors=dict(t.errors),
+            latency=latency_pair(t.corrected, t.uncorrected),
+        )
 
 
 class _SecondMerger:

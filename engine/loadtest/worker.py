@@ -26,7 +26,12 @@ from engine.clock import SystemClock
 from engine.fleet.registry import Registry, ServiceSpec
 from engine.health.checker import HealthState
 from engine.loadtest.generator import Generator, Plan, Sample, Tally
+from engine.loadtest.sender import router_sender
 from engine.traffic.breaker import BreakerConfig
+from engine.traffic.breakers import BreakerBook
+from engine.traffic.outlier import OutlierEjector
+from engine.traffic.recorder import TrafficRecorder
+from engine.traffic.resilience import ResilienceCounters, RetryBudget
 from engine.traffic.router import Router
 
 __all__ = ["WorkerPool"]
@@ -69,12 +74,6 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
 
 
 async def _work(conn: Connection, spec: WorkerSpec) -> None:
-    from engine.loadtest.manager import router_sender
-    from engine.traffic.breakers import BreakerBook
-    from engine.traffic.outlier import OutlierEjector
-    from engine.traffic.recorder import TrafficRecorder
-    from engine.traffic.resilience import ResilienceCounters, RetryBudget
-
     clock = SystemClock()
     registry = Registry()
     registry.replace((spec.service,))

@@ -13,9 +13,10 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from contract.scaling import METRICS, AutoscalerConfig
+from contract.scaling import METRICS, AutoscalerConfig, ScalingDirection
 
 __all__ = ["Decision", "Stabilizer", "decide"]
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -27,9 +28,11 @@ class Decision:
     reason: str
 
     @property
-    def direction(self) -> str:
-        """up, down or none."""
-        return "up" if self.desired > self.current else "down" if self.desired < self.current else "none"
+    def direction(self) -> ScalingDirection:
+        """Up, down or none."""
+        if self.desired > self.current:
+            return ScalingDirection.UP
+        return ScalingDirection.DOWN if self.desired < self.current else ScalingDirection.NONE
 
 
 class Stabilizer:

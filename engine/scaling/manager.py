@@ -17,14 +17,22 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from contract.errors import Conflict, NotFound, ProcessError, Unavailable, ValidationFailed
 from contract.events import MetricEvent
-from contract.scaling import AutoscalerConfig
+from contract.scaling import (
+    AutoscalerChange,
+    AutoscalerConfig,
+    AutoscalerMetric,
+    AutoscalerOut,
+    AutoscalerSettingsOut,
+    ScaleOut,
+    ScalingDirection,
+    ScalingSource,
+)
 from db.models import ScalingEvent, Service
 from engine.clock import Clock
 from engine.fleet.managed import ManagedFleet
@@ -33,18 +41,13 @@ from engine.scaling.hpa import Decision, Stabilizer, decide
 from engine.store.logs import event_logger
 from engine.store.outage import UNAVAILABLE, DatabaseOutage
 
-__all__ = ["ScalingManager", "autoscaler_json"]
+__all__ = ["ScalingManager"]
 
 log = event_logger("scaling")
+# AutoscalerSettingsOut's names -> AutoscalerConfig's
 _API_FIELDS = {"metric": "metric", "target": "target", "tolerance": "tolerance", "scaleUpWindowS": "up_window_s",
                "scaleDownWindowS": "down_window_s", "maxStep": "max_step"}
-
-
-def autoscaler_json(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Stored settings (AutoscalerConfig fields) in the API's names; None when off."""
-    if config is None:
-        return None
-    return {api: config[name] for api, name in _API_FIELDS.items()}
+_WORDS = {ScalingDirection.UP: "scaled up", ScalingDirection.DOWN: "scaled down", ScalingDirection.NONE: "unchanged"}
 
 
 class ScalingManager:
@@ -77,7 +80,7 @@ class ScalingManager:
 
     # -- manual -------------------------------------------------------------------------------
 
-    def scale_up(self, service_id: int) -> dict[str, Any]:
+    def scale_up(self, service_id: int) -> ScaleOut:
         """Start one instance (healthy before it takes traffic); 409 past max or for an external service."""
         name, count, _minimum, maximum = self._managed(service_id)
         if count >= maximum:
@@ -85,9 +88,9 @@ class ScalingManager:
                            [{"field": "maxInstances", "message": f"{maximum}"}])
         with self._exclusive(name):
             self.fleet.start(service_id)
-        return self._done(name, count, count + 1, "up", "manual scale-up", "manual")
+        return self._done(name, count, count + 1, ScalingDirection.UP, "manual scale-up", ScalingSource.MANUAL)
 
-    def scale_down(self, service_id: int) -> dict[str, Any]:
+    def scale_down(self, service_id: int) -> ScaleOut:
         """Drain and stop one instance; 409 at min or for an external service."""
         name, count, minimum, _maximum = self._managed(service_id)
         if count <= minimum:
@@ -95,7 +98,8 @@ class ScalingManager:
                            [{"field": "minInstances", "message": f"{minimum}"}])
         with self._exclusive(name):
             self.fleet.stop_one(name)
-        return self._done(name, count, count - 1, "down", "manual scale-down", "manual")
+        return self._done(name, count, count - 1, ScalingDirection.DOWN, "manual scale-down",
+                          ScalingSource.MANUAL)
 
     def _managed(self, service_id: int) -> tuple[str, int, int, int]:
         with self._sessions() as session:
@@ -120,9 +124,11 @@ class ScalingManager:
         finally:
             lock.release()
 
-    def _done(self, name: str, before: int, after: int, direction: str, reason: str, source: str,
-              config: AutoscalerConfig | None = None, value: float | None = None) -> dict[str, Any]:
-        if direction != "none":  # logged first: the change happened even if its row cannot be written now
+    def _done(self, name: str, before: int, after: int, direction: ScalingDirection, reason: str,
+              source: ScalingSource, config: AutoscalerConfig | None = None, value: float | None = None) -> ScaleOut:
+        """Record one decision (a scaling_events row) and answer it."""
+        # logged first: the change happened even if its row cannot be written now
+        if direction != ScalingDirection.NONE:
             log.info("%s scaled %s: %d -> %d (%s)", name, direction, before, after, reason,
                      extra={"meta": {"service": name, "from": before, "to": after, "source": source}})
         with self._sessions.begin() as session:
@@ -131,14 +137,17 @@ class ScalingManager:
                 timestamp=self._clock.now(), source=source, metric=config.metric if config else None,
                 metric_value=value, target=config.target if config else None,
             ))
-        word = {"up": "scaled up", "down": "scaled down", "none": "unchanged"}[direction]
-        return {"message": f"{name} {word}: {before} -> {after} instance(s)", "newInstanceCount": after}
+        return ScaleOut(message=f"{name} {_WORDS[direction]}: {before} -> {after} instance(s)", newInstanceCount=after)
 
     # -- settings -----------------------------------------------------------------------------
 
-    def configure(self, service_id: int, enabled: bool, fields: dict[str, Any], minimum: int | None,
-                  maximum: int | None) -> dict[str, Any]:
-        """Turn the autoscaler on (with settings) or off, and set min/max; ValidationFailed names the field."""
+    def configure(self, service_id: int, change: AutoscalerChange) -> AutoscalerOut:
+        """Turn the autoscaler on (with settings; unset ones keep their values) or off, and set min/max.
+
+        ValidationFailed names the field.
+        """
+        fields = change.model_dump(exclude={"enabled", "minInstances", "maxInstances"}, exclude_none=True)
+        enabled, minimum, maximum = change.enabled, change.minInstances, change.maxInstances
         with self._sessions.begin() as session:
             row = session.get(Service, service_id)
             if row is None:
@@ -150,7 +159,7 @@ class ScalingManager:
             if lo > hi:
                 raise ValidationFailed([{"field": "minInstances", "message": "must not exceed maxInstances"}])
             current = dict(row.autoscaler or asdict(AutoscalerConfig()))
-            current.update({_API_FIELDS[k]: v for k, v in fields.items() if v is not None})
+            current.update({_API_FIELDS[k]: v for k, v in fields.items()})
             try:
                 config = AutoscalerConfig(**current)
             except ValueError as exc:
@@ -161,7 +170,8 @@ class ScalingManager:
         self._stabilizers.pop(name, None)
         log.info("autoscaler of %s %s", name, "on" if enabled else "off",
                  extra={"meta": {"service": name, "min": lo, "max": hi, **(asdict(config) if enabled else {})}})
-        return {"enabled": enabled, "minInstances": lo, "maxInstances": hi, **(autoscaler_json(asdict(config)) or {})}
+        settings = AutoscalerSettingsOut.of(config)
+        return AutoscalerOut(enabled=enabled, minInstances=lo, maxInstances=hi, **settings.model_dump())
 
     # -- autoscaler ---------------------------------------------------------------------------
 
@@ -178,10 +188,10 @@ class ScalingManager:
 
         In flight: unknown for a period during which the service's instances changed. Samples from
         before a scale-up was done measure the old fleet, swamped while the new processes started,
-        and the first ones after it the requests picked before; counted, they made the next period
-        scale up again under load (2 -> 4 -> 6, then back down to 4).
+        and the first ones after it the requests picked before; counted, they would make the next
+        period scale up again under load and then back down.
         """
-        if config.metric == "inflight":
+        if config.metric == AutoscalerMetric.INFLIGHT:
             spec = self._registry.by_name(name)
             members = spec.instances if spec else ()
             window = [(n, m) for t, n, m in self._samples.get(name, ()) if t >= since]
@@ -191,9 +201,9 @@ class ScalingManager:
         row = self._latest(name)
         if row is None:
             return None
-        return row.cpu_percent if config.metric == "cpu" else row.latency_p95_ms
+        return row.cpu_percent if config.metric == AutoscalerMetric.CPU else row.latency_p95_ms
 
-    def run_period(self, period_s: float) -> list[dict[str, Any]]:
+    def run_period(self, period_s: float) -> list[ScaleOut]:
         """One autoscaler period over every service it is on for (blocking: call it off the loop).
 
         The database gone mid-period ends the period: what was done stays done and is in the log.
@@ -206,7 +216,7 @@ class ScalingManager:
         self._outage.succeeded()
         return results
 
-    def _period(self, period_s: float) -> list[dict[str, Any]]:
+    def _period(self, period_s: float) -> list[ScaleOut]:
         with self._sessions() as session:
             rows = session.scalars(select(Service).where(Service.autoscaler.is_not(None))).all()
             targets = [(r.id, r.name, AutoscalerConfig(**r.autoscaler), r.min_instances, r.max_instances)
@@ -230,5 +240,5 @@ class ScalingManager:
             except (Conflict, Unavailable) as exc:  # a manual action is running, or a start failed
                 decision = Decision(count, len(self.fleet.running(name)), decision.raw, f"not done: {exc}")
             results.append(self._done(name, count, decision.desired, decision.direction, decision.reason,
-                                      "autoscaler", config, value))
+                                      ScalingSource.AUTOSCALER, config, value))
         return results

@@ -220,7 +220,8 @@ class EngineCollector:
         if manager is None:
             return
         try:
-            status = manager.status()  # the live run from memory; the latest stored one otherwise
+            # the live run from memory; the latest stored one otherwise
+            status = manager.status().model_dump(mode="json", by_alias=True)
         except SQLAlchemyError:
             return  # no run in this process and the database is away: unknown, so no samples
         running = status.get("status") == "running"

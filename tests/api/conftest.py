@@ -10,14 +10,14 @@ from typing import Any
 from contract.roles import Role
 from contract.settings import Settings
 from engine.api import create_app
-from engine.fleet.demo import DemoInstance, free_port, start_demo_instance, wait_ready
-from engine.fleet.processes import stop_all
+from engine.fleet.demo import start_demo_instance
+from engine.fleet.processes import LoopbackInstance, free_port, stop_all, wait_ready
 from engine.runtime import Runtime
 from tests.conftest import token_for, wait_for
 
 
 @contextmanager
-def demo_process(port_base: int, seed: int) -> Iterator[DemoInstance]:
+def demo_process(port_base: int, seed: int) -> Iterator[LoopbackInstance]:
     """A demo service process called orders on the first free port from port_base."""
     instance = start_demo_instance("orders", free_port(port_base, set()), seed=seed)
     try:

@@ -128,7 +128,7 @@ def test_a_run_cut_off_by_a_crash_is_interrupted_at_the_next_start(runtime, sett
     again = Runtime(settings)
     again.open()
     try:
-        assert again.loadtests.status()["status"] == "interrupted"
+        assert again.loadtests.status().status == "interrupted"
     finally:
         again.stop()
 

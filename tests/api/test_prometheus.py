@@ -206,7 +206,7 @@ def test_every_dashboard_metric_is_one_the_engine_exports(live):
         for group in GROUPING.findall(expr):
             grouped = {g.strip() for g in group.split(",") if g.strip()}
             assert grouped <= labels | {"le"}, f"{expr!r} groups by {sorted(grouped - labels)}, not exported"
-    assert wait_for(lambda: rt.loadtests.status()["status"] != "running", 10)
+    assert wait_for(lambda: rt.loadtests.status().status != "running", 10)
 
 
 def test_refused_requests_are_counted_too(clean_db, settings):

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from contract.roles import Role
 from db.models import LogEntry, MetricRow
-from engine.fleet.demo import start_demo_instance, wait_ready
+from engine.fleet.demo import start_demo_instance
+from engine.fleet.processes import wait_ready
 from engine.runtime import Runtime
 from tests.conftest import token_for, wait_for
 

@@ -87,6 +87,6 @@ def test_stopping_the_engine_mid_run_stores_the_run_as_stopped(engine_api):
     again.open()
     try:
         st = again.loadtests.status()
-        assert st["status"] == "stopped" and st["totalRequests"] >= 50 and st["endTime"]
+        assert st.status == "stopped" and st.totalRequests is not None and st.totalRequests >= 50 and st.endTime
     finally:
         again.stop()

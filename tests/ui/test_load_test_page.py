@@ -18,8 +18,8 @@ from streamlit.testing.v1 import AppTest
 
 from contract.roles import Role
 from db.models import Instance, LoadTest, LoadTestSample, Service
-from engine.fleet.demo import free_port, start_demo_instance, wait_ready
-from engine.fleet.processes import stop_all
+from engine.fleet.demo import start_demo_instance
+from engine.fleet.processes import free_port, stop_all, wait_ready
 from tests.conftest import wait_for
 from tests.ui.conftest import chart_traces, metrics, open_page, texts
 from ui import api, charts, data, forms
@@ -274,7 +274,7 @@ def test_start_from_the_form_runs_live_and_stop_stops_it(live_api, dash_env, tar
     at.button(key="lt-start").click().run()
     assert not at.exception and not at.error
     assert texts(at.success) == ["Load test #1 started: 20.0 req/s for 30 s against orders GET /work?ms=1&cpu=0."]
-    assert live_api.loadtests.status()["status"] == "running"
+    assert live_api.loadtests.status().status == "running"
     assert at.selectbox(key="lt-run").value == 1
     assert metrics(at)["Status"] == "🔵 running"
     start = at.button(key="lt-start")
@@ -292,11 +292,11 @@ def test_start_from_the_form_runs_live_and_stop_stops_it(live_api, dash_env, tar
     at.button(key="lt-stop").click().run()
     assert not at.exception and not at.error
     status = live_api.loadtests.status()
-    assert status["status"] == "stopped"
+    assert status.status == "stopped"
     [message] = texts(at.success)
-    assert message.startswith(f"Load test #1 stopped: {status['totalRequests']} answered, 0 failed")
+    assert message.startswith(f"Load test #1 stopped: {status.totalRequests} answered, 0 failed")
     m = metrics(at)
-    assert (m["Status"], m["Answered"]) == ("🟠 stopped", str(status["totalRequests"]))
+    assert (m["Status"], m["Answered"]) == ("🟠 stopped", str(status.totalRequests))
     assert not at.button(key="lt-start").proto.disabled
     assert not [b for b in at.button if b.key == "lt-stop"]  # nothing to stop
     with dash_env() as s:

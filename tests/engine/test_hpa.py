@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from contract.scaling import AutoscalerConfig
+from contract.scaling import AutoscalerConfig, AutoscalerMetric
 from engine.scaling.hpa import Stabilizer, decide
 
-CFG = AutoscalerConfig(metric="inflight", target=5.0, tolerance=0.1, up_window_s=0.0, down_window_s=60.0, max_step=4)
+CFG = AutoscalerConfig(metric=AutoscalerMetric.INFLIGHT, target=5.0, tolerance=0.1, up_window_s=0.0, down_window_s=60.0,
+                       max_step=4)
 
 
 @pytest.mark.parametrize("current, value, desired, reason", [

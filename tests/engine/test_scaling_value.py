@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from contract.scaling import AutoscalerConfig
+from contract.scaling import AutoscalerConfig, AutoscalerMetric
 from engine.clock import FakeClock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.scaling.manager import ScalingManager
 
-INFLIGHT = AutoscalerConfig(metric="inflight")
+INFLIGHT = AutoscalerConfig(metric=AutoscalerMetric.INFLIGHT)
 
 
 def snapshot(registry: Registry, instance_ids: list[int]) -> None:

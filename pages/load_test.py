@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from db import queries
-from engine.loadtest.results import load_test_out
+from db.loadtests import load_test_out
 from ui import api, charts, data, forms, session
 from ui.format import (
     NA,

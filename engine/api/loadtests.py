@@ -8,9 +8,9 @@ from contract.errors import NotFound
 from contract.loadtest import LoadTestDetailOut, LoadTestOut, LoadTestQuery, LoadTestStart
 from contract.roles import Role
 from db import queries
+from db.loadtests import load_test_detail_out, load_test_out
 from engine.api import runtime
 from engine.api.routing import ApiBlueprint
-from engine.loadtest.results import load_test_detail_out, load_test_out
 
 __all__ = ["api"]
 

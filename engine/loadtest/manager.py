@@ -23,11 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from contract.errors import Conflict, ValidationFailed
 from contract.events import LoadTestProgress, LoadTestSampleEvent
 from contract.loadtest import LoadTestOut, LoadTestStatus
+from db.loadtests import SUMMARY_FIELDS, load_test_out
 from db.models import LoadTest
 from engine.clock import Clock
 from engine.fleet.registry import Registry
 from engine.loadtest.generator import Generator, Plan, Sample, Tally
-from engine.loadtest.results import SUMMARY_FIELDS, latency_pair, load_test_out
+from engine.loadtest.results import latency_pair
 from engine.loadtest.sender import router_sender
 from engine.loadtest.worker import WorkerPool
 from engine.store.logs import event_logger

@@ -151,7 +151,7 @@ def test_a_restart_marks_active_simulations_interrupted_and_they_have_no_effect(
     again = Runtime(settings)
     again.open()
     try:
-        assert [x["status"] for x in again.chaos.list()] == ["interrupted"]
+        assert [x.status for x in again.chaos.list()] == ["interrupted"]
         assert not again.faults.armed and again.chaos.active_count() == 0
     finally:
         again.stop()

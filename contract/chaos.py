@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from contract.requests import Duration, Name, Probability, StrictModel
 
@@ -15,10 +15,19 @@ __all__ = [
     "MemoryLeakStart",
     "NetworkLatencyStart",
     "ServiceFailureStart",
+    "SimulationEffect",
+    "SimulationKind",
     "SimulationOut",
+    "SimulationParams",
     "SimulationQuery",
+    "SimulationStatus",
     "StopAllOut",
+    "WriteFigures",
+    "WriteLatencyChange",
 ]
+
+# a figure keeps the JSON type it was given: 1000 stays 1000 and 0.5 stays 0.5
+Number = int | float
 
 
 class Intensity(StrEnum):
@@ -29,19 +38,98 @@ class Intensity(StrEnum):
     HIGH = "high"
 
 
+class SimulationKind(StrEnum):
+    """What a simulation does: fail or delay a service's requests, overload the database, leak memory."""
+
+    SERVICE_FAILURE = "service-failure"
+    NETWORK_LATENCY = "network-latency"
+    DATABASE_OVERLOAD = "database-overload"
+    MEMORY_LEAK = "memory-leak"
+
+
+class SimulationStatus(StrEnum):
+    """Where a simulation is: in effect, ended on time, stopped, cut off by an engine stop, or never started."""
+
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
+class _GivenFields(BaseModel):
+    """A record whose JSON holds exactly the fields it was given: each kind of simulation fills its own subset."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        given = self.model_fields_set | set(self.__pydantic_extra__ or ())
+        return {k: v for k, v in data.items() if k in given}
+
+
+class SimulationParams(_GivenFields):
+    """What a simulation was started with (the fields of its start request that apply, plus capMb for a leak)."""
+
+    # declared in the order PostgreSQL's jsonb keeps keys (shorter first, then by bytes), the order a record is read in
+    mode: Literal["error", "kill"] | None = None
+    rate: Number | None = None
+    capMb: int | None = None
+    jitter: Number | None = None
+    latency: Number | None = None
+    duration: Number | None = None
+    intensity: Intensity | None = None
+    statusCode: int | None = None
+    probability: Number | None = None
+    serviceName: str | None = None
+
+
+class WriteFigures(BaseModel):
+    """The engine's database writes in a window: batches committed and their commit time in ms (null when none)."""
+
+    max: Number | None  # in jsonb key order, as SimulationParams
+    p50: Number | None
+    p95: Number | None
+    batches: int
+
+
+class WriteLatencyChange(BaseModel):
+    """The engine's write latency before a database overload and while it ran."""
+
+    before: WriteFigures
+    during: WriteFigures
+
+
+class SimulationEffect(_GivenFields):
+    """What a simulation was measured to do, by kind; error when the measurement itself failed."""
+
+    error: str | None = None  # in jsonb key order, as SimulationParams
+    heldMb: int | None = None
+    killed: str | None = None
+    lockHolder: bool | None = None
+    rssMbAtEnd: Number | None = None
+    statements: int | None = None
+    connections: int | None = None
+    rssMbBefore: Number | None = None
+    writeLatencyMs: WriteLatencyChange | None = None
+    requestsAffected: int | None = None
+    rssMbAfterRelease: Number | None = None
+
+
 class SimulationOut(BaseModel):
     """One failure simulation; remainingMs while active; effect = what was measured (after it ends)."""
 
     id: int
-    kind: Literal["service-failure", "network-latency", "database-overload", "memory-leak"]
+    kind: SimulationKind
     target: str | None
-    params: dict[str, Any]
-    status: Literal["active", "completed", "stopped", "interrupted", "failed"]
+    params: SimulationParams
+    status: SimulationStatus
     startedAt: str
     endsAt: str
     endedAt: str | None
     remainingMs: float | None
-    effect: dict[str, Any] | None
+    effect: SimulationEffect | None
 
 
 class StopAllOut(BaseModel):
@@ -75,7 +163,7 @@ class DatabaseOverloadStart(StrictModel):
     """POST /api/simulate/database-overload."""
 
     duration: Duration
-    intensity: Literal["low", "medium", "high"]
+    intensity: Intensity
 
 
 class MemoryLeakStart(StrictModel):

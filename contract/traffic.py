@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
@@ -10,15 +10,37 @@ from contract.requests import StrictModel
 from contract.states import Status
 
 __all__ = [
+    "Algorithm",
     "AlgorithmChange",
     "BreakerChange",
     "BreakerOut",
+    "BreakerState",
     "BreakersOut",
     "LoadBalancerOut",
     "PickOut",
     "ResilienceOut",
     "TransitionOut",
 ]
+
+
+class BreakerState(StrEnum):
+    """A circuit breaker's state: calls pass (CLOSED), are refused (OPEN), or a few trials pass (HALF_OPEN)."""
+
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    HALF_OPEN = "HALF_OPEN"
+
+
+class Algorithm(StrEnum):
+    """The load-balancing algorithms, by the name the API takes (the API fields stay plain strings, so an unknown
+    name is answered with 400 listing these)."""
+
+    CONSISTENT_HASH = "consistent-hash"
+    LEAST_LOAD = "least-load"
+    P2C = "p2c"
+    RANDOM = "random"
+    ROUND_ROBIN = "round-robin"
+    WEIGHTED = "weighted"
 
 
 class PickOut(BaseModel):
@@ -46,7 +68,7 @@ class BreakerOut(BaseModel):
     """One service's breaker: live state, counters and thresholds."""
 
     serviceName: str
-    state: Literal["CLOSED", "OPEN", "HALF_OPEN"]
+    state: BreakerState
     failureCount: int
     rejectedCount: int
     failureRate: float | None
@@ -61,7 +83,7 @@ class BreakerOut(BaseModel):
 
 
 class BreakersOut(BaseModel):
-    """GET /api/circuit-breakers: the seed's counts and the list."""
+    """GET /api/circuit-breakers: how many breakers are in each state, and each breaker."""
 
     total: int
     closed: int
@@ -109,6 +131,6 @@ class BreakerChange(StrictModel):
     windowSize: int = Field(default=None, ge=1, le=1000)  # type: ignore[assignment]
     minimumCalls: int = Field(default=None, ge=1, le=1000)  # type: ignore[assignment]
     slowCallMs: float | None = Field(default=None, gt=0, le=600_000)
-    timeout: int = Field(default=None, ge=1, le=3_600_000, description="OPEN duration, ms (seed name)")  # type: ignore[assignment]
+    timeout: int = Field(default=None, ge=1, le=3_600_000, description="OPEN duration, ms")  # type: ignore[assignment]
     halfOpenCalls: int = Field(default=None, ge=1, le=100)  # type: ignore[assignment]
 

@@ -16,7 +16,7 @@ from engine.api.logs import log_json
 from engine.api.routing import ApiBlueprint
 from engine.api.scaling import scaling_out
 from engine.api.storage import shards_json
-from engine.api.traffic import breaker_json, breakers_of, load_balancer_json, resilience_json
+from engine.api.traffic import breaker_out, breakers_of, load_balancer_out, resilience_out
 
 __all__ = ["api", "overview_json"]
 
@@ -98,11 +98,11 @@ def system_metrics() -> ResponseReturnValue:
     test = rt.loadtests.status()
     return jsonify({
         "systemOverview": overview_json(o),
-        "loadBalancer": load_balancer_json(rt),
-        "circuitBreakers": [breaker_json(b) for b in breakers_of(rt)],
+        "loadBalancer": load_balancer_out(rt).model_dump(mode="json"),
+        "circuitBreakers": [breaker_out(b).model_dump(mode="json") for b in breakers_of(rt)],
         "scaling": scaling_out(rt).model_dump(mode="json", by_alias=True),
         "shards": shards_json(rt),
-        "resilience": resilience_json(rt),
+        "resilience": resilience_out(rt).model_dump(mode="json"),
         "loadTest": None if test.status == "idle" else test.model_dump(mode="json", by_alias=True),
         "recentLogs": logs,
     })

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from contract.chaos import Intensity
 from engine.store.logs import event_logger
 
 __all__ = ["INTENSITIES", "OVERLOAD_APP_NAME", "DatabaseOverload", "MemoryLeak"]
@@ -24,7 +25,9 @@ log = event_logger("chaos")
 MB = 1 << 20
 OVERLOAD_APP_NAME = "mm-chaos-overload"
 # intensity -> (busy connections, whether one of them holds a lock the writer needs)
-INTENSITIES: dict[str, tuple[int, bool]] = {"low": (1, False), "medium": (3, False), "high": (6, True)}
+INTENSITIES: dict[Intensity, tuple[int, bool]] = {
+    Intensity.LOW: (1, False), Intensity.MEDIUM: (3, False), Intensity.HIGH: (6, True),
+}
 _CPU_STATEMENT = "SELECT count(*) FROM generate_series(1, 2000000) AS g WHERE sqrt(g::float8) > 1"
 _LOCK_STATEMENTS = ("LOCK TABLE logs IN SHARE MODE", "SELECT pg_sleep(0.4)")
 
@@ -67,9 +70,9 @@ class MemoryLeak:
 class DatabaseOverload:
     """Busy PostgreSQL connections until stop(); each statement is bounded by statement_timeout."""
 
-    def __init__(self, conninfo: str, intensity: str, on_error: Callable[[str], None] | None = None,
+    def __init__(self, conninfo: str, intensity: Intensity, on_error: Callable[[str], None] | None = None,
                  tag: str = "") -> None:
-        self.connections, self.locks = INTENSITIES[intensity]
+        self.connections, self.locks = INTENSITIES[Intensity(intensity)]
         self.app_name = f"{OVERLOAD_APP_NAME}{tag}"
         self._conninfo = conninfo
         self._stop = threading.Event()

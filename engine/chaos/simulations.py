@@ -17,54 +17,55 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Literal
 
 import psutil
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.chaos import (
+    Intensity,
+    SimulationEffect,
+    SimulationKind,
+    SimulationOut,
+    SimulationParams,
+    SimulationStatus,
+    WriteFigures,
+    WriteLatencyChange,
+)
 from contract.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from db.models import Simulation
 from engine.chaos.faults import Fault, FaultLayer
 from engine.chaos.pressure import DatabaseOverload, MemoryLeak
 from engine.clock import Clock
-from engine.fleet.registry import Registry
+from engine.fleet.registry import Registry, ServiceSpec
 from engine.store.logs import event_logger
 from engine.store.outage import UNAVAILABLE, DatabaseOutage
 from engine.store.writer import BatchWriter, WriteLatency
 
-__all__ = ["KINDS", "ChaosManager", "simulation_json"]
+__all__ = ["KINDS", "ChaosManager"]
 
 log = event_logger("chaos")
-KINDS = ("service-failure", "network-latency", "database-overload", "memory-leak")
+KINDS = tuple(k.value for k in SimulationKind)
+Arm = Callable[[int, float], Callable[[], SimulationEffect]]  # (simulation id, monotonic end) -> stop, measuring
 
 
 def _rss_mb() -> float:
     return round(psutil.Process().memory_info().rss / (1 << 20), 1)
 
 
-def _figures(w: WriteLatency) -> dict[str, Any]:
-    return {"batches": w.batches, "p50": w.p50_ms, "p95": w.p95_ms, "max": w.max_ms}
-
-
-def simulation_json(row: Simulation, now_remaining_ms: float | None = None) -> dict[str, Any]:
-    """A simulation row in the API's shape (remainingMs only while active)."""
-    return {
-        "id": row.id, "kind": row.kind, "target": row.target, "params": row.params, "status": row.status,
-        "startedAt": row.started_at.isoformat(), "endsAt": row.ends_at.isoformat(),
-        "endedAt": row.ended_at.isoformat() if row.ended_at else None,
-        "remainingMs": now_remaining_ms, "effect": row.effect,
-    }
+def _figures(w: WriteLatency) -> WriteFigures:
+    return WriteFigures(batches=w.batches, p50=w.p50_ms, p95=w.p95_ms, max=w.max_ms)
 
 
 @dataclass
 class _Active:
     id: int
-    kind: str
+    kind: SimulationKind
     target: str | None
     started: float  # monotonic
     ends: float  # monotonic
-    stop: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    stop: Callable[[], SimulationEffect] = field(default=SimulationEffect)
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,24 @@ class _Ended:
     """A simulation that has ended, its row not written yet."""
 
     id: int
-    status: str
+    status: SimulationStatus
     ended_at: datetime
-    effect: dict[str, Any]
+    effect: SimulationEffect
+
+
+def _out(row: Simulation, remaining_ms: float | None, ended: _Ended | None) -> SimulationOut:
+    """A simulation row as the API shows it (remainingMs only while active); `ended`, an end not written yet,
+    overrides what the row says."""
+    status, ended_at = SimulationStatus(row.status), row.ended_at
+    effect = None if row.effect is None else SimulationEffect.model_validate(row.effect)
+    if ended is not None:
+        status, ended_at, remaining_ms, effect = ended.status, ended.ended_at, None, ended.effect
+    return SimulationOut(
+        id=row.id, kind=SimulationKind(row.kind), target=row.target,
+        params=SimulationParams.model_validate(row.params), status=status,
+        startedAt=row.started_at.isoformat(), endsAt=row.ends_at.isoformat(),
+        endedAt=ended_at.isoformat() if ended_at else None, remainingMs=remaining_ms, effect=effect,
+    )
 
 
 class ChaosManager:
@@ -111,41 +127,41 @@ class ChaosManager:
     # -- start --------------------------------------------------------------------------------
 
     def service_failure(self, service: str, duration_ms: float, *, probability: float = 1.0,
-                        status: int | None = None, mode: str = "error") -> dict[str, Any]:
+                        status: int | None = None, mode: Literal["error", "kill"] = "error") -> SimulationOut:
         """Fail requests to service (connection error or status), or kill one of its instances."""
         spec = self._known(service)
-        params: dict[str, Any] = {"serviceName": service, "duration": duration_ms, "probability": probability,
-                                  "statusCode": status, "mode": mode}
+        params = SimulationParams(serviceName=service, duration=duration_ms, probability=probability,
+                                  statusCode=status, mode=mode)
         if mode == "kill":
             if not spec.managed or self._kill is None:
                 raise Conflict(f"service {service!r} is not managed: the engine has no process of it to kill")
-            return self._start("service-failure", service, params, duration_ms, self._killer(service))
+            return self._start(SimulationKind.SERVICE_FAILURE, service, params, duration_ms, self._killer(service))
 
-        def arm(sim_id: int, ends: float) -> Callable[[], dict[str, Any]]:
+        def arm(sim_id: int, ends: float) -> Callable[[], SimulationEffect]:
             self._faults.add(Fault(sim_id, service, ends, probability, fail=True, status=status))
             return lambda: self._disarm(sim_id)
 
-        return self._start("service-failure", service, params, duration_ms, arm)
+        return self._start(SimulationKind.SERVICE_FAILURE, service, params, duration_ms, arm)
 
     def network_latency(self, latency_ms: float, duration_ms: float, service: str | None = None, *,
-                        jitter_ms: float = 0.0, probability: float = 1.0) -> dict[str, Any]:
+                        jitter_ms: float = 0.0, probability: float = 1.0) -> SimulationOut:
         """Delay requests to service (or to every service) by latency ± jitter."""
         if service is not None:
             self._known(service)
-        params = {"latency": latency_ms, "duration": duration_ms, "serviceName": service, "jitter": jitter_ms,
-                  "probability": probability}
+        params = SimulationParams(latency=latency_ms, duration=duration_ms, serviceName=service, jitter=jitter_ms,
+                                  probability=probability)
 
-        def arm(sim_id: int, ends: float) -> Callable[[], dict[str, Any]]:
+        def arm(sim_id: int, ends: float) -> Callable[[], SimulationEffect]:
             self._faults.add(Fault(sim_id, service, ends, probability, latency_ms=latency_ms, jitter_ms=jitter_ms))
             return lambda: self._disarm(sim_id)
 
-        return self._start("network-latency", service, params, duration_ms, arm)
+        return self._start(SimulationKind.NETWORK_LATENCY, service, params, duration_ms, arm)
 
-    def database_overload(self, duration_ms: float, intensity: str) -> dict[str, Any]:
+    def database_overload(self, duration_ms: float, intensity: Intensity) -> SimulationOut:
         """Busy connections on the engine's own database until the end."""
-        params = {"duration": duration_ms, "intensity": intensity}
+        params = SimulationParams(duration=duration_ms, intensity=intensity)
 
-        def arm(sim_id: int, ends: float) -> Callable[[], dict[str, Any]]:
+        def arm(sim_id: int, ends: float) -> Callable[[], SimulationEffect]:
             before = self._writer.write_latency(30.0)
             overload = DatabaseOverload(self._conninfo, intensity, tag=f"-{sim_id}", on_error=lambda e: log.warning(
                 "database overload %d: a statement failed: %s", sim_id, e))
@@ -156,64 +172,66 @@ class ChaosManager:
                 raise Unavailable(f"database overload could not connect: {type(exc).__name__}") from exc
             started = self._clock.monotonic()
 
-            def stop() -> dict[str, Any]:
+            def stop() -> SimulationEffect:
                 overload.stop()
                 during = self._writer.write_latency(self._clock.monotonic() - started)
-                return {"connections": overload.connections, "lockHolder": overload.locks,
-                        "statements": overload.statements,
-                        "writeLatencyMs": {"before": _figures(before), "during": _figures(during)}}
+                return SimulationEffect(
+                    connections=overload.connections, lockHolder=overload.locks, statements=overload.statements,
+                    writeLatencyMs=WriteLatencyChange(before=_figures(before), during=_figures(during)),
+                )
 
             return stop
 
-        return self._start("database-overload", None, params, duration_ms, arm)
+        return self._start(SimulationKind.DATABASE_OVERLOAD, None, params, duration_ms, arm)
 
-    def memory_leak(self, duration_ms: float, rate_mb_s: float) -> dict[str, Any]:
+    def memory_leak(self, duration_ms: float, rate_mb_s: float) -> SimulationOut:
         """Allocate rate MB/s in the engine, up to the cap, until the end."""
-        params = {"duration": duration_ms, "rate": rate_mb_s, "capMb": self.memory_cap_mb}
+        params = SimulationParams(duration=duration_ms, rate=rate_mb_s, capMb=self.memory_cap_mb)
 
-        def arm(sim_id: int, ends: float) -> Callable[[], dict[str, Any]]:
+        def arm(sim_id: int, ends: float) -> Callable[[], SimulationEffect]:
             rss_before = _rss_mb()
             planned = math.ceil(rate_mb_s * duration_ms / 1000.0)  # rate x duration, the cap bounding it
             leak = MemoryLeak(rate_mb_s, min(self.memory_cap_mb, planned))
             leak.start()
 
-            def stop() -> dict[str, Any]:
+            def stop() -> SimulationEffect:
                 held, rss_end = leak.held_mb, _rss_mb()
                 leak.stop()
-                return {"heldMb": held, "rssMbBefore": rss_before, "rssMbAtEnd": rss_end,
-                        "rssMbAfterRelease": _rss_mb()}
+                return SimulationEffect(heldMb=held, rssMbBefore=rss_before, rssMbAtEnd=rss_end,
+                                        rssMbAfterRelease=_rss_mb())
 
             return stop
 
-        return self._start("memory-leak", None, params, duration_ms, arm)
+        return self._start(SimulationKind.MEMORY_LEAK, None, params, duration_ms, arm)
 
-    def _known(self, service: str) -> Any:
+    def _known(self, service: str) -> ServiceSpec:
         spec = self._registry.by_name(service)
         if spec is None:
             raise ValidationFailed([{"field": "serviceName", "message": f"no registered service named {service!r}"}])
         return spec
 
-    def _killer(self, service: str) -> Callable[[int, float], Callable[[], dict[str, Any]]]:
-        def arm(sim_id: int, ends: float) -> Callable[[], dict[str, Any]]:
+    def _killer(self, service: str) -> Arm:
+        def arm(sim_id: int, ends: float) -> Callable[[], SimulationEffect]:
             assert self._kill is not None
             killed = self._kill(service)
             if killed is None:
                 raise Conflict(f"service {service!r} has no running instance process to kill")
             log.warning("chaos: killed instance %s of %s", killed, service,
                         extra={"meta": {"simulation": sim_id, "instance": killed}})
-            return lambda: {"killed": killed}
+            return lambda: SimulationEffect(killed=killed)
 
         return arm
 
-    def _disarm(self, sim_id: int) -> dict[str, Any]:
+    def _disarm(self, sim_id: int) -> SimulationEffect:
         self._faults.remove(sim_id)
-        return {"requestsAffected": self._faults.fired.pop(sim_id, 0)}
+        return SimulationEffect(requestsAffected=self._faults.fired.pop(sim_id, 0))
 
-    def _start(self, kind: str, target: str | None, params: dict[str, Any], duration_ms: float,
-               arm: Callable[[int, float], Callable[[], dict[str, Any]]]) -> dict[str, Any]:
+    def _start(self, kind: SimulationKind, target: str | None, params: SimulationParams, duration_ms: float,
+               arm: Arm) -> SimulationOut:
         if duration_ms > self.max_duration_ms:
             raise ValidationFailed([{"field": "duration",
                                      "message": f"at most {self.max_duration_ms:.0f} ms (SIMULATION_MAX_MS)"}])
+        stored = params.model_dump(mode="json")
         with self._lock:
             clash = next((a for a in self._active.values() if a.kind == kind and a.target == target), None)
             if clash is not None:
@@ -221,8 +239,8 @@ class ChaosManager:
             now, mono = self._clock.now(), self._clock.monotonic()
             ends = mono + duration_ms / 1000.0
             with self._sessions.begin() as session:
-                row = Simulation(kind=kind, target=target, params=params, status="active", started_at=now,
-                                 ends_at=now + timedelta(milliseconds=duration_ms))
+                row = Simulation(kind=kind.value, target=target, params=stored, status=SimulationStatus.ACTIVE.value,
+                                 started_at=now, ends_at=now + timedelta(milliseconds=duration_ms))
                 session.add(row)
                 session.flush()
                 sim_id = row.id
@@ -231,14 +249,14 @@ class ChaosManager:
             except Exception:
                 with self._sessions.begin() as session:  # nothing happened: the row says so
                     session.execute(update(Simulation).where(Simulation.id == sim_id)
-                                    .values(status="failed", ended_at=self._clock.now()))
+                                    .values(status=SimulationStatus.FAILED.value, ended_at=self._clock.now()))
                 raise
             self._active[sim_id] = _Active(sim_id, kind, target, mono, ends, stop)
-        where = target or ("every service" if kind == "network-latency" else "the engine")
+        where = target or ("every service" if kind is SimulationKind.NETWORK_LATENCY else "the engine")
         log.warning("chaos: %s on %s for %g ms", kind, where, duration_ms,
-                    extra={"meta": {"simulation": sim_id, **params}})
+                    extra={"meta": {"simulation": sim_id, **stored}})
         with self._sessions() as session:
-            return simulation_json(session.get_one(Simulation, sim_id), duration_ms)
+            return _out(session.get_one(Simulation, sim_id), duration_ms, None)
 
     # -- end ----------------------------------------------------------------------------------
 
@@ -248,32 +266,32 @@ class ChaosManager:
         with self._lock:
             due = [a.id for a in self._active.values() if a.ends <= now]
         for sim_id in due:
-            self._end(sim_id, "completed")
+            self._end(sim_id, SimulationStatus.COMPLETED)
         self._record()  # after every due end took effect: a slow database delays rows, not ends
         return len(due)
 
-    def stop(self, sim_id: int) -> dict[str, Any]:
+    def stop(self, sim_id: int) -> SimulationOut:
         """End one active simulation now."""
         if sim_id not in self._active:
             with self._sessions() as session:
                 if session.get(Simulation, sim_id) is None:
                     raise NotFound("simulation", sim_id)
             raise Conflict(f"simulation {sim_id} is not active")
-        self._end(sim_id, "stopped")
+        self._end(sim_id, SimulationStatus.STOPPED)
         self._record()
         with self._sessions() as session:
-            return self._json(session.get_one(Simulation, sim_id))
+            return self._out(session.get_one(Simulation, sim_id))
 
     def stop_all(self) -> int:
         """End every active simulation now; returns how many."""
         with self._lock:
             ids = list(self._active)
         for sim_id in ids:
-            self._end(sim_id, "stopped")
+            self._end(sim_id, SimulationStatus.STOPPED)
         self._record()
         return len(ids)
 
-    def _end(self, sim_id: int, status: str) -> None:
+    def _end(self, sim_id: int, status: SimulationStatus) -> None:
         with self._lock:
             active = self._active.pop(sim_id, None)
         if active is None:
@@ -281,11 +299,11 @@ class ChaosManager:
         try:
             effect = active.stop()
         except Exception as exc:  # the effect is lost, the end is not
-            effect = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+            effect = SimulationEffect(error=f"{type(exc).__name__}: {exc}"[:200])
         with self._lock:
             self._unrecorded[sim_id] = _Ended(sim_id, status, self._clock.now(), effect)
         log.info("chaos: %s simulation %d %s", active.kind, sim_id, status,
-                 extra={"meta": {"simulation": sim_id, "effect": effect}})
+                 extra={"meta": {"simulation": sim_id, "effect": effect.model_dump(mode="json")}})
 
     def _record(self) -> None:
         """Write the rows of ended simulations; while the database is down keep them and retry (each second)."""
@@ -298,7 +316,8 @@ class ChaosManager:
                 with self._sessions.begin() as session:
                     for e in ended:
                         session.execute(update(Simulation).where(Simulation.id == e.id)
-                                        .values(status=e.status, ended_at=e.ended_at, effect=e.effect))
+                                        .values(status=e.status.value, ended_at=e.ended_at,
+                                                effect=e.effect.model_dump(mode="json")))
             except UNAVAILABLE as exc:
                 self._outage.failed(exc)
                 return
@@ -309,20 +328,17 @@ class ChaosManager:
 
     # -- read ---------------------------------------------------------------------------------
 
-    def list(self, limit: int = 100) -> list[dict[str, Any]]:
+    def list(self, limit: int = 100) -> list[SimulationOut]:
         """Simulations, newest first, active ones with their remaining time."""
         mono = self._clock.monotonic()
         remaining = {a.id: max(0.0, (a.ends - mono) * 1000.0) for a in self._active.values()}
         with self._sessions() as session:
             rows = session.scalars(select(Simulation).order_by(Simulation.id.desc()).limit(limit))
-            return [self._json(r, remaining.get(r.id)) for r in rows]
+            return [self._out(r, remaining.get(r.id)) for r in rows]
 
-    def _json(self, row: Simulation, remaining_ms: float | None = None) -> dict[str, Any]:
-        body = simulation_json(row, remaining_ms)
-        e = self._unrecorded.get(row.id)
-        if e is not None:  # ended while the database was down: its row catches up within a second of its return
-            body.update(status=e.status, endedAt=e.ended_at.isoformat(), remainingMs=None, effect=e.effect)
-        return body
+    def _out(self, row: Simulation, remaining_ms: float | None = None) -> SimulationOut:
+        # ended while the database was down: its row catches up within a second of its return
+        return _out(row, remaining_ms, self._unrecorded.get(row.id))
 
     def active_count(self) -> int:
         """Simulations in effect now."""

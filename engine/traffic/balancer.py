@@ -1,4 +1,4 @@
-"""Load-balancing algorithms behind one protocol, chosen by name from a registry.
+"""Load-balancing algorithms behind one protocol, chosen by name (contract.traffic.Algorithm) from a registry.
 
 Each service gets its own balancer (counters and rings are per service). `pick` receives only the
 candidates the router already admitted (healthy or degraded, not ejected, breaker closed), in a
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from contract.errors import ValidationFailed
+from contract.traffic import Algorithm
 
-__all__ = ["ALGORITHMS", "Balancer", "Target", "UnknownAlgorithm", "make_balancer"]
+__all__ = ["ALGORITHMS", "Algorithm", "Balancer", "Target", "UnknownAlgorithm", "make_balancer"]
 
 
 @dataclass(eq=False)
@@ -34,7 +35,7 @@ class Target:
 class Balancer(Protocol):
     """Chooses one target per request."""
 
-    name: str
+    name: Algorithm
 
     def pick(self, targets: Sequence[Target], key: str | None = None) -> Target:
         """One of targets (never empty); key is the request's hash key, if any."""
@@ -44,7 +45,7 @@ class Balancer(Protocol):
 class RoundRobin:
     """Each target in turn."""
 
-    name = "round-robin"
+    name = Algorithm.ROUND_ROBIN
 
     def __init__(self, rng: random.Random) -> None:
         self._next = 0
@@ -59,7 +60,7 @@ class RoundRobin:
 class LeastLoad:
     """Fewest requests in flight; ties go round-robin so equal targets share the load."""
 
-    name = "least-load"
+    name = Algorithm.LEAST_LOAD
 
     def __init__(self, rng: random.Random) -> None:
         self._next = 0
@@ -76,7 +77,7 @@ class LeastLoad:
 class SmoothWeighted:
     """nginx's smooth weighted round-robin: weight 3:1 gives a a b a, never a a a b."""
 
-    name = "weighted"
+    name = Algorithm.WEIGHTED
 
     def __init__(self, rng: random.Random) -> None:
         pass
@@ -97,7 +98,7 @@ class SmoothWeighted:
 class PowerOfTwo:
     """Two targets at random, the one with fewer requests in flight (O(1) in the number of targets)."""
 
-    name = "p2c"
+    name = Algorithm.P2C
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
@@ -118,7 +119,7 @@ class ConsistentHash:
     """A hash ring with virtual nodes: a key keeps its target while the target set is unchanged,
     and only about 1/n of keys move when a target joins or leaves."""
 
-    name = "consistent-hash"
+    name = Algorithm.CONSISTENT_HASH
     VNODES = 100
 
     def __init__(self, rng: random.Random) -> None:
@@ -151,7 +152,7 @@ class ConsistentHash:
 class Random:
     """Uniformly at random."""
 
-    name = "random"
+    name = Algorithm.RANDOM
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
@@ -161,7 +162,7 @@ class Random:
         return targets[self._rng.randrange(len(targets))]
 
 
-ALGORITHMS: dict[str, Callable[[random.Random], Balancer]] = {
+ALGORITHMS: dict[Algorithm, Callable[[random.Random], Balancer]] = {
     cls.name: cls for cls in (RoundRobin, LeastLoad, SmoothWeighted, PowerOfTwo, ConsistentHash, Random)
 }
 
@@ -180,7 +181,7 @@ class UnknownAlgorithm(ValidationFailed):
 def make_balancer(name: str, rng: random.Random | None = None) -> Balancer:
     """A fresh balancer by name; rng is injected so tests are repeatable."""
     try:
-        factory = ALGORITHMS[name]
-    except KeyError:
+        factory = ALGORITHMS[Algorithm(name)]
+    except (ValueError, KeyError):
         raise UnknownAlgorithm(name) from None
     return factory(rng or random.Random())  # noqa: S311 - spreads load, not a secret

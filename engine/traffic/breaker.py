@@ -5,34 +5,27 @@ over the last `window_size` calls reaches `failure_rate_threshold` % once `minim
 A call slower than `slow_call_ms` (when set) counts as a failure.
 OPEN: calls are refused without reaching the target, for `open_timeout_ms`.
 HALF_OPEN: up to `half_open_calls` trial calls are admitted; a failure reopens, that many
-successes close. Every transition goes, in order, to the listeners.
+successes close. Every transition goes, in order, to the listeners. The states are the contract's
+BreakerState (re-exported here).
 """
 
 from __future__ import annotations
 
-import enum
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from contract.traffic import BreakerState
 from engine.clock import Clock
 
 __all__ = ["BreakerConfig", "BreakerState", "CircuitBreaker", "Transition"]
 
 
-class BreakerState(enum.Enum):
-    """The three states, with the seed's names."""
-
-    CLOSED = "CLOSED"
-    OPEN = "OPEN"
-    HALF_OPEN = "HALF_OPEN"
-
-
 @dataclass(frozen=True)
 class BreakerConfig:
-    """Thresholds; the defaults follow the seed (5 failures, 60 s) and resilience4j (50 % of 20, 10 seen)."""
+    """Thresholds: 5 consecutive failures or 50 % of the last 20 calls (10 seen) open it for 60 s."""
 
     failure_threshold: int = 5
     failure_rate_threshold: float = 50.0

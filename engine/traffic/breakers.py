@@ -14,7 +14,7 @@ from db.models import CircuitBreakerRow
 from engine.clock import Clock
 from engine.store.logs import event_logger
 from engine.store.writer import BatchWriter
-from engine.traffic.breaker import BreakerConfig, CircuitBreaker, Transition
+from engine.traffic.breaker import BreakerConfig, BreakerState, CircuitBreaker, Transition
 
 __all__ = ["BreakerBook", "config_from_row"]
 
@@ -47,8 +47,9 @@ class BreakerBook:
         now = self._clock.now()
         for row in session.scalars(select(CircuitBreakerRow)):
             self._configs[row.service_name] = config_from_row(row)
-            if row.state != "CLOSED":
-                self._writer.submit(BreakerEvent(row.service_name, row.state, "CLOSED", "engine restarted", now,
+            if row.state != BreakerState.CLOSED:
+                self._writer.submit(BreakerEvent(row.service_name, row.state, BreakerState.CLOSED.value,
+                                                 "engine restarted", now,
                                                  row.failure_count, row.last_failure))
 
     def get(self, service: str) -> CircuitBreaker:
@@ -92,4 +93,4 @@ class BreakerBook:
         ))
         meta = {"service": t.service, "from": t.from_state.value, "to": t.to_state.value, "reason": t.reason}
         message = f"breaker {t.service}: {t.from_state.value} -> {t.to_state.value} ({t.reason})"
-        (log.warning if t.to_state.value == "OPEN" else log.info)(message, extra={"meta": meta})
+        (log.warning if t.to_state is BreakerState.OPEN else log.info)(message, extra={"meta": meta})

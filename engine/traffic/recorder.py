@@ -80,7 +80,7 @@ class TrafficRecorder:
         self._totals: dict[str, _Totals] = {}
 
     def begin(self, service: str) -> None:
-        """A request to service was sent (the seed's `load` counts these); called on the engine loop only."""
+        """A request to service was sent (a service's `load` counts these); called on the engine loop only."""
         self._in_flight[service] = self._in_flight.get(service, 0) + 1
 
     def in_flight(self, service: str) -> int:

@@ -21,7 +21,7 @@ from engine.clock import Clock
 from engine.fleet.registry import Registry, ServiceSpec
 from engine.health.checker import HealthState
 from engine.store.logs import event_logger
-from engine.traffic.balancer import Balancer, Target, make_balancer
+from engine.traffic.balancer import Algorithm, Balancer, Target, make_balancer
 from engine.traffic.breaker import CircuitBreaker
 from engine.traffic.breakers import BreakerBook
 from engine.traffic.outlier import OutlierEjector
@@ -139,7 +139,7 @@ class Router:
         self.faults: FaultHook | None = faults  # None or not armed: no await on the hot path
         self._now = clock.monotonic
         make_balancer(algorithm)  # an unknown name fails here, not on the first request
-        self.algorithm = algorithm
+        self.algorithm = Algorithm(algorithm)
         self._balancers: dict[str, Balancer] = {}
         self.targets: dict[int, Target] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -160,7 +160,7 @@ class Router:
     def set_algorithm(self, name: str) -> None:
         """Switch every service to a fresh balancer of this algorithm (UnknownAlgorithm lists the valid ones)."""
         make_balancer(name)
-        self.algorithm = name
+        self.algorithm = Algorithm(name)
         self._balancers = {}
         for target in self.targets.values():
             target.current_weight = 0

@@ -12,6 +12,7 @@ import psutil
 import pytest
 from sqlalchemy import func, select, text
 
+from contract.chaos import SimulationEffect, SimulationParams, WriteFigures, WriteLatencyChange
 from db.models import Simulation
 from engine.chaos.pressure import OVERLOAD_APP_NAME
 from engine.runtime import Runtime
@@ -151,7 +152,7 @@ def test_a_restart_marks_active_simulations_interrupted_and_they_have_no_effect(
     again = Runtime(settings)
     again.open()
     try:
-        assert [x["status"] for x in again.chaos.list()] == ["interrupted"]
+        assert [x.status for x in again.chaos.list()] == ["interrupted"]
         assert not again.faults.armed and again.chaos.active_count() == 0
     finally:
         again.stop()
@@ -184,3 +185,18 @@ def test_high_database_overload_raises_the_engines_measured_write_latency(live):
     # slower batches (a busy CI machine put its p95 at 358 ms)
     assert during["p95"] > before["p50"] + 50 and during["max"] >= 100
     assert c.get("/api/health").json["writer"]["writeLatencyMs"]["batches"] > 0
+
+
+@pytest.mark.parametrize("model", [SimulationParams, SimulationEffect, WriteFigures, WriteLatencyChange],
+                         ids=lambda m: m.__name__)
+def test_params_and_effect_fields_are_declared_in_the_order_jsonb_reads_them_back(model):
+    names = list(model.model_fields)
+    assert names == sorted(names, key=lambda k: (len(k.encode()), k.encode()))
+
+
+def test_params_and_effect_answer_exactly_the_fields_they_were_given():
+    stored = {"latency": 500, "duration": 1000.0, "serviceName": None, "jitter": 0, "unknown": [1]}
+    answered = SimulationParams.model_validate(stored).model_dump(mode="json")
+    assert answered == stored
+    assert {k: type(v) for k, v in answered.items()} == {k: type(v) for k, v in stored.items()}  # 0 stays 0
+    assert SimulationEffect(requestsAffected=3).model_dump(mode="json") == {"requestsAffected": 3}

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from contract.traffic import Algorithm
 from engine.traffic.balancer import ALGORITHMS, Target, UnknownAlgorithm, make_balancer
 
 
@@ -84,6 +85,11 @@ def test_unknown_algorithm_lists_the_valid_ones():
     assert err.value.status == 400
     assert "round-robin" in err.value.message and "p2c" in err.value.message
     assert err.value.details[0]["field"] == "algorithm"
+
+
+def test_the_registry_holds_every_algorithm_the_contract_names():
+    assert set(ALGORITHMS) == set(Algorithm)
+    assert all(make_balancer(a.value).name is a for a in Algorithm)
 
 
 def test_single_target_is_always_picked():

@@ -64,7 +64,7 @@ def test_a_simulation_ending_while_the_database_is_down_ends_now_and_its_row_fol
     clock = FakeClock()
     faults = FaultLayer(clock)
     chaos = ChaosManager(sessions, Registry(), faults, BatchWriter(sessions, clock), clock, conninfo="")
-    sim_id = chaos.network_latency(5.0, 1000.0)["id"]
+    sim_id = chaos.network_latency(5.0, 1000.0).id
     live = sessions.kw["bind"]
     sessions.configure(bind=dead)
     clock.advance(1.0)
@@ -76,7 +76,7 @@ def test_a_simulation_ending_while_the_database_is_down_ends_now_and_its_row_fol
         chaos.expire_due()
     sessions.configure(bind=live)
     listed = chaos.list()[0]
-    assert (listed["status"], listed["endedAt"]) == ("completed", ended_at.isoformat())  # row not written yet
+    assert (listed.status, listed.endedAt) == ("completed", ended_at.isoformat())  # row not written yet
     clock.advance(1.0)
     chaos.expire_due()
     with sessions() as s:

@@ -8,6 +8,7 @@ import psutil
 import pytest
 from sqlalchemy import text
 
+from contract.chaos import Intensity
 from db.session import conninfo
 from engine.chaos.pressure import OVERLOAD_APP_NAME, DatabaseOverload, MemoryLeak
 from tests.conftest import wait_for
@@ -49,7 +50,7 @@ def active_overload(db_engine):
                          {"n": OVERLOAD_APP_NAME + "%"}).scalar_one()
 
 
-@pytest.mark.parametrize("intensity, connections", [("low", 1), ("high", 6)], ids=["low", "high"])
+@pytest.mark.parametrize("intensity, connections", [(Intensity.LOW, 1), (Intensity.HIGH, 6)], ids=["low", "high"])
 def test_overload_runs_real_statements_and_stop_leaves_none(clean_db, database_url, intensity, connections):
     overload = DatabaseOverload(conninfo(database_url), intensity)
     overload.start()
@@ -72,7 +73,7 @@ def test_high_overload_slows_the_engines_own_writes(clean_db, database_url):
         return (time.perf_counter() - began) * 1000
 
     baseline = sorted(write_ms() for _ in range(20))[10]
-    overload = DatabaseOverload(conninfo(database_url), "high")
+    overload = DatabaseOverload(conninfo(database_url), Intensity.HIGH)
     overload.start()
     try:
         time.sleep(0.3)

@@ -12,7 +12,7 @@ from contract.loadtest import LoadTestDetailOut, LoadTestOut, LoadTestQuery, Loa
 from contract.roles import Role
 from db import queries
 from db.models import LoadTestSample
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 
 __all__ = ["api"]

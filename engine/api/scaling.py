@@ -11,7 +11,7 @@ from sqlalchemy import select
 from contract.roles import Role
 from contract.scaling import AutoscalerChange, AutoscalerOut, ScaleOut, ScalingEventOut, ScalingEventQuery, ScalingOut
 from db.models import ScalingEvent, Service
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 from engine.runtime import Runtime
 from engine.scaling.manager import autoscaler_json

@@ -12,7 +12,7 @@ from contract.errors import NotFound, ValidationFailed
 from contract.responses import MessageOut
 from contract.roles import Role
 from contract.traffic import AlgorithmChange, BreakerChange, BreakerOut, BreakersOut, LoadBalancerOut
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 from engine.runtime import Runtime
 from engine.traffic.balancer import ALGORITHMS
@@ -32,7 +32,7 @@ _BREAKER_FIELDS = {
 
 def load_balancer_json(rt: Runtime) -> dict[str, Any]:
     """Algorithm and per-instance picks and in-flight counts of every registered instance."""
-    router = rt.traffic_router
+    router = rt.router
     instances = []
     for spec in rt.registry.services():
         for inst in spec.instances:
@@ -105,7 +105,7 @@ def get_load_balancer() -> ResponseReturnValue:
 def put_load_balancer(body: AlgorithmChange) -> ResponseReturnValue:
     """Switch at run time; an unknown name is 400 listing the valid ones."""
     rt = runtime()
-    rt.traffic_router.set_algorithm(body.algorithm)
+    rt.router.set_algorithm(body.algorithm)
     return jsonify(load_balancer_json(rt))
 
 

@@ -45,10 +45,11 @@ bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench.chart_query
 	$(BIN)/python -m bench.db_outage
 
-## lint: ruff and mypy
+## lint: ruff, mypy and the import contracts (layers, no cycles: [tool.importlinter] in pyproject.toml)
 lint: $(VENV)/.dev-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import CursorResult, Select, delete, func, or_, select, true
+from sqlalchemy import CursorResult, Select, delete, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,7 @@ __all__ = [
     "log_sources",
     "logs_csv",
     "logs_frame",
+    "mark_interrupted",
     "overview",
     "recent_logs",
     "scaling_counts_before",
@@ -312,3 +313,12 @@ def scaling_counts_before(session: Session, since: datetime) -> dict[str, int]:
              .ext(distinct_on(ScalingEvent.service_name))
              .order_by(ScalingEvent.service_name, ScalingEvent.timestamp.desc(), ScalingEvent.id.desc()))
     return {name: count for name, count in session.execute(query).all()}
+
+
+def mark_interrupted(session: Session, now: datetime) -> tuple[int, int]:
+    """Running load tests and active simulations become interrupted, ended now: (load tests, simulations)."""
+    tests: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(LoadTest).where(LoadTest.status == "running").values(status="interrupted", ended_at=now))
+    sims: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(Simulation).where(Simulation.status == "active").values(status="interrupted", ended_at=now))
+    return tests.rowcount, sims.rowcount

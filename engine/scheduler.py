@@ -10,7 +10,7 @@ from functools import wraps
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-__all__ = ["Job", "Observe", "build_scheduler", "observed"]
+__all__ = ["Job", "JobScheduler", "Observe", "build_scheduler", "observed"]
 
 Job = tuple[str, Callable[[], Awaitable[object]], float, float]
 Observe = Callable[[str, float, bool], None]  # (job id, seconds, ok)
@@ -59,3 +59,24 @@ def build_scheduler(jobs: list[Job], observe: Observe | None = None) -> AsyncIOS
             id=job_id, name=job_id, replace_existing=True, next_run_time=now + timedelta(seconds=delay),
         )
     return scheduler
+
+
+class JobScheduler:
+    """The engine's interval jobs, declared once: start() inside the loop they run on, shutdown() at stop."""
+
+    def __init__(self, jobs: list[Job], observe: Observe | None = None) -> None:
+        self.jobs = jobs
+        self._observe = observe
+        self._scheduler: AsyncIOScheduler | None = None
+
+    def start(self) -> None:
+        """Schedule every job, each first run its delay from now (call from inside the running loop)."""
+        scheduler = build_scheduler(self.jobs, self._observe)
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def shutdown(self) -> None:
+        """Stop scheduling new runs (runs in progress are the caller's to cancel); nothing when not started."""
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=False)

@@ -121,8 +121,7 @@ def token_for(role: Role, username: str | None = None) -> str:
 @pytest.fixture
 def runtime(clean_db: Engine, settings: Settings) -> Iterator[Runtime]:
     """An opened runtime (database, writer, registry) without background jobs."""
-    rt = Runtime(settings)
-    rt.open()
+    rt = Runtime.open(settings)
     yield rt
     rt.stop()
 

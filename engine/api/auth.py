@@ -6,7 +6,7 @@ from flask import Flask, g, request
 
 from contract.errors import Forbidden, RateLimited, Unauthorized
 from contract.roles import Role
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.security.tokens import Claims
 
 __all__ = ["authorize", "client_key", "install_rate_limit", "login_key"]

@@ -12,7 +12,7 @@ from contract.chaos import (
     StopAllOut,
 )
 from contract.roles import Role
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 
 __all__ = ["api"]

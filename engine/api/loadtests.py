@@ -9,7 +9,7 @@ from contract.loadtest import LoadTestDetailOut, LoadTestOut, LoadTestQuery, Loa
 from contract.roles import Role
 from db import queries
 from db.loadtests import load_test_detail_out, load_test_out
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 
 __all__ = ["api"]

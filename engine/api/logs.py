@@ -12,7 +12,7 @@ from contract.responses import LogOut, LogsClearedOut
 from contract.roles import Role
 from db import queries
 from db.models import LogEntry
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 from engine.store.logs import event_logger
 

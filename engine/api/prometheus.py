@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 from engine.telemetry.exporter import CONTENT_TYPE, UNMATCHED_ROUTE, Telemetry
 

@@ -6,7 +6,7 @@ from flask import Response, request
 from flask.typing import ResponseReturnValue
 
 from contract.roles import Role
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 
 __all__ = ["HOP_BY_HOP", "api"]
@@ -33,12 +33,12 @@ def proxy(service_name: str, path: str) -> ResponseReturnValue:
     """The upstream's status, headers (minus hop-by-hop) and body, as is."""
     rt = runtime()
     headers = _forwardable(list(request.headers.items()))
-    call = rt.traffic_router.send(
+    call = rt.router.send(
         service_name, request.method, path, query=request.query_string.decode("latin-1"), headers=headers,
         body=request.get_data(cache=False), key=request.headers.get(KEY_HEADER),
     )
     future = rt.run_soon(call)
-    router = rt.traffic_router
+    router = rt.router
     upstream = future.result(timeout=(router.timeout_s + 1.0) * (router.max_retries + 1) + 1.0)
     response = Response(upstream.body, status=upstream.status)
     received = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers]

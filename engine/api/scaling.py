@@ -18,7 +18,7 @@ from contract.scaling import (
     ScalingServiceOut,
 )
 from db.models import ScalingEvent, Service
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 from engine.runtime import Runtime
 

@@ -16,8 +16,8 @@ from contract.responses import DeletedOut, ServiceOut
 from contract.roles import Role
 from db import queries
 from db.models import Instance, Service
-from engine.api import runtime
 from engine.api.auth import authorize
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 from engine.security.ssrf import refusal
 from engine.store.logs import event_logger

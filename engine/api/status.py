@@ -11,7 +11,7 @@ from sqlalchemy import text
 from contract.responses import HealthOut, OverviewOut, SystemMetricsOut
 from contract.roles import Role
 from db import queries
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.api.logs import log_json
 from engine.api.routing import ApiBlueprint
 from engine.api.scaling import scaling_out

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from contract.responses import ShardsOut
 from contract.roles import Role
 from db import partitions
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 from engine.runtime import Runtime
 

@@ -17,7 +17,7 @@ from contract.traffic import (
     PickOut,
     ResilienceOut,
 )
-from engine.api import runtime
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 from engine.runtime import Runtime
 from engine.traffic.balancer import ALGORITHMS
@@ -37,7 +37,7 @@ _BREAKER_FIELDS = {
 
 def load_balancer_out(rt: Runtime) -> LoadBalancerOut:
     """Algorithm and per-instance picks and in-flight counts of every registered instance."""
-    router = rt.traffic_router
+    router = rt.router
     instances = []
     for spec in rt.registry.services():
         for inst in spec.instances:
@@ -110,7 +110,7 @@ def get_load_balancer() -> LoadBalancerOut:
 def put_load_balancer(body: AlgorithmChange) -> LoadBalancerOut:
     """Switch at run time; an unknown name is 400 listing the valid ones."""
     rt = runtime()
-    rt.traffic_router.set_algorithm(body.algorithm)
+    rt.router.set_algorithm(body.algorithm)
     return load_balancer_out(rt)
 
 

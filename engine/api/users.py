@@ -13,8 +13,8 @@ from contract.requests import TokenRequest, UserCreate
 from contract.responses import DeletedOut, TokenOut, UserOut
 from contract.roles import Role
 from db.models import User
-from engine.api import runtime
 from engine.api.auth import login_key
+from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 from engine.security.users import authenticate, create_user
 from engine.store.logs import event_logger

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import httpx
 
 from contract.events import InstanceHealthEvent, ServiceHealthEvent
+from contract.states import HealthState
 from engine.chaos.faults import FaultLayer, InjectedConnectionError, InjectedStatus
 from engine.clock import Clock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
@@ -26,20 +26,6 @@ __all__ = [
 ]
 
 log = event_logger("health")
-
-
-class HealthState(enum.Enum):
-    """Instance or service health; `rank` orders them from best to worst."""
-
-    UNKNOWN = "unknown"
-    HEALTHY = "healthy"
-    DEGRADED = "degraded"
-    UNHEALTHY = "unhealthy"
-
-    @property
-    def rank(self) -> int:
-        """0 healthy, 1 degraded, 2 unhealthy (unknown sorts before healthy)."""
-        return {"unknown": -1, "healthy": 0, "degraded": 1, "unhealthy": 2}[self.value]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ __all__ = ["DatabaseLogHandler", "event_logger"]
 
 _LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR", "CRITICAL": "ERROR"}
 LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
+ROOT_LOGGER = "mm"
 
 
 class DatabaseLogHandler(logging.Handler):
@@ -22,6 +23,16 @@ class DatabaseLogHandler(logging.Handler):
         super().__init__(level)
         self._writer = writer
         self._clock = clock
+
+    def attach(self) -> None:
+        """Receive the records of every `mm.*` logger from INFO up."""
+        root = logging.getLogger(ROOT_LOGGER)
+        root.setLevel(logging.INFO)
+        root.addHandler(self)
+
+    def detach(self) -> None:
+        """Receive no more records."""
+        logging.getLogger(ROOT_LOGGER).removeHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue the record; never raises into the caller."""
@@ -43,4 +54,4 @@ class DatabaseLogHandler(logging.Handler):
 
 def event_logger(source: str) -> logging.Logger:
     """The logger whose records land in the logs table with this source name."""
-    return logging.getLogger(f"mm.{source}")
+    return logging.getLogger(f"{ROOT_LOGGER}.{source}")

@@ -11,6 +11,7 @@ Nothing on a hot path waits for PostgreSQL.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -22,7 +23,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from contract.events import Event
 from db.ingest import Rejected, is_connection_error, write_batch
 from engine.clock import Clock
-from engine.traffic.recorder import percentile
 
 __all__ = ["BatchWriter", "WriteLatency", "WriterStatus"]
 
@@ -96,7 +96,7 @@ class BatchWriter:
             values = sorted(ms for at, ms in self._latencies if at >= since)
         if not values:
             return WriteLatency(0, None, None, None)
-        return WriteLatency(len(values), percentile(values, 50), percentile(values, 95), values[-1])
+        return WriteLatency(len(values), _nearest_rank(values, 50), _nearest_rank(values, 95), values[-1])
 
     def submit(self, event: Event) -> None:
         """Queue one event; never blocks. When full, the oldest event is dropped and counted."""
@@ -118,6 +118,11 @@ class BatchWriter:
                 self._ok, len(self._buffer), self._written, self._dropped, self._rejected, self._last_error,
                 self._last_success,
             )
+
+    @property
+    def running(self) -> bool:
+        """Whether the background flushing thread runs (between start() and stop())."""
+        return self._thread is not None
 
     def start(self) -> None:
         """Start the background flushing thread."""
@@ -202,3 +207,8 @@ class BatchWriter:
             self._wake.clear()
             self.flush()
         self.flush()
+
+
+def _nearest_rank(ascending: list[float], q: float) -> float:
+    """Nearest-rank percentile of a non-empty ascending list (q in 0..100)."""
+    return ascending[max(1, math.ceil(q / 100.0 * len(ascending))) - 1]

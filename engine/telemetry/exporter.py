@@ -8,8 +8,8 @@ scrape time by EngineCollector, so the hot paths carry no Prometheus objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.utils import floatToGoString
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.health.checker import HealthState
+from contract.states import HealthState
 from engine.traffic.breaker import BreakerState
 from engine.traffic.recorder import LATENCY_BOUNDS_MS, RoutedTotals
 
@@ -38,8 +38,6 @@ __all__ = [
     "Telemetry",
 ]
 
-T = TypeVar("T")
-
 # text format 0.0.4, which every Prometheus reads (the library's CONTENT_TYPE_LATEST now names 1.0.0)
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
@@ -55,48 +53,47 @@ _QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"))
 
 
 class Observed(Protocol):
-    """What the live collector reads of an engine (the Runtime); parts may be missing before open()/start()."""
+    """What the live collector reads of an engine (the Runtime satisfies it)."""
 
-    registry: Registry
-    traffic: TrafficRecorder
-    breakers: BreakerBook | None
+    @property
+    def registry(self) -> Registry:
+        """The registered services and instances."""
+        ...
+
+    @property
+    def traffic(self) -> TrafficRecorder:
+        """Routed traffic counters."""
+        ...
+
+    @property
+    def breakers(self) -> BreakerBook:
+        """The circuit breakers."""
+        ...
+
+    @property
+    def writer(self) -> BatchWriter:
+        """The batch writer."""
+        ...
+
+    @property
+    def loadtests(self) -> LoadTestManager:
+        """Load tests."""
+        ...
+
+    @property
+    def chaos(self) -> ChaosManager:
+        """Failure simulations."""
+        ...
 
     def health_of(self, instance_id: int) -> HealthState:
         """An instance's damped health."""
         ...
 
-    @property
-    def writer(self) -> BatchWriter:
-        """The batch writer (asserts after open())."""
-        ...
-
-    @property
-    def loadtests(self) -> LoadTestManager:
-        """Load tests (asserts after open())."""
-        ...
-
-    @property
-    def chaos(self) -> ChaosManager:
-        """Failure simulations (asserts after open())."""
-        ...
-
-
-def _opened(get: Callable[[], T]) -> T | None:
-    """A Runtime part, or None before open() (its accessors assert that open() ran)."""
-    try:
-        return get()
-    except AssertionError:
-        return None
-
 
 class Telemetry:
     """The engine's Prometheus registry: its own instruments plus the live collector; render() is a scrape."""
 
-    def __init__(self, engine: Observed, version: str | None = None) -> None:
-        if version is None:
-            from engine.api import VERSION
-
-            version = VERSION
+    def __init__(self, version: str) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.api_requests = Counter("mm_api_requests", "REST API requests answered, by route template and status",
@@ -110,7 +107,10 @@ class Telemetry:
                                   buckets=DURATION_BUCKETS_S, registry=r)
         Gauge("mm_build_info", "The engine's version (always 1)", ["version"], registry=r).labels(version).set(1)
         ProcessCollector(registry=r)
-        r.register(EngineCollector(engine))
+
+    def watch(self, engine: Observed) -> None:
+        """Export, read at each scrape, what the engine observes (health, breakers, traffic, writer, runs)."""
+        self.registry.register(EngineCollector(engine))
 
     def observe_api(self, method: str, route: str, status: int, seconds: float) -> None:
         """One answered API request; route is the URL rule template (UNMATCHED_ROUTE when none matched)."""
@@ -141,16 +141,14 @@ class EngineCollector:
         self._engine = engine
 
     def collect(self) -> Iterator[Metric]:
-        """Every family; parts of the engine that are not open yet are left out."""
+        """Every family."""
         yield from self._health()
         yield from self._breakers()
         yield from self._routed()
         yield from self._writer()
         yield from self._loadtest()
-        chaos = _opened(lambda: self._engine.chaos)
-        if chaos is not None:
-            yield GaugeMetricFamily("mm_active_simulations", "Failure simulations in effect now",
-                                    value=chaos.active_count())
+        yield GaugeMetricFamily("mm_active_simulations", "Failure simulations in effect now",
+                                value=self._engine.chaos.active_count())
 
     def _health(self) -> Iterator[Metric]:
         labels = ["service", "instance_id", "url"]  # not `instance`: Prometheus's own target label
@@ -172,8 +170,6 @@ class EngineCollector:
 
     def _breakers(self) -> Iterator[Metric]:
         book = self._engine.breakers
-        if book is None:
-            return
         family = GaugeMetricFamily("mm_circuit_breaker_state",
                                    "Circuit breaker state per service, one-hot over CLOSED|HALF_OPEN|OPEN",
                                    labels=["service", "state"])
@@ -202,10 +198,7 @@ class EngineCollector:
         yield in_flight
 
     def _writer(self) -> Iterator[Metric]:
-        writer = _opened(lambda: self._engine.writer)
-        if writer is None:
-            return
-        w = writer.status()
+        w = self._engine.writer.status()
         yield GaugeMetricFamily("mm_writer_pending", "Events buffered for the database", value=w.pending)
         yield CounterMetricFamily("mm_writer_written", "Events written to the database", value=w.written)
         yield CounterMetricFamily("mm_writer_dropped", "Events dropped: buffer full while the database was away",
@@ -216,12 +209,9 @@ class EngineCollector:
                                 value=1.0 if w.database_ok else 0.0)
 
     def _loadtest(self) -> Iterator[Metric]:
-        manager = _opened(lambda: self._engine.loadtests)
-        if manager is None:
-            return
         try:
             # the live run from memory; the latest stored one otherwise
-            status = manager.status().model_dump(mode="json", by_alias=True)
+            status = self._engine.loadtests.status().model_dump(mode="json", by_alias=True)
         except SQLAlchemyError:
             return  # no run in this process and the database is away: unknown, so no samples
         running = status.get("status") == "running"

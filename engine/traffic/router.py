@@ -16,10 +16,10 @@ import aiohttp
 from yarl import URL
 
 from contract.errors import ApiError, NotFound, Unavailable
+from contract.states import HealthState
 from engine.chaos.faults import InjectedStatus
 from engine.clock import Clock
 from engine.fleet.registry import Registry, ServiceSpec
-from engine.health.checker import HealthState
 from engine.store.logs import event_logger
 from engine.traffic.balancer import Algorithm, Balancer, Target, make_balancer
 from engine.traffic.breaker import CircuitBreaker

@@ -30,8 +30,8 @@ def demo_process(port_base: int, seed: int) -> Iterator[LoopbackInstance]:
 @contextmanager
 def started_client(settings: Settings, target_url: str, **overrides: Any) -> Iterator[tuple[Runtime, Any]]:
     """A started engine (loop, no HTTP server) with orders registered at target_url and healthy; an operator client."""
-    rt = Runtime(replace(settings, **overrides))
-    rt.start(serve_api=False)
+    rt = Runtime.open(replace(settings, **overrides))
+    rt.start()
     c = create_app(rt).test_client()
     c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)
     try:

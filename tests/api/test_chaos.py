@@ -149,8 +149,7 @@ def test_a_restart_marks_active_simulations_interrupted_and_they_have_no_effect(
         now = runtime.clock.now()
         s.add(Simulation(kind="network-latency", target=None, params={"latency": 500}, status="active",
                          started_at=now, ends_at=now))
-    again = Runtime(settings)
-    again.open()
+    again = Runtime.open(settings)
     try:
         assert [x.status for x in again.chaos.list()] == ["interrupted"]
         assert not again.faults.armed and again.chaos.active_count() == 0

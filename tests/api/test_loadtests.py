@@ -125,8 +125,7 @@ def test_a_run_cut_off_by_a_crash_is_interrupted_at_the_next_start(runtime, sett
     with runtime.sessions.begin() as s:
         s.add(LoadTest(status="running", concurrent_users=1, requests_per_second=1, duration_s=60,
                        target_service="orders", path="/", started_at=runtime.clock.now(), summary={}))
-    again = Runtime(settings)
-    again.open()
+    again = Runtime.open(settings)
     try:
         assert again.loadtests.status().status == "interrupted"
     finally:

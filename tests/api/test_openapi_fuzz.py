@@ -22,8 +22,8 @@ OPERATIONS = [f"{r.method} {openapi_path(r.rule)}" for r in declared_routes()]
 @pytest.fixture
 def started_app(clean_db, settings):
     """The API over a started engine (its traffic loop running), as a user meets it."""
-    rt = Runtime(settings)
-    rt.start(serve_api=False)
+    rt = Runtime.open(settings)
+    rt.start()
     try:
         yield create_app(rt)
     finally:

@@ -210,8 +210,7 @@ def test_every_dashboard_metric_is_one_the_engine_exports(live):
 
 
 def test_refused_requests_are_counted_too(clean_db, settings):
-    rt = Runtime(replace(settings, rate_limit=0.5, rate_burst=2))
-    rt.open()
+    rt = Runtime.open(replace(settings, rate_limit=0.5, rate_burst=2))
     try:
         anon = create_app(rt).test_client()
         assert [anon.get("/api/health").status_code for _ in range(3)] == [200, 200, 429]

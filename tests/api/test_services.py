@@ -145,8 +145,7 @@ def test_allowlisted_networks_are_accepted(db, settings):
     from engine.runtime import Runtime
     from tests.conftest import token_for
 
-    rt = Runtime(replace(settings, instance_allowlist=("127.0.0.0/8", "10.1.0.0/16")))
-    rt.open()
+    rt = Runtime.open(replace(settings, instance_allowlist=("127.0.0.0/8", "10.1.0.0/16")))
     try:
         c = create_app(rt).test_client()
         c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)

@@ -22,7 +22,7 @@ def test_health_reports_database_and_writer(client):
 def test_health_is_503_when_database_is_down(client, runtime):
     from db.session import make_engine, make_session_factory
 
-    runtime._sessions = make_session_factory(make_engine("postgresql://postgres@127.0.0.1:1/x",
+    runtime.sessions = make_session_factory(make_engine("postgresql://postgres@127.0.0.1:1/x",
                                                          connect_args={"connect_timeout": 1}))
     r = client.get("/api/health")
     assert r.status_code == 503

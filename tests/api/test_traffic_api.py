@@ -18,12 +18,12 @@ def register(client, name="orders"):
 def test_algorithm_switch_and_unknown_name(client, runtime):
     register(client)
     r = client.put("/api/load-balancer", json={"algorithm": "p2c"})
-    assert r.status_code == 200 and r.json["algorithm"] == "p2c" and runtime.traffic_router.algorithm == "p2c"
+    assert r.status_code == 200 and r.json["algorithm"] == "p2c" and runtime.router.algorithm == "p2c"
     assert [i["url"] for i in r.json["instances"]] == ["http://127.0.0.1:7001"]
     bad = client.put("/api/load-balancer", json={"algorithm": "fastest"})
     assert bad.status_code == 400
     assert bad.json["details"][0]["field"] == "algorithm" and "round-robin" in bad.json["error"]
-    assert runtime.traffic_router.algorithm == "p2c"
+    assert runtime.router.algorithm == "p2c"
 
 
 def test_breaker_thresholds_are_validated_by_name_and_stored(client, runtime):
@@ -81,8 +81,7 @@ def test_a_restart_closes_stored_open_breakers_with_a_transition(client, runtime
     for _ in range(5):
         breaker.record_failure()
     runtime.writer.flush()
-    again = Runtime(settings)
-    again.open()
+    again = Runtime.open(settings)
     try:
         again.writer.flush()
         with again.sessions() as s:

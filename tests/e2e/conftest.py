@@ -11,6 +11,7 @@ import httpx
 
 from contract.roles import Role
 from contract.settings import Settings
+from engine.api import create_app
 from engine.runtime import Runtime
 from tests.conftest import token_for, wait_for
 
@@ -18,8 +19,8 @@ from tests.conftest import token_for, wait_for
 @contextmanager
 def running_fleet(settings: Settings, port_base: int, **overrides: Any) -> Iterator[tuple[Runtime, httpx.Client]]:
     """The engine with the demo fleet (ports from port_base) and an operator's API client, every instance healthy."""
-    rt = Runtime(replace(settings, demo_port_base=port_base, **overrides))
-    rt.start(demo=True)
+    rt = Runtime.open(replace(settings, demo_port_base=port_base, **overrides))
+    rt.start(demo=True, app=create_app(rt))
     api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=10,
                        headers={"Authorization": "Bearer " + token_for(Role.OPERATOR)})
     try:

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from contract.roles import Role
 from db.models import LogEntry, MetricRow
-from engine.fleet.demo import start_demo_instance
+from engine.api import create_app
+from engine.fleet.demo import DEMO_SERVICES, start_demo_instance
 from engine.fleet.processes import wait_ready
 from engine.runtime import Runtime
 from tests.conftest import token_for, wait_for
@@ -27,8 +28,8 @@ def statuses(api):
 
 @pytest.fixture
 def engine_with_demo(clean_db, settings):
-    rt = Runtime(replace(settings, demo_port_base=17100, health_interval=0.5, collect_interval=1.0))
-    rt.start(demo=True)
+    rt = Runtime.open(replace(settings, demo_port_base=17100, health_interval=0.5, collect_interval=1.0))
+    rt.start(demo=True, app=create_app(rt))
     api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=5,
                        headers={"Authorization": "Bearer " + token_for(Role.VIEWER)})
     try:
@@ -107,9 +108,9 @@ def test_collection_scrapes_real_cpu_and_memory(engine_with_demo):
 
 
 def test_stop_leaves_no_demo_process(clean_db, settings):
-    rt = Runtime(replace(settings, demo_port_base=17200))
-    rt.start(demo=True)
-    assert rt.demo
+    rt = Runtime.open(replace(settings, demo_port_base=17200))
+    rt.start(demo=True, app=create_app(rt))
+    assert {i.service for i in rt.fleet.instances} == set(DEMO_SERVICES)  # the demo fleet, launched
     pids = [i.process.pid for i in rt.fleet.instances]
     assert len(pids) == 6
     began = time.monotonic()

@@ -83,8 +83,7 @@ def test_stopping_the_engine_mid_run_stores_the_run_as_stopped(engine_api):
     assert r.status_code == 202
     time.sleep(1.5)
     rt.stop()
-    again = Runtime(rt.settings)
-    again.open()
+    again = Runtime.open(rt.settings)
     try:
         st = again.loadtests.status()
         assert st.status == "stopped" and st.totalRequests is not None and st.totalRequests >= 50 and st.endTime

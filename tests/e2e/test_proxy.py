@@ -53,16 +53,16 @@ def test_round_robin_split_then_a_killed_instance_stops_being_picked(fleet, caps
     deadline = killed_at + 60
     quiet = 0
     while time.monotonic() < deadline and quiet < 200:
-        before = rt.traffic_router.targets[_instance_id(rt, victim.url)].picks
+        before = rt.router.targets[_instance_id(rt, victim.url)].picks
         r = api.get("/proxy/orders/work", params={"ms": 0, "cpu": 0})
-        hit_victim = rt.traffic_router.targets[_instance_id(rt, victim.url)].picks > before
+        hit_victim = rt.router.targets[_instance_id(rt, victim.url)].picks > before
         outcomes.append((r.status_code, hit_victim))
         quiet = 0 if hit_victim else quiet + 1
     assert quiet >= 200, "the killed instance was still being picked after 60 s"
     last = max(n for n, (_, hit) in enumerate(outcomes) if hit)
     failed_before = sum(1 for status, _ in outcomes[: last + 1] if status != 200)
     failed_after = sum(1 for status, _ in outcomes[last + 1:] if status != 200)
-    victim_picks = rt.traffic_router.targets[_instance_id(rt, victim.url)].picks - picks_before[victim.url]
+    victim_picks = rt.router.targets[_instance_id(rt, victim.url)].picks - picks_before[victim.url]
     with capsys.disabled():
         print(f"\nkill -9 under traffic: the victim got {victim_picks} more pick(s) over {last + 1} request(s); "
               f"{failed_before} of those failed, {failed_after} failed after (of {len(outcomes)})")
@@ -73,7 +73,7 @@ def test_breaker_opens_when_an_instance_dies_under_traffic(fleet):
     rt, api = fleet
     # retries off, so every call to the dead instance is a failure the breaker sees; a window short enough
     # to open before outlier ejection (5 consecutive errors) takes the instance out
-    rt.traffic_router.max_retries = 0
+    rt.router.max_retries = 0
     r = api.put("/api/circuit-breakers/payments", json={"windowSize": 6, "minimumCalls": 6, "failureRateThreshold": 30})
     assert r.status_code == 200 and r.json()["windowSize"] == 6
     victim = next(i for i in rt.fleet.instances if i.service == "payments")

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from contract.roles import Role
 from db.models import Service
+from engine.api import create_app
 from engine.runtime import Runtime
 from tests.conftest import token_for, wait_for
 from tests.e2e.conftest import running_fleet
@@ -140,8 +141,8 @@ def test_autoscaler_follows_a_load_test_up_to_3_and_back_down_explaining_every_s
 
 def test_a_service_registered_with_a_launch_command_is_managed_and_survives_a_restart(clean_db, settings):
     command = f"{sys.executable} -m engine.fleet.demo_service --name shop --port {{port}} --seed 7"
-    rt = Runtime(settings)
-    rt.start()
+    rt = Runtime.open(settings)
+    rt.start(app=create_app(rt))
     try:
         def client(role):
             return httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=30,
@@ -163,8 +164,8 @@ def test_a_service_registered_with_a_launch_command_is_managed_and_survives_a_re
             first_pids = {i.process.pid for i in rt.fleet.running("shop")}
     finally:
         rt.stop()
-    again = Runtime(settings)
-    again.start()
+    again = Runtime.open(settings)
+    again.start(app=create_app(again))
     try:
         running = again.fleet.running("shop")
         assert len(running) == 2 and not ({i.process.pid for i in running} & first_pids)

@@ -12,10 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import OperationalError
 
 from contract.events import LogEvent
-from engine.api import VERSION
+from contract.loadtest import LoadTestOut
+from contract.states import HealthState
+from engine import VERSION
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
-from engine.health.checker import HealthState
-from engine.runtime import Runtime
 from engine.telemetry.exporter import UNMATCHED_ROUTE, Telemetry
 from engine.traffic.breaker import BreakerState
 from engine.traffic.recorder import LATENCY_BOUNDS_MS, TrafficRecorder
@@ -53,25 +53,24 @@ class FakeHealth:
         return STATES.get(instance_id, HealthState.UNKNOWN)
 
 
-def test_an_unopened_runtime_exports_its_own_metrics_and_no_invented_parts(settings):
-    rt = Runtime(settings)  # nothing opened: no writer, no breakers, no load tests, no simulations
-    fams = scrape(rt.telemetry)
+def test_telemetry_watching_nothing_exports_its_own_metrics_and_no_invented_parts():
+    fams = scrape(Telemetry(VERSION))  # no engine watched: no health, traffic, writer, breakers, runs
     assert value(fams, "mm_build_info", version=VERSION) == 1.0
     assert value(fams, "process_resident_memory_bytes") > 1e6
-    assert fams["mm_instance_health_state"].samples == [] and fams["mm_routed_requests"].samples == []
+    assert "mm_instance_health_state" not in fams and "mm_routed_requests" not in fams
     for absent in ("mm_writer_pending", "mm_circuit_breaker_state", "mm_loadtest_running", "mm_active_simulations"):
         assert absent not in fams
 
 
-def test_another_runtime_has_its_own_registry(settings):
-    a, b = Runtime(settings), Runtime(settings)
-    a.telemetry.observe_db_write(0.01)
-    assert value(scrape(a.telemetry), "mm_db_write_seconds_count") == 1.0
-    assert value(scrape(b.telemetry), "mm_db_write_seconds_count") == 0.0
+def test_another_telemetry_has_its_own_registry():
+    a, b = Telemetry(VERSION), Telemetry(VERSION)
+    a.observe_db_write(0.01)
+    assert value(scrape(a), "mm_db_write_seconds_count") == 1.0
+    assert value(scrape(b), "mm_db_write_seconds_count") == 0.0
 
 
-def test_api_job_and_db_write_observations(settings):
-    t = Runtime(settings).telemetry
+def test_api_job_and_db_write_observations():
+    t = Telemetry(VERSION)
     t.observe_api("GET", "/api/services/<int:service_id>", 200, 0.003)
     t.observe_api("GET", "/api/services/<int:service_id>", 404, 0.002)
     t.observe_api("GET", "/api/services/<int:service_id>", 200, 0.004)
@@ -113,7 +112,6 @@ def test_routed_totals_are_cumulative_le_buckets_that_drain_does_not_reset():
 def test_opened_runtime_health_breakers_routed_traffic_writer(runtime):
     runtime.registry.replace(FLEET)
     runtime.health = FakeHealth()  # type: ignore[assignment]
-    assert runtime.breakers is not None
     for _ in range(runtime.breakers.default.failure_threshold):
         runtime.breakers.get("payments").record_failure("test")
     for latency, ok in ((0.5, True), (3.0, True), (7.0, False)):
@@ -157,11 +155,11 @@ def test_opened_runtime_health_breakers_routed_traffic_writer(runtime):
     assert value(fams, "mm_loadtest_running") == 0.0 and "mm_loadtest_target_rps" not in fams
 
 
+NO_LATENCY = dict.fromkeys(("p50", "p90", "p95", "p99", "p999", "max", "mean"))
 RUNNING = {
     "id": 7, "status": "running", "requestsPerSecond": 200.0, "achievedRps": 187.5, "inFlight": 4, "backlog": 0,
     "sent": 375, "successfulRequests": 360, "failedRequests": 11, "droppedRequests": 2,
-    "latency": {"corrected": {"p50": 1.5, "p95": 9.0, "p99": None},
-                "uncorrected": {"p50": None, "p95": None, "p99": None}},
+    "latency": {"corrected": {**NO_LATENCY, "p50": 1.5, "p95": 9.0}, "uncorrected": NO_LATENCY},
 }
 
 
@@ -169,10 +167,10 @@ RUNNING = {
 class FakeLoadTests:
     answer: dict[str, Any] | None
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> LoadTestOut:
         if self.answer is None:
             raise OperationalError("SELECT", {}, Exception("database is away"))
-        return self.answer
+        return LoadTestOut.model_validate(self.answer)
 
 
 class FakeWriter:
@@ -202,7 +200,9 @@ class FakeEngine:
 
 def over(engine: Any) -> Telemetry:
     """Telemetry over a fake engine (structurally what Observed asks for)."""
-    return Telemetry(engine, version="9.9")
+    telemetry = Telemetry("9.9")
+    telemetry.watch(engine)
+    return telemetry
 
 
 def test_running_load_test_figures_and_no_invented_latencies():

@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from contract.roles import Role
 from contract.settings import Settings
+from engine.api import create_app
 from engine.runtime import Runtime
 from tests.conftest import token_for
 from ui import session
@@ -38,8 +39,8 @@ def dash_env(monkeypatch: pytest.MonkeyPatch, database_url: str, settings: Setti
 @pytest.fixture
 def live_api(dash_env: sessionmaker[Session], settings: Settings) -> Iterator[Runtime]:
     """A real engine serving the REST API on settings.api_port (the port API_URL already names)."""
-    rt = Runtime(settings)
-    rt.start()
+    rt = Runtime.open(settings)
+    rt.start(app=create_app(rt))
     try:
         yield rt
     finally:

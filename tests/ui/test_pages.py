@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from contract.roles import Role
 from db.models import Instance, LogEntry, MetricRow, Service, User
+from engine.api import create_app
 from engine.clock import FakeClock, SystemClock
 from engine.runtime import Runtime
 from engine.security.tokens import TokenIssuer
@@ -379,8 +380,8 @@ def test_wrong_password_shows_the_api_error_and_stores_no_token(live_api, dash_e
 
 
 def test_too_many_failed_logins_show_the_retry_after(dash_env, settings):
-    rt = Runtime(dataclasses.replace(settings, login_attempts=2, login_refill=30.0))
-    rt.start()
+    rt = Runtime.open(dataclasses.replace(settings, login_attempts=2, login_refill=30.0))
+    rt.start(app=create_app(rt))
     try:
         at = open_page("app.py", role=None)
         for _ in range(2):

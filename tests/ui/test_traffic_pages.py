@@ -86,8 +86,8 @@ def test_load_balancer_shows_picks_per_instance_and_switches_the_algorithm(live_
 
     # picks as the router counts them (the proxy end to end is tests/e2e/test_proxy.py)
     for spec in live_api.registry.services():  # the router makes its targets on its first request
-        live_api.traffic_router.candidates(spec)
-    targets = live_api.traffic_router.targets
+        live_api.router.candidates(spec)
+    targets = live_api.router.targets
     targets[ids[ORDERS[0]]].picks, targets[ids[ORDERS[1]]].picks = 3, 1
     targets[ids[ORDERS[1]]].in_flight = 2
     at.run()
@@ -103,7 +103,7 @@ def test_load_balancer_shows_picks_per_instance_and_switches_the_algorithm(live_
     at.selectbox(key="lb-algorithm").set_value("p2c")
     at.button(key="lb-apply").click().run()
     assert not at.exception and not at.error
-    assert live_api.traffic_router.algorithm == "p2c"
+    assert live_api.router.algorithm == "p2c"
     assert texts(at.success) == ["Load balancer algorithm is now p2c."]
     assert metrics(at)["Algorithm"] == "p2c"
     assert at.selectbox(key="lb-algorithm").value == "p2c"

@@ -216,10 +216,12 @@ class Runtime:
         return self.router
 
     def _open_security(self) -> None:
-        secret = self.settings.jwt_secret or read_or_create(self.settings.data_dir / "jwt_secret")
-        self._tokens = TokenIssuer(secret, self.settings.token_ttl, self.clock)
+        s = self.settings
+        secret = s.jwt_secret.get_secret_value() if s.jwt_secret else read_or_create(s.data_dir / "jwt_secret")
+        self._tokens = TokenIssuer(secret, s.token_ttl, self.clock)
+        password = s.admin_password.get_secret_value() if s.admin_password else None
         with self.sessions.begin() as session:
-            self.first_admin = ensure_admin(session, self.settings.data_dir, self.settings.admin_password)
+            self.first_admin = ensure_admin(session, s.data_dir, password)
         if self.first_admin is not None:
             log.warning("no users existed: created the admin user %r", self.first_admin.username)
 

@@ -238,6 +238,7 @@ class _EnvSource(EnvSettingsSource):
         super().__init__(settings_cls, case_sensitive=True, env_ignore_empty=False)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
+        # the one hook the source reads variables through (DotEnvSettingsSource overrides it too); the version is pinned
         if self._env is None:
             return super()._load_env_vars()
         return parse_env_vars(self._env, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
@@ -282,6 +283,7 @@ def effective(settings: Settings) -> list[tuple[str, str]]:
     return rows
 
 
+_UNIONS = (Union, type(int | None))
 _TYPE_NAMES: dict[Any, str] = {
     int: "integer", float: "number", str: "text", Path: "path", SecretStr: "secret", tuple: "list",
 }
@@ -332,5 +334,3 @@ def markdown() -> str:
                      f"| {bounds} | {info.description} |")
     return "\n".join(lines) + "\n"
 
-
-_UNIONS = (Union, type(int | None))

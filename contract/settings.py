@@ -1,279 +1,350 @@
-"""Settings: one frozen dataclass read from the environment in one place."""
+"""Settings: every configurable value declared once, with its type, default, bounds, description and variable.
+
+`Settings(...)` holds exactly the values it is given (tests build it by keyword); `Settings.from_env()` reads
+the environment, and a bad value raises ConfigError naming the variable. docs/configuration.md is rendered
+from these declarations by `python -m engine config --markdown`.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from annotated_types import Ge, Gt, Le, MinLen
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from contract.errors import ConfigError
+from contract.traffic import Algorithm
 
-__all__ = ["ENV_VARS", "Settings"]
+__all__ = ["ENV_VARS", "Settings", "effective", "markdown", "mask_url", "parse_allowlist"]
 
-T = TypeVar("T")
-
-# variable name -> (field, parser, help); README's table is written from this.
-ENV_VARS: dict[str, tuple[str, str]] = {
-    "DATABASE_URL": ("database_url", "PostgreSQL URL; unset = embedded PostgreSQL under DATA_DIR"),
-    "DATA_DIR": ("data_dir", "where the embedded PostgreSQL keeps its data (default ./data)"),
-    "API_HOST": ("api_host", "address the REST API binds (default 127.0.0.1)"),
-    "API_PORT": ("api_port", "REST API port (default 5000)"),
-    "API_URL": ("api_url", "where the dashboard finds the API (default http://API_HOST:API_PORT)"),
-    "DASHBOARD_PORT": ("dashboard_port", "Streamlit port (default 8501)"),
-    "HEALTH_INTERVAL": ("health_interval", "seconds between health checks of every instance (default 5)"),
-    "HEALTH_TIMEOUT": ("health_timeout", "seconds before a check counts as a timeout (default 2)"),
-    "HEALTH_DEGRADED_MS": ("degraded_ms", "a 2xx slower than this many ms is degraded (default 1000)"),
-    "HEALTH_FALL": ("fall", "consecutive worse results before an instance's state worsens (default 2)"),
-    "HEALTH_RISE": ("rise", "consecutive better results before an instance's state improves (default 2)"),
-    "HEALTH_CONCURRENCY": ("health_concurrency", "checks in flight at once (default 50)"),
-    "COLLECT_INTERVAL": ("collect_interval", "metrics bucket length in seconds (default 5)"),
-    "WRITER_FLUSH_INTERVAL": ("flush_interval", "seconds between batch writes (default 0.5)"),
-    "WRITER_MAX_BUFFER": ("writer_max_buffer", "events buffered while the DB is slow; oldest dropped (10000)"),
-    "WRITER_BATCH_ROWS": ("writer_batch_rows", "rows per write; a batch this big is written at once (default 10000)"),
-    "METRICS_RETENTION_DAYS": (
-        "retention_days", "days of metrics (daily partitions, rollup) and logs kept; older is dropped (default 7)",
-    ),
-    "PARTITIONS_AHEAD": ("partitions_ahead", "daily metric partitions created ahead of today (default 2)"),
-    "MAINTENANCE_INTERVAL_S": (
-        "maintenance_interval", "seconds between partition upkeep and retention runs (default 3600)",
-    ),
-    "DEMO_PORT_BASE": ("demo_port_base", "first loopback port tried for demo instances (default 7100)"),
-    "DEMO_SEED": ("demo_seed", "seed of the demo services' latency model (default 42)"),
-    "LOG_LEVEL": ("log_level", "console log level (default INFO)"),
-    "JWT_SECRET": ("jwt_secret", "HS256 secret, 32+ characters; unset = generated once into DATA_DIR/jwt_secret"),
-    "TOKEN_TTL": ("token_ttl", "seconds a token stays valid (default 28800 = 8 h)"),
-    "ADMIN_PASSWORD": ("admin_password", "password of the first admin; unset = generated, printed once"),
-    "RATE_LIMIT_PER_S": ("rate_limit", "API requests per second per user or client address (default 20)"),
-    "RATE_LIMIT_BURST": ("rate_burst", "requests allowed at once before the rate applies (default 100)"),
-    "PROXY_RATE_LIMIT_PER_S": ("proxy_rate_limit", "/proxy requests per second per user or address (default 1000)"),
-    "PROXY_RATE_LIMIT_BURST": ("proxy_rate_burst", "/proxy requests allowed at once (default 2000)"),
-    "LOGIN_ATTEMPTS": ("login_attempts", "failed logins allowed per client address before 429 (default 10)"),
-    "LOGIN_REFILL_S": ("login_refill", "seconds to earn back one failed-login attempt (default 60)"),
-    "MAX_BODY_BYTES": ("max_body_bytes", "largest request body accepted; larger is 413 (default 65536)"),
-    "LB_ALGORITHM": ("lb_algorithm", "balancer at start (default round-robin; see GET /api/load-balancer)"),
-    "ROUTE_TIMEOUT": ("route_timeout", "seconds a routed request may take per attempt (default 5)"),
-    "ROUTE_RETRIES": ("route_retries", "retries of an idempotent routed request after a failure (default 2)"),
-    "RETRY_BUDGET_PERCENT": ("retry_budget_percent", "retries in flight at most this % of requests in flight (20)"),
-    "RETRY_BUDGET_MIN": ("retry_budget_min", "retries always allowed in flight whatever the percentage (default 3)"),
-    "EJECT_CONSECUTIVE": ("eject_consecutive", "consecutive 5xx/connection errors that eject an instance (default 5)"),
-    "EJECT_BASE_S": ("eject_base_s", "first ejection length in seconds; the n-th lasts n times as long (default 30)"),
-    "EJECT_MAX_PERCENT": ("eject_max_percent", "most of a service's instances ejected at once, % (default 50)"),
-    "MAX_RPS": ("max_rps", "highest load-test rate accepted, requests/s (default 20000)"),
-    "MAX_DURATION": ("max_duration", "longest load test accepted, seconds (default 3600)"),
-    "MAX_USERS": ("max_users", "most concurrent users (requests in flight) of a load test (default 1000)"),
-    "LOADTEST_BACKLOG_S": ("loadtest_backlog_s", "load-test backlog bound, in seconds of requests (default 1)"),
-    "LOADTEST_PROCESS_RPS": (
-        "loadtest_process_rps",
-        "rate one process generates before worker processes (one per core) share a load test (default 5000)",
-    ),
-    "MEMORY_LEAK_CAP_MB": ("memory_leak_cap_mb", "most memory a memory-leak simulation holds, MB (default 512)"),
-    "SIMULATION_MAX_MS": ("simulation_max_ms", "longest failure simulation accepted, ms (default 3600000 = 1 h)"),
-    "AUTOSCALE_INTERVAL_S": ("autoscale_interval", "seconds between autoscaler decisions (default 15, the HPA's)"),
-    "SCALE_READY_TIMEOUT_S": ("scale_ready_timeout", "seconds a new managed instance has to get healthy (default 15)"),
-    "SCALE_DRAIN_TIMEOUT_S": ("scale_drain_timeout", "seconds scale-down waits for in-flight requests (default 10)"),
-    "INSTANCE_ALLOWLIST": (
-        "instance_allowlist",
-        "comma-separated hosts or CIDRs instances may use; * = any (default: loopback only)",
-    ),
-}
+_OPTIONAL = ("database_url", "api_url", "jwt_secret", "admin_password")  # an empty value means unset
 
 
-def _positive(parse: Callable[[str], T]) -> Callable[[str], T]:
-    def check(raw: str) -> T:
-        value = parse(raw)
-        if value <= 0:  # type: ignore[operator]
-            raise ValueError("must be greater than 0")
-        return value
-
-    return check
-
-
-def _port(raw: str) -> int:
-    value = int(raw)
-    if not 1 <= value <= 65535:
-        raise ValueError("must be a port number 1..65535")
-    return value
+def parse_allowlist(raw: str) -> tuple[str, ...]:
+    """Comma-separated `*`, host names and CIDRs; raises ValueError naming a bad entry."""
+    entries = tuple(e.strip().lower() for e in raw.split(",") if e.strip())
+    for entry in entries:
+        if entry == "*" or "/" not in entry:
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not a valid CIDR") from None
+    if not entries:
+        raise ValueError("must list at least one host or CIDR (or *)")
+    return entries
 
 
-def _level(raw: str) -> str:
-    value = raw.upper()
-    if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
-    return value
-
-
-def _secret(raw: str) -> str:
-    if len(raw) < 32:
-        raise ValueError("must be at least 32 characters")
-    return raw
-
-
-def _password(raw: str) -> str:
-    if len(raw) < 8:
-        raise ValueError("must be at least 8 characters")
-    return raw
-
-
-def _allowlist(raw: str) -> tuple[str, ...]:
-    from engine.security.ssrf import parse_allowlist
-
-    return parse_allowlist(raw)
-
-
-def _algorithm(raw: str) -> str:
-    from engine.traffic.balancer import ALGORITHMS
-
-    if raw not in ALGORITHMS:
-        raise ValueError(f"must be one of {', '.join(sorted(ALGORITHMS))}")
-    return raw
-
-
-def _non_negative(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must be 0 or more")
-    return value
-
-
-def _percent(raw: str) -> float:
-    value = float(raw)
-    if not 0 < value <= 100:
-        raise ValueError("must be a percentage in (0, 100]")
-    return value
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "database_url": str,
-    "data_dir": Path,
-    "api_host": str,
-    "api_port": _port,
-    "api_url": str,
-    "dashboard_port": _port,
-    "health_interval": _positive(float),
-    "health_timeout": _positive(float),
-    "degraded_ms": _positive(float),
-    "fall": _positive(int),
-    "rise": _positive(int),
-    "health_concurrency": _positive(int),
-    "collect_interval": _positive(float),
-    "flush_interval": _positive(float),
-    "writer_max_buffer": _positive(int),
-    "writer_batch_rows": _positive(int),
-    "retention_days": _positive(int),
-    "partitions_ahead": _non_negative,
-    "maintenance_interval": _positive(float),
-    "demo_port_base": _port,
-    "demo_seed": int,
-    "log_level": _level,
-    "jwt_secret": _secret,
-    "token_ttl": _positive(float),
-    "admin_password": _password,
-    "rate_limit": _positive(float),
-    "rate_burst": _positive(int),
-    "proxy_rate_limit": _positive(float),
-    "proxy_rate_burst": _positive(int),
-    "login_attempts": _positive(int),
-    "login_refill": _positive(float),
-    "max_body_bytes": _positive(int),
-    "instance_allowlist": _allowlist,
-    "lb_algorithm": _algorithm,
-    "route_timeout": _positive(float),
-    "route_retries": _non_negative,
-    "retry_budget_percent": _positive(float),
-    "retry_budget_min": _non_negative,
-    "eject_consecutive": _positive(int),
-    "eject_base_s": _positive(float),
-    "eject_max_percent": _percent,
-    "max_rps": _positive(float),
-    "max_duration": _positive(float),
-    "max_users": _positive(int),
-    "loadtest_backlog_s": _positive(float),
-    "loadtest_process_rps": _positive(float),
-    "memory_leak_cap_mb": _positive(int),
-    "simulation_max_ms": _positive(float),
-    "autoscale_interval": _positive(float),
-    "scale_ready_timeout": _positive(float),
-    "scale_drain_timeout": _positive(float),
-}
-
-
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """Everything configurable, with the defaults a fresh machine runs on."""
 
-    database_url: str | None = None
-    data_dir: Path = Path("data")
-    api_host: str = "127.0.0.1"
-    api_port: int = 5000
-    api_url: str | None = None
-    dashboard_port: int = 8501
-    health_interval: float = 5.0
-    health_timeout: float = 2.0
-    degraded_ms: float = 1000.0
-    fall: int = 2
-    rise: int = 2
-    health_concurrency: int = 50
-    collect_interval: float = 5.0
-    flush_interval: float = 0.5
-    writer_max_buffer: int = 10_000
-    writer_batch_rows: int = 10_000
-    retention_days: int = 7
-    partitions_ahead: int = 2
-    maintenance_interval: float = 3600.0
-    demo_port_base: int = 7100
-    demo_seed: int = 42
-    log_level: str = "INFO"
-    jwt_secret: str | None = field(default=None, repr=False)
-    token_ttl: float = 8 * 3600.0
-    admin_password: str | None = field(default=None, repr=False)
-    rate_limit: float = 20.0
-    rate_burst: int = 100
-    proxy_rate_limit: float = 1000.0
-    proxy_rate_burst: int = 2000
-    login_attempts: int = 10
-    login_refill: float = 60.0
-    max_body_bytes: int = 65_536
-    instance_allowlist: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "localhost")
-    lb_algorithm: str = "round-robin"
-    route_timeout: float = 5.0
-    route_retries: int = 2
-    retry_budget_percent: float = 20.0
-    retry_budget_min: int = 3
-    eject_consecutive: int = 5
-    eject_base_s: float = 30.0
-    eject_max_percent: float = 50.0
-    max_rps: float = 20_000.0
-    max_duration: float = 3600.0
-    max_users: int = 1000
-    loadtest_backlog_s: float = 1.0
-    loadtest_process_rps: float = 5000.0
-    memory_leak_cap_mb: int = 512
-    simulation_max_ms: float = 3_600_000.0
-    autoscale_interval: float = 15.0
-    scale_ready_timeout: float = 15.0
-    scale_drain_timeout: float = 10.0
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", case_sensitive=True, validate_by_name=True, validate_by_alias=True,
+        validate_default=False,
+    )
+
+    database_url: str | None = Field(
+        default=None, validation_alias="DATABASE_URL",
+        description="PostgreSQL URL (`postgresql://user@host:5432/db`); unset = embedded PostgreSQL under `DATA_DIR`")
+    data_dir: Path = Field(
+        default=Path("data"), validation_alias="DATA_DIR",
+        description="embedded PostgreSQL data (`DATA_DIR/pg`), generated secrets and child process logs")
+    api_host: str = Field(
+        default="127.0.0.1", validation_alias="API_HOST", description="address the REST API and the dashboard bind")
+    api_port: int = Field(default=5000, ge=1, le=65535, validation_alias="API_PORT", description="REST API port")
+    api_url: str | None = Field(
+        default=None, validation_alias="API_URL",
+        description="where the dashboard finds the API; unset = `http://API_HOST:API_PORT`")
+    dashboard_port: int = Field(
+        default=8501, ge=1, le=65535, validation_alias="DASHBOARD_PORT",
+        description="Streamlit port")
+    health_interval: float = Field(
+        default=5.0, gt=0, validation_alias="HEALTH_INTERVAL", description="seconds between health check rounds")
+    health_timeout: float = Field(
+        default=2.0, gt=0, validation_alias="HEALTH_TIMEOUT",
+        description="seconds before a check or scrape counts as a timeout")
+    degraded_ms: float = Field(
+        default=1000.0, gt=0, validation_alias="HEALTH_DEGRADED_MS",
+        description="a 2xx slower than this many ms is degraded")
+    fall: int = Field(
+        default=2, gt=0, validation_alias="HEALTH_FALL",
+        description="consecutive worse results before an instance's state worsens")
+    rise: int = Field(
+        default=2, gt=0, validation_alias="HEALTH_RISE",
+        description="consecutive better results before an instance's state improves")
+    health_concurrency: int = Field(
+        default=50, gt=0, validation_alias="HEALTH_CONCURRENCY", description="checks in flight at once")
+    collect_interval: float = Field(
+        default=5.0, gt=0, validation_alias="COLLECT_INTERVAL", description="metrics bucket length in seconds")
+    flush_interval: float = Field(
+        default=0.5, gt=0, validation_alias="WRITER_FLUSH_INTERVAL", description="seconds between batch writes")
+    writer_max_buffer: int = Field(
+        default=10_000, gt=0, validation_alias="WRITER_MAX_BUFFER",
+        description="events held while the database is unreachable; past it the oldest are dropped and counted")
+    writer_batch_rows: int = Field(
+        default=10_000, gt=0, validation_alias="WRITER_BATCH_ROWS",
+        description="events per write; this many waiting are written at once without waiting for the interval")
+    retention_days: int = Field(
+        default=7, gt=0, validation_alias="METRICS_RETENTION_DAYS",
+        description="days of metrics (daily partitions and the 1-minute rollup) and logs kept; "
+                    "whole older days are dropped")
+    partitions_ahead: int = Field(
+        default=2, ge=0, validation_alias="PARTITIONS_AHEAD",
+        description="daily metric partitions created ahead of today")
+    maintenance_interval: float = Field(
+        default=3600.0, gt=0, validation_alias="MAINTENANCE_INTERVAL_S",
+        description="seconds between partition upkeep / retention runs; one also runs at start")
+    demo_port_base: int = Field(
+        default=7100, ge=1, le=65535, validation_alias="DEMO_PORT_BASE",
+        description="first loopback port tried for demo instances")
+    demo_seed: int = Field(
+        default=42, validation_alias="DEMO_SEED",
+        description="seed of the demo services' latency model")
+    instance_allowlist: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("127.0.0.0/8", "::1/128", "localhost"), validation_alias="INSTANCE_ALLOWLIST",
+        description="comma-separated host names and CIDRs instance URLs may resolve to; `*` = any")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias="LOG_LEVEL", description="console log level (any case)")
+    jwt_secret: SecretStr | None = Field(
+        default=None, min_length=32, validation_alias="JWT_SECRET",
+        description="HS256 signing secret; unset = generated once into `DATA_DIR/jwt_secret` (0600)")
+    token_ttl: float = Field(
+        default=8 * 3600.0, gt=0, validation_alias="TOKEN_TTL", description="seconds a token stays valid (28800 = 8 h)")
+    admin_password: SecretStr | None = Field(
+        default=None, min_length=8, validation_alias="ADMIN_PASSWORD",
+        description="password of the first admin, used only when no user exists; unset = generated")
+    rate_limit: float = Field(
+        default=20.0, gt=0, validation_alias="RATE_LIMIT_PER_S",
+        description="API requests per second per user or client address")
+    rate_burst: int = Field(
+        default=100, gt=0, validation_alias="RATE_LIMIT_BURST",
+        description="requests allowed at once before the rate applies")
+    proxy_rate_limit: float = Field(
+        default=1000.0, gt=0, validation_alias="PROXY_RATE_LIMIT_PER_S",
+        description="`/proxy` requests per second per user or address, a bucket of its own")
+    proxy_rate_burst: int = Field(
+        default=2000, gt=0, validation_alias="PROXY_RATE_LIMIT_BURST", description="`/proxy` requests allowed at once")
+    login_attempts: int = Field(
+        default=10, gt=0, validation_alias="LOGIN_ATTEMPTS", description="failed logins per client address before 429")
+    login_refill: float = Field(
+        default=60.0, gt=0, validation_alias="LOGIN_REFILL_S",
+        description="seconds to earn back one failed-login attempt")
+    max_body_bytes: int = Field(
+        default=65_536, gt=0, validation_alias="MAX_BODY_BYTES", description="largest request body; larger is 413")
+    lb_algorithm: str = Field(
+        default="round-robin", validation_alias="LB_ALGORITHM",
+        description="balancer at start: `round-robin`, `least-load`, `weighted`, `p2c`, `consistent-hash`, `random`")
+    route_timeout: float = Field(
+        default=5.0, gt=0, validation_alias="ROUTE_TIMEOUT", description="seconds one routed attempt may take")
+    route_retries: int = Field(
+        default=2, ge=0, validation_alias="ROUTE_RETRIES",
+        description="retries of an idempotent routed request after a failure")
+    retry_budget_percent: float = Field(
+        default=20.0, gt=0, validation_alias="RETRY_BUDGET_PERCENT",
+        description="retries in flight at most this % of routed requests in flight")
+    retry_budget_min: int = Field(
+        default=3, ge=0, validation_alias="RETRY_BUDGET_MIN", description="retries always allowed in flight")
+    eject_consecutive: int = Field(
+        default=5, gt=0, validation_alias="EJECT_CONSECUTIVE",
+        description="consecutive 5xx / connection errors that eject an instance")
+    eject_base_s: float = Field(
+        default=30.0, gt=0, validation_alias="EJECT_BASE_S",
+        description="first ejection in seconds; the n-th lasts n times as long")
+    eject_max_percent: float = Field(
+        default=50.0, gt=0, le=100, validation_alias="EJECT_MAX_PERCENT",
+        description="most of a service's instances ejected at once, % (one may always be)")
+    max_rps: float = Field(
+        default=20_000.0, gt=0, validation_alias="MAX_RPS", description="highest load-test rate accepted, requests/s")
+    max_duration: float = Field(
+        default=3600.0, gt=0, validation_alias="MAX_DURATION", description="longest load test accepted, seconds")
+    max_users: int = Field(
+        default=1000, gt=0, validation_alias="MAX_USERS",
+        description="most concurrent users (requests in flight) of a load test")
+    loadtest_backlog_s: float = Field(
+        default=1.0, gt=0, validation_alias="LOADTEST_BACKLOG_S",
+        description="a load test's backlog bound, in seconds of requests at its rate")
+    loadtest_process_rps: float = Field(
+        default=5000.0, gt=0, validation_alias="LOADTEST_PROCESS_RPS",
+        description="rate one process generates before worker processes (one per core at most) share a run")
+    memory_leak_cap_mb: int = Field(
+        default=512, gt=0, validation_alias="MEMORY_LEAK_CAP_MB",
+        description="most memory a memory-leak simulation holds in the engine, MB")
+    simulation_max_ms: float = Field(
+        default=3_600_000.0, gt=0, validation_alias="SIMULATION_MAX_MS",
+        description="longest failure simulation accepted, ms (3600000 = 1 h)")
+    autoscale_interval: float = Field(
+        default=15.0, gt=0, validation_alias="AUTOSCALE_INTERVAL_S",
+        description="seconds between autoscaler periods (15 is the Kubernetes HPA's)")
+    scale_ready_timeout: float = Field(
+        default=15.0, gt=0, validation_alias="SCALE_READY_TIMEOUT_S",
+        description="seconds a new managed instance may take to answer its health path")
+    scale_drain_timeout: float = Field(
+        default=10.0, gt=0, validation_alias="SCALE_DRAIN_TIMEOUT_S",
+        description="seconds scale-down waits for an instance's requests in flight")
+
+    @field_validator(*_OPTIONAL, mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("instance_allowlist", mode="before")
+    @classmethod
+    def _allowlist(cls, value: Any) -> tuple[str, ...]:
+        return parse_allowlist(value if isinstance(value, str) else ",".join(value))
+
+    @field_validator("lb_algorithm")
+    @classmethod
+    def _algorithm(cls, value: str) -> str:
+        names = sorted(a.value for a in Algorithm)
+        if value not in names:
+            raise ValueError(f"must be one of {', '.join(names)}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Construction takes only its arguments; the environment is read by from_env alone."""
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read every variable in ENV_VARS; a bad value raises ConfigError naming it."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for variable, (name, _help) in ENV_VARS.items():
-            raw = env.get(variable)
-            if raw is None or (raw == "" and name in {"database_url", "api_url", "jwt_secret", "admin_password"}):
-                continue
-            try:
-                values[name] = _PARSERS[name](raw)
-            except ValueError as exc:
-                raise ConfigError(variable, str(exc)) from exc
-        return cls(**values)
+        """Read every variable in ENV_VARS (from os.environ by default); a bad value raises ConfigError naming it."""
+        try:
+            return cls(**_EnvSource(cls, env)())
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise ConfigError(str(error["loc"][0]), _problem(error)) from exc
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with these fields changed, validated as construction is."""
+        return type(self)(**{name: getattr(self, name) for name in type(self).model_fields} | changes)
 
     @property
     def api_base_url(self) -> str:
         """The URL the dashboard and tools use to reach the API."""
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
 
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "database_url" and value else value
 
-assert {f.name for f in fields(Settings)} == set(_PARSERS), "every setting needs a parser"
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (os.environ when None)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str] | None) -> None:
+        self._env = env
+        super().__init__(settings_cls, case_sensitive=True, env_ignore_empty=False)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # the one hook the source reads variables through (DotEnvSettingsSource overrides it too); the version is pinned
+        if self._env is None:
+            return super()._load_env_vars()
+        return parse_env_vars(self._env, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def _problem(error: ErrorDetails) -> str:
+    """A pydantic error as a short sentence about the value."""
+    context = error.get("ctx") or {}
+    if error["type"] == "too_short":
+        return f"must be at least {context['min_length']} characters"
+    return error["msg"].removeprefix("Value error, ")
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    masked = re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", masked)
+
+
+ENV_VARS: dict[str, str] = {str(f.validation_alias): name for name, f in Settings.model_fields.items()}
+"""Environment variable -> field name, in declaration order."""
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, SecretStr):
+        return "**********"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def effective(settings: Settings) -> list[tuple[str, str]]:
+    """Each variable with the value in force, as text; secrets and the database password masked."""
+    rows = []
+    for variable, name in ENV_VARS.items():
+        shown = _shown(getattr(settings, name))
+        rows.append((variable, mask_url(shown) if name == "database_url" else shown))
+    return rows
+
+
+_UNIONS = (Union, type(int | None))
+_TYPE_NAMES: dict[Any, str] = {
+    int: "integer", float: "number", str: "text", Path: "path", SecretStr: "secret", tuple: "list",
+}
+
+
+def _kind(annotation: Any) -> tuple[str, str]:
+    """A field's type as (name, allowed values) for the document."""
+    args = [a for a in get_args(annotation) if a is not type(None)] if get_origin(annotation) in _UNIONS else []
+    inner = args[0] if len(args) == 1 else annotation
+    if get_origin(inner) is Literal:
+        return "choice", ", ".join(get_args(inner))
+    return _TYPE_NAMES[get_origin(inner) or inner], ""
+
+
+def _bounds(metadata: Iterable[Any]) -> list[str]:
+    signs = {Gt: ("> ", "gt"), Ge: ("≥ ", "ge"), Le: ("≤ ", "le")}
+    shown = []
+    for item in metadata:
+        if isinstance(item, MinLen):
+            shown.append(f"≥ {item.min_length} characters")
+        elif type(item) in signs:
+            sign, attribute = signs[type(item)]
+            shown.append(sign + _shown(getattr(item, attribute)))
+    return shown
+
+
+def markdown() -> str:
+    """docs/configuration.md: every setting's variable, type, default, bounds and meaning."""
+    lines = [
+        "# Configuration",
+        "",
+        "Every setting is an environment variable, read once at start. A bad value stops the start with a",
+        "message naming the variable; an empty `DATABASE_URL`, `API_URL`, `JWT_SECRET` or `ADMIN_PASSWORD`",
+        "counts as unset. `python -m engine config` prints the values in force, secrets masked.",
+        "",
+        "This file is generated from `contract/settings.py`:",
+        "`python -m engine config --markdown > docs/configuration.md` writes it again.",
+        "",
+        "| variable | setting | type | default | bounds | meaning |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variable, name in ENV_VARS.items():
+        info = Settings.model_fields[name]
+        kind, allowed = _kind(info.annotation)
+        bounds = ", ".join([*_bounds(info.metadata), allowed] if allowed else _bounds(info.metadata))
+        default = _shown(info.default)
+        lines.append(f"| `{variable}` | `{name}` | {kind} | {'unset' if default == 'unset' else f'`{default}`'} "
+                     f"| {bounds} | {info.description} |")
+    return "\n".join(lines) + "\n"
+

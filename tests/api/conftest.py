@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 from contract.roles import Role
@@ -30,7 +29,7 @@ def demo_process(port_base: int, seed: int) -> Iterator[LoopbackInstance]:
 @contextmanager
 def started_client(settings: Settings, target_url: str, **overrides: Any) -> Iterator[tuple[Runtime, Any]]:
     """A started engine (loop, no HTTP server) with orders registered at target_url and healthy; an operator client."""
-    rt = Runtime.open(replace(settings, **overrides))
+    rt = Runtime.open(settings.replace(**overrides))
     rt.start()
     c = create_app(rt).test_client()
     c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)

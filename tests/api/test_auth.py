@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import jwt
@@ -176,7 +175,7 @@ def test_twenty_wrong_passwords_end_in_429_and_leave_no_secret_in_logs(anon, run
 
 
 def test_api_rate_limit_is_per_caller_with_retry_after(clean_db, settings):
-    rt = Runtime.open(replace(settings, rate_limit=0.5, rate_burst=3))
+    rt = Runtime.open(settings.replace(rate_limit=0.5, rate_burst=3))
     try:
         c = create_app(rt).test_client()
         viewer = {"Authorization": "Bearer " + token_for(Role.VIEWER, "v1")}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +209,7 @@ def test_every_dashboard_metric_is_one_the_engine_exports(live):
 
 
 def test_refused_requests_are_counted_too(clean_db, settings):
-    rt = Runtime.open(replace(settings, rate_limit=0.5, rate_burst=2))
+    rt = Runtime.open(settings.replace(rate_limit=0.5, rate_burst=2))
     try:
         anon = create_app(rt).test_client()
         assert [anon.get("/api/health").status_code for _ in range(3)] == [200, 200, 429]

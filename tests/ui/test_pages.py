@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from datetime import UTC, datetime, timedelta
@@ -380,7 +379,7 @@ def test_wrong_password_shows_the_api_error_and_stores_no_token(live_api, dash_e
 
 
 def test_too_many_failed_logins_show_the_retry_after(dash_env, settings):
-    rt = Runtime.open(dataclasses.replace(settings, login_attempts=2, login_refill=30.0))
+    rt = Runtime.open(settings.replace(login_attempts=2, login_refill=30.0))
     rt.start(app=create_app(rt))
     try:
         at = open_page("app.py", role=None)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from contract.requests import Duration, Name, Probability, StrictModel
 
 __all__ = [
+    "INTENSITY_PRESSURE",
     "DatabaseOverloadStart",
     "Intensity",
     "MemoryLeakStart",
@@ -27,6 +28,12 @@ class Intensity(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
+
+
+# what each intensity does to the engine's database: busy connections, and whether one of them holds a lock the
+# engine's writes wait for
+INTENSITY_PRESSURE: dict[Intensity, tuple[int, bool]] = {
+    Intensity.LOW: (1, False), Intensity.MEDIUM: (3, False), Intensity.HIGH: (6, True)}
 
 
 class SimulationOut(BaseModel):

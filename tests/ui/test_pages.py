@@ -20,7 +20,7 @@ from engine.runtime import Runtime
 from engine.security.tokens import TokenIssuer
 from tests.conftest import TEST_JWT_SECRET, free_port
 from tests.ui.conftest import heatmap_rows, logged_in_token, metrics, open_page, texts
-from ui import session
+from ui import login, session
 
 
 def seed_fleet(sessions: sessionmaker[Session], now: datetime) -> None:
@@ -357,7 +357,7 @@ def test_login_with_the_live_api_stores_the_admin_role_and_shows_every_page(live
     assert (claims.username, claims.role) == ("admin", Role.ADMIN)
     expires = at.session_state[session.EXPIRES_KEY]
     assert abs((expires - claims.expires_at).total_seconds()) < 1
-    assert session.PASSWORD_WIDGET not in at.session_state  # the password is not kept
+    assert login.PASSWORD_WIDGET not in at.session_state  # the password is not kept
     assert texts(at.title) == ["Overview"]
     assert ":material/person: admin (admin)" in texts(at.sidebar.markdown)
     at.switch_page("pages/users.py").run()
@@ -371,7 +371,7 @@ def test_wrong_password_shows_the_api_error_and_stores_no_token(live_api, dash_e
     assert texts(at.error) == ["wrong username or password"]
     assert logged_in_token(at) is None
     assert session.ROLE_KEY not in at.session_state
-    assert session.PASSWORD_WIDGET not in at.session_state  # a typed password is not kept
+    assert login.PASSWORD_WIDGET not in at.session_state  # a typed password is not kept
     assert login_form_shown(at)
     assert texts(at.title) == ["Microservice Monitor"]
     with pytest.raises(ValueError, match="Could not find a navigation page"):

@@ -15,12 +15,17 @@ import pytest
 import streamlit as st
 
 from contract.errors import MonitorError
+from contract.responses import LogsClearedOut, ServiceOut, TokenOut, UserOut
 from contract.roles import Role
+from contract.scaling import AutoscalerConfig, AutoscalerOut, ScalingOut
+from contract.traffic import PickOut
 from db.models import Simulation
 from db.queries import logs_csv
+from tests.ui.conftest import SERVICE, USER, api_answer
 from ui import api, forms, session
+from ui.chaos import active_banner, countdown
 from ui.charts import annotate_simulations, line_mode, per_service_heatmap
-from ui.data import active_banner, breaker_segments, countdown, picks_frame, summarize_services, timeline_start
+from ui.data import breaker_segments, picks_frame, summarize_services, timeline_start
 from ui.format import (
     breaker_label,
     fmt_ago,
@@ -125,21 +130,38 @@ def test_api_error_without_json_and_unreachable_api():
     assert "http://api.test is not reachable" in info.value.text()
 
 
+def test_an_answer_outside_the_contract_is_an_api_error():
+    broken = {**SERVICE, "instanceCount": "two"}
+    with pytest.raises(api.ApiCallFailed) as info:
+        _client(lambda r: httpx.Response(200, json=broken)).update_service(7, {"weight": 2})
+    assert info.value.status == 200
+    assert info.value.error.startswith("the answer to PUT /api/services/7 does not match the contract (instanceCount:")
+    with pytest.raises(api.ApiCallFailed) as info:
+        _client(lambda r: httpx.Response(200, json={"id": 2})).list_users()  # an object where a list belongs
+    assert info.value.status == 200 and "GET /api/users does not match the contract" in info.value.error
+
+
+def test_api_plain_reads_a_free_form_part_as_json():
+    assert api.plain(None) == {}
+    assert api.plain({"status": "up"}) == {"status": "up"}
+    assert api.plain(UserOut.model_validate(USER)) == USER
+
+
 def test_api_success_returns_json_and_api_url_default(monkeypatch):
     seen = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append((request.method, request.url.path, json.loads(request.content)))
-        return httpx.Response(200, json={"id": 7, "name": "orders"})
+        return httpx.Response(200, json=SERVICE)
 
-    assert _client(handler).update_service(7, {"weight": 2}) == {"id": 7, "name": "orders"}
+    assert _client(handler).update_service(7, {"weight": 2}) == ServiceOut.model_validate(SERVICE)
     assert seen == [("PUT", "/api/services/7", {"weight": 2})]
 
     def needs_token(request: httpx.Request) -> httpx.Response:
         assert request.headers["Authorization"] == "Bearer t0k"
         return httpx.Response(200, json={"message": "logs cleared", "deleted": 0})
 
-    assert _client(needs_token, token="t0k").clear_logs()["deleted"] == 0
+    assert _client(needs_token, token="t0k").clear_logs() == LogsClearedOut(message="logs cleared", deleted=0)
     monkeypatch.delenv("API_URL", raising=False)
     assert api.api_url() == "http://127.0.0.1:5000"
     monkeypatch.setenv("API_URL", "http://127.0.0.1:5055")
@@ -157,8 +179,8 @@ def test_login_posts_credentials_without_a_token_and_keeps_retry_after():
         return httpx.Response(429, headers={"Retry-After": "42"},
                               json={"error": "too many failed logins; retry after 42 s"})
 
-    assert _client(handler).login("vera", "right-password") == {
-        "token": "t", "expiresAt": "2026-01-01T20:00:00+00:00", "role": "viewer"}
+    assert _client(handler).login("vera", "right-password") == TokenOut(
+        token="t", expiresAt="2026-01-01T20:00:00+00:00", role="viewer")
     assert seen == [("POST", "/api/auth/token", {"username": "vera", "password": "right-password"}, None)]
     with pytest.raises(api.ApiCallFailed) as info:
         _client(handler).login("vera", "guess")
@@ -174,11 +196,11 @@ def test_user_calls_use_the_admin_routes():
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
-        return httpx.Response(200, json=[] if request.method == "GET" else {"id": 2})
+        return httpx.Response(200, json=[] if request.method == "GET" else api_answer(request))
 
     c = _client(handler, token="adm")
     assert c.list_users() == []
-    c.create_user("vera", "viewer-password-1", "viewer")
+    assert c.create_user("vera", "viewer-password-1", "viewer") == UserOut.model_validate(USER)
     c.delete_user(2)
     assert seen == [
         ("GET", "/api/users", None),
@@ -284,7 +306,7 @@ def test_traffic_calls_use_their_routes():
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
-        return httpx.Response(200, json={"ok": True})
+        return httpx.Response(200, json=api_answer(request))
 
     c = _client(handler, token="op")
     c.load_balancer()
@@ -318,8 +340,8 @@ def test_breaker_body_holds_only_changed_thresholds():
 
 def test_picks_frame_shares_within_each_service():
     def inst(service, iid, picks, ejected=False):
-        return {"service": service, "instanceId": iid, "url": f"http://127.0.0.1:{7000 + iid}", "picks": picks,
-                "inFlight": iid % 2, "health": "healthy", "ejected": ejected}
+        return PickOut(service=service, instanceId=iid, url=f"http://127.0.0.1:{7000 + iid}", picks=picks,
+                       inFlight=iid % 2, health="healthy", ejected=ejected)
 
     frame = picks_frame([inst("orders", 1, 30), inst("orders", 2, 10, ejected=True), inst("payments", 3, 0)])
     assert frame["share"].tolist()[:2] == [75.0, 25.0]
@@ -371,7 +393,7 @@ def test_simulation_calls_use_their_routes_and_the_form_bodies():
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
-        return httpx.Response(201 if "/simulate/" in request.url.path else 200, json={"ok": True})
+        return httpx.Response(201 if "/simulate/" in request.url.path else 200, json=api_answer(request))
 
     failure = forms.service_failure_body("orders", 30_000.0, 50.0, 503, "error")
     assert failure == {"serviceName": "orders", "duration": 30_000.0, "mode": "error", "probability": 0.5,
@@ -523,7 +545,7 @@ def test_scaling_calls_use_their_routes_and_scaling_waits_longer(monkeypatch):
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
-        return httpx.Response(200, json={"ok": True})
+        return httpx.Response(200, json=api_answer(request))
 
     timeouts = []
 
@@ -573,7 +595,10 @@ def test_autoscaler_summary_and_metric_units():
     from ui.format import autoscaler_summary, fmt_metric
 
     assert autoscaler_summary(None) == "off"
-    assert autoscaler_summary({"metric": "p95", "target": 250.0, "tolerance": 0.05}) == "target 250 ms p95 ± 5 %"
+    assert autoscaler_summary(AutoscalerConfig(metric="p95", target=250.0, tolerance=0.05)) == "target 250 ms p95 ± 5 %"
+    answer = AutoscalerOut(enabled=True, minInstances=1, maxInstances=3, metric="p95", target=250.0, tolerance=0.05,
+                           scaleUpWindowS=0.0, scaleDownWindowS=300.0, maxStep=4)
+    assert autoscaler_summary(answer) == "target 250 ms p95 ± 5 %"  # an API answer reads the same
     assert fmt_metric("cpu", None) == "n/a"
     assert fmt_metric("inflight", 0.0) == "0 in flight / instance"  # measured zero stays zero
 
@@ -592,7 +617,11 @@ def test_scaling_rows_follow_the_apis_rule_and_keep_unknown_load_unknown():
 
     services = [_service(1, "low", 1), _service(2, "mid", 2), _service(3, "top", 3), _service(4, "ext", 2,
                                                                                              managed=False)]
-    live = {"totalInstances": 8, "services": [{"id": 1, "load": 0}, {"id": 2, "load": 7}]}
+    def entry(sid: int, load: int) -> dict[str, Any]:
+        return {"id": sid, "name": f"s{sid}", "instanceCount": 1, "load": load, "status": "healthy", "managed": True,
+                "canScaleUp": True, "canScaleDown": True, "minInstances": 1, "maxInstances": 3, "autoscaler": None}
+
+    live = ScalingOut.model_validate({"totalInstances": 8, "services": [entry(1, 0), entry(2, 7)]})
     rows = scaling_rows(services, live, None)
     assert [(r.name, r.instance_count, r.healthy_count, r.load) for r in rows] == [
         ("low", 1, 0, 0), ("mid", 2, 1, 7), ("top", 3, 2, None), ("ext", 2, 1, None)]  # not in the answer: n/a

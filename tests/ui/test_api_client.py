@@ -82,7 +82,8 @@ def test_api_success_returns_json_and_api_url_default(monkeypatch):
         assert request.headers["Authorization"] == "Bearer t0k"
         return httpx.Response(200, json={"message": "logs cleared", "deleted": 0})
 
-    assert _client(needs_token, token="t0k").clear_logs() == LogsClearedOut(message="logs cleared", deleted=0)
+    assert _client(needs_token, token="t0k").clear_logs() == LogsClearedOut.model_validate(
+        {"message": "logs cleared", "deleted": 0})
     monkeypatch.delenv("API_URL", raising=False)
     assert api.api_url() == "http://127.0.0.1:5000"
     monkeypatch.setenv("API_URL", "http://127.0.0.1:5055")
@@ -100,8 +101,8 @@ def test_login_posts_credentials_without_a_token_and_keeps_retry_after():
         return httpx.Response(429, headers={"Retry-After": "42"},
                               json={"error": "too many failed logins; retry after 42 s"})
 
-    assert _client(handler).login("vera", "right-password") == TokenOut(
-        token="t", expiresAt="2026-01-01T20:00:00+00:00", role="viewer")
+    assert _client(handler).login("vera", "right-password") == TokenOut.model_validate(
+        {"token": "t", "expiresAt": "2026-01-01T20:00:00+00:00", "role": "viewer"})
     assert seen == [("POST", "/api/auth/token", {"username": "vera", "password": "right-password"}, None)]
     with pytest.raises(api.ApiCallFailed) as info:
         _client(handler).login("vera", "guess")

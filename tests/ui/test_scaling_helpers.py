@@ -34,9 +34,10 @@ def test_autoscaler_summary_and_metric_units():
     from ui.format import autoscaler_summary, fmt_metric
 
     assert autoscaler_summary(None) == "off"
-    assert autoscaler_summary(AutoscalerConfig(metric="p95", target=250.0, tolerance=0.05)) == "target 250 ms p95 ± 5 %"
-    answer = AutoscalerOut(enabled=True, minInstances=1, maxInstances=3, metric="p95", target=250.0, tolerance=0.05,
-                           scaleUpWindowS=0.0, scaleDownWindowS=300.0, maxStep=4)
+    settings: dict[str, Any] = {"metric": "p95", "target": 250.0, "tolerance": 0.05}
+    assert autoscaler_summary(AutoscalerConfig(**settings)) == "target 250 ms p95 ± 5 %"
+    answer = AutoscalerOut.model_validate({**settings, "enabled": True, "minInstances": 1, "maxInstances": 3,
+                                           "scaleUpWindowS": 0.0, "scaleDownWindowS": 300.0, "maxStep": 4})
     assert autoscaler_summary(answer) == "target 250 ms p95 ± 5 %"  # an API answer reads the same
     assert fmt_metric("cpu", None) == "n/a"
     assert fmt_metric("inflight", 0.0) == "0 in flight / instance"  # measured zero stays zero

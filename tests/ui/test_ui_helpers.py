@@ -158,8 +158,8 @@ def test_breaker_body_holds_only_changed_thresholds():
 
 def test_picks_frame_shares_within_each_service():
     def inst(service, iid, picks, ejected=False):
-        return PickOut(service=service, instanceId=iid, url=f"http://127.0.0.1:{7000 + iid}", picks=picks,
-                       inFlight=iid % 2, health="healthy", ejected=ejected)
+        return PickOut.model_validate({"service": service, "instanceId": iid, "url": f"http://127.0.0.1:{7000 + iid}",
+                                       "picks": picks, "inFlight": iid % 2, "health": "healthy", "ejected": ejected})
 
     frame = picks_frame([inst("orders", 1, 30), inst("orders", 2, 10, ejected=True), inst("payments", 3, 0)])
     assert frame["share"].tolist()[:2] == [75.0, 25.0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import session, storage
+from ui import login, session, storage
 from ui.api import api_url
 from ui.format import dashboard_css
 from ui.session import Role
@@ -15,7 +15,7 @@ st.set_page_config(page_title="Microservice Monitor", page_icon="📡", layout="
 
 if not session.logged_in():
     # the only page until a login succeeds: no other page is registered, so none can be opened by URL
-    st.navigation([st.Page(session.login_form, title="Log in", icon=":material/login:")], position="hidden").run()
+    st.navigation([st.Page(login.login_form, title="Log in", icon=":material/login:")], position="hidden").run()
 else:
     pages = [
         st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),

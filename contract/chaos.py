@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 from contract.requests import Duration, Name, Probability, StrictModel
 
 __all__ = [
+    "INTENSITY_PRESSURE",
     "DatabaseOverloadStart",
     "Intensity",
     "MemoryLeakStart",
@@ -115,6 +116,12 @@ class SimulationEffect(_GivenFields):
     writeLatencyMs: WriteLatencyChange | None = None
     requestsAffected: int | None = None
     rssMbAfterRelease: Number | None = None
+
+
+# what each intensity does to the engine's database: busy connections, and whether one of them holds a lock the
+# engine's writes wait for
+INTENSITY_PRESSURE: dict[Intensity, tuple[int, bool]] = {
+    Intensity.LOW: (1, False), Intensity.MEDIUM: (3, False), Intensity.HIGH: (6, True)}
 
 
 class SimulationOut(BaseModel):

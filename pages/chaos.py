@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
 
 import streamlit as st
 
+from contract.chaos import Intensity, SimulationOut, StopAllOut
 from db import queries
 from db.models import Simulation
-from engine.chaos.pressure import INTENSITIES
-from ui import api, data, forms, session
+from ui import api, chaos, data, forms, login, session
 from ui.format import (
     NA,
     fmt_duration_ms,
@@ -31,7 +30,7 @@ DEFAULT_DURATION_MS = 30_000
 EVERY_SERVICE = "every service"
 OVERDUE_S = 3  # past its end by more than this, an active simulation is not being ended: say so
 
-session.require_login()
+login.require_login()
 CAN_ACT = session.can(Role.OPERATOR)
 ACT_HELP = session.needs(Role.OPERATOR)
 st.title("Chaos")
@@ -42,16 +41,22 @@ st.caption("Failure simulations act on the real system: failures and delays are 
            "memory. Each ends by itself at its duration, or when stopped; what it did is measured and kept below.")
 
 
-def started(r: dict[str, Any]) -> str:
+def started(r: SimulationOut) -> str:
     """The success message of a start: "Simulation #3 started: memory leak on the engine, 1 MB/s for 2 s…"."""
-    return (f"Simulation #{r['id']} started: {simulation_kind(r['kind']).lower()} on "
-            f"{simulation_target(r['kind'], r['target'])}, {simulation_params(r['kind'], r['params'])}.")
+    return (f"Simulation #{r.id} started: {simulation_kind(r.kind).lower()} on "
+            f"{simulation_target(r.kind, r.target)}, {simulation_params(r.kind, api.plain(r.params))}.")
 
 
-def ended(r: dict[str, Any]) -> str:
+def ended(r: SimulationOut) -> str:
     """The success message of a stop, with what the simulation did."""
-    return (f"Simulation #{r['id']} {r['status']}: {simulation_kind(r['kind']).lower()} on "
-            f"{simulation_target(r['kind'], r['target'])}, {simulation_effect(r['status'], r['effect'])}.")
+    effect = None if r.effect is None else api.plain(r.effect)
+    return (f"Simulation #{r.id} {r.status}: {simulation_kind(r.kind).lower()} on "
+            f"{simulation_target(r.kind, r.target)}, {simulation_effect(r.status, effect)}.")
+
+
+def stopped_all(r: StopAllOut) -> str:
+    """The success message of Stop all."""
+    return f"{r.message}."
 
 
 def duration_input(key: str) -> float:
@@ -122,20 +127,12 @@ def network_latency_form(services: dict[str, bool]) -> None:
         data.act(lambda: api.simulate_network_latency(body), started)
 
 
-def intensity_help() -> str:
-    """What each intensity does, from the engine's own table."""
-    parts = [f"{name}: {n} busy connection{'s' if n > 1 else ''}" + (", and a lock the engine's writes wait for"
-                                                                       if lock else "")
-             for name, (n, lock) in INTENSITIES.items()]
-    return "CPU-heavy statements on the engine's database. " + "; ".join(parts) + "."
-
-
 def database_overload_form() -> None:
     """POST /api/simulate/database-overload: real queries on the engine's own database."""
     with st.form("db-form", border=False):
         cols = st.columns(2)
-        intensity = cols[0].radio("Intensity", list(INTENSITIES), index=1, key="db-intensity", horizontal=True,
-                                  help=intensity_help())
+        intensity = cols[0].radio("Intensity", [i.value for i in Intensity], index=1, key="db-intensity",
+                                  horizontal=True, help=chaos.intensity_help())
         with cols[1]:
             duration = duration_input("db-duration")
         go = submit("Start database overload", "db-start", ACT_HELP)
@@ -163,7 +160,7 @@ def memory_leak_form() -> None:
 def write_latency() -> None:
     """The engine's write latency now (GET /api/health), while a database overload runs."""
     health = data.fetch_quietly(api.health)
-    w = ((health or {}).get("writer") or {}).get("writeLatencyMs")
+    w = None if health is None else api.plain(health.writer).get("writeLatencyMs")
     if not w:
         return
     st.caption(f"Engine write latency over the last {w['windowSeconds']} s: p50 {fmt_ms(w['p50'])}, "
@@ -180,7 +177,7 @@ def show_active(known: tuple[int, ...]) -> None:
     if not active:
         st.info("No simulation is active.")
     for r in active:
-        c = data.countdown(r.started_at, r.ends_at, now)
+        c = chaos.countdown(r.started_at, r.ends_at, now)
         what = f"#{r.id} · {simulation_kind(r.kind)} on {simulation_target(r.kind, r.target)}"
         if c.overdue_s < OVERDUE_S:
             total = fmt_duration_ms((r.ends_at - r.started_at).total_seconds() * 1000.0)
@@ -200,7 +197,7 @@ def show_active(known: tuple[int, ...]) -> None:
     if st.button("Stop all", key="sim-stop-all", icon=":material/stop_circle:", type="primary",
                  disabled=not CAN_ACT or not active,
                  help=ACT_HELP or ("End every active simulation now" if active else "Nothing to stop")):
-        data.act(api.stop_all_simulations, lambda r: f"{r['message']}.", toast=True)
+        data.act(api.stop_all_simulations, stopped_all, toast=True)
     refresh = ACTIVE_REFRESH_S if known else IDLE_REFRESH_S
     st.caption(f"Updated {now:%H:%M:%S} UTC · refreshes every {refresh} s")
 
@@ -210,7 +207,7 @@ def show_history(simulations: list[Simulation]) -> None:
     if not simulations:
         st.info("No simulation has run yet.")
         return
-    st.dataframe(data.simulation_history(simulations), hide_index=True, placeholder=NA, key="sim-history",
+    st.dataframe(chaos.simulation_history(simulations), hide_index=True, placeholder=NA, key="sim-history",
                  column_config={
                      "id": st.column_config.NumberColumn(width=40),
                      "kind": st.column_config.TextColumn(width=125),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import streamlit as st
 
-from ui import api, charts, data, session
+from contract.traffic import LoadBalancerOut
+from ui import api, charts, data, login, session
 from ui.format import NA, fmt_count, fmt_status
 from ui.session import Role
 
@@ -21,7 +20,7 @@ DESCRIPTIONS = {
     "random": "uniformly at random",
 }
 
-session.require_login()
+login.require_login()
 CAN_ACT = session.can(Role.OPERATOR)
 ACT_HELP = session.needs(Role.OPERATOR)
 st.title("Load Balancer")
@@ -46,10 +45,9 @@ def describe(name: str) -> str:
     return DESCRIPTIONS.get(name, "")
 
 
-def algorithm_form(lb: dict[str, Any]) -> None:
+def algorithm_form(lb: LoadBalancerOut) -> None:
     """PUT /api/load-balancer with the chosen algorithm (the API checks the name)."""
-    algorithms: list[str] = lb["algorithms"]
-    current: str = lb["algorithm"]
+    algorithms, current = lb.algorithms, lb.algorithm
     with st.form("lb-form", border=False):
         left, right = st.columns([3, 1], vertical_alignment="bottom")
         choice = left.selectbox(
@@ -63,7 +61,7 @@ def algorithm_form(lb: dict[str, Any]) -> None:
         if choice == current:
             st.info(f"The balancer already uses {current}.")
             return
-        data.act(lambda: api.set_algorithm(choice), lambda r: f"Load balancer algorithm is now {r['algorithm']}.",
+        data.act(lambda: api.set_algorithm(choice), lambda r: f"Load balancer algorithm is now {r.algorithm}.",
                  reset=("lb-algorithm",))
 
 
@@ -71,10 +69,10 @@ def algorithm_form(lb: dict[str, Any]) -> None:
 def live_kpis() -> None:
     """The algorithm in use and totals over every instance, read from the engine."""
     lb = data.fetch(api.load_balancer)
-    frame = data.picks_frame(lb["instances"])
+    frame = data.picks_frame(lb.instances)
     kpis = st.columns(4)
-    kpis[0].metric("Algorithm", lb["algorithm"], border=True, help="How the engine picks an instance per request.")
-    kpis[1].metric("Total picks", fmt_count(lb["totalPicks"]), border=True,
+    kpis[0].metric("Algorithm", lb.algorithm, border=True, help="How the engine picks an instance per request.")
+    kpis[1].metric("Total picks", fmt_count(lb.totalPicks), border=True,
                    help="Requests sent to instances since the engine started (retries count again).")
     kpis[2].metric("In flight", fmt_count(int(frame["in_flight"].sum())), border=True,
                    help="Requests waiting for an instance's answer now.")
@@ -86,7 +84,7 @@ def live_kpis() -> None:
 def live_instances() -> None:
     """The per-instance table and the picks chart, read from the engine."""
     lb = data.fetch(api.load_balancer)
-    frame = data.picks_frame(lb["instances"])
+    frame = data.picks_frame(lb.instances)
     if frame.empty:
         st.info("No services registered yet. Register one on the Services page.")
         return
@@ -103,7 +101,7 @@ def live_instances() -> None:
                 format="%.1f", help="Its picks as a share of its service's picks; n/a before the service's first pick"),
         },
     )
-    if lb["totalPicks"] == 0:
+    if lb.totalPicks == 0:
         st.info("No requests routed yet: requests to /proxy/<service>/<path> are balanced across these instances.")
     else:
         st.plotly_chart(charts.picks_bars(frame), key="lb-picks")

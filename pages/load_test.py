@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from contract.loadtest import LoadTestOut
 from db import queries
-from db.loadtests import load_test_out
-from ui import api, charts, data, forms, session
+from ui import api, data, forms, login, session
+from ui import load_test as lt
 from ui.format import (
     NA,
     fmt_count,
@@ -29,7 +30,7 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 DEFAULT_PATH = "/work?ms=20"
 NEWEST_KEY = "_lt_newest"
 
-session.require_login()
+login.require_login()
 CAN_ACT = session.can(Role.OPERATOR)
 ACT_HELP = session.needs(Role.OPERATOR)
 st.title("Load Test")
@@ -39,21 +40,30 @@ st.caption("Requests go out at a fixed rate whatever the answers take (an open m
            "due, so waiting for a free user shows up in it; uncorrected counts from when it was sent.")
 
 
-def signature(status: dict[str, Any] | None) -> tuple[Any, Any] | None:
+def signature(status: LoadTestOut | None) -> tuple[int | None, str] | None:
     """What, when it changes, redraws the whole page: which run the engine holds and its status."""
-    return None if status is None else (status.get("id"), status.get("status"))
+    return None if status is None else (status.id, str(status.status))
 
 
-def target_of(s: dict[str, Any]) -> str:
+def target_of(s: LoadTestOut) -> str:
     """"orders GET /work?ms=20"."""
-    return f"{s['targetService'] or NA} {s['method']} {s['path'] or '/'}"
+    return f"{s.targetService or NA} {s.method} {s.path or '/'}"
 
 
-def run_label(s: dict[str, Any]) -> str:
+def started_at(s: LoadTestOut) -> datetime:
+    """When the run started (a stored or running run always has a start time)."""
+    return datetime.fromisoformat(s.startTime or "")
+
+
+def corrected_p99(s: LoadTestOut) -> float | None:
+    """The run's corrected p99 so far, ms; None when unknown."""
+    return None if s.latency is None else s.latency.corrected.p99
+
+
+def run_label(s: LoadTestOut) -> str:
     """One run in a selector: only what never changes (a selectbox keeps the label its value was chosen by)."""
-    started = datetime.fromisoformat(s["startTime"])
-    return (f"#{s['id']} · {target_of(s)} · {fmt_rps(s['requestsPerSecond'])} for {s['duration']:g} s · "
-            f"started {started:%m-%d %H:%M:%S} UTC")
+    return (f"#{s.id} · {target_of(s)} · {fmt_rps(s.requestsPerSecond)} for {s.duration or 0:g} s · "
+            f"started {started_at(s):%m-%d %H:%M:%S} UTC")
 
 
 def start_form(services: list[str], running_id: int | None) -> None:
@@ -83,135 +93,133 @@ def start_form(services: list[str], running_id: int | None) -> None:
     if submitted:
         body = forms.load_test_body(int(users), float(rate), float(duration), service, path, method or "GET")
         data.act(lambda: api.start_load_test(body),
-                 lambda r: f"Load test #{r['id']} started: {fmt_rps(r['requestsPerSecond'])} for {r['duration']:g} s "
+                 lambda r: f"Load test #{r.id} started: {fmt_rps(r.requestsPerSecond)} for {r.duration or 0:g} s "
                            f"against {target_of(r)}.",
                  reset=("lt-run",))
 
 
-def show_status(s: dict[str, Any]) -> None:
+def show_status(s: LoadTestOut) -> None:
     """Where the run is: status, rates, counts, in flight and backlog (n/a when unknown)."""
-    corrected = (s.get("latency") or {}).get("corrected") or {}
     rows = [st.columns(4) for _ in range(3)]
     (a, b, c, d), (e, f, g, h), (i, j, k, m) = rows
     with a.container(key="lt-status"):  # smaller type: "interrupted" and its emoji fit a quarter of the page
-        st.metric("Status", load_test_label(s["status"]), border=True)
-    b.metric("Requested rate", fmt_rps(s["requestsPerSecond"]), border=True)
-    c.metric("Achieved rate", fmt_rps(s.get("achievedRps")), border=True,
+        st.metric("Status", load_test_label(s.status), border=True)
+    b.metric("Requested rate", fmt_rps(s.requestsPerSecond), border=True)
+    c.metric("Achieved rate", fmt_rps(s.achievedRps), border=True,
              help="Requests sent over the elapsed time.")
-    d.metric("Shortfall", fmt_pct(s.get("shortfallPercent")), border=True,
+    d.metric("Shortfall", fmt_pct(s.shortfallPercent), border=True,
              help="How far the achieved rate fell below the requested one.")
-    e.metric("Elapsed", f"{fmt_seconds(s.get('elapsedSeconds'))} of {s['duration']:g} s", border=True)
-    f.metric("Answered", fmt_count(s["totalRequests"]), border=True, help="Requests that got an outcome.")
-    g.metric("Successful", fmt_count(s["successfulRequests"]), border=True, help="Answered below HTTP 400.")
-    h.metric("Failed", fmt_count(s["failedRequests"]), border=True,
+    e.metric("Elapsed", f"{fmt_seconds(s.elapsedSeconds)} of {s.duration or 0:g} s", border=True)
+    f.metric("Answered", fmt_count(s.totalRequests), border=True, help="Requests that got an outcome.")
+    g.metric("Successful", fmt_count(s.successfulRequests), border=True, help="Answered below HTTP 400.")
+    h.metric("Failed", fmt_count(s.failedRequests), border=True,
              help="4xx/5xx answers, timeouts, connection errors, open breaker, no instance.")
-    i.metric("Dropped", fmt_count(s["droppedRequests"]), border=True,
+    i.metric("Dropped", fmt_count(s.droppedRequests), border=True,
              help="Never sent: every user busy and the backlog full.")
-    j.metric("In flight", fmt_count(s.get("inFlight")), border=True, help="Sent and not answered yet.")
-    k.metric("Backlog", fmt_count(s.get("backlog")), border=True, help="Due, waiting for a free user.")
-    m.metric("p99 (corrected)", fmt_ms(corrected.get("p99")), border=True, help="Over the whole run so far.")
+    j.metric("In flight", fmt_count(s.inFlight), border=True, help="Sent and not answered yet.")
+    k.metric("Backlog", fmt_count(s.backlog), border=True, help="Due, waiting for a free user.")
+    m.metric("p99 (corrected)", fmt_ms(corrected_p99(s)), border=True, help="Over the whole run so far.")
 
 
-def show_charts(s: dict[str, Any], samples: pd.DataFrame, uncorrected: bool) -> None:
+def show_charts(s: LoadTestOut, samples: pd.DataFrame, uncorrected: bool) -> None:
     """Per-second rate, errors and latency of the run."""
     if samples.empty:
         st.info("No per-second samples yet: the first one is stored a second after the start.")
         return
     left, right = st.columns(2)
-    left.plotly_chart(charts.load_test_rate(samples, s["requestsPerSecond"], s["duration"]), key="lt-rate-chart")
-    right.plotly_chart(charts.load_test_errors(samples), key="lt-errors-chart")
-    latency = charts.load_test_latency(samples, uncorrected=uncorrected)
+    left.plotly_chart(lt.load_test_rate(samples, s.requestsPerSecond, s.duration), key="lt-rate-chart")
+    right.plotly_chart(lt.load_test_errors(samples), key="lt-errors-chart")
+    latency = lt.load_test_latency(samples, uncorrected=uncorrected)
     if latency is None:
         st.info("No latency yet: no request has been answered.")
     else:
         st.plotly_chart(latency, key="lt-latency-chart")
 
 
-def show_results(s: dict[str, Any], samples: pd.DataFrame) -> None:
+def show_results(s: LoadTestOut, samples: pd.DataFrame) -> None:
     """Whole-run latency (corrected and uncorrected), errors by kind, and the per-second samples as CSV."""
     left, right = st.columns(2)
     with left:
         st.markdown("**Latency over the whole run**")
-        st.dataframe(data.latency_table(s.get("latency")), hide_index=True, placeholder=NA, key="lt-latency-table",
+        st.dataframe(lt.latency_table(s.latency), hide_index=True, placeholder=NA, key="lt-latency-table",
                      column_config={
                          "corrected ms": st.column_config.NumberColumn(format="%.2f", help="From the due time"),
                          "uncorrected ms": st.column_config.NumberColumn(format="%.2f", help="From the send time"),
                      })
     with right:
         st.markdown("**Errors by kind**")
-        errors = data.error_table(s.get("errors"), s["totalRequests"])
+        errors = lt.error_table(s.errors, s.totalRequests)
         if errors.empty:
-            st.info("No request failed." if s.get("errors") is not None else "Errors not known yet.")
+            st.info("No request failed." if s.errors is not None else "Errors not known yet.")
         else:
             st.dataframe(errors, hide_index=True, placeholder=NA, key="lt-errors-table", column_config={
                 "share %": st.column_config.NumberColumn(format="%.1f", help="Of the answered requests")})
         st.download_button(
-            "Download per-second CSV", samples.to_csv(index=False), file_name=f"load-test-{s['id']}.csv",
+            "Download per-second CSV", samples.to_csv(index=False), file_name=f"load-test-{s.id}.csv",
             mime="text/csv", on_click="ignore", key="lt-download", icon=":material/download:",
             disabled=samples.empty, width="stretch")
 
 
-def show_run(run_id: int | None, known: tuple[Any, Any] | None, uncorrected: bool) -> None:
+def show_run(run_id: int | None, known: tuple[int | None, str] | None, uncorrected: bool) -> None:
     """The viewed run, live: from the engine while it runs (in flight, backlog), else from PostgreSQL."""
     live = data.fetch_quietly(api.load_test_status)
     if signature(live) != known:
         st.rerun()  # a run started or ended: the form, the selectors and the history change too
-    if live is not None and live.get("status") == "running":
+    if live is not None and live.status == "running":
         left, right = st.columns([3, 1], vertical_alignment="center")
-        left.progress(min(1.0, (live.get("elapsedSeconds") or 0.0) / live["duration"]),
-                      text=f"Load test #{live['id']} running: {fmt_seconds(live.get('elapsedSeconds'))} "
-                           f"of {live['duration']:g} s")
-        if right.button(f"Stop #{live['id']}", key="lt-stop", icon=":material/stop:", type="primary",
+        duration = live.duration or 0.0
+        left.progress(min(1.0, (live.elapsedSeconds or 0.0) / duration) if duration else 0.0,
+                      text=f"Load test #{live.id} running: {fmt_seconds(live.elapsedSeconds)} of {duration:g} s")
+        if right.button(f"Stop #{live.id}", key="lt-stop", icon=":material/stop:", type="primary",
                         disabled=not CAN_ACT, help=ACT_HELP or "End the run now (within a second)", width="stretch"):
             data.act(api.stop_load_test,
-                     lambda r: f"Load test #{r['id']} {r['status']}: {fmt_count(r['totalRequests'])} answered, "
-                               f"{fmt_count(r['failedRequests'])} failed, {fmt_count(r['droppedRequests'])} dropped.")
+                     lambda r: f"Load test #{r.id} {r.status}: {fmt_count(r.totalRequests)} answered, "
+                               f"{fmt_count(r.failedRequests)} failed, {fmt_count(r.droppedRequests)} dropped.")
     if run_id is None:
         st.info("No load test has run yet. Start one above.")
         return
     with data.reading() as db_session:
         row = queries.load_test(db_session, run_id)
         samples = queries.load_test_samples_frame(db_session, run_id)
-        stored = None if row is None else load_test_out(row).model_dump(mode="json")
+        stored = None if row is None else lt.stored_run(row)
     if stored is None:
         st.info(f"Load test #{run_id} is no longer stored.")
         return
-    s = live if live is not None and live.get("id") == run_id else stored
-    st.markdown(f"**#{s['id']}** · {target_of(s)} · {fmt_count(s['concurrentUsers'])} users · "
-                f"{fmt_count(s['workers'])} process(es) · started {datetime.fromisoformat(s['startTime']):%H:%M:%S} "
-                "UTC")
+    s = live if live is not None and live.id == run_id else stored
+    st.markdown(f"**#{s.id}** · {target_of(s)} · {fmt_count(s.concurrentUsers)} users · "
+                f"{fmt_count(s.workers)} process(es) · started {started_at(s):%H:%M:%S} UTC")
     show_status(s)
     show_charts(s, samples, uncorrected)
     show_results(s, samples)
-    refresh = RUNNING_REFRESH_S if s["status"] == "running" else IDLE_REFRESH_S
-    partial = " · the last second of a stopped run is partial" if s["status"] in ("stopped", "interrupted") else ""
+    refresh = RUNNING_REFRESH_S if s.status == "running" else IDLE_REFRESH_S
+    partial = " · the last second of a stopped run is partial" if s.status in ("stopped", "interrupted") else ""
     st.caption(f"{'From the engine' if s is live else 'From the database'}{partial} · refreshes every "
                f"{refresh} s")
 
 
-def history_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """Stored runs (status shape), newest first, as the columns the table shows."""
+def history_table(runs: Sequence[LoadTestOut]) -> pd.DataFrame:
+    """Stored runs, newest first, as the columns the table shows."""
     return pd.DataFrame({
-        "id": [r["id"] for r in runs],
-        "status": [load_test_label(r["status"]) for r in runs],
-        "started": pd.to_datetime([r["startTime"] for r in runs], utc=True),
+        "id": [r.id for r in runs],
+        "status": [load_test_label(r.status) for r in runs],
+        "started": data.utc_times([r.startTime for r in runs]),
         "target": [target_of(r) for r in runs],
-        "users": [r["concurrentUsers"] for r in runs],
-        "requested req/s": [r["requestsPerSecond"] for r in runs],
-        "achieved req/s": [r["achievedRps"] for r in runs],
-        "shortfall %": [r["shortfallPercent"] for r in runs],
-        "duration s": [r["duration"] for r in runs],
-        "answered": [r["totalRequests"] for r in runs],
-        "failed": [r["failedRequests"] for r in runs],
-        "dropped": [r["droppedRequests"] for r in runs],
-        "p99 corrected ms": [((r["latency"] or {}).get("corrected") or {}).get("p99") for r in runs],
+        "users": [r.concurrentUsers for r in runs],
+        "requested req/s": [r.requestsPerSecond for r in runs],
+        "achieved req/s": [r.achievedRps for r in runs],
+        "shortfall %": [r.shortfallPercent for r in runs],
+        "duration s": [r.duration for r in runs],
+        "answered": [r.totalRequests for r in runs],
+        "failed": [r.failedRequests for r in runs],
+        "dropped": [r.droppedRequests for r in runs],
+        "p99 corrected ms": [corrected_p99(r) for r in runs],
     }).astype({"achieved req/s": float, "shortfall %": float, "p99 corrected ms": float})
 
 
 def show_history() -> None:
     """The stored runs, newest first (live: a running run's totals grow)."""
     with data.reading() as db_session:
-        runs = [load_test_out(r).model_dump(mode="json") for r in queries.load_tests(db_session, HISTORY_LIMIT)]
+        runs = [lt.stored_run(r) for r in queries.load_tests(db_session, HISTORY_LIMIT)]
     if not runs:
         st.info("No load tests yet.")
         return
@@ -245,7 +253,7 @@ def follow_newest(ids: list[int]) -> None:
     st.session_state[NEWEST_KEY] = ids[:2]
 
 
-def compare(runs: dict[int, dict[str, Any]]) -> None:
+def compare(runs: dict[int, LoadTestOut]) -> None:
     """Two runs' sent/s and corrected p99 per second on the same axes."""
     ids = list(runs)
     if len(ids) < 2:
@@ -260,7 +268,7 @@ def compare(runs: dict[int, dict[str, Any]]) -> None:
         return
     with data.reading() as db_session:
         pairs = [(f"#{i}", queries.load_test_samples_frame(db_session, i)) for i in (a, b)]
-    fig = charts.load_test_overlay(pairs)
+    fig = lt.load_test_overlay(pairs)
     if fig is None:
         st.info("Neither run has per-second samples.")
     else:
@@ -268,10 +276,10 @@ def compare(runs: dict[int, dict[str, Any]]) -> None:
 
 
 initial = data.fetch_or_none(api.load_test_status, page=True)
-running_id = initial["id"] if initial is not None and initial.get("status") == "running" else None
+running_id = initial.id if initial is not None and initial.status == "running" else None
 with data.reading(page=True) as db_session:
     names = [s.name for s in queries.list_services(db_session)]
-    history = {r.id: load_test_out(r).model_dump(mode="json") for r in queries.load_tests(db_session, HISTORY_LIMIT)}
+    history = {r.id: lt.stored_run(r) for r in queries.load_tests(db_session, HISTORY_LIMIT)}
 
 with st.expander("New load test", icon=":material/speed:", expanded=running_id is None):
     start_form(names, running_id)
@@ -283,7 +291,7 @@ chosen = left.selectbox("Run", list(history), key="lt-run", format_func=lambda i
                         placeholder="no runs yet")
 with_uncorrected = right.toggle("Uncorrected too", True, key="lt-uncorrected",
                                 help="Draw the uncorrected percentiles (from the send time) dashed.")
-viewed_running = chosen is not None and history[chosen]["status"] == "running"
+viewed_running = chosen is not None and history[chosen].status == "running"
 refresh = RUNNING_REFRESH_S if running_id is not None or viewed_running else IDLE_REFRESH_S
 st.fragment(run_every=refresh)(show_run)(chosen, signature(initial), with_uncorrected)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from contract.requests import LogLevel
+from contract.responses import LogsClearedOut
 from db import queries
-from engine.store.logs import LEVELS
-from ui import api, data, session
+from ui import api, data, login, session
 from ui.format import fmt_json, level_label
 from ui.session import Role
 
@@ -15,7 +16,7 @@ REFRESH_S = 5
 ANY = "any"
 ROW_LIMITS = (50, 100, 200, 500, 1000)
 
-session.require_login()
+login.require_login()
 st.title("Logs")
 data.show_flash()
 
@@ -23,7 +24,7 @@ with data.reading(page=True) as db_session:
     sources = queries.log_sources(db_session)
 
 c1, c2, c3, c4 = st.columns([1, 1, 2, 1])
-level = c1.selectbox("Level", [ANY, *LEVELS], key="logs-level")
+level = c1.selectbox("Level", [ANY, *(level.value for level in LogLevel)], key="logs-level")
 source = c2.selectbox("Source", [ANY, *sources], key="logs-source")
 text = c3.text_input("Search", key="logs-q", placeholder="text in the message or source")
 limit = c4.selectbox("Rows", ROW_LIMITS, index=ROW_LIMITS.index(100), key="logs-limit")
@@ -44,6 +45,11 @@ def log_table(frame: pd.DataFrame) -> pd.DataFrame:
         "message": frame["message"],
         "metadata": [fmt_json(m) for m in frame["metadata"]],
     })
+
+
+def cleared(r: LogsClearedOut) -> str:
+    """The success message of Clear logs."""
+    return f"Logs cleared: {r.deleted} row(s) deleted."
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -78,6 +84,6 @@ with st.expander("Clear logs"), st.form("clear-logs", border=False, clear_on_sub
     if st.form_submit_button("Clear logs", type="primary", key="logs-clear", disabled=not session.can(Role.OPERATOR),
                              help=session.needs(Role.OPERATOR)):
         if confirm:
-            data.act(api.clear_logs, lambda r: f"Logs cleared: {r['deleted']} row(s) deleted.")
+            data.act(api.clear_logs, cleared)
         else:
             st.warning("Tick the confirmation box to clear the logs.")

@@ -10,10 +10,10 @@ import streamlit as st
 
 from contract.errors import ConfigError
 from contract.settings import Settings
-from ui import metric_charts, metrics, session
+from ui import login, metric_charts, metrics
 from ui.format import fmt_count
 
-session.require_login()
+login.require_login()
 st.title("Metrics")
 st.caption("Per service and per time bucket, as the engine measured them: requests it routed, their errors and "
            "latency, and CPU and memory scraped from each instance's Prometheus metrics. PostgreSQL buckets the rows "

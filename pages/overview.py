@@ -11,7 +11,7 @@ import streamlit as st
 from contract.settings import Settings
 from db import queries, series
 from db.models import Simulation
-from ui import cards, charts, data, session
+from ui import cards, chaos, charts, data, login
 from ui.format import fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status
 
 REFRESH_S = 5
@@ -19,7 +19,7 @@ CHART_WINDOW = timedelta(minutes=15)
 CHART_POINTS = 300  # buckets per row at most: 15 minutes in 5 s buckets is 180
 MIN_STEP = Settings.from_env().collect_interval  # a bucket is never shorter than one measurement
 
-session.require_login()
+login.require_login()
 st.title("Overview")
 
 
@@ -57,7 +57,7 @@ def show_cards(services: list[data.ServiceSummary], now: datetime) -> None:
 
 def show_banner(simulations: list[Simulation], now: datetime) -> None:
     """While a failure simulation is active: which, on what, how long it has left, and a link to stop it."""
-    banner = data.active_banner(simulations, now)
+    banner = chaos.active_banner(simulations, now)
     if banner is None:
         return
     st.warning(banner, icon=":material/bolt:")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from contract.traffic import BreakerOut
 from db import queries
-from ui import api, charts, data, forms, session
+from ui import api, charts, data, forms, login, session
 from ui.format import BREAKER_COLOURS, NA, breaker_label, fmt_count, fmt_pct
 from ui.session import Role
 
@@ -21,26 +23,26 @@ WINDOWS = {"15 min": timedelta(minutes=15), "1 h": timedelta(hours=1), "6 h": ti
 LAST_TRANSITIONS = 20
 BUTTONS_PER_ROW = 4
 
-session.require_login()
+login.require_login()
 CAN_ACT = session.can(Role.OPERATOR)
 ACT_HELP = session.needs(Role.OPERATOR)
 st.title("Resilience")
 data.show_flash()
 
 
-def breaker_table(breakers: list[dict[str, Any]]) -> pd.DataFrame:
+def breaker_table(breakers: Sequence[BreakerOut]) -> pd.DataFrame:
     """GET /api/circuit-breakers `breakers` as the columns the table shows."""
     return pd.DataFrame({
-        "service": [b["serviceName"] for b in breakers],
-        "state": [breaker_label(b["state"]) for b in breakers],
-        "failures": [b["failureCount"] for b in breakers],
-        "rejected": [b["rejectedCount"] for b in breakers],
-        "failure rate %": [b["failureRate"] for b in breakers],
-        "last failure": pd.to_datetime([b["lastFailure"] for b in breakers], utc=True),
-        "opens after": [f"{b['failureThreshold']} in a row or {b['failureRateThreshold']:g} %" for b in breakers],
-        "window": [f"{b['windowSize']} (min {b['minimumCalls']})" for b in breakers],
-        "slow call": ["off" if b["slowCallMs"] is None else f"> {b['slowCallMs']:g} ms" for b in breakers],
-        "open for": [f"{b['timeout'] / 1000:g} s, then {b['halfOpenCalls']} trial(s)" for b in breakers],
+        "service": [b.serviceName for b in breakers],
+        "state": [breaker_label(b.state) for b in breakers],
+        "failures": [b.failureCount for b in breakers],
+        "rejected": [b.rejectedCount for b in breakers],
+        "failure rate %": [b.failureRate for b in breakers],
+        "last failure": data.utc_times([b.lastFailure for b in breakers]),
+        "opens after": [f"{b.failureThreshold} in a row or {b.failureRateThreshold:g} %" for b in breakers],
+        "window": [f"{b.windowSize} (min {b.minimumCalls})" for b in breakers],
+        "slow call": ["off" if b.slowCallMs is None else f"> {b.slowCallMs:g} ms" for b in breakers],
+        "open for": [f"{b.timeout / 1000:g} s, then {b.halfOpenCalls} trial(s)" for b in breakers],
     }).astype({"failure rate %": float})
 
 
@@ -51,19 +53,19 @@ def _state_style(label: Any) -> str:
     return f"background-color: {colour}33" if colour else ""
 
 
-def reset_buttons(breakers: list[dict[str, Any]]) -> None:
+def reset_buttons(breakers: Sequence[BreakerOut]) -> None:
     """A Reset per breaker and Reset all: POST /api/circuit-breakers/<name>/reset and /reset-all."""
     for start in range(0, len(breakers), BUTTONS_PER_ROW):
         cols = st.columns(BUTTONS_PER_ROW)
         for col, b in zip(cols, breakers[start : start + BUTTONS_PER_ROW], strict=False):
-            name = b["serviceName"]
+            name = b.serviceName
             if col.button(f"Reset {name}", key=f"bk-reset-{name}", icon=":material/restart_alt:", width="stretch",
                           disabled=not CAN_ACT,
                           help=ACT_HELP or f"Close the {name} breaker and empty its counters"):
-                data.act(partial(api.reset_breaker, name), lambda r: f"Breaker {r['serviceName']} reset: {r['state']}.")
+                data.act(partial(api.reset_breaker, name), lambda r: f"Breaker {r.serviceName} reset: {r.state}.")
     if st.button("Reset all", key="bk-reset-all", icon=":material/restart_alt:", type="primary",
                  disabled=not CAN_ACT, help=ACT_HELP or "Close every breaker and empty its counters"):
-        data.act(api.reset_all_breakers, lambda r: str(r.get("message", "Every breaker reset.")) + ".")
+        data.act(api.reset_all_breakers, lambda r: f"{r.message}.")
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -71,13 +73,13 @@ def live_breakers() -> None:
     """Counts by state, the table of breakers and their reset buttons, read from the engine."""
     answer = data.fetch(api.circuit_breakers)
     kpis = st.columns(4)
-    kpis[0].metric("Breakers", fmt_count(answer["total"]), border=True, help="One per registered service.")
-    kpis[1].metric("Closed", fmt_count(answer["closed"]), border=True, help="Calls pass through.")
-    kpis[2].metric("Open", fmt_count(answer["open"]), border=True,
+    kpis[0].metric("Breakers", fmt_count(answer.total), border=True, help="One per registered service.")
+    kpis[1].metric("Closed", fmt_count(answer.closed), border=True, help="Calls pass through.")
+    kpis[2].metric("Open", fmt_count(answer.open), border=True,
                    help="Calls are refused without reaching the service until the open time passes.")
-    kpis[3].metric("Half-open", fmt_count(answer["halfOpen"]), border=True,
+    kpis[3].metric("Half-open", fmt_count(answer.halfOpen), border=True,
                    help="A few trial calls decide whether the breaker closes again or reopens.")
-    breakers: list[dict[str, Any]] = answer["breakers"]
+    breakers = answer.breakers
     if not breakers:
         st.info("No services registered yet, so no breakers. Register one on the Services page.")
         return
@@ -108,29 +110,29 @@ def live_breakers() -> None:
 @st.fragment(run_every=REFRESH_S)
 def live_figures() -> None:
     """GET /api/metrics `resilience`: rates over the engine's window; n/a when there was nothing to divide."""
-    r = data.fetch(api.system_metrics)["resilience"]
+    r = data.fetch(api.system_metrics).resilience
     top = st.columns(4)
-    top[0].metric("Retry success rate", fmt_pct(r["retrySuccessRate"]), border=True,
+    top[0].metric("Retry success rate", fmt_pct(r.retrySuccessRate), border=True,
                   help="Retries that got an answer, of all retries; n/a without retries.")
-    top[1].metric("Fallback rate", fmt_pct(r["fallbackRate"]), border=True,
+    top[1].metric("Fallback rate", fmt_pct(r.fallbackRate), border=True,
                   help="Requests answered by a fallback (no instance could), of all requests; n/a without traffic.")
-    top[2].metric("Timeout rate", fmt_pct(r["timeoutRate"]), border=True,
+    top[2].metric("Timeout rate", fmt_pct(r.timeoutRate), border=True,
                   help="Requests that timed out, of all requests; n/a without traffic.")
-    top[3].metric("Ejected instances", fmt_count(r["ejectedInstances"]), border=True,
+    top[3].metric("Ejected instances", fmt_count(r.ejectedInstances), border=True,
                   help="Instances out of rotation now after consecutive failures.")
     bottom = st.columns(4)
-    bottom[0].metric("Retries", fmt_count(r["retries"]), border=True)
-    bottom[1].metric("Fallbacks", fmt_count(r["fallbacks"]), border=True)
-    bottom[2].metric("Timeouts", fmt_count(r["timeouts"]), border=True)
-    bottom[3].metric("Budget refusals", fmt_count(r["retryBudgetRefusals"]), border=True,
+    bottom[0].metric("Retries", fmt_count(r.retries), border=True)
+    bottom[1].metric("Fallbacks", fmt_count(r.fallbacks), border=True)
+    bottom[2].metric("Timeouts", fmt_count(r.timeouts), border=True)
+    bottom[3].metric("Budget refusals", fmt_count(r.retryBudgetRefusals), border=True,
                      help="Retries not sent because the retry budget was spent.")
-    st.caption(f"Over the last {r['windowSeconds'] / 60:g} min: {fmt_count(r['requests'])} request(s) routed "
+    st.caption(f"Over the last {r.windowSeconds / 60:g} min: {fmt_count(r.requests)} request(s) routed "
                f"· refreshes every {REFRESH_S} s")
 
 
-def threshold_form(breakers: list[dict[str, Any]]) -> None:
+def threshold_form(breakers: Sequence[BreakerOut]) -> None:
     """PUT /api/circuit-breakers/<name> with only the thresholds that changed; the API checks them together."""
-    by_name = {b["serviceName"]: b for b in breakers}
+    by_name = {b.serviceName: b for b in breakers}
     name = st.selectbox("Service", list(by_name), key="bk-service")
     if name is None:
         return
@@ -140,39 +142,39 @@ def threshold_form(breakers: list[dict[str, Any]]) -> None:
         c = st.columns(4)
         new: dict[str, Any] = {
             "failureThreshold": c[0].number_input(
-                "Consecutive failures", 1, 1000, b["failureThreshold"], 1, key=keys["failureThreshold"],
+                "Consecutive failures", 1, 1000, b.failureThreshold, 1, key=keys["failureThreshold"],
                 help="Opens after this many failures in a row."),
             "failureRateThreshold": c[1].number_input(
-                "Failure rate %", 0.1, 100.0, float(b["failureRateThreshold"]), 1.0, format="%.1f",
+                "Failure rate %", 0.1, 100.0, float(b.failureRateThreshold), 1.0, format="%.1f",
                 key=keys["failureRateThreshold"], help="Opens when this share of the window's calls failed."),
             "windowSize": c[2].number_input(
-                "Window (calls)", 1, 1000, b["windowSize"], 1, key=keys["windowSize"],
+                "Window (calls)", 1, 1000, b.windowSize, 1, key=keys["windowSize"],
                 help="How many recent calls the failure rate is taken over."),
             "minimumCalls": c[3].number_input(
-                "Minimum calls", 1, 1000, b["minimumCalls"], 1, key=keys["minimumCalls"],
+                "Minimum calls", 1, 1000, b.minimumCalls, 1, key=keys["minimumCalls"],
                 help="The rate counts only once the window holds this many calls (at most the window)."),
         }
         c = st.columns(4, vertical_alignment="bottom")
         new["slowCallMs"] = c[0].number_input(
-            "Slow call (ms)", 1.0, 600_000.0, None if b["slowCallMs"] is None else float(b["slowCallMs"]), 50.0,
+            "Slow call (ms)", 1.0, 600_000.0, None if b.slowCallMs is None else float(b.slowCallMs), 50.0,
             format="%.0f", key=keys["slowCallMs"], placeholder="off",
             help="A call slower than this counts as a failure; blank turns it off.")
         new["timeout"] = c[1].number_input(
-            "Open for (ms)", 1, 3_600_000, b["timeout"], 1000, key=keys["timeout"],
+            "Open for (ms)", 1, 3_600_000, b.timeout, 1000, key=keys["timeout"],
             help="How long an open breaker refuses calls before it lets trial calls through.")
         new["halfOpenCalls"] = c[2].number_input(
-            "Half-open trials", 1, 100, b["halfOpenCalls"], 1, key=keys["halfOpenCalls"],
+            "Half-open trials", 1, 100, b.halfOpenCalls, 1, key=keys["halfOpenCalls"],
             help="Trial calls admitted while half-open; that many successes close the breaker.")
         with c[3]:
             submitted = st.form_submit_button("Save thresholds", type="primary", key=f"bk-submit-{name}",
                                               disabled=not CAN_ACT, help=ACT_HELP, width="stretch")
     if submitted:
-        body = forms.breaker_body(b, new)
+        body = forms.breaker_body(b.model_dump(), new)
         if not body:
             st.info("Nothing changed.")
             return
         data.act(lambda: api.update_breaker(name, body),
-                 lambda r: f"Breaker {r['serviceName']} thresholds changed: {', '.join(body)}.",
+                 lambda r: f"Breaker {r.serviceName} thresholds changed: {', '.join(body)}.",
                  reset=tuple(keys.values()))
 
 
@@ -221,8 +223,8 @@ if initial is not None:
     st.subheader("Circuit breakers")
     live_breakers()
     with st.expander("Change thresholds", icon=":material/tune:"):
-        if initial["breakers"]:
-            threshold_form(initial["breakers"])
+        if initial.breakers:
+            threshold_form(initial.breakers)
         else:
             st.info("No breakers to configure.")
     st.subheader("Retries, fallbacks and timeouts")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
 
 import streamlit as st
 
-from contract.scaling import AutoscalerConfig, AutoscalerSettingsOut
+from contract.scaling import AutoscalerConfig, AutoscalerOut, ScaleOut, ScalingOut
 from db import queries
-from ui import api, data, forms, scaling, session
+from ui import api, data, forms, login, scaling, session
 from ui.format import (
     NA,
     SCALING_METRICS,
@@ -26,11 +25,12 @@ HISTORY_LIMIT = 500
 ANY = "any"
 WINDOWS = {"15 min": timedelta(minutes=15), "1 h": timedelta(hours=1), "6 h": timedelta(hours=6),
            "24 h": timedelta(hours=24)}
-DEFAULTS: dict[str, Any] = AutoscalerSettingsOut.of(AutoscalerConfig()).model_dump(mode="json")  # the start
+DEFAULTS = AutoscalerConfig()  # what an autoscaler starts with
+# the form's fields in the API's names (its widget keys); forms.autoscaler_body maps the settings to them
 FIELDS = ("enabled", "metric", "target", "tolerance", "scaleUpWindowS", "scaleDownWindowS", "maxStep", "minInstances",
           "maxInstances")
 
-session.require_login()
+login.require_login()
 CAN_ACT = session.can(Role.OPERATOR)
 ACT_HELP = session.needs(Role.OPERATOR)
 st.title("Scaling")
@@ -42,21 +42,21 @@ st.caption("A managed service (one the engine runs from a launch command, like t
            "are monitored only.")
 
 
-def scaled(r: dict[str, Any]) -> str:
+def scaled(r: ScaleOut) -> str:
     """The success message of a scale-up or scale-down: "orders scaled up: 2 → 3 instance(s)."."""
-    return f"{r['message'].replace(' -> ', ' → ')}."
+    return f"{r.message.replace(' -> ', ' → ')}."
 
 
-def saved(name: str, r: dict[str, Any]) -> str:
+def saved(name: str, r: AutoscalerOut) -> str:
     """The success message of an autoscaler change, with the settings now in force."""
-    bounds = f"{r['minInstances']} to {r['maxInstances']} instances"
-    if not r["enabled"]:
+    bounds = f"{r.minInstances} to {r.maxInstances} instances"
+    if not r.enabled:
         return f"Autoscaler of {name} off; {bounds}."
-    return (f"Autoscaler of {name} on: {autoscaler_summary(r)}, scale-up window {r['scaleUpWindowS']:g} s, "
-            f"scale-down window {r['scaleDownWindowS']:g} s, max step {r['maxStep']}, {bounds}.")
+    return (f"Autoscaler of {name} on: {autoscaler_summary(r)}, scale-up window {r.scaleUpWindowS:g} s, "
+            f"scale-down window {r.scaleDownWindowS:g} s, max step {r.maxStep}, {bounds}.")
 
 
-def kpis(rows: list[scaling.ScalingRow], live: dict[str, Any] | None) -> None:
+def kpis(rows: list[scaling.ScalingRow], live: ScalingOut | None) -> None:
     """Totals over every service."""
     managed = [r for r in rows if r.managed]
     loads = [r.load for r in rows if r.load is not None]
@@ -136,29 +136,29 @@ def autoscaler_form(rows: list[scaling.ScalingRow]) -> None:
                                 help="Off: the count changes only by hand. Turning it off forgets its settings; "
                                      "the bounds stay.")
         metric = top[1].selectbox(
-            "Metric", list(SCALING_METRICS), index=list(SCALING_METRICS).index(a["metric"]), key=keys["metric"],
+            "Metric", list(SCALING_METRICS), index=list(SCALING_METRICS).index(a.metric), key=keys["metric"],
             format_func=lambda m: SCALING_METRICS[m],
             help="Per instance, averaged over the service's instances: requests in flight through the engine "
                  "(sampled every 0.25 s over the period), CPU % scraped from each instance's metrics, or the p95 "
                  "latency of the requests the engine routed to it.")
         target = top[2].number_input(
-            "Target", 0.001, 1_000_000.0, float(a["target"]), 1.0, format="%g", key=keys["target"],
+            "Target", 0.001, 1_000_000.0, float(a.target), 1.0, format="%g", key=keys["target"],
             help="The value per instance the autoscaler aims at, in the metric's unit (requests, %, ms): "
                  "desired = ceil(instances x value / target).")
         tolerance = top[3].number_input(
-            "Tolerance (%)", 0, 99, round(100.0 * a["tolerance"]), 1, key=keys["tolerance"],
+            "Tolerance (%)", 0, 99, round(100.0 * a.tolerance), 1, key=keys["tolerance"],
             help="No change while the value is within this share of the target (the HPA's default is 10 %).")
         bottom = st.columns(5)
         up_window = bottom[0].number_input(
-            "Scale-up window (s)", 0.0, 3600.0, float(a["scaleUpWindowS"]), 5.0, format="%g",
+            "Scale-up window (s)", 0.0, 3600.0, float(a.up_window_s), 5.0, format="%g",
             key=keys["scaleUpWindowS"],
             help="Scale up only to the lowest count recommended over this window (0: at once, the HPA default).")
         down_window = bottom[1].number_input(
-            "Scale-down window (s)", 0.0, 3600.0, float(a["scaleDownWindowS"]), 30.0, format="%g",
+            "Scale-down window (s)", 0.0, 3600.0, float(a.down_window_s), 30.0, format="%g",
             key=keys["scaleDownWindowS"],
             help="Scale down only to the highest count recommended over this window (the HPA default is 300 s), "
                  "so a dip in load does not remove instances.")
-        max_step = bottom[2].number_input("Max step", 1, 100, int(a["maxStep"]), 1, key=keys["maxStep"],
+        max_step = bottom[2].number_input("Max step", 1, 100, int(a.max_step), 1, key=keys["maxStep"],
                                           help="At most this many instances added or removed in one period.")
         lowest = bottom[3].number_input("Min instances", 1, 100, r.min_instances, 1, key=keys["minInstances"],
                                         help="Neither the autoscaler nor Scale down goes below this.")
@@ -170,7 +170,7 @@ def autoscaler_form(rows: list[scaling.ScalingRow]) -> None:
                "latency in ms. Saving applies from the next autoscaler period.")
     if submitted:
         body = forms.autoscaler_body(
-            enabled, metric=metric or a["metric"], target=float(target), tolerance_pct=float(tolerance),
+            enabled, metric=metric or a.metric, target=float(target), tolerance_pct=float(tolerance),
             up_window_s=float(up_window), down_window_s=float(down_window), max_step=int(max_step),
             min_instances=int(lowest), max_instances=int(highest))
         data.act(lambda: api.set_autoscaler(r.id, body), partial(saved, r.name), reset=tuple(keys.values()))

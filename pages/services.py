@@ -6,14 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from db import queries
-from ui import api, data, forms, session
+from ui import api, data, forms, login, session
 from ui.format import NA, fmt_status
 from ui.session import Role
 
 REFRESH_S = 5
 REGISTER_KEYS = ("reg-name", "reg-urls", "reg-health", "reg-metrics", "reg-weight")
 
-session.require_login()
+login.require_login()
 # viewers see the forms, with their buttons disabled and a help naming the role they take
 CAN_ACT = session.can(Role.OPERATOR)
 ACT_HELP = session.needs(Role.OPERATOR)
@@ -73,7 +73,7 @@ def register_form() -> None:
     if submitted:
         body = forms.create_body(name, urls, health, metrics, int(weight))
         data.act(lambda: api.create_service(body),
-                 lambda r: f"Service {r['name']} registered with {r['instanceCount']} instance(s).",
+                 lambda r: f"Service {r.name} registered with {r.instanceCount} instance(s).",
                  reset=REGISTER_KEYS)
 
 
@@ -104,7 +104,7 @@ def edit_form(services: list[data.ServiceSummary]) -> None:
             st.info("Nothing changed.")
             return
         data.act(lambda: api.update_service(s.id, body),
-                 lambda r: f"Service {r['name']} updated: {', '.join(body)}.")
+                 lambda r: f"Service {r.name} updated: {', '.join(body)}.")
 
 
 def delete_form(services: list[data.ServiceSummary]) -> None:
@@ -122,7 +122,7 @@ def delete_form(services: list[data.ServiceSummary]) -> None:
         if not confirm:
             st.warning("Tick the confirmation box to delete.")
             return
-        data.act(lambda: api.delete_service(chosen), lambda r: str(r.get("message", "Service deleted.")))
+        data.act(lambda: api.delete_service(chosen), lambda r: r.message)
 
 
 live_table()

@@ -1,5 +1,5 @@
-"""Storage: the metrics table's daily partitions (the seed's shards, made real) with their range, status, rows and
-size, the retention that drops them, and the 1-minute rollup; live."""
+"""Storage: the metrics table's daily partitions (its shards) with their range, status, rows and size, the
+retention that drops them, and the 1-minute rollup; live."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import streamlit as st
 
 from contract.errors import ConfigError
 from contract.settings import Settings
-from ui import session, storage
+from ui import login, storage
 
 REFRESH_S = 10
 
-session.require_login()
+login.require_login()
 st.title("Storage")
 st.caption("Metrics are kept in PostgreSQL in one partition per UTC day: a day's rows are written to its own table, "
            "a chart reads only the days it shows, and retention drops a whole day at once instead of deleting rows. "

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import pandas as pd
 import streamlit as st
 
-from ui import api, data, session
+from contract.responses import UserOut
+from ui import api, data, login, session
 from ui.session import Role
 
 ROLES = [r.label for r in sorted(Role)]
 ADD_KEYS = ("user-name", "user-password", "user-role")
 
-session.require_login()
+login.require_login()
 st.title("Users")
 if not session.can(Role.ADMIN):
     st.error(f"Managing users needs the admin role; you are logged in as {session.who()}.")
@@ -21,13 +22,13 @@ if not session.can(Role.ADMIN):
 data.show_flash()
 
 
-def user_table(users: list[dict[str, Any]]) -> pd.DataFrame:
+def user_table(users: Sequence[UserOut]) -> pd.DataFrame:
     """GET /api/users as the columns the table shows."""
     return pd.DataFrame({
-        "id": [u["id"] for u in users],
-        "username": [u["username"] for u in users],
-        "role": [u["role"] for u in users],
-        "created": pd.to_datetime([u["createdAt"] for u in users], utc=True),
+        "id": [u.id for u in users],
+        "username": [u.username for u in users],
+        "role": [u.role for u in users],
+        "created": data.utc_times([u.createdAt for u in users]),
     })
 
 
@@ -43,18 +44,18 @@ def add_form() -> None:
         submitted = st.form_submit_button("Add user", type="primary", key="user-add")
     if submitted:
         data.act(lambda: api.create_user(name.strip(), password, role),
-                 lambda r: f"User {r['username']} added as {r['role']}.", reset=ADD_KEYS)
+                 lambda r: f"User {r.username} added as {r.role}.", reset=ADD_KEYS)
 
 
-def delete_form(users: list[dict[str, Any]]) -> None:
+def delete_form(users: Sequence[UserOut]) -> None:
     """DELETE /api/users/<id> after an explicit confirmation (the API refuses yourself and the last admin)."""
-    by_id = {u["id"]: u for u in users if u["username"] != session.username()}
+    by_id = {u.id: u for u in users if u.username != session.username()}
     if not by_id:
         st.info("No other users to remove.")
         return
     with st.form("delete-user", border=False, clear_on_submit=True):
         chosen = st.selectbox("User", list(by_id), key="user-delete",
-                              format_func=lambda i: f"{by_id[i]['username']} ({by_id[i]['role']})")
+                              format_func=lambda i: f"{by_id[i].username} ({by_id[i].role})")
         confirm = st.checkbox("Yes, remove this user", key="user-delete-confirm",
                               help="Tokens already issued to them stay valid until they expire.")
         submitted = st.form_submit_button("Remove user", key="user-delete-submit")
@@ -62,7 +63,7 @@ def delete_form(users: list[dict[str, Any]]) -> None:
         if not confirm:
             st.warning("Tick the confirmation box to remove the user.")
             return
-        data.act(lambda: api.delete_user(chosen), lambda r: str(r.get("message", "User removed.")))
+        data.act(lambda: api.delete_user(chosen), lambda r: r.message)
 
 
 users = data.fetch(api.list_users, page=True)

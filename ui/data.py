@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,42 +16,29 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from contract.errors import DatabaseError
-from db.models import Simulation
+from contract.traffic import PickOut
 from db.session import make_engine, make_session_factory
 from ui import api
 from ui import session as auth  # "session" is a database session here
 from ui.api import ApiCallFailed
-from ui.format import (
-    fmt_duration_ms,
-    simulation_effect,
-    simulation_kind,
-    simulation_label,
-    simulation_params,
-    simulation_target,
-)
 
 __all__ = [
     "RETRY_S",
     "UNAVAILABLE",
-    "Countdown",
     "ServiceSummary",
     "act",
-    "active_banner",
     "breaker_segments",
-    "countdown",
-    "error_table",
     "fetch",
     "fetch_or_none",
     "fetch_quietly",
     "flash",
-    "latency_table",
     "picks_frame",
     "reading",
     "session_factory",
     "show_flash",
-    "simulation_history",
     "summarize_services",
     "timeline_start",
+    "utc_times",
     "value_or_none",
 ]
 
@@ -108,7 +94,7 @@ def _api_answers() -> bool:
         report = api.health()  # 200, or 503 with the same report while the engine's database is down
     except ApiCallFailed:
         return False
-    return isinstance(report, dict) and (report.get("database") or {}).get("status") == "up"
+    return api.plain(report.database).get("status") == "up"
 
 
 def _rerun_when(answers: Callable[[], bool]) -> None:
@@ -164,8 +150,8 @@ def _session_expired() -> NoReturn:
 
 
 def act(
-    call: Callable[[], dict[str, Any]],
-    success: Callable[[dict[str, Any]], str],
+    call: Callable[[], T],
+    success: Callable[[T], str],
     reset: Sequence[str] = (),
     *,
     toast: bool = False,
@@ -262,6 +248,11 @@ class ServiceSummary:
         }
 
 
+def utc_times(values: Sequence[str | None]) -> pd.DatetimeIndex:
+    """ISO times from an API answer as UTC timestamps, NaT where None."""
+    return pd.to_datetime(pd.Index(list(values), dtype=object), utc=True)
+
+
 def value_or_none(v: Any) -> Any:
     """None for pandas' missing markers (NaN, NaT, NA), else the value."""
     return None if v is None or (not isinstance(v, list | tuple | dict) and pd.isna(v)) else v
@@ -300,11 +291,10 @@ def summarize_services(frame: pd.DataFrame) -> list[ServiceSummary]:
 PICKS_COLUMNS = ["service", "instance_id", "url", "health", "ejected", "picks", "in_flight", "share"]
 
 
-def picks_frame(instances: list[dict[str, Any]]) -> pd.DataFrame:
+def picks_frame(instances: Sequence[PickOut]) -> pd.DataFrame:
     """GET /api/load-balancer `instances` as a frame; `share` is the % of its service's picks (NaN if none yet)."""
     frame = pd.DataFrame(
-        [[i["service"], i["instanceId"], i["url"], i["health"], bool(i["ejected"]), int(i["picks"]),
-          int(i["inFlight"])] for i in instances],
+        [[i.service, i.instanceId, i.url, str(i.health), i.ejected, i.picks, i.inFlight] for i in instances],
         columns=PICKS_COLUMNS[:-1],
     )
     totals = frame.groupby("service")["picks"].transform("sum")
@@ -344,80 +334,3 @@ def timeline_start(transitions: pd.DataFrame, since: datetime, now: datetime) ->
     first: datetime = pd.Timestamp(transitions["at"].min()).to_pydatetime()
     pad = max(timedelta(minutes=1), (now - first) / 10)
     return max(since, first - pad)
-
-
-# whole-run latency figures of a status `latency`: API name -> row label, in the order the table shows them
-LATENCY_FIGURES = {"p50": "p50", "p90": "p90", "p95": "p95", "p99": "p99", "p999": "p99.9", "max": "max",
-                   "mean": "mean"}
-
-
-def latency_table(latency: Mapping[str, Any] | None) -> pd.DataFrame:
-    """A status `latency` as rows p50 … max, mean and columns corrected / uncorrected (ms; NaN when unknown)."""
-    corrected = (latency or {}).get("corrected") or {}
-    uncorrected = (latency or {}).get("uncorrected") or {}
-    return pd.DataFrame({
-        "figure": list(LATENCY_FIGURES.values()),
-        "corrected ms": [corrected.get(k) for k in LATENCY_FIGURES],
-        "uncorrected ms": [uncorrected.get(k) for k in LATENCY_FIGURES],
-    }).astype({"corrected ms": float, "uncorrected ms": float})
-
-
-def error_table(errors: Mapping[str, int] | None, answered: int | None) -> pd.DataFrame:
-    """Failed requests by kind, most first, with their share % of the answered requests (NaN with none answered)."""
-    pairs = sorted((errors or {}).items(), key=lambda kv: (-kv[1], kv[0]))
-    frame = pd.DataFrame(pairs, columns=["kind", "requests"]).astype({"requests": int})
-    frame["share %"] = [100.0 * n / answered if answered else math.nan for n in frame["requests"]]
-    return frame.astype({"share %": float})
-
-
-# -- failure simulations (rows of db.queries.simulations / active_simulations) --------------------------------
-
-
-@dataclass(frozen=True)
-class Countdown:
-    """Where an active simulation is: time left (0 once due), share of its duration done, and how long it is
-    past its end time (the engine ends a due simulation within a second; much later means the engine is down)."""
-
-    remaining_s: float
-    done: float
-    overdue_s: float
-
-    def left(self) -> str:
-        """"13 s left" (whole seconds, rounded up); "ending now" once due."""
-        if self.remaining_s <= 0:
-            return "ending now"
-        return f"{fmt_duration_ms(math.ceil(self.remaining_s) * 1000.0)} left"
-
-
-def countdown(started_at: datetime, ends_at: datetime, now: datetime) -> Countdown:
-    """The countdown of a simulation from its start and end times."""
-    total = max(1e-3, (ends_at - started_at).total_seconds())
-    remaining = (ends_at - now).total_seconds()
-    return Countdown(remaining_s=max(0.0, remaining), done=min(1.0, max(0.0, 1.0 - remaining / total)),
-                     overdue_s=max(0.0, -remaining))
-
-
-def active_banner(simulations: Sequence[Simulation], now: datetime) -> str | None:
-    """One line naming each active simulation with its target and time left, soonest end first; None when none
-    is active."""
-    active = sorted((r for r in simulations if r.status == "active"), key=lambda r: r.ends_at)
-    if not active:
-        return None
-    parts = [f"{simulation_kind(r.kind).lower()} on {simulation_target(r.kind, r.target)} "
-             f"({countdown(r.started_at, r.ends_at, now).left()})" for r in active]
-    head = "1 failure simulation is active" if len(parts) == 1 else f"{len(parts)} failure simulations are active"
-    return f"{head}: " + "; ".join(parts) + "."
-
-
-HISTORY_COLUMNS = ["id", "kind", "target", "parameters", "status", "effect", "started", "ended"]
-
-
-def simulation_history(simulations: Sequence[Simulation]) -> pd.DataFrame:
-    """db.queries.simulations as the columns the history table shows, in words."""
-    rows = [[r.id, simulation_kind(r.kind), simulation_target(r.kind, r.target), simulation_params(r.kind, r.params),
-             simulation_label(r.status), simulation_effect(r.status, r.effect), r.started_at, r.ended_at]
-            for r in simulations]
-    out = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    for column in ("started", "ended"):
-        out[column] = pd.to_datetime(out[column], utc=True)
-    return out

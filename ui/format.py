@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "BREAKER_COLOURS",
@@ -20,6 +20,7 @@ __all__ = [
     "SIMULATION_KINDS",
     "STATUS_COLOURS",
     "STATUS_EMOJI",
+    "AutoscalerTarget",
     "autoscaler_summary",
     "breaker_badge_colour",
     "breaker_label",
@@ -313,12 +314,27 @@ def metric_vs_target(metric: str | None, value: float | None, target: float | No
     return f"{measured} vs target {fmt_metric(metric, target)}"
 
 
-def autoscaler_summary(settings: dict[str, Any] | None) -> str:
-    """A service's autoscaler (GET /api/scaling names) in a few words: "target 5 in flight / instance ± 10 %", or
-    "off"."""
-    if not settings:
+class AutoscalerTarget(Protocol):
+    """What an autoscaler aims at: contract.scaling.AutoscalerConfig (stored) or AutoscalerOut (an API answer)."""
+
+    @property
+    def metric(self) -> str:
+        """inflight | cpu | p95."""
+
+    @property
+    def target(self) -> float:
+        """The value per instance aimed at, in the metric's unit."""
+
+    @property
+    def tolerance(self) -> float:
+        """No change within this share of the target (0..1)."""
+
+
+def autoscaler_summary(settings: AutoscalerTarget | None) -> str:
+    """A service's autoscaler in a few words: "target 5 in flight / instance ± 10 %", or "off"."""
+    if settings is None:
         return "off"
-    return f"target {fmt_metric(settings['metric'], settings['target'])} ± {100.0 * settings['tolerance']:g} %"
+    return f"target {fmt_metric(settings.metric, settings.target)} ± {100.0 * settings.tolerance:g} %"
 
 
 def fmt_json(value: Any) -> str:

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from contract.scaling import AutoscalerConfig, AutoscalerSettingsOut
+from contract.scaling import AutoscalerConfig, ScalingOut
 from db.models import Service, Simulation
 from ui.charts import annotate_simulations, naive_utc
 from ui.data import value_or_none
@@ -39,18 +39,18 @@ class ScalingRow:
     load: int | None  # requests in flight through the engine; None when the API did not answer
     min_instances: int
     max_instances: int
-    autoscaler: dict[str, Any] | None  # GET /api/scaling names; None = off
+    autoscaler: AutoscalerConfig | None  # None = off
     up_blocked: str | None
     down_blocked: str | None
 
 
-def scaling_rows(services: Sequence[Service], live: Mapping[str, Any] | None, act_help: str | None) -> list[ScalingRow]:
+def scaling_rows(services: Sequence[Service], live: ScalingOut | None, act_help: str | None) -> list[ScalingRow]:
     """Services as Scaling page rows; `live` is GET /api/scaling's answer (the load) or None, `act_help` why the
     user may not act (ui.session.needs) or None.
 
     The buttons follow the API's rule: up for a managed service below its max, down above its min.
     """
-    loads = {int(s["id"]): s.get("load") for s in (live or {}).get("services", [])}
+    loads = {s.id: s.load for s in (live.services if live is not None else [])}
     rows = []
     for s in services:
         count, managed = len(s.instances), bool(s.launch_command)
@@ -63,8 +63,8 @@ def scaling_rows(services: Sequence[Service], live: Mapping[str, Any] | None, ac
             id=s.id, name=s.name, status=s.status or "unknown", managed=managed, instance_count=count,
             healthy_count=sum(i.status == "healthy" for i in s.instances), load=loads.get(s.id),
             min_instances=s.min_instances, max_instances=s.max_instances,
-            autoscaler=None if s.autoscaler is None else AutoscalerSettingsOut.of(
-                AutoscalerConfig(**s.autoscaler)).model_dump(mode="json"), up_blocked=up, down_blocked=down,
+            autoscaler=None if s.autoscaler is None else AutoscalerConfig(**s.autoscaler), up_blocked=up,
+            down_blocked=down,
         ))
     return rows
 

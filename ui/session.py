@@ -1,15 +1,13 @@
-"""Who is logged in: the API token, role, username and expiry in st.session_state, and the login form."""
+"""Who is logged in: the API token, role, username and expiry in st.session_state (the form is ui.login)."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Any
 
 import streamlit as st
 
-from contract.roles import ADMIN_PASSWORD_FILE, Role
-from ui import api
+from contract.roles import Role
 
 __all__ = [
     "EXPIRED",
@@ -18,13 +16,12 @@ __all__ = [
     "expire",
     "expires_at",
     "logged_in",
-    "login_form",
     "logout",
     "needs",
-    "require_login",
     "role",
     "state_for",
     "store",
+    "take_notice",
     "token",
     "username",
     "who",
@@ -36,7 +33,6 @@ USER_KEY = "mm_username"
 EXPIRES_KEY = "mm_expires_at"
 _NOTICE_KEY = "_mm_login_notice"
 _KEYS = (TOKEN_KEY, ROLE_KEY, USER_KEY, EXPIRES_KEY)
-PASSWORD_WIDGET = "login-password"  # noqa: S105 - a widget key
 
 EXPIRED = "Your session expired — log in again."
 
@@ -123,48 +119,7 @@ def logged_in() -> bool:
     return True
 
 
-def _first_start_hint() -> str:
-    """Where the first admin's password is: ADMIN_PASSWORD, or generated, printed and kept in DATA_DIR."""
-    data_dir = os.environ.get("DATA_DIR")
-    where = f"`{os.path.join(data_dir, ADMIN_PASSWORD_FILE)}`" if data_dir else f"`DATA_DIR/{ADMIN_PASSWORD_FILE}`"
-    return (f"First start? Log in as **admin** with the password printed by `make run`, also in {where} "
-            "(or `ADMIN_PASSWORD`, if you set it). More users: the Users page, or `python -m engine user add`.")
-
-
-def login_form() -> None:
-    """Username and password, exchanged for a token through POST /api/auth/token; a success reruns."""
-    st.title("Microservice Monitor")
+def take_notice() -> str | None:
+    """The notice logout() left for the login form, once."""
     notice = st.session_state.pop(_NOTICE_KEY, None)
-    if notice:
-        st.warning(notice)
-    with st.form("login"):
-        name = st.text_input("Username", key="login-username", autocomplete="username")
-        password = st.text_input("Password", type="password", key=PASSWORD_WIDGET, autocomplete="current-password")
-        submitted = st.form_submit_button("Log in", type="primary", key="login-submit")
-    st.caption(_first_start_hint())
-    if not submitted:
-        return
-    st.session_state.pop(PASSWORD_WIDGET, None)  # the password is not kept past this run
-    if not name.strip() or not password:
-        st.error("Enter a username and a password.")
-        return
-    try:
-        answer = api.login(name.strip(), password)
-    except api.ApiCallFailed as exc:
-        if exc.status == 429:
-            wait = f"{exc.retry_after} s" if exc.retry_after is not None else "a while"
-            st.error(f"Too many failed logins from this address. Try again in {wait}.")
-        elif exc.status == 401:
-            st.error(exc.error)
-        else:
-            st.error(exc.text())
-        return
-    store(answer["token"], answer["role"], name.strip(), answer.get("expiresAt"))
-    st.rerun()
-
-
-def require_login() -> None:
-    """Call first on every page: without a valid login, show the login form and stop this run."""
-    if not logged_in():
-        login_form()
-        st.stop()
+    return notice if isinstance(notice, str) else None

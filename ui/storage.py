@@ -210,7 +210,10 @@ def size_bars(frame: pd.DataFrame) -> Any | None:
 
 @dataclass(frozen=True)
 class HealthProbe:
-    """One GET /api/health: its report (the 503 of a database outage included), or why there is none."""
+    """One GET /api/health: its report as JSON (the 503 of a database outage included), or why there is none.
+
+    The report is read as plain JSON: the banner must never break a page, whatever a part holds.
+    """
 
     report: dict[str, Any] | None
     answered: bool = True  # False: no connection, a timeout, or API_URL is no URL
@@ -237,9 +240,7 @@ def probe_health(url: str) -> HealthProbe:
         return HealthProbe(None, False, None, str(exc))
     except ValueError:  # a 2xx or 503 that is not JSON: something else listens there
         return HealthProbe(None, True, None, "the answer is not JSON")
-    if not isinstance(report, dict):
-        return HealthProbe(None, True, None, "the answer is not a health report")
-    return HealthProbe(report)
+    return HealthProbe(api.plain(report))
 
 
 def _first_line(text: str, limit: int = 200) -> str:

@@ -16,18 +16,15 @@ from collections.abc import Callable
 
 import psycopg
 
-from contract.chaos import Intensity
+from contract.chaos import INTENSITY_PRESSURE, Intensity
 from engine.store.logs import event_logger
 
-__all__ = ["INTENSITIES", "OVERLOAD_APP_NAME", "DatabaseOverload", "MemoryLeak"]
+__all__ = ["OVERLOAD_APP_NAME", "DatabaseOverload", "MemoryLeak"]
 
 log = event_logger("chaos")
 MB = 1 << 20
 OVERLOAD_APP_NAME = "mm-chaos-overload"
 # intensity -> (busy connections, whether one of them holds a lock the writer needs)
-INTENSITIES: dict[Intensity, tuple[int, bool]] = {
-    Intensity.LOW: (1, False), Intensity.MEDIUM: (3, False), Intensity.HIGH: (6, True),
-}
 _CPU_STATEMENT = "SELECT count(*) FROM generate_series(1, 2000000) AS g WHERE sqrt(g::float8) > 1"
 _LOCK_STATEMENTS = ("LOCK TABLE logs IN SHARE MODE", "SELECT pg_sleep(0.4)")
 
@@ -72,7 +69,7 @@ class DatabaseOverload:
 
     def __init__(self, conninfo: str, intensity: Intensity, on_error: Callable[[str], None] | None = None,
                  tag: str = "") -> None:
-        self.connections, self.locks = INTENSITIES[Intensity(intensity)]
+        self.connections, self.locks = INTENSITY_PRESSURE[Intensity(intensity)]
         self.app_name = f"{OVERLOAD_APP_NAME}{tag}"
         self._conninfo = conninfo
         self._stop = threading.Event()

@@ -112,3 +112,65 @@ def heatmap_rows(at: AppTest, key: str) -> dict[str, list[float]]:
     """Row name -> cell values of the plotly heatmap with this key (NaN: no value)."""
     (trace,) = chart_spec(at, key)["data"]
     return dict(zip(trace["y"], plotly_array(trace["z"]), strict=True))
+
+
+# -- answers of the API as the contract shapes them, for unit tests of the client on httpx.MockTransport -----------
+
+SERVICE: dict[str, Any] = {
+    "id": 7, "name": "orders", "url": "http://a:1", "status": "healthy", "instanceCount": 1, "load": 0,
+    "lastHealthCheck": None, "managed": False, "healthPath": "/health", "metricsPath": None, "weight": 1,
+    "createdAt": None, "instances": [{"id": 1, "url": "http://a:1", "status": "healthy", "lastHealthCheck": None,
+                                      "latencyMs": None, "weight": 1, "lastError": None}]}
+USER: dict[str, Any] = {"id": 2, "username": "vera", "role": "viewer", "createdAt": "2026-01-01T00:00:00+00:00"}
+BREAKER: dict[str, Any] = {
+    "serviceName": "orders", "state": "CLOSED", "failureCount": 0, "rejectedCount": 0, "failureRate": None,
+    "lastFailure": None, "failureThreshold": 5, "failureRateThreshold": 50.0, "windowSize": 20, "minimumCalls": 10,
+    "slowCallMs": None, "timeout": 60000, "halfOpenCalls": 1}
+BALANCER: dict[str, Any] = {"algorithm": "p2c", "algorithms": ["round-robin", "p2c"], "totalPicks": 0, "instances": []}
+SIMULATION: dict[str, Any] = {
+    "id": 7, "kind": "memory-leak", "target": None, "params": {"rate": 1.0}, "status": "active",
+    "startedAt": "2026-01-01T00:00:00+00:00", "endsAt": "2026-01-01T00:00:02+00:00", "endedAt": None,
+    "remainingMs": 2000.0, "effect": None}
+SYSTEM_METRICS: dict[str, Any] = {
+    "systemOverview": {"activeServices": 0, "totalServices": 0, "requestsPerMin": 0.0, "avgResponseTime": None,
+                       "errorRate": None, "systemStatus": "unknown", "cpuPercent": None, "memoryMb": None},
+    "loadBalancer": BALANCER, "circuitBreakers": [], "scaling": {"totalInstances": 0, "services": []}, "shards": [],
+    "resilience": {"windowSeconds": 300.0, "requests": 0, "retries": 0, "retrySuccessRate": None, "fallbacks": 0,
+                   "fallbackRate": None, "timeouts": 0, "timeoutRate": None, "retryBudgetRefusals": 0,
+                   "ejectedInstances": 0},
+    "loadTest": None, "recentLogs": []}
+AUTOSCALER: dict[str, Any] = {"enabled": True, "minInstances": 1, "maxInstances": 4, "metric": "cpu", "target": 60.0,
+                              "tolerance": 0.2, "scaleUpWindowS": 0.0, "scaleDownWindowS": 30.0, "maxStep": 2}
+HEALTH: dict[str, Any] = {
+    "status": "ok", "engine": {"status": "up", "startedAt": "2026-01-01T00:00:00+00:00"},
+    "database": {"status": "up"}, "writer": {"databaseOk": True, "pending": 0}, "simulations": {"active": 0}}
+
+
+def api_answer(request: Any) -> Any:
+    """A minimal answer in the contract's shape for each route the dashboard calls (an httpx.Request)."""
+    method, path = request.method, request.url.path
+    if path.startswith("/api/simulat"):
+        return {"message": "stopped 0 simulation(s)", "stopped": 0} if path.endswith("stop-all") else SIMULATION
+    if path.startswith("/api/circuit-breakers"):
+        if path.endswith("reset-all"):
+            return {"message": "every breaker reset"}
+        if method == "GET":
+            return {"total": 1, "closed": 1, "open": 0, "halfOpen": 0, "breakers": [BREAKER]}
+        return BREAKER
+    if path.startswith("/api/services/") and "/scale-" in path:
+        return {"message": "orders scaled up: 1 -> 2 instance(s)", "newInstanceCount": 2}
+    if path.endswith("/autoscaler"):
+        return AUTOSCALER
+    fixed: dict[str, Any] = {
+        "/api/load-balancer": BALANCER, "/api/metrics": SYSTEM_METRICS, "/api/health": HEALTH,
+        "/api/scaling": {"totalInstances": 0, "services": []}, "/api/logs": {"message": "logs cleared", "deleted": 0},
+        "/api/load-test/start": {"status": "running"}, "/api/load-test/stop": {"status": "stopped"},
+        "/api/load-test/status": {"status": "running"},
+    }
+    if path in fixed:
+        return fixed[path]
+    if path.startswith("/api/users"):
+        return [USER] if method == "GET" else USER if method == "POST" else {"message": "user removed", "id": 2}
+    if path.startswith("/api/services"):
+        return {"message": "service deleted", "id": 3} if method == "DELETE" else SERVICE
+    raise AssertionError(f"no sample answer for {method} {path}")

@@ -16,6 +16,7 @@ import streamlit as st
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.responses import HealthOut
 from contract.roles import Role
 from db import partitions
 from db.models import MetricMinute, MetricRow
@@ -338,7 +339,7 @@ def test_the_client_returns_the_report_of_a_503_and_raises_on_other_errors():
         return httpx.Response(503, json={"error": "database unavailable"})
 
     client = api.ApiClient("http://api.test", transport=httpx.MockTransport(handler))
-    assert client.health() == body
+    assert client.health() == HealthOut.model_validate(body)
     with pytest.raises(api.ApiCallFailed) as failed:
         client.system_metrics()  # elsewhere a 503 is still an error
     assert (failed.value.status, failed.value.error) == (503, "database unavailable")

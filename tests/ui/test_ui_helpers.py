@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import streamlit as st
 
-from contract.errors import MonitorError
-from contract.roles import Role
+from contract.traffic import PickOut
 from db.models import Simulation
 from db.queries import logs_csv
-from ui import api, forms, session
+from ui import forms
+from ui.chaos import active_banner, countdown
 from ui.charts import annotate_simulations, line_mode, per_service_heatmap
-from ui.data import active_banner, breaker_segments, countdown, picks_frame, summarize_services, timeline_start
+from ui.data import breaker_segments, picks_frame, summarize_services, timeline_start
 from ui.format import (
     breaker_label,
     fmt_ago,
@@ -91,137 +88,6 @@ def test_update_body_holds_only_changed_fields():
         "instances": ["http://a:1", "http://b:2"]}
 
 
-def _client(handler, token: str | None = None) -> api.ApiClient:
-    return api.ApiClient("http://api.test", token=token, transport=httpx.MockTransport(handler))
-
-
-def test_api_error_carries_error_and_details():
-    def handler(request: httpx.Request) -> httpx.Response:
-        assert request.method == "POST" and request.url.path == "/api/services"
-        assert json.loads(request.content) == {"name": ""}
-        return httpx.Response(422, json={"error": "invalid request: name",
-                                         "details": [{"field": "name", "message": "too short"}]})
-
-    with pytest.raises(api.ApiCallFailed) as info:
-        _client(handler).create_service({"name": ""})
-    exc = info.value
-    assert isinstance(exc, MonitorError)
-    assert (exc.status, exc.error, exc.details) == (422, "invalid request: name",
-                                                    [{"field": "name", "message": "too short"}])
-    assert exc.text() == "invalid request: name (HTTP 422)\n- name: too short"
-
-
-def test_api_error_without_json_and_unreachable_api():
-    with pytest.raises(api.ApiCallFailed) as info:
-        _client(lambda r: httpx.Response(502, text="<html>bad gateway</html>")).clear_logs()
-    assert (info.value.status, info.value.error, info.value.details) == (502, "Bad Gateway", [])
-
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-    with pytest.raises(api.ApiCallFailed) as info:
-        _client(refuse).delete_service(3)
-    assert info.value.status is None
-    assert "http://api.test is not reachable" in info.value.text()
-
-
-def test_api_success_returns_json_and_api_url_default(monkeypatch):
-    seen = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append((request.method, request.url.path, json.loads(request.content)))
-        return httpx.Response(200, json={"id": 7, "name": "orders"})
-
-    assert _client(handler).update_service(7, {"weight": 2}) == {"id": 7, "name": "orders"}
-    assert seen == [("PUT", "/api/services/7", {"weight": 2})]
-
-    def needs_token(request: httpx.Request) -> httpx.Response:
-        assert request.headers["Authorization"] == "Bearer t0k"
-        return httpx.Response(200, json={"message": "logs cleared", "deleted": 0})
-
-    assert _client(needs_token, token="t0k").clear_logs()["deleted"] == 0
-    monkeypatch.delenv("API_URL", raising=False)
-    assert api.api_url() == "http://127.0.0.1:5000"
-    monkeypatch.setenv("API_URL", "http://127.0.0.1:5055")
-    assert api.default_client().base_url == "http://127.0.0.1:5055"
-
-
-def test_login_posts_credentials_without_a_token_and_keeps_retry_after():
-    seen = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        seen.append((request.method, request.url.path, body, request.headers.get("Authorization")))
-        if body["password"] == "right-password":
-            return httpx.Response(200, json={"token": "t", "expiresAt": "2026-01-01T20:00:00+00:00", "role": "viewer"})
-        return httpx.Response(429, headers={"Retry-After": "42"},
-                              json={"error": "too many failed logins; retry after 42 s"})
-
-    assert _client(handler).login("vera", "right-password") == {
-        "token": "t", "expiresAt": "2026-01-01T20:00:00+00:00", "role": "viewer"}
-    assert seen == [("POST", "/api/auth/token", {"username": "vera", "password": "right-password"}, None)]
-    with pytest.raises(api.ApiCallFailed) as info:
-        _client(handler).login("vera", "guess")
-    assert (info.value.status, info.value.retry_after) == (429, 42)
-
-    with pytest.raises(api.ApiCallFailed) as info:  # a Retry-After given as a date is not read as seconds
-        _client(lambda r: httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"})).list_users()
-    assert (info.value.status, info.value.retry_after) == (503, None)
-
-
-def test_user_calls_use_the_admin_routes():
-    seen = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
-        return httpx.Response(200, json=[] if request.method == "GET" else {"id": 2})
-
-    c = _client(handler, token="adm")
-    assert c.list_users() == []
-    c.create_user("vera", "viewer-password-1", "viewer")
-    c.delete_user(2)
-    assert seen == [
-        ("GET", "/api/users", None),
-        ("POST", "/api/users", {"username": "vera", "password": "viewer-password-1", "role": "viewer"}),
-        ("DELETE", "/api/users/2", None),
-    ]
-
-
-@pytest.fixture
-def bare_session():
-    """st.session_state outside a script run (bare mode), emptied of any login before and after."""
-    session.logout()
-    st.session_state.pop("_mm_login_notice", None)
-    yield st.session_state
-    session.logout()
-    st.session_state.pop("_mm_login_notice", None)
-
-
-def test_session_keeps_the_login_and_orders_roles(bare_session):
-    assert (session.token(), session.role(), session.username(), session.logged_in()) == (None, None, None, False)
-    assert not session.can(Role.VIEWER)
-    session.store("tok", "operator", "olga", "2999-01-01T00:00:00")  # a naive time is UTC
-    assert (session.token(), session.role(), session.username()) == ("tok", Role.OPERATOR, "olga")
-    assert session.expires_at() == datetime(2999, 1, 1, tzinfo=UTC)
-    assert session.logged_in()
-    assert session.who() == "olga (operator)"
-    assert [session.can(r) for r in (Role.VIEWER, Role.OPERATOR, Role.ADMIN)] == [True, True, False]
-    assert session.needs(Role.OPERATOR) is None
-    assert session.needs(Role.ADMIN) == "Needs the admin role; you are logged in as operator."
-    assert api.default_client()._headers == {"Authorization": "Bearer tok"}  # the session's token is sent
-    assert api.default_client(token="other")._headers == {"Authorization": "Bearer other"}
-    session.logout()
-    assert (session.token(), session.role(), session.logged_in()) == (None, None, False)
-    assert api.default_client()._headers == {}
-
-
-def test_a_lapsed_login_is_dropped_with_the_expired_notice(bare_session):
-    session.store("tok", Role.ADMIN, "ada", datetime.now(UTC) - timedelta(seconds=1))
-    assert not session.logged_in()
-    assert session.token() is None
-    assert bare_session["_mm_login_notice"] == session.EXPIRED
-
-
 def test_summarize_services_counts_instances():
     frame = pd.DataFrame(
         [
@@ -279,32 +145,6 @@ def test_logs_csv_writes_iso_times_and_json_metadata():
 # -- traffic: load balancer and breakers ---------------------------------------------------------------
 
 
-def test_traffic_calls_use_their_routes():
-    seen = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
-        return httpx.Response(200, json={"ok": True})
-
-    c = _client(handler, token="op")
-    c.load_balancer()
-    c.set_algorithm("p2c")
-    c.circuit_breakers()
-    c.update_breaker("orders", {"failureThreshold": 3})
-    c.reset_breaker("orders")
-    c.reset_all_breakers()
-    c.system_metrics()
-    assert seen == [
-        ("GET", "/api/load-balancer", None),
-        ("PUT", "/api/load-balancer", {"algorithm": "p2c"}),
-        ("GET", "/api/circuit-breakers", None),
-        ("PUT", "/api/circuit-breakers/orders", {"failureThreshold": 3}),
-        ("POST", "/api/circuit-breakers/orders/reset", None),
-        ("POST", "/api/circuit-breakers/reset-all", None),
-        ("GET", "/api/metrics", None),
-    ]
-
-
 def test_breaker_body_holds_only_changed_thresholds():
     current = {"serviceName": "orders", "state": "OPEN", "failureThreshold": 5, "failureRateThreshold": 50.0,
                "windowSize": 20, "minimumCalls": 10, "slowCallMs": None, "timeout": 60000, "halfOpenCalls": 1}
@@ -318,8 +158,8 @@ def test_breaker_body_holds_only_changed_thresholds():
 
 def test_picks_frame_shares_within_each_service():
     def inst(service, iid, picks, ejected=False):
-        return {"service": service, "instanceId": iid, "url": f"http://127.0.0.1:{7000 + iid}", "picks": picks,
-                "inFlight": iid % 2, "health": "healthy", "ejected": ejected}
+        return PickOut.model_validate({"service": service, "instanceId": iid, "url": f"http://127.0.0.1:{7000 + iid}",
+                                       "picks": picks, "inFlight": iid % 2, "health": "healthy", "ejected": ejected})
 
     frame = picks_frame([inst("orders", 1, 30), inst("orders", 2, 10, ejected=True), inst("payments", 3, 0)])
     assert frame["share"].tolist()[:2] == [75.0, 25.0]
@@ -363,44 +203,7 @@ def test_breaker_segments_span_the_window_per_service():
     assert breaker_label(None) == "⚪ n/a"
 
 
-# -- failure simulations: API calls and bodies, words, countdown, chart spans -----------------------------------
-
-
-def test_simulation_calls_use_their_routes_and_the_form_bodies():
-    seen = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
-        return httpx.Response(201 if "/simulate/" in request.url.path else 200, json={"ok": True})
-
-    failure = forms.service_failure_body("orders", 30_000.0, 50.0, 503, "error")
-    assert failure == {"serviceName": "orders", "duration": 30_000.0, "mode": "error", "probability": 0.5,
-                       "statusCode": 503}
-    assert forms.service_failure_body("orders", 1000.0, 100.0, None, "error") == {
-        "serviceName": "orders", "duration": 1000.0, "mode": "error", "probability": 1.0}  # connection errors
-    assert forms.service_failure_body("orders", 1000.0, 50.0, 503, "kill") == {
-        "serviceName": "orders", "duration": 1000.0, "mode": "kill"}  # a kill takes neither
-    latency = forms.network_latency_body(200.0, 5000.0, None, 0.0, 100.0)
-    assert latency == {"latency": 200.0, "duration": 5000.0, "probability": 1.0}  # every service, no jitter
-    assert forms.network_latency_body(200.0, 5000.0, "orders", 20.0, 25.0) == {
-        "latency": 200.0, "duration": 5000.0, "probability": 0.25, "serviceName": "orders", "jitter": 20.0}
-    c = _client(handler, token="op")
-    c.simulate_service_failure(failure)
-    c.simulate_network_latency(latency)
-    c.simulate_database_overload({"duration": 1000.0, "intensity": "high"})
-    c.simulate_memory_leak({"duration": 2000.0, "rate": 1.0})
-    c.stop_simulation(7)
-    c.stop_all_simulations()
-    c.health()
-    assert seen == [
-        ("POST", "/api/simulate/service-failure", failure),
-        ("POST", "/api/simulate/network-latency", latency),
-        ("POST", "/api/simulate/database-overload", {"duration": 1000.0, "intensity": "high"}),
-        ("POST", "/api/simulate/memory-leak", {"duration": 2000.0, "rate": 1.0}),
-        ("POST", "/api/simulations/7/stop", None),
-        ("POST", "/api/simulate/stop-all", None),
-        ("GET", "/api/health", None),
-    ]
+# -- failure simulations: words, countdown, chart spans ------------------------------------------------------
 
 
 @pytest.mark.parametrize(("ms", "shown"), [(None, "n/a"), (0.0, "0 ms"), (450.0, "450 ms"), (2000.0, "2 s"),
@@ -513,139 +316,6 @@ def test_per_service_heatmap_draws_times_as_naive_utc():
     assert fig is not None
     assert pd.Timestamp(fig.data[0].x0) == pd.Timestamp("2026-01-01 12:00:00")  # 13:00+01:00 drawn at 12:00 UTC
     assert fig.layout.xaxis.range == ("2026-01-01T12:00:00", "2026-01-01T12:15:00")
-
-
-# -- scaling: API calls, the autoscaler body, words, rows, the instances chart ---------------------------------
-
-
-def test_scaling_calls_use_their_routes_and_scaling_waits_longer(monkeypatch):
-    seen = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
-        return httpx.Response(200, json={"ok": True})
-
-    timeouts = []
-
-    def client(token: str | None = None, timeout: float = api.TIMEOUT_S) -> api.ApiClient:
-        timeouts.append(timeout)
-        return _client(handler, token="op")
-
-    monkeypatch.setattr(api, "default_client", client)
-    body = forms.autoscaler_body(True, metric="cpu", target=60.0, tolerance_pct=20.0, up_window_s=0.0,
-                                 down_window_s=30.0, max_step=2, min_instances=1, max_instances=4)
-    assert body == {"enabled": True, "minInstances": 1, "maxInstances": 4, "metric": "cpu", "target": 60.0,
-                    "tolerance": 0.2, "scaleUpWindowS": 0.0, "scaleDownWindowS": 30.0, "maxStep": 2}
-    off = forms.autoscaler_body(False, metric="cpu", target=60.0, tolerance_pct=20.0, up_window_s=0.0,
-                                down_window_s=30.0, max_step=2, min_instances=2, max_instances=3)
-    assert off == {"enabled": False, "minInstances": 2, "maxInstances": 3}  # an autoscaler that is off keeps none
-    api.scaling()
-    api.scale_up(3)
-    api.scale_down(3)
-    api.set_autoscaler(3, body)
-    assert seen == [
-        ("GET", "/api/scaling", None),
-        ("POST", "/api/services/3/scale-up", None),
-        ("POST", "/api/services/3/scale-down", None),
-        ("PUT", "/api/services/3/autoscaler", body),
-    ]
-    # a scale-up waits for the new instance's health (15 s by default), longer than other calls may take
-    assert timeouts == [api.TIMEOUT_S, api.SCALE_TIMEOUT_S, api.SCALE_TIMEOUT_S, api.TIMEOUT_S]
-    assert api.SCALE_TIMEOUT_S > 15 + 5
-
-
-@pytest.mark.parametrize(("metric", "value", "target", "words"), [
-    ("inflight", 7.5, 5.0, "7.5 vs target 5 in flight / instance"),
-    ("cpu", 62.14, 50.0, "62.1 % vs target 50 % CPU"),
-    ("p95", 1250.4, 200.0, "1,250 ms vs target 200 ms p95"),
-    ("inflight", 0.3333, 0.5, "0.333 vs target 0.5 in flight / instance"),
-    ("cpu", None, 50.0, "n/a vs target 50 % CPU"),
-    ("p95", math.nan, 200.0, "n/a vs target 200 ms p95"),
-    (None, None, None, None),
-], ids=["inflight", "cpu", "p95-thousands", "small", "not-measured", "nan", "manual"])
-def test_metric_vs_target_in_words(metric, value, target, words):
-    from ui.format import metric_vs_target
-
-    assert metric_vs_target(metric, value, target) == words
-
-
-def test_autoscaler_summary_and_metric_units():
-    from ui.format import autoscaler_summary, fmt_metric
-
-    assert autoscaler_summary(None) == "off"
-    assert autoscaler_summary({"metric": "p95", "target": 250.0, "tolerance": 0.05}) == "target 250 ms p95 ± 5 %"
-    assert fmt_metric("cpu", None) == "n/a"
-    assert fmt_metric("inflight", 0.0) == "0 in flight / instance"  # measured zero stays zero
-
-
-def _service(sid: int, name: str, count: int, *, managed: bool = True, low: int = 1, high: int = 3):
-    from db.models import Instance, Service
-
-    return Service(id=sid, name=name, status="healthy", launch_command="cmd {port}" if managed else None,
-                   min_instances=low, max_instances=high, autoscaler=None,
-                   instances=[Instance(url=f"http://127.0.0.1:{7000 + i}", status="healthy" if i else "unhealthy")
-                              for i in range(count)])
-
-
-def test_scaling_rows_follow_the_apis_rule_and_keep_unknown_load_unknown():
-    from ui.scaling import EXTERNAL, scaling_rows
-
-    services = [_service(1, "low", 1), _service(2, "mid", 2), _service(3, "top", 3), _service(4, "ext", 2,
-                                                                                             managed=False)]
-    live = {"totalInstances": 8, "services": [{"id": 1, "load": 0}, {"id": 2, "load": 7}]}
-    rows = scaling_rows(services, live, None)
-    assert [(r.name, r.instance_count, r.healthy_count, r.load) for r in rows] == [
-        ("low", 1, 0, 0), ("mid", 2, 1, 7), ("top", 3, 2, None), ("ext", 2, 1, None)]  # not in the answer: n/a
-    assert [(r.up_blocked is None, r.down_blocked is None) for r in rows] == [
-        (True, False), (True, True), (False, True), (False, False)]
-    assert rows[0].down_blocked == "At its minimum of 1 instance(s): lower it in the autoscaler settings below."
-    assert rows[2].up_blocked == "At its maximum of 3 instance(s): raise it in the autoscaler settings below."
-    assert rows[3].up_blocked == rows[3].down_blocked == EXTERNAL
-    viewer = scaling_rows(services, None, "Needs the operator role.")
-    assert [r.load for r in viewer] == [None] * 4  # no API answer: every load unknown
-    assert [(r.up_blocked, r.down_blocked) for r in viewer][1] == ("Needs the operator role.",) * 2
-    assert viewer[3].up_blocked == EXTERNAL
-
-
-def _steps(*rows: tuple[str, int, int, int, str]) -> pd.DataFrame:
-    """scaling_steps rows: (service, minute, from, to, direction)."""
-    return pd.DataFrame(
-        [[T0 + timedelta(minutes=m), svc, "manual", d, a, b, None, None, None, "why"] for svc, m, a, b, d in rows],
-        columns=["timestamp", "service_name", "source", "direction", "from_count", "to_count", "metric",
-                 "metric_value", "target", "reason"])
-
-
-def test_instance_steps_start_at_the_earliest_known_count_and_run_to_now():
-    from ui.scaling import instance_steps
-
-    since, now = T0, T0 + timedelta(minutes=10)
-    steps = _steps(("a", 2, 2, 3, "up"), ("b", 3, 4, 4, "none"), ("a", 5, 3, 1, "down"), ("b", 6, 2, 2, "none"))
-    points = instance_steps({"a": 2, "c": 5}, steps, since, now)
-
-    def minutes(t: Any) -> float:
-        return (pd.Timestamp(t) - T0).total_seconds() / 60
-
-    assert [(s, minutes(t), n) for s, t, n in points.to_numpy()] == [
-        ("a", 0, 2), ("a", 2, 3), ("a", 5, 1), ("a", 10, 1),  # from the window's start: the count before it
-        ("b", 3, 4), ("b", 6, 2), ("b", 10, 2),  # from its first decision; 4 -> 2 without a decision (a restart)
-        ("c", 0, 5), ("c", 10, 5),  # no decision in the window: flat at the count the last one left
-    ]
-    assert instance_steps({}, steps.iloc[0:0], since, now).empty
-
-
-def test_instance_counts_chart_marks_ups_and_downs_on_rows_sharing_one_y_range():
-    from ui.scaling import instance_counts, instance_steps
-
-    since, now = T0, T0 + timedelta(minutes=10)
-    steps = _steps(("a", 2, 2, 3, "up"), ("a", 5, 3, 1, "down"), ("b", 1, 1, 1, "none"))
-    fig = instance_counts(instance_steps({}, steps, since, now), steps)
-    assert fig is not None
-    assert [(t.name, list(t.y)) for t in fig.data] == [("a", [2, 3, 1, 1]), ("a scaling", [3, 1]), ("b", [1, 1])]
-    assert list(fig.data[1].marker.symbol) == ["triangle-up", "triangle-down"]
-    assert fig.layout.yaxis.range == fig.layout.yaxis2.range == (0, 4)  # rows compare
-    assert (fig.layout.yaxis.title.text, fig.layout.yaxis2.title.text) == ("a", "b")
-    assert fig.data[0].x[0] == pd.Timestamp("2026-01-01 12:02:00")  # naive UTC, as the other charts
-    assert instance_counts(instance_steps({}, steps.iloc[0:0], since, now), steps.iloc[0:0]) is None
 
 
 # -- one look: the state colours come from ui.format, the same meaning in the same colour ------------------------

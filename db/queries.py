@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import CursorResult, Select, delete, func, or_, select, true
+from sqlalchemy import CursorResult, Select, delete, func, or_, select, text, true
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
+from contract.states import SystemStatus
 from db.models import (
     BreakerTransitionRow,
     Instance,
@@ -41,6 +42,7 @@ __all__ = [
     "logs_csv",
     "logs_frame",
     "overview",
+    "ping",
     "recent_logs",
     "scaling_counts_before",
     "scaling_events",
@@ -59,9 +61,14 @@ class Overview:
     requests_per_min: float
     avg_response_time_ms: float | None
     error_rate: float | None
-    system_status: str
+    system_status: SystemStatus
     cpu_percent: float | None
     memory_mb: float | None
+
+
+def ping(session: Session) -> None:
+    """A round trip to the database; raises when it does not answer."""
+    session.execute(text("SELECT 1"))
 
 
 def list_services(session: Session) -> list[Service]:
@@ -101,11 +108,11 @@ def overview(session: Session, now: datetime, window_s: float = 60.0) -> Overvie
     requests, errors = int(requests), int(errors)  # a sum of sums is numeric
     known = [s for s in statuses if s != "unknown"]
     if not known:
-        status = "unknown"
+        status = SystemStatus.UNKNOWN
     elif all(s == "healthy" for s in known):
-        status = "healthy"
+        status = SystemStatus.HEALTHY
     else:
-        status = "degraded"
+        status = SystemStatus.DEGRADED
     return Overview(
         active_services=sum(s in {"healthy", "degraded"} for s in statuses),
         total_services=len(statuses),

@@ -23,16 +23,20 @@ from db.models import (
     ScalingEvent,
     Service,
     Simulation,
+    User,
 )
 
 __all__ = [
     "LogFilter",
     "Overview",
     "active_simulations",
+    "admin_count",
     "breaker_transitions",
     "clear_logs",
+    "delete_service",
     "get_service",
     "list_services",
+    "list_users",
     "load_test",
     "load_test_json",
     "load_test_samples",
@@ -47,6 +51,7 @@ __all__ = [
     "scaling_counts_before",
     "scaling_events",
     "scaling_steps",
+    "service_id_named",
     "services_frame",
     "simulations",
 ]
@@ -79,6 +84,26 @@ def list_services(session: Session) -> list[Service]:
 def get_service(session: Session, service_id: int) -> Service | None:
     """One service with its instances."""
     return session.get(Service, service_id)
+
+
+def service_id_named(session: Session, name: str) -> int | None:
+    """The id of the service called `name`, None when there is none."""
+    return session.scalar(select(Service.id).where(Service.name == name))
+
+
+def delete_service(session: Session, service_id: int) -> None:
+    """Delete a service and (by cascade) its instances; nothing when it is gone already."""
+    session.execute(delete(Service).where(Service.id == service_id))
+
+
+def list_users(session: Session) -> list[User]:
+    """Every user, by id."""
+    return list(session.scalars(select(User).order_by(User.id)))
+
+
+def admin_count(session: Session) -> int:
+    """How many users hold the admin role."""
+    return session.scalar(select(func.count()).select_from(User).where(User.role == "admin")) or 0
 
 
 def overview(session: Session, now: datetime, window_s: float = 60.0) -> Overview:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -80,7 +79,7 @@ def _get(session: Session, service_id: int) -> Service:
 
 
 def _name_taken(session: Session, name: str, other_than: int | None = None) -> None:
-    existing = session.scalar(select(Service.id).where(Service.name == name))
+    existing = queries.service_id_named(session, name)
     if existing is not None and existing != other_than:
         raise Conflict(f"a service named {name!r} already exists", [{"field": "name", "message": "taken"}])
 
@@ -159,7 +158,7 @@ def _create_managed(body: ServiceCreate) -> ServiceOut:
         rt.fleet.start(service_id, body.minInstances)
     except ProcessError as exc:
         with rt.sessions.begin() as session:
-            session.execute(delete(Service).where(Service.id == service_id))
+            queries.delete_service(session, service_id)
         rt.reload_registry()
         raise ValidationFailed([{"field": "launchCommand", "message": f"did not start: {exc}"[:300]}]) from exc
     log.info("managed service %s registered: %d instance(s) started", body.name, body.minInstances,

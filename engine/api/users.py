@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from flask import g
-from sqlalchemy import func, select
 
 from contract.errors import Conflict, NotFound, RateLimited, Unauthorized
 from contract.requests import TokenRequest, UserCreate
 from contract.responses import DeletedOut, TokenOut, UserOut
 from contract.roles import Role, RoleName
+from db import queries
 from db.models import User
 from engine.api import runtime
 from engine.api.auth import login_key
@@ -53,7 +53,7 @@ def issue_token(body: TokenRequest) -> TokenOut:
 def list_users() -> list[UserOut]:
     """Every user, without password hashes."""
     with runtime().sessions() as session:
-        return [user_out(u) for u in session.scalars(select(User).order_by(User.id))]
+        return [user_out(u) for u in queries.list_users(session)]
 
 
 @api.route("POST", "/api/users", summary="Add a user", role=Role.ADMIN, body=UserCreate, ok=(201, UserOut),
@@ -77,8 +77,7 @@ def delete_user(user_id: int) -> DeletedOut:
             raise NotFound("user", user_id)
         if user.username == g.claims.username:
             raise Conflict("you cannot remove yourself")
-        admins = session.scalar(select(func.count()).select_from(User).where(User.role == "admin"))
-        if user.role == "admin" and admins == 1:
+        if user.role == RoleName.ADMIN and queries.admin_count(session) == 1:
             raise Conflict("the last admin cannot be removed")
         name = user.username
         session.delete(user)

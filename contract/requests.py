@@ -1,20 +1,26 @@
-"""Pydantic schemas of request bodies and query strings; field names are the seed's camelCase."""
+"""Request bodies and query strings of the registry, logs and users, and the field types every area shares."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from contract.roles import RoleName
+
 __all__ = [
+    "Duration",
     "InstanceIn",
     "LogLevel",
     "LogQuery",
+    "Name",
+    "Probability",
     "ServiceCreate",
     "ServiceUpdate",
+    "StrictModel",
     "TokenRequest",
     "UserCreate",
     "check_url",
@@ -77,6 +83,8 @@ class LogLevel(StrEnum):
 
 
 class StrictModel(BaseModel):
+    """A request model: unknown fields are refused, surrounding whitespace is stripped."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
@@ -100,7 +108,7 @@ def _specs(items: list[str | InstanceIn]) -> dict[str, int | None]:
 
 
 class ServiceCreate(StrictModel):
-    """POST /api/services. `url` alone means one instance, as in the seed."""
+    """POST /api/services. `url` alone means one instance."""
 
     model_config = ConfigDict(
         extra="forbid", str_strip_whitespace=True,
@@ -142,7 +150,7 @@ class LogQuery(StrictModel):
     """GET /api/logs query string."""
 
     limit: int = Field(default=100, ge=1, le=1000)
-    level: Literal["DEBUG", "INFO", "WARN", "ERROR"] | None = None
+    level: LogLevel | None = None
     source: Text | None = Field(default=None, max_length=100)
     q: Text | None = Field(default=None, max_length=200)
     since: datetime | None = None
@@ -164,10 +172,10 @@ class UserCreate(BaseModel):
 
     username: Name
     password: Text = Field(min_length=8, max_length=200)
-    role: Literal["viewer", "operator", "admin"]
+    role: RoleName
 
 
-Duration = Annotated[float, Field(gt=0, le=86_400_000, description="milliseconds (the seed's unit)")]
+Duration = Annotated[float, Field(gt=0, le=86_400_000, description="milliseconds")]
 Probability = Annotated[float, Field(gt=0, le=1, description="share of requests affected, 0..1")]
 
 

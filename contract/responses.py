@@ -1,32 +1,40 @@
-"""Response shapes, for the OpenAPI document (the views build the same fields)."""
+"""Responses of the registry and the system resources: services, health, overview, metrics, logs, shards, users."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from contract.loadtest import LoadTestOut
+from contract.requests import LogLevel
+from contract.roles import RoleName
 from contract.scaling import ScalingOut
-from contract.states import Status
+from contract.states import Availability, EngineHealth, HealthState, ShardStatus, SystemStatus
 from contract.traffic import BreakerOut, LoadBalancerOut, ResilienceOut
 
 __all__ = [
+    "DatabaseHealthOut",
     "DeletedOut",
+    "EngineStatusOut",
     "ErrorOut",
     "HealthOut",
     "InstanceOut",
     "LogOut",
     "LogsClearedOut",
+    "MessageOut",
     "OverviewOut",
+    "RollupOut",
     "ServiceOut",
     "ShardOut",
     "ShardsOut",
+    "SimulationCountOut",
     "SystemMetricsOut",
     "TokenOut",
     "UserOut",
+    "WriteLatencyOut",
+    "WriterOut",
 ]
-
 
 
 class ErrorOut(BaseModel):
@@ -41,7 +49,7 @@ class InstanceOut(BaseModel):
 
     id: int
     url: str
-    status: Status
+    status: HealthState
     lastHealthCheck: str | None
     latencyMs: float | None
     weight: int
@@ -49,12 +57,12 @@ class InstanceOut(BaseModel):
 
 
 class ServiceOut(BaseModel):
-    """The seed's Service, plus instances and registry settings."""
+    """A registered service: its aggregate health, its instances and registry settings."""
 
     id: int
     name: str
     url: str | None
-    status: Status
+    status: HealthState
     instanceCount: int
     load: int
     lastHealthCheck: str | None
@@ -74,32 +82,32 @@ class DeletedOut(BaseModel):
 
 
 class LogOut(BaseModel):
-    """One log row."""
+    """One row of the event log."""
 
     id: int
     timestamp: str
-    level: str
+    level: Annotated[LogLevel, WithJsonSchema({"type": "string"})]  # declared a plain string in the document
     source: str
     message: str
     metadata: dict[str, Any] | None
 
 
 class LogsClearedOut(BaseModel):
-    """DELETE /api/logs."""
+    """DELETE /api/logs: how many rows went."""
 
     message: str
     deleted: int
 
 
 class OverviewOut(BaseModel):
-    """The seed's systemOverview; unknown figures are null."""
+    """systemOverview: service counts and the last minute's traffic; unknown figures are null."""
 
     activeServices: int
     totalServices: int
     requestsPerMin: float
     avgResponseTime: float | None
     errorRate: float | None
-    systemStatus: Literal["healthy", "degraded", "unknown"]
+    systemStatus: SystemStatus
     cpuPercent: float | None
     memoryMb: float | None
 
@@ -107,17 +115,28 @@ class OverviewOut(BaseModel):
 class ShardOut(BaseModel):
     """One daily partition of the metrics table (from/to null for the DEFAULT partition)."""
 
+    model_config = ConfigDict(validate_by_name=True)
+
     id: str
     name: str
-    from_: str | None = Field(alias="from")
+    from_: str | None = Field(validation_alias="from", serialization_alias="from")
     to: str | None
     rowEstimate: int | None
     sizeBytes: int
-    status: Literal["default", "future", "active", "sealed", "expired"]
+    status: ShardStatus
+
+
+class RollupOut(BaseModel):
+    """The per-minute rollup of the metrics table."""
+
+    table: str
+    bucket: str
+    rowEstimate: int | None
+    sizeBytes: int
 
 
 class ShardsOut(BaseModel):
-    """GET /api/shards."""
+    """GET /api/shards: the partitions, the retention and the rollup."""
 
     table: str
     partitionBy: str
@@ -125,11 +144,11 @@ class ShardsOut(BaseModel):
     partitionsAhead: int
     totalSizeBytes: int
     shards: list[ShardOut]
-    rollup: dict[str, Any]
+    rollup: RollupOut
 
 
 class SystemMetricsOut(BaseModel):
-    """The seed's SystemMetrics; parts later capabilities own are null or empty until they exist."""
+    """GET /api/metrics: every capability's summary in one answer; loadTest is null before any run."""
 
     systemOverview: OverviewOut
     loadBalancer: LoadBalancerOut
@@ -141,22 +160,68 @@ class SystemMetricsOut(BaseModel):
     recentLogs: list[LogOut]
 
 
-class HealthOut(BaseModel):
-    """GET /api/health."""
+class EngineStatusOut(BaseModel):
+    """HealthOut.engine: since when this engine runs and how many services it serves."""
 
-    status: Literal["ok", "degraded"]
-    engine: dict[str, Any]
-    database: dict[str, Any]
-    writer: dict[str, Any]
-    simulations: dict[str, Any]
+    status: Availability
+    startedAt: str
+    uptimeSeconds: float
+    services: int
+
+
+class DatabaseHealthOut(BaseModel):
+    """HealthOut.database: whether the database answers; `error` (present only when down) names the exception."""
+
+    embedded: bool
+    status: Availability
+    error: str | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+class WriteLatencyOut(BaseModel):
+    """Commit time of the writer's batches over the window, ms (null when no batch committed)."""
+
+    windowSeconds: int
+    batches: int
+    p50: float | None
+    p95: float | None
+    max: float | None
+
+
+class WriterOut(BaseModel):
+    """HealthOut.writer: the batch writer's buffer and counters."""
+
+    databaseOk: bool
+    pending: int
+    written: int
+    dropped: int
+    rejected: int
+    lastError: str | None
+    lastSuccess: str | None
+    writeLatencyMs: WriteLatencyOut
+
+
+class SimulationCountOut(BaseModel):
+    """HealthOut.simulations: how many failure simulations are in effect."""
+
+    active: int
+
+
+class HealthOut(BaseModel):
+    """GET /api/health: the engine, its database, its writer and the simulations in effect."""
+
+    status: EngineHealth
+    engine: EngineStatusOut
+    database: DatabaseHealthOut
+    writer: WriterOut
+    simulations: SimulationCountOut
 
 
 class TokenOut(BaseModel):
-    """POST /api/auth/token."""
+    """POST /api/auth/token: a bearer token, when it expires, and its role."""
 
     token: str
     expiresAt: str
-    role: Literal["viewer", "operator", "admin"]
+    role: RoleName
 
 
 class UserOut(BaseModel):
@@ -164,7 +229,7 @@ class UserOut(BaseModel):
 
     id: int
     username: str
-    role: Literal["viewer", "operator", "admin"]
+    role: RoleName
     createdAt: str | None
 
 
@@ -172,5 +237,3 @@ class MessageOut(BaseModel):
     """An action's acknowledgement."""
 
     message: str
-
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ADMIN_PASSWORD_FILE", "Role"]
+__all__ = ["ADMIN_PASSWORD_FILE", "Role", "RoleName"]
 
 # under DATA_DIR: the first admin's generated password, which the engine writes and the dashboard offers
 ADMIN_PASSWORD_FILE = "admin_password"  # noqa: S105 - a file name, not a password
@@ -29,3 +29,11 @@ class Role(enum.IntEnum):
             return cls[name.upper()]
         except KeyError:
             raise ValueError(f"unknown role {name!r}; valid: viewer, operator, admin") from None
+
+
+class RoleName(enum.StrEnum):
+    """A role as tokens and the API spell it."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"

@@ -7,7 +7,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from contract.requests import StrictModel
-from contract.states import Status
+from contract.states import HealthState
 
 __all__ = [
     "Algorithm",
@@ -51,7 +51,7 @@ class PickOut(BaseModel):
     url: str
     picks: int
     inFlight: int
-    health: Status
+    health: HealthState
     ejected: bool
 
 

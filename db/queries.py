@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import CursorResult, Select, delete, func, or_, select, true, update
+from sqlalchemy import CursorResult, Select, delete, func, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
+from contract.states import SystemStatus
 from db.models import (
     BreakerTransitionRow,
     Instance,
@@ -22,16 +23,20 @@ from db.models import (
     ScalingEvent,
     Service,
     Simulation,
+    User,
 )
 
 __all__ = [
     "LogFilter",
     "Overview",
     "active_simulations",
+    "admin_count",
     "breaker_transitions",
     "clear_logs",
+    "delete_service",
     "get_service",
     "list_services",
+    "list_users",
     "load_test",
     "load_test_samples",
     "load_test_samples_frame",
@@ -41,10 +46,12 @@ __all__ = [
     "logs_frame",
     "mark_interrupted",
     "overview",
+    "ping",
     "recent_logs",
     "scaling_counts_before",
     "scaling_events",
     "scaling_steps",
+    "service_id_named",
     "services_frame",
     "simulations",
 ]
@@ -59,9 +66,14 @@ class Overview:
     requests_per_min: float
     avg_response_time_ms: float | None
     error_rate: float | None
-    system_status: str
+    system_status: SystemStatus
     cpu_percent: float | None
     memory_mb: float | None
+
+
+def ping(session: Session) -> None:
+    """A round trip to the database; raises when it does not answer."""
+    session.execute(text("SELECT 1"))
 
 
 def list_services(session: Session) -> list[Service]:
@@ -72,6 +84,26 @@ def list_services(session: Session) -> list[Service]:
 def get_service(session: Session, service_id: int) -> Service | None:
     """One service with its instances."""
     return session.get(Service, service_id)
+
+
+def service_id_named(session: Session, name: str) -> int | None:
+    """The id of the service called `name`, None when there is none."""
+    return session.scalar(select(Service.id).where(Service.name == name))
+
+
+def delete_service(session: Session, service_id: int) -> None:
+    """Delete a service and (by cascade) its instances; nothing when it is gone already."""
+    session.execute(delete(Service).where(Service.id == service_id))
+
+
+def list_users(session: Session) -> list[User]:
+    """Every user, by id."""
+    return list(session.scalars(select(User).order_by(User.id)))
+
+
+def admin_count(session: Session) -> int:
+    """How many users hold the admin role."""
+    return session.scalar(select(func.count()).select_from(User).where(User.role == "admin")) or 0
 
 
 def overview(session: Session, now: datetime, window_s: float = 60.0) -> Overview:
@@ -101,11 +133,11 @@ def overview(session: Session, now: datetime, window_s: float = 60.0) -> Overvie
     requests, errors = int(requests), int(errors)  # a sum of sums is numeric
     known = [s for s in statuses if s != "unknown"]
     if not known:
-        status = "unknown"
+        status = SystemStatus.UNKNOWN
     elif all(s == "healthy" for s in known):
-        status = "healthy"
+        status = SystemStatus.HEALTHY
     else:
-        status = "degraded"
+        status = SystemStatus.DEGRADED
     return Overview(
         active_services=sum(s in {"healthy", "degraded"} for s in statuses),
         total_services=len(statuses),

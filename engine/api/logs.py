@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from flask import Response, request
 
-from flask import Response, jsonify, request
-from flask.typing import ResponseReturnValue
-
-from contract.requests import LogQuery
+from contract.requests import LogLevel, LogQuery
 from contract.responses import LogOut, LogsClearedOut
 from contract.roles import Role
 from db import queries
@@ -16,21 +13,21 @@ from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 from engine.store.logs import event_logger
 
-__all__ = ["api", "log_json"]
+__all__ = ["api", "log_out"]
 
 api = ApiBlueprint("logs", tag="logs")
 log = event_logger("api")
 
 
-def log_json(r: LogEntry) -> dict[str, Any]:
-    """One log row as JSON."""
-    return {"id": r.id, "timestamp": r.timestamp.isoformat(), "level": r.level, "source": r.source,
-            "message": r.message, "metadata": r.metadata_}
+def log_out(row: LogEntry) -> LogOut:
+    """One log row as the API shows it."""
+    return LogOut(id=row.id, timestamp=row.timestamp.isoformat(), level=LogLevel(row.level), source=row.source,
+                  message=row.message, metadata=row.metadata_)
 
 
 @api.route("GET", "/api/logs", summary="Log rows, newest first (CSV with Accept: text/csv)", role=Role.VIEWER,
            query=LogQuery, ok=(200, list[LogOut]), errors=(503,), csv=True)
-def get_logs(query: LogQuery) -> ResponseReturnValue:
+def get_logs(query: LogQuery) -> list[LogOut] | Response:
     """Newest first; CSV when the client prefers text/csv."""
     f = queries.LogFilter(query.limit, query.level, query.source, query.q, query.since)
     with runtime().sessions() as session:
@@ -38,16 +35,16 @@ def get_logs(query: LogQuery) -> ResponseReturnValue:
             csv = queries.logs_csv(queries.logs_frame(session, f))
             return Response(csv, mimetype="text/csv",
                             headers={"Content-Disposition": "attachment; filename=logs.csv"})
-        return jsonify([log_json(r) for r in queries.recent_logs(session, f)])
+        return [log_out(r) for r in queries.recent_logs(session, f)]
 
 
 @api.route("DELETE", "/api/logs", summary="Delete every log row", role=Role.OPERATOR,
            ok=(200, LogsClearedOut), errors=(503,))
-def clear_logs() -> ResponseReturnValue:
+def clear_logs() -> LogsClearedOut:
     """Delete every log row (the clearing itself is logged afterwards)."""
     rt = runtime()
     rt.writer.flush()  # rows still buffered are older than this request: clear them too
     with rt.sessions.begin() as session:
         deleted = queries.clear_logs(session)
     log.info("logs cleared: %d row(s) deleted", deleted, extra={"meta": {"deleted": deleted}})
-    return jsonify({"message": "logs cleared", "deleted": deleted})
+    return LogsClearedOut(message="logs cleared", deleted=deleted)

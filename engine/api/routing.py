@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from contract.roles import Role
 from engine.api.auth import authorize
-from engine.api.errors import parse_body, parse_query
+from engine.api.validation import parse_body, parse_query
 
 __all__ = ["ApiBlueprint", "Route", "serialize"]
 

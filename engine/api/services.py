@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
-from flask import jsonify
-from flask.typing import ResponseReturnValue
-from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contract.errors import Conflict, NotFound, ProcessError, ValidationFailed
 from contract.requests import ServiceCreate, ServiceUpdate
-from contract.responses import DeletedOut, ServiceOut
+from contract.responses import DeletedOut, InstanceOut, ServiceOut
 from contract.roles import Role
+from contract.states import HealthState
 from db import queries
 from db.models import Instance, Service
 from engine.api.auth import authorize
@@ -22,49 +20,44 @@ from engine.api.routing import ApiBlueprint
 from engine.security.ssrf import refusal
 from engine.store.logs import event_logger
 
-__all__ = ["api", "service_json"]
+__all__ = ["api", "instance_out", "service_out"]
 
 api = ApiBlueprint("services", tag="services")
 log = event_logger("registry")
 MAX_ID = 2**31 - 1
 
 
-def _iso(value: Any) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def service_json(service: Service, load: int) -> dict[str, Any]:
-    """The seed's Service shape, plus instances and registry settings."""
-    return {
-        "id": service.id,
-        "name": service.name,
-        "url": service.instances[0].url if service.instances else None,
-        "status": service.status,
-        "instanceCount": len(service.instances),
-        "load": load,
-        "lastHealthCheck": _iso(service.last_health_check),
-        "managed": service.managed,
-        "healthPath": service.health_path,
-        "metricsPath": service.metrics_path,
-        "weight": service.weight,
-        "createdAt": _iso(service.created_at),
-        "instances": [
-            {
-                "id": i.id,
-                "url": i.url,
-                "status": i.status,
-                "lastHealthCheck": _iso(i.last_health_check),
-                "latencyMs": i.latency_ms,
-                "weight": i.weight,
-                "lastError": i.last_error,
-            }
-            for i in service.instances
-        ],
-    }
+def instance_out(i: Instance) -> InstanceOut:
+    """One instance row as the API shows it."""
+    return InstanceOut(id=i.id, url=i.url, status=HealthState(i.status), lastHealthCheck=_iso(i.last_health_check),
+                       latencyMs=i.latency_ms, weight=i.weight, lastError=i.last_error)
 
 
-def _json(service: Service) -> dict[str, Any]:
-    return service_json(service, runtime().traffic.in_flight(service.name))
+def service_out(service: Service, load: int) -> ServiceOut:
+    """A service row with its instances; `load` is its requests in flight; `url` is its first instance's."""
+    return ServiceOut(
+        id=service.id,
+        name=service.name,
+        url=service.instances[0].url if service.instances else None,
+        status=HealthState(service.status),
+        instanceCount=len(service.instances),
+        load=load,
+        lastHealthCheck=_iso(service.last_health_check),
+        managed=service.managed,
+        healthPath=service.health_path,
+        metricsPath=service.metrics_path,
+        weight=service.weight,
+        createdAt=_iso(service.created_at),
+        instances=[instance_out(i) for i in service.instances],
+    )
+
+
+def _out(service: Service) -> ServiceOut:
+    return service_out(service, runtime().traffic.in_flight(service.name))
 
 
 def _check_hosts(field: str, urls: list[str], indexed: bool) -> None:
@@ -86,30 +79,30 @@ def _get(session: Session, service_id: int) -> Service:
 
 
 def _name_taken(session: Session, name: str, other_than: int | None = None) -> None:
-    existing = session.scalar(select(Service.id).where(Service.name == name))
+    existing = queries.service_id_named(session, name)
     if existing is not None and existing != other_than:
         raise Conflict(f"a service named {name!r} already exists", [{"field": "name", "message": "taken"}])
 
 
 @api.route("GET", "/api/services", summary="List services with their instances", role=Role.VIEWER,
            ok=(200, list[ServiceOut]), errors=(503,))
-def list_services() -> ResponseReturnValue:
+def list_services() -> list[ServiceOut]:
     """Every service with its instances."""
     with runtime().sessions() as session:
-        return jsonify([_json(s) for s in queries.list_services(session)])
+        return [_out(s) for s in queries.list_services(session)]
 
 
 @api.route("GET", "/api/services/<int:service_id>", summary="One service", role=Role.VIEWER,
            ok=(200, ServiceOut), errors=(404, 503))
-def get_service(service_id: int) -> ResponseReturnValue:
+def get_service(service_id: int) -> ServiceOut:
     """One service."""
     with runtime().sessions() as session:
-        return jsonify(_json(_get(session, service_id)))
+        return _out(_get(session, service_id))
 
 
 @api.route("POST", "/api/services", summary="Register a service", role=Role.OPERATOR, body=ServiceCreate,
            ok=(201, ServiceOut), errors=(409, 503))
-def create_service(body: ServiceCreate) -> ResponseReturnValue:
+def create_service(body: ServiceCreate) -> ServiceOut:
     """Register a service with one or more instances."""
     if body.launchCommand is not None:
         return _create_managed(body)
@@ -131,16 +124,16 @@ def create_service(body: ServiceCreate) -> ResponseReturnValue:
             )
             session.add(service)
             session.flush()
-            result = _json(service)
+            result = _out(service)
     except IntegrityError as exc:
         raise Conflict(f"a service named {body.name!r} already exists") from exc
     rt.reload_registry()
     log.info("service %s registered with %d instance(s)", body.name, len(urls),
              extra={"meta": {"service": body.name, "instances": urls}})
-    return jsonify(result), 201
+    return result
 
 
-def _create_managed(body: ServiceCreate) -> ResponseReturnValue:
+def _create_managed(body: ServiceCreate) -> ServiceOut:
     """A service whose instances the engine runs from launchCommand (admin: it is a command on this host)."""
     authorize(Role.ADMIN)
     if body.url or body.instances:
@@ -165,18 +158,18 @@ def _create_managed(body: ServiceCreate) -> ResponseReturnValue:
         rt.fleet.start(service_id, body.minInstances)
     except ProcessError as exc:
         with rt.sessions.begin() as session:
-            session.execute(delete(Service).where(Service.id == service_id))
+            queries.delete_service(session, service_id)
         rt.reload_registry()
         raise ValidationFailed([{"field": "launchCommand", "message": f"did not start: {exc}"[:300]}]) from exc
     log.info("managed service %s registered: %d instance(s) started", body.name, body.minInstances,
              extra={"meta": {"service": body.name, "minInstances": body.minInstances}})
     with rt.sessions() as session:
-        return jsonify(_json(_get(session, service_id))), 201
+        return _out(_get(session, service_id))
 
 
 @api.route("PUT", "/api/services/<int:service_id>", summary="Change a service", role=Role.OPERATOR,
            body=ServiceUpdate, ok=(200, ServiceOut), errors=(409, 503))
-def update_service(service_id: int, body: ServiceUpdate) -> ResponseReturnValue:
+def update_service(service_id: int, body: ServiceUpdate) -> ServiceOut:
     """Change a service's name, paths, weight or (unmanaged only) instance URLs."""
     new_specs = body.instance_specs()
     if new_specs is not None:
@@ -206,13 +199,13 @@ def update_service(service_id: int, body: ServiceUpdate) -> ResponseReturnValue:
                 added = [Instance(url=u, weight=w or 1) for u, w in new_specs.items() if u not in have]
                 service.instances = keep + added
             session.flush()
-            result = _json(service)
+            result = _out(service)
     except IntegrityError as exc:
         raise Conflict("the change clashes with another service") from exc
     rt.reload_registry()
-    log.info("service %s updated: %s", result["name"], ", ".join(changed) or "nothing",
-             extra={"meta": {"service": result["name"], "changed": changed}})
-    return jsonify(result)
+    log.info("service %s updated: %s", result.name, ", ".join(changed) or "nothing",
+             extra={"meta": {"service": result.name, "changed": changed}})
+    return result
 
 
 @api.route("DELETE", "/api/services/<int:service_id>", summary="Deregister a service", role=Role.OPERATOR,

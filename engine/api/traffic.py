@@ -45,7 +45,7 @@ def load_balancer_out(rt: Runtime) -> LoadBalancerOut:
             t = router.targets.get(inst.id)
             instances.append(PickOut(
                 service=spec.name, instanceId=inst.id, url=inst.url, picks=t.picks if t else 0,
-                inFlight=t.in_flight if t else 0, health=rt.health_of(inst.id).value,
+                inFlight=t.in_flight if t else 0, health=rt.health_of(inst.id),
                 ejected=router.ejector.is_ejected(inst.id),
             ))
     return LoadBalancerOut(algorithm=router.algorithm, algorithms=sorted(ALGORITHMS),

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import g, jsonify
-from flask.typing import ResponseReturnValue
-from sqlalchemy import func, select
+from flask import g
 
 from contract.errors import Conflict, NotFound, RateLimited, Unauthorized
 from contract.requests import TokenRequest, UserCreate
 from contract.responses import DeletedOut, TokenOut, UserOut
-from contract.roles import Role
+from contract.roles import Role, RoleName
+from db import queries
 from db.models import User
 from engine.api.auth import login_key
 from engine.api.context import runtime
@@ -19,20 +16,21 @@ from engine.api.routing import ApiBlueprint
 from engine.security.users import authenticate, create_user
 from engine.store.logs import event_logger
 
-__all__ = ["api"]
+__all__ = ["api", "user_out"]
 
 api = ApiBlueprint("users", tag="auth")
 log = event_logger("auth")
 
 
-def _user_json(u: User) -> dict[str, Any]:
-    return {"id": u.id, "username": u.username, "role": u.role,
-            "createdAt": u.created_at.isoformat() if u.created_at else None}
+def user_out(u: User) -> UserOut:
+    """A user row as the API shows it (never the password hash)."""
+    return UserOut(id=u.id, username=u.username, role=RoleName(u.role),
+                   createdAt=u.created_at.isoformat() if u.created_at else None)
 
 
 @api.route("POST", "/api/auth/token", summary="Exchange username and password for a bearer token", role=None,
            body=TokenRequest, ok=(200, TokenOut), errors=(401, 503))
-def issue_token(body: TokenRequest) -> ResponseReturnValue:
+def issue_token(body: TokenRequest) -> TokenOut:
     """A JWT for valid credentials; failed attempts per client address are limited (429)."""
     rt = runtime()
     key = login_key()
@@ -48,31 +46,30 @@ def issue_token(body: TokenRequest) -> ResponseReturnValue:
     role = Role.parse(user.role)
     token, expires = rt.tokens.issue(user.username, role)
     log.info("%s logged in", user.username, extra={"meta": {"username": user.username, "role": role.label}})
-    return jsonify({"token": token, "expiresAt": expires.isoformat(), "role": role.label})
+    return TokenOut(token=token, expiresAt=expires.isoformat(), role=RoleName(role.label))
 
 
 @api.route("GET", "/api/users", summary="List users", role=Role.ADMIN, ok=(200, list[UserOut]), errors=(503,))
-def list_users() -> ResponseReturnValue:
+def list_users() -> list[UserOut]:
     """Every user, without password hashes."""
     with runtime().sessions() as session:
-        return jsonify([_user_json(u) for u in session.scalars(select(User).order_by(User.id))])
+        return [user_out(u) for u in queries.list_users(session)]
 
 
 @api.route("POST", "/api/users", summary="Add a user", role=Role.ADMIN, body=UserCreate, ok=(201, UserOut),
            errors=(409, 503))
-def add_user(body: UserCreate) -> ResponseReturnValue:
+def add_user(body: UserCreate) -> UserOut:
     """Create a user with a role."""
     with runtime().sessions.begin() as session:
-        user = create_user(session, body.username, body.password, Role.parse(body.role))
-        result = _user_json(user)
+        result = user_out(create_user(session, body.username, body.password, Role.parse(body.role)))
     log.info("user %s added with role %s", body.username, body.role,
              extra={"meta": {"username": body.username, "role": body.role, "by": g.claims.username}})
-    return jsonify(result), 201
+    return result
 
 
 @api.route("DELETE", "/api/users/<int:user_id>", summary="Remove a user", role=Role.ADMIN, ok=(200, DeletedOut),
            errors=(409, 503))
-def delete_user(user_id: int) -> ResponseReturnValue:
+def delete_user(user_id: int) -> DeletedOut:
     """Remove a user; not yourself, not the last admin. Their tokens lapse at expiry (TOKEN_TTL)."""
     with runtime().sessions.begin() as session:
         user = session.get(User, user_id) if user_id < 2**31 else None
@@ -80,10 +77,9 @@ def delete_user(user_id: int) -> ResponseReturnValue:
             raise NotFound("user", user_id)
         if user.username == g.claims.username:
             raise Conflict("you cannot remove yourself")
-        admins = session.scalar(select(func.count()).select_from(User).where(User.role == "admin"))
-        if user.role == "admin" and admins == 1:
+        if user.role == RoleName.ADMIN and queries.admin_count(session) == 1:
             raise Conflict("the last admin cannot be removed")
         name = user.username
         session.delete(user)
     log.info("user %s removed", name, extra={"meta": {"username": name, "by": g.claims.username}})
-    return jsonify({"message": f"user {name} removed", "id": user_id})
+    return DeletedOut(message=f"user {name} removed", id=user_id)

@@ -61,7 +61,7 @@ def test_overview_without_traffic_is_null_not_zero(client):
     assert o["requestsPerMin"] == 0 and o["systemStatus"] == "unknown"
 
 
-def test_system_metrics_has_the_seed_shape(client, runtime):
+def test_system_metrics_has_every_part(client, runtime):
     now = runtime.clock.now()
     seed(runtime, now)
     runtime.reload_registry()  # as the API does after every registry change

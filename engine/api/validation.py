@@ -1,0 +1,56 @@
+"""Request bodies and query strings parsed into contract models; a wrong field is a ValidationFailed naming it."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from flask import Request
+from pydantic import BaseModel, ValidationError
+
+from contract.errors import ValidationFailed
+
+__all__ = ["parse_body", "parse_query"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _union_tag(part: object) -> bool:
+    """pydantic names the union member an error came from (`function-after[...]`, `InstanceIn`): not a field."""
+    return isinstance(part, str) and (part[:1].isupper() or any(c in part for c in "[](),-"))
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if _union_tag(part):
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def _validate(model: type[M], data: Any, status: int) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details: list[dict[str, str]] = []
+        for e in exc.errors(include_url=False, include_input=False):
+            field = _field(e["loc"])
+            if all(d["field"] != field for d in details):  # a union reports once per member: keep the first
+                details.append({"field": field, "message": e["msg"].removeprefix("Value error, ")})
+        raise ValidationFailed(details, status=status) from None
+
+
+def parse_body(model: type[M], request: Request) -> M:
+    """Validate the JSON body: not a JSON object is 400, a wrong field 422 naming it."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationFailed([{"field": "body", "message": "request body must be a JSON object"}], status=400)
+    return _validate(model, data, 422)
+
+
+def parse_query(model: type[M], request: Request) -> M:
+    """Validate the query string: a repeated, unknown or wrong parameter is 400 naming it."""
+    repeated = [k for k in request.args if len(request.args.getlist(k)) > 1]
+    if repeated:
+        raise ValidationFailed([{"field": k, "message": "given more than once"} for k in repeated], status=400)
+    return _validate(model, request.args.to_dict(), 400)

@@ -126,7 +126,7 @@ class Report:
         return max((p.pending or 0 for p in self.probes), default=0)
 
     def failures(self) -> list[str]:
-        """What did not hold (empty: the engine survived the outage as the issue asks)."""
+        """What did not hold (empty: the engine survived the outage)."""
         out = [] if self.error is None else [f"scenario error: {self.error}"]
         outage, after = self.during("outage"), self.during("recovery")
         if not self.probes or not all(p.engine_alive for p in self.probes) or not self.engine_alive_at_end:

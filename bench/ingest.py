@@ -48,7 +48,7 @@ def params(e: MetricEvent) -> tuple[object, ...]:
 
 
 def per_row(url: str, rows: list[MetricEvent], budget_s: float) -> tuple[int, float]:
-    """One INSERT per row, autocommit (what the seed did): rows written within the time budget."""
+    """One INSERT per row, autocommit (the simplest writer): rows written within the time budget."""
     done = 0
     with psycopg.connect(conninfo(url), autocommit=True) as conn:
         began = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Cost of one balancer pick at 10, 100 and 1,000 instances, per algorithm (issue 4: p2c at 1,000 <= 2x at 10)."""
+"""Cost of one balancer pick at 10, 100 and 1,000 instances, per algorithm (goal: p2c at 1,000 <= 2x at 10)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Both sides use the same aiohttp pool settings and send GET /health to one demo instance process, one
 request at a time, alternating request by request (order swapped every pair) so machine noise hits
-both alike. Issue 4 asks for <= 1.10x.
+both alike. The goal is <= 1.10x.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ ORDER BY at, s
 
 
 def service_names(services: int) -> list[str]:
-    """The names the seed gives its services."""
+    """The names of the seeded services: bench-01, bench-02, ..."""
     return [f"bench-{s:02d}" for s in range(1, services + 1)]
 
 

@@ -1,8 +1,9 @@
 """A small Chrome DevTools Protocol client: headless Chromium driven over one websocket (aiohttp), no new dependency.
 
-Only what the page test needs: navigate, evaluate JavaScript (awaiting promises), type text, set the viewport and
-take screenshots. Calls are synchronous for the test; each runs the client's own event loop until its answer
-arrives (events in between are read and dropped), always within a deadline.
+Only what the page test needs: navigate, evaluate JavaScript (awaiting promises), type text, set the viewport, take
+screenshots and record the requests a page sends. Calls are synchronous for the test; each runs the client's own
+event loop until its answer arrives (events in between are read, and kept only while requests are recorded), always
+within a deadline.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,7 @@ class Chromium:
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
+        self._requests: list[str] | None = None  # URLs of the requests sent while recording
 
     def __enter__(self) -> Chromium:
         try:
@@ -118,6 +121,8 @@ class Chromium:
             if message.type != aiohttp.WSMsgType.TEXT:
                 raise CdpError(f"DevTools connection ended during {method}: {message.type.name}")
             answer = json.loads(message.data)
+            if answer.get("method") == "Network.requestWillBeSent" and self._requests is not None:
+                self._requests.append(answer["params"]["request"]["url"])
             if answer.get("id") != call_id:
                 continue  # an event, or the answer of an earlier call that timed out
             if "error" in answer:
@@ -152,6 +157,19 @@ class Chromium:
             if time.monotonic() > deadline:
                 raise CdpError(f"{url} did not finish loading in {timeout:g} s")
             time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def recording_requests(self) -> Iterator[list[str]]:
+        """Within the block, the URL of every request the page sends (documents, scripts, fetches, images...),
+        appended as the browser reports it, so read the list after a call that waited for the page."""
+        requests: list[str] = []
+        self._requests = requests
+        self.call("Network.enable")
+        try:
+            yield requests
+        finally:
+            self.call("Network.disable")
+            self._requests = None
 
     def insert_text(self, text: str) -> None:
         """Type text into the focused element as a user (or an IME) would."""

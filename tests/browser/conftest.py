@@ -35,21 +35,21 @@ from tests.conftest import TEST_JWT_SECRET, free_port, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "browser-test-admin-pw"  # the first admin of a throwaway database
 SEED_SERVICES, SEED_DAYS = 20, 7.0
-# BROWSER_SPEED_ROWS=10080000 is the issue's week: 20 services x 7 days, a row each 1.2 s (about 2 minutes to seed);
+# BROWSER_SPEED_ROWS=10080000 is a full week: 20 services x 7 days, a row each 1.2 s (about 2 minutes to seed);
 # by default one row a minute, which builds the same 1-minute rollup that charts of a week read, in seconds
 DEFAULT_ROWS = 201_600
 START_TIMEOUT_S = 90.0
 
 
 def seed_rows() -> int:
-    """Rows of seeded metrics: BROWSER_SPEED_ROWS (e.g. 10080000, the issue's week), else one a minute."""
+    """Rows of seeded metrics: BROWSER_SPEED_ROWS (e.g. 10080000, a row each 1.2 s for a week), else one a minute."""
     raw = os.environ.get("BROWSER_SPEED_ROWS", "").replace("_", "").strip()
     return int(raw) if raw else DEFAULT_ROWS
 
 
 @dataclass(frozen=True)
 class Seeded:
-    """What the seed wrote."""
+    """What seeding wrote."""
 
     rows: int
     seconds: float

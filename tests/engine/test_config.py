@@ -79,10 +79,8 @@ def test_replace_changes_fields_and_validates():
         s.replace(api_port=0)
 
 
-def test_readme_documents_every_variable():
-    readme = (ROOT / "README.md").read_text()
-    missing = [v for v in ENV_VARS if f"`{v}`" not in readme]
-    assert missing == []
+def test_readme_points_to_the_configuration_document():
+    assert "(docs/configuration.md)" in (ROOT / "README.md").read_text()
 
 
 def test_configuration_document_is_generated_from_the_declaration():

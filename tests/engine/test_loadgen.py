@@ -96,7 +96,7 @@ POLL = 0.01  # how often the drain looks whether the run's requests are done
 
 
 def test_each_request_goes_out_at_its_due_time_and_per_second_samples_add_up_to_the_totals():
-    clock, sends = FakeClock(), []
+    clock, sends = FakeClock(), list[float]()
     total, samples, gen = run(Plan(rate=200, duration_s=2, users=10, backlog=200), sleeper(0.002, sends, clock),
                               clock)
     assert (total.sent, total.ok, total.failed, total.dropped) == (400, 400, 0, 0)
@@ -165,7 +165,7 @@ def test_stop_ends_a_long_run_at_once_sends_nothing_after_it_and_counts_what_it_
     # 100/s for 60 s with two users stuck for 5 s: requests 0 and 1 go out, 2..30 (due by the stop at 0.305 s)
     # wait in the backlog. The dispatcher notices the stop at its next wake (0.31 s), the backlog is dropped and
     # the two in flight get the 0.3 s grace, then are cancelled.
-    clock, sends = FakeClock(), []
+    clock, sends = FakeClock(), list[float]()
     stop_at = 0.305
     total, _, gen = run(Plan(rate=100, duration_s=60, users=2, backlog=100), sleeper(5.0, sends, clock), clock,
                         stop_after=stop_at)

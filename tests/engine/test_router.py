@@ -178,29 +178,89 @@ def test_post_is_not_retried():
     assert router.counters.figures().retries == 0
 
 
-def test_retry_budget_caps_retries_against_an_always_failing_backend():
-    backend = Backend(1)
-    backend.status[backend.ports[0]] = 500
-    backend.delay = 0.05  # keep requests in flight together
-    router, _ = make_router(backend.ports, FakeClock(), retries=3, budget=RetryBudget(percent=20, minimum=3),
+class FailOnceBackend:
+    """One loopback instance: each path's first call waits until all n first calls arrived, then answers 500;
+    a later call (a retry) waits until the test releases it, then answers 200."""
+
+    def __init__(self, n):
+        self.port = free_port()
+        self.n = n
+        self.first_calls = 0
+        self.retry_calls = 0
+        self.all_arrived = asyncio.Event()
+        self.release = asyncio.Event()
+        self.seen = set()
+        self.runner = None
+
+    async def start(self):
+        async def handle(request):
+            if request.path not in self.seen:
+                self.seen.add(request.path)
+                self.first_calls += 1
+                if self.first_calls == self.n:
+                    self.all_arrived.set()
+                await self.all_arrived.wait()
+                return web.Response(status=500)
+            self.retry_calls += 1
+            await self.release.wait()
+            return web.Response(status=200)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self):
+        await self.runner.cleanup()
+
+
+class ObservedBudget(RetryBudget):
+    """The product's budget, calling back once every request has had its retry decided."""
+
+    def __init__(self, percent, minimum, n, decided):
+        super().__init__(percent, minimum)
+        self._n = n
+        self._decided = decided
+        self.granted = 0
+
+    def try_retry(self):
+        allowed = super().try_retry()
+        self.granted += allowed
+        if self.granted + self.refused == self._n:
+            self._decided()
+        return allowed
+
+
+# (requests, percent, minimum, retries allowed): allowed = max(minimum, floor(requests in flight x percent / 100));
+# a refused request ends, so the requests in flight only fall after the last grant and no later one is granted
+BUDGETS = [(50, 20, 3, 10), (10, 20, 3, 3), (40, 25, 2, 10), (5, 50, 0, 2)]
+
+
+@pytest.mark.parametrize(("n", "percent", "minimum", "allowed"), BUDGETS,
+                         ids=["20pct-of-50", "minimum-3-of-10", "25pct-of-40", "50pct-of-5"])
+def test_retry_budget_allows_exactly_its_share_when_every_request_fails_once(n, percent, minimum, allowed):
+    """n requests fail together; their retries are held in flight until all n retry decisions are made."""
+    backend = FailOnceBackend(n)
+    budget = ObservedBudget(percent, minimum, n, lambda: backend.release.set())
+    router, _ = make_router([backend.port], FakeClock(), retries=3, budget=budget,
                             breaker=BreakerConfig(failure_threshold=10_000, failure_rate_threshold=100,
                                                   minimum_calls=1000, window_size=1000))
 
     async def scenario():
         await router.start()
         try:
-            return await asyncio.gather(*(router.send("orders", "GET", "/") for _ in range(50)))
+            sends = asyncio.gather(*(router.send("orders", "GET", f"/r{i}") for i in range(n)))
+            return await asyncio.wait_for(sends, 60)  # a bound against a hang, not a timing assertion
         finally:
             await router.close()
 
     answers = run(scenario, backend)
-    assert all(a.status == 500 for a in answers)
-    hits = backend.hits[backend.ports[0]]
-    # without a budget: 50 x (1 + 3) = 200 calls; with it, retries in flight stay within max(3, 20% of 50)
+    assert sorted(a.status for a in answers) == [200] * allowed + [500] * (n - allowed)
+    assert (backend.first_calls, backend.retry_calls) == (n, allowed)
     f = router.counters.figures()
-    assert f.retries == hits - 50
-    assert f.budget_refusals > 0
-    assert hits < 200
+    assert (f.requests, f.retries, f.budget_refusals, f.retry_success_rate) == (n, allowed, n - allowed, 100.0)
+    assert (budget.granted, budget.refused) == (allowed, n - allowed)
     assert router.budget.retries_in_flight == 0 and router.budget.requests_in_flight == 0
 
 

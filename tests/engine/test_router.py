@@ -61,7 +61,8 @@ class Backend:
             await r.cleanup()
 
 
-def make_router(ports, clock, *, health=None, breaker=None, retries=2, ejector=None, budget=None, timeout=2.0):
+def make_router(ports, clock, *, health=None, breaker=None, retries=2, ejector=None, budget=None, timeout=2.0,
+                rng=None, backoff=(0.001, 0.002)):
     registry = Registry()
     registry.replace((ServiceSpec(1, "orders", "/health", None, 1, False, tuple(
         InstanceSpec(n, 1, f"http://127.0.0.1:{p}") for n, p in enumerate(ports, start=1))),))
@@ -71,7 +72,8 @@ def make_router(ports, clock, *, health=None, breaker=None, retries=2, ejector=N
     router = Router(
         registry, health or (lambda _id: HealthState.HEALTHY), book, ejector or OutlierEjector(clock, 1000),
         TrafficRecorder(), ResilienceCounters(clock), budget or RetryBudget(20, 3), clock,
-        timeout_s=timeout, max_retries=retries, backoff_base_s=0.001, backoff_cap_s=0.002, rng=random.Random(1),
+        timeout_s=timeout, max_retries=retries, backoff_base_s=backoff[0], backoff_cap_s=backoff[1],
+        rng=rng or random.Random(1),
     )
     return router, writer
 
@@ -169,6 +171,36 @@ def test_retries_move_to_another_instance_and_count_as_retry_successes():
     assert (f.requests, f.retries, f.retry_success_rate) == (10, 10, 100.0)
 
 
+class RecordingRandom(random.Random):
+    """A seeded random that records each uniform(lo, hi) asked of it and the value it gave."""
+
+    def __init__(self, seed):
+        super().__init__(seed)
+        self.draws = []
+
+    def uniform(self, a, b):
+        value = super().uniform(a, b)
+        self.draws.append((a, b, value))
+        return value
+
+
+def test_retries_back_off_exponentially_with_full_jitter_up_to_the_cap():
+    backend = Backend(1)
+    backend.status[backend.ports[0]] = 503
+    rng = RecordingRandom(3)
+    router, _ = make_router(backend.ports, FakeClock(), retries=4, rng=rng, backoff=(0.001, 0.005),
+                            breaker=NEVER_OPEN)
+    answers = send_many(router, backend, 2)
+    assert [a.attempts for a in answers] == [5, 5]
+    # before retry k (0-based): uniform over [0, min(cap, base x 2^k)]
+    assert [(lo, hi) for lo, hi, _ in rng.draws] == [(0.0, 0.001), (0.0, 0.002), (0.0, 0.004), (0.0, 0.005)] * 2
+    delays = [d for _, _, d in rng.draws]
+    assert all(lo <= d <= hi for lo, hi, d in rng.draws)
+    assert len(set(delays)) == len(delays)  # jittered: every wait differs
+    replay = random.Random(3)
+    assert delays == [replay.uniform(0.0, hi) for _, hi, _ in rng.draws]  # the seed alone fixes the waits
+
+
 def test_post_is_not_retried():
     backend = Backend(2)
     backend.status[backend.ports[0]] = 503
@@ -242,7 +274,7 @@ BUDGETS = [(50, 20, 3, 10), (10, 20, 3, 3), (40, 25, 2, 10), (5, 50, 0, 2)]
 def test_retry_budget_allows_exactly_its_share_when_every_request_fails_once(n, percent, minimum, allowed):
     """n requests fail together; their retries are held in flight until all n retry decisions are made."""
     backend = FailOnceBackend(n)
-    budget = ObservedBudget(percent, minimum, n, lambda: backend.release.set())
+    budget = ObservedBudget(percent, minimum, n, backend.release.set)
     router, _ = make_router([backend.port], FakeClock(), retries=3, budget=budget,
                             breaker=BreakerConfig(failure_threshold=10_000, failure_rate_threshold=100,
                                                   minimum_calls=1000, window_size=1000))

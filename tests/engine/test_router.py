@@ -359,3 +359,29 @@ def test_ejection_never_takes_out_more_than_the_cap():
     router, _ = make_router(backend.ports, clock, retries=0, ejector=ejector, breaker=NEVER_OPEN)
     send_many(router, backend, 40)
     assert len(ejector.ejected()) == 2  # half of 4, although all four kept failing
+
+
+def test_a_one_instance_service_may_lose_its_instance_and_then_falls_back():
+    """max(1, 50 % of 1) = 1 may be out: the lone instance is ejected and requests get NoInstance until it ends."""
+    backend = Backend(1)
+    port = backend.ports[0]
+    backend.status[port] = 500
+    clock = FakeClock()
+    ejector = OutlierEjector(clock, consecutive=3, base_s=30, max_percent=50)
+    router, _ = make_router(backend.ports, clock, retries=0, ejector=ejector, breaker=NEVER_OPEN)
+
+    async def scenario():
+        await router.start()
+        try:
+            statuses = [(await router.send("orders", "GET", "/")).status for _ in range(3)]
+            with pytest.raises(NoInstance):
+                await router.send("orders", "GET", "/")
+            clock.advance(30)
+            backend.status[port] = 200
+            statuses.append((await router.send("orders", "GET", "/")).status)
+            return statuses
+        finally:
+            await router.close()
+
+    assert run(scenario, backend) == [500, 500, 500, 200]
+    assert backend.hits[port] == 4 and router.counters.figures().fallbacks == 1

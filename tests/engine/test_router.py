@@ -222,7 +222,7 @@ class FailOnceBackend:
         self.all_arrived = asyncio.Event()
         self.release = asyncio.Event()
         self.seen = set()
-        self.runner = None
+        self.runners = []
 
     async def start(self):
         async def handle(request):
@@ -239,12 +239,14 @@ class FailOnceBackend:
 
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self.runners.append(runner)
 
     async def stop(self):
-        await self.runner.cleanup()
+        for runner in self.runners:
+            await runner.cleanup()
 
 
 class ObservedBudget(RetryBudget):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from fractions import Fraction
 
 __all__ = ["MAX_US", "Histogram"]
 
@@ -78,7 +79,8 @@ class Histogram:
         wanted = sorted(set(qs))
         if not self.count:
             return dict.fromkeys(wanted)
-        ranks = [(q, max(1, math.ceil(q / 100.0 * self.count))) for q in wanted]
+        # exact arithmetic: in floats 7 / 100 x 100 is 7.000000000000001, a rank (and so a bucket) too high
+        ranks = [(q, max(1, math.ceil(Fraction(str(q)) * self.count / 100))) for q in wanted]
         out: dict[float, int | None] = {}
         seen = 0
         k = 0

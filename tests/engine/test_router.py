@@ -61,7 +61,8 @@ class Backend:
             await r.cleanup()
 
 
-def make_router(ports, clock, *, health=None, breaker=None, retries=2, ejector=None, budget=None, timeout=2.0):
+def make_router(ports, clock, *, health=None, breaker=None, retries=2, ejector=None, budget=None, timeout=2.0,
+                rng=None, backoff=(0.001, 0.002)):
     registry = Registry()
     registry.replace((ServiceSpec(1, "orders", "/health", None, 1, False, tuple(
         InstanceSpec(n, 1, f"http://127.0.0.1:{p}") for n, p in enumerate(ports, start=1))),))
@@ -71,7 +72,8 @@ def make_router(ports, clock, *, health=None, breaker=None, retries=2, ejector=N
     router = Router(
         registry, health or (lambda _id: HealthState.HEALTHY), book, ejector or OutlierEjector(clock, 1000),
         TrafficRecorder(), ResilienceCounters(clock), budget or RetryBudget(20, 3), clock,
-        timeout_s=timeout, max_retries=retries, backoff_base_s=0.001, backoff_cap_s=0.002, rng=random.Random(1),
+        timeout_s=timeout, max_retries=retries, backoff_base_s=backoff[0], backoff_cap_s=backoff[1],
+        rng=rng or random.Random(1),
     )
     return router, writer
 
@@ -169,6 +171,36 @@ def test_retries_move_to_another_instance_and_count_as_retry_successes():
     assert (f.requests, f.retries, f.retry_success_rate) == (10, 10, 100.0)
 
 
+class RecordingRandom(random.Random):
+    """A seeded random that records each uniform(lo, hi) asked of it and the value it gave."""
+
+    def __init__(self, seed):
+        super().__init__(seed)
+        self.draws = []
+
+    def uniform(self, a, b):
+        value = super().uniform(a, b)
+        self.draws.append((a, b, value))
+        return value
+
+
+def test_retries_back_off_exponentially_with_full_jitter_up_to_the_cap():
+    backend = Backend(1)
+    backend.status[backend.ports[0]] = 503
+    rng = RecordingRandom(3)
+    router, _ = make_router(backend.ports, FakeClock(), retries=4, rng=rng, backoff=(0.001, 0.005),
+                            breaker=NEVER_OPEN)
+    answers = send_many(router, backend, 2)
+    assert [a.attempts for a in answers] == [5, 5]
+    # before retry k (0-based): uniform over [0, min(cap, base x 2^k)]
+    assert [(lo, hi) for lo, hi, _ in rng.draws] == [(0.0, 0.001), (0.0, 0.002), (0.0, 0.004), (0.0, 0.005)] * 2
+    delays = [d for _, _, d in rng.draws]
+    assert all(lo <= d <= hi for lo, hi, d in rng.draws)
+    assert len(set(delays)) == len(delays)  # jittered: every wait differs
+    replay = random.Random(3)
+    assert delays == [replay.uniform(0.0, hi) for _, hi, _ in rng.draws]  # the seed alone fixes the waits
+
+
 def test_post_is_not_retried():
     backend = Backend(2)
     backend.status[backend.ports[0]] = 503
@@ -178,29 +210,91 @@ def test_post_is_not_retried():
     assert router.counters.figures().retries == 0
 
 
-def test_retry_budget_caps_retries_against_an_always_failing_backend():
-    backend = Backend(1)
-    backend.status[backend.ports[0]] = 500
-    backend.delay = 0.05  # keep requests in flight together
-    router, _ = make_router(backend.ports, FakeClock(), retries=3, budget=RetryBudget(percent=20, minimum=3),
+class FailOnceBackend:
+    """One loopback instance: each path's first call waits until all n first calls arrived, then answers 500;
+    a later call (a retry) waits until the test releases it, then answers 200."""
+
+    def __init__(self, n):
+        self.port = free_port()
+        self.n = n
+        self.first_calls = 0
+        self.retry_calls = 0
+        self.all_arrived = asyncio.Event()
+        self.release = asyncio.Event()
+        self.seen = set()
+        self.runners = []
+
+    async def start(self):
+        async def handle(request):
+            if request.path not in self.seen:
+                self.seen.add(request.path)
+                self.first_calls += 1
+                if self.first_calls == self.n:
+                    self.all_arrived.set()
+                await self.all_arrived.wait()
+                return web.Response(status=500)
+            self.retry_calls += 1
+            await self.release.wait()
+            return web.Response(status=200)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self.runners.append(runner)
+
+    async def stop(self):
+        for runner in self.runners:
+            await runner.cleanup()
+
+
+class ObservedBudget(RetryBudget):
+    """The product's budget, calling back once every request has had its retry decided."""
+
+    def __init__(self, percent, minimum, n, decided):
+        super().__init__(percent, minimum)
+        self._n = n
+        self._decided = decided
+        self.granted = 0
+
+    def try_retry(self):
+        allowed = super().try_retry()
+        self.granted += allowed
+        if self.granted + self.refused == self._n:
+            self._decided()
+        return allowed
+
+
+# (requests, percent, minimum, retries allowed): allowed = max(minimum, floor(requests in flight x percent / 100));
+# a refused request ends, so the requests in flight only fall after the last grant and no later one is granted
+BUDGETS = [(50, 20, 3, 10), (10, 20, 3, 3), (40, 25, 2, 10), (5, 50, 0, 2)]
+
+
+@pytest.mark.parametrize(("n", "percent", "minimum", "allowed"), BUDGETS,
+                         ids=["20pct-of-50", "minimum-3-of-10", "25pct-of-40", "50pct-of-5"])
+def test_retry_budget_allows_exactly_its_share_when_every_request_fails_once(n, percent, minimum, allowed):
+    """n requests fail together; their retries are held in flight until all n retry decisions are made."""
+    backend = FailOnceBackend(n)
+    budget = ObservedBudget(percent, minimum, n, backend.release.set)
+    router, _ = make_router([backend.port], FakeClock(), retries=3, budget=budget,
                             breaker=BreakerConfig(failure_threshold=10_000, failure_rate_threshold=100,
                                                   minimum_calls=1000, window_size=1000))
 
     async def scenario():
         await router.start()
         try:
-            return await asyncio.gather(*(router.send("orders", "GET", "/") for _ in range(50)))
+            sends = asyncio.gather(*(router.send("orders", "GET", f"/r{i}") for i in range(n)))
+            return await asyncio.wait_for(sends, 60)  # a bound against a hang, not a timing assertion
         finally:
             await router.close()
 
     answers = run(scenario, backend)
-    assert all(a.status == 500 for a in answers)
-    hits = backend.hits[backend.ports[0]]
-    # without a budget: 50 x (1 + 3) = 200 calls; with it, retries in flight stay within max(3, 20% of 50)
+    assert sorted(a.status for a in answers) == [200] * allowed + [500] * (n - allowed)
+    assert (backend.first_calls, backend.retry_calls) == (n, allowed)
     f = router.counters.figures()
-    assert f.retries == hits - 50
-    assert f.budget_refusals > 0
-    assert hits < 200
+    assert (f.requests, f.retries, f.budget_refusals, f.retry_success_rate) == (n, allowed, n - allowed, 100.0)
+    assert (budget.granted, budget.refused) == (allowed, n - allowed)
     assert router.budget.retries_in_flight == 0 and router.budget.requests_in_flight == 0
 
 
@@ -267,3 +361,29 @@ def test_ejection_never_takes_out_more_than_the_cap():
     router, _ = make_router(backend.ports, clock, retries=0, ejector=ejector, breaker=NEVER_OPEN)
     send_many(router, backend, 40)
     assert len(ejector.ejected()) == 2  # half of 4, although all four kept failing
+
+
+def test_a_one_instance_service_may_lose_its_instance_and_then_falls_back():
+    """max(1, 50 % of 1) = 1 may be out: the lone instance is ejected and requests get NoInstance until it ends."""
+    backend = Backend(1)
+    port = backend.ports[0]
+    backend.status[port] = 500
+    clock = FakeClock()
+    ejector = OutlierEjector(clock, consecutive=3, base_s=30, max_percent=50)
+    router, _ = make_router(backend.ports, clock, retries=0, ejector=ejector, breaker=NEVER_OPEN)
+
+    async def scenario():
+        await router.start()
+        try:
+            statuses = [(await router.send("orders", "GET", "/")).status for _ in range(3)]
+            with pytest.raises(NoInstance):
+                await router.send("orders", "GET", "/")
+            clock.advance(30)
+            backend.status[port] = 200
+            statuses.append((await router.send("orders", "GET", "/")).status)
+            return statuses
+        finally:
+            await router.close()
+
+    assert run(scenario, backend) == [500, 500, 500, 200]
+    assert backend.hits[port] == 4 and router.counters.figures().fallbacks == 1

@@ -77,6 +77,79 @@ def test_full_buffer_drops_oldest_and_counts(sessions):
         ]
 
 
+class ProducingWhileFailing:
+    """A session factory whose next begin() first runs `during` (producers submitting while the write is under
+    way), then opens a session on `factory`."""
+
+    def __init__(self, factory, during=None):
+        self.factory = factory
+        self.during = during
+
+    def begin(self):
+        during, self.during = self.during, None
+        if during is not None:
+            during()
+        return self.factory.begin()
+
+
+# sequence number -> (instance or service id, status) for the health events among the logs
+INSTANCE_HEALTH = {2: (3, "degraded"), 9: (1, "healthy"), 14: (1, "degraded"), 20: (2, "unhealthy"),
+                   23: (2, "healthy"), 25: (1, "unhealthy"), 31: (1, "healthy")}
+SERVICE_HEALTH = {16: "degraded", 29: "healthy"}
+
+
+def numbered_event(clock, n):
+    """Event n of one stream: a health event where the tables above say so, else a log line; one second apart."""
+    clock.advance(1)
+    if n in INSTANCE_HEALTH:
+        instance_id, status = INSTANCE_HEALTH[n]
+        return InstanceHealthEvent(instance_id, status, clock.now(), float(n), None)
+    if n in SERVICE_HEALTH:
+        return ServiceHealthEvent(1, SERVICE_HEALTH[n], clock.now())
+    return log_event(clock, n)
+
+
+def test_an_outage_past_the_buffer_drops_the_oldest_and_writes_the_backlog_in_order(sessions):
+    """max_buffer 25, batch_size 10: 33 events across a failed write, the newest 25 written in order afterwards."""
+    clock = FakeClock()
+    with sessions.begin() as s:
+        s.add(Service(name="orders", instances=[Instance(url=f"http://127.0.0.1:{9000 + i}") for i in (1, 2, 3)]))
+    dead = make_session_factory(make_engine("postgresql://postgres@127.0.0.1:1/none",
+                                            connect_args={"connect_timeout": 1}))
+    events = {}
+
+    def submit(numbers):
+        for n in numbers:
+            events[n] = numbered_event(clock, n)
+            writer.submit(events[n])
+
+    writer = BatchWriter(ProducingWhileFailing(dead, lambda: submit(range(10, 30))), clock,  # type: ignore[arg-type]
+                         max_buffer=25, batch_size=10)
+    submit(range(10))
+    assert writer.flush() == 0  # took 0..9; 10..29 arrived meanwhile, so only 5 of the batch fit back
+    assert (writer.status().pending, writer.status().dropped) == (25, 5)
+    assert writer.flush() == 0  # still down: nothing lost by trying again
+    assert (writer.status().pending, writer.status().dropped) == (25, 5)
+    submit(range(30, 33))  # a full buffer: each one pushes out the oldest
+    status = writer.status()
+    assert (status.database_ok, status.pending, status.dropped, status.written) == (False, 25, 8, 0)
+
+    writer._sessions = sessions  # the database is back
+    assert writer.flush() == 25  # three batches: 8..17, 18..27, 28..32
+    status = writer.status()
+    assert (status.database_ok, status.pending, status.dropped, status.written) == (True, 0, 8, 25)
+    kept = range(8, 33)
+    with sessions() as s:
+        logs = [m for (m,) in s.execute(select(LogEntry.message).order_by(LogEntry.id))]
+        assert logs == [f"event {n}" for n in kept if n not in INSTANCE_HEALTH and n not in SERVICE_HEALTH]
+        instances = {i.id: (i.status, i.latency_ms, i.last_health_check) for i in s.scalars(select(Instance))}
+        service = s.get(Service, 1)
+        assert (service.status, service.last_health_check) == ("healthy", events[29].checked_at)
+    # newest wins across the batches: the last health event kept of each instance is what is stored
+    assert instances == {1: ("healthy", 31.0, events[31].checked_at), 2: ("healthy", 23.0, events[23].checked_at),
+                         3: ("unknown", None, None)}  # instance 3's only event was among the dropped
+
+
 def test_stop_flushes_what_is_buffered(sessions):
     clock = FakeClock()
     writer = BatchWriter(sessions, clock, flush_interval=60)

@@ -8,9 +8,9 @@ value a bucket can hold (as HdrHistogram's `highestEquivalentValue`), so they ne
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
-from fractions import Fraction
+
+from engine.stats import nearest_rank
 
 __all__ = ["MAX_US", "Histogram"]
 
@@ -79,8 +79,7 @@ class Histogram:
         wanted = sorted(set(qs))
         if not self.count:
             return dict.fromkeys(wanted)
-        # exact arithmetic: in floats 7 / 100 x 100 is 7.000000000000001, a rank (and so a bucket) too high
-        ranks = [(q, max(1, math.ceil(Fraction(str(q)) * self.count / 100))) for q in wanted]
+        ranks = [(q, nearest_rank(q, self.count)) for q in wanted]
         out: dict[float, int | None] = {}
         seen = 0
         k = 0

@@ -11,7 +11,6 @@ Nothing on a hot path waits for PostgreSQL.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from contract.events import Event
 from db.ingest import Rejected, is_connection_error, write_batch
 from engine.clock import Clock
+from engine.stats import percentile
 
 __all__ = ["BatchWriter", "WriteLatency", "WriterStatus"]
 
@@ -96,7 +96,7 @@ class BatchWriter:
             values = sorted(ms for at, ms in self._latencies if at >= since)
         if not values:
             return WriteLatency(0, None, None, None)
-        return WriteLatency(len(values), _nearest_rank(values, 50), _nearest_rank(values, 95), values[-1])
+        return WriteLatency(len(values), percentile(values, 50), percentile(values, 95), values[-1])
 
     def submit(self, event: Event) -> None:
         """Queue one event; never blocks. When full, the oldest event is dropped and counted."""
@@ -209,6 +209,3 @@ class BatchWriter:
         self.flush()
 
 
-def _nearest_rank(ascending: list[float], q: float) -> float:
-    """Nearest-rank percentile of a non-empty ascending list (q in 0..100)."""
-    return ascending[max(1, math.ceil(q / 100.0 * len(ascending))) - 1]

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import accumulate
+
+from engine.stats import percentile
 
 __all__ = ["LATENCY_BOUNDS_MS", "BucketStats", "RoutedTotals", "TrafficRecorder", "percentile"]
 
 # upper bounds (inclusive, ms) of the cumulative latency histogram Prometheus sees; loopback calls take ~0.3 ms
 LATENCY_BOUNDS_MS: tuple[float, ...] = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
                                         5000.0, 10000.0)
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (q in 0..100)."""
-    if not sorted_values:
-        raise ValueError("no values")
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import pytest
 from engine.clock import FakeClock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.collector import Collector, ProcessSample, cpu_percent, parse_process_metrics
-from engine.traffic.recorder import TrafficRecorder, percentile
+from engine.stats import percentile
+from engine.traffic.recorder import TrafficRecorder
 
 EXPOSITION = """# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
 # TYPE process_cpu_seconds_total counter

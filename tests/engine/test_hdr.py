@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import pytest
 
+from engine import stats
 from engine.loadtest.hdr import MAX_US, Histogram
 
 
@@ -93,3 +94,10 @@ def test_memory_is_fixed_and_out_of_range_values_are_clamped_and_counted():
 def test_empty_histogram_has_unknown_percentiles():
     h = Histogram()
     assert h.percentiles([50, 99]) == {50: None, 99: None} and h.mean_us() is None
+
+
+@pytest.mark.parametrize(("q", "count", "rank"), [(7, 100, 7), (55, 100, 55), (99.9, 1000, 999), (99.9, 20_000, 19_980),
+                                                   (50, 1, 1), (0, 10, 1), (100, 10, 10)])
+def test_nearest_rank_is_exact(q, count, rank):
+    assert stats.nearest_rank(q, count) == rank
+    assert stats.percentile([float(v) for v in range(1, count + 1)], q) == float(rank)

@@ -160,11 +160,11 @@ def memory_leak_form() -> None:
 def write_latency() -> None:
     """The engine's write latency now (GET /api/health), while a database overload runs."""
     health = data.fetch_quietly(api.health)
-    w = None if health is None else api.plain(health.writer).get("writeLatencyMs")
-    if not w:
+    if health is None:
         return
-    st.caption(f"Engine write latency over the last {w['windowSeconds']} s: p50 {fmt_ms(w['p50'])}, "
-               f"p95 {fmt_ms(w['p95'])}, max {fmt_ms(w['max'])} over {w['batches']} batches.")
+    w = health.writer.writeLatencyMs
+    st.caption(f"Engine write latency over the last {w.windowSeconds} s: p50 {fmt_ms(w.p50)}, "
+               f"p95 {fmt_ms(w.p95)}, max {fmt_ms(w.max)} over {w.batches} batches.")
 
 
 def show_active(known: tuple[int, ...]) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,27 +51,46 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, step: float = 0.
     return predicate()
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh database for this test run: on DATABASE_URL's server if set, else on an embedded server."""
-    server_url = os.environ.get("DATABASE_URL")
-    embedded = None
-    if not server_url:
-        embedded = EmbeddedPostgres(tmp_path_factory.mktemp("embedded"))
-        server_url = embedded.start()
-    name = f"mm_test_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=None)
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(sqlalchemy_url(server_url)).set(database=name).render_as_string(hide_password=False)
+@contextmanager
+def server_dir() -> Iterator[Path]:
+    """A directory for an embedded server's data outside pytest's own temporary tree: pytest makes that tree
+    private to its user at every session start, which would lock out the server's own user (another test run on
+    the same host starting mid-run)."""
+    path = Path(tempfile.mkdtemp(prefix="mm-test-pg-"))
+    path.chmod(0o755)  # the server runs as its own user: it must reach its data directory
     try:
-        yield url
+        yield path
     finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_dir() -> Iterator[Path]:
+    """A directory for one test's embedded server (see server_dir)."""
+    with server_dir() as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database for this test run: on DATABASE_URL's server if set, else on an embedded server."""
+    with ExitStack() as stack:
+        server_url = os.environ.get("DATABASE_URL")
+        if not server_url:
+            embedded = EmbeddedPostgres(stack.enter_context(server_dir()))
+            server_url = embedded.start()
+            stack.callback(embedded.stop)
+        name = f"mm_test_{uuid.uuid4().hex[:10]}"
+        admin = make_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=None)
+        stack.callback(admin.dispose)
         with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-        if embedded is not None:
-            embedded.stop()
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(sqlalchemy_url(server_url)).set(database=name).render_as_string(hide_password=False)
+        try:
+            yield url
+        finally:
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

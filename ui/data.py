@@ -94,7 +94,7 @@ def _api_answers() -> bool:
         report = api.health()  # 200, or 503 with the same report while the engine's database is down
     except ApiCallFailed:
         return False
-    return api.plain(report.database).get("status") == "up"
+    return report.database.status == "up"
 
 
 def _rerun_when(answers: Callable[[], bool]) -> None:

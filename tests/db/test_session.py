@@ -34,8 +34,8 @@ def test_other_schemes_are_refused():
         sqlalchemy_url("mysql://u@h/db")
 
 
-def test_embedded_server_keeps_data_across_restarts(tmp_path):
-    server = EmbeddedPostgres(tmp_path)
+def test_embedded_server_keeps_data_across_restarts(pg_dir):
+    server = EmbeddedPostgres(pg_dir)
     url = server.start()
     try:
         engine = make_engine(url)
@@ -45,8 +45,8 @@ def test_embedded_server_keeps_data_across_restarts(tmp_path):
         engine.dispose()
     finally:
         server.stop()
-    assert (tmp_path / "pg" / "PG_VERSION").exists()
-    again = EmbeddedPostgres(tmp_path)
+    assert (pg_dir / "pg" / "PG_VERSION").exists()
+    again = EmbeddedPostgres(pg_dir)
     engine = make_engine(again.start())
     try:
         with engine.connect() as c:

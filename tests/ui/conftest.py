@@ -142,8 +142,13 @@ SYSTEM_METRICS: dict[str, Any] = {
 AUTOSCALER: dict[str, Any] = {"enabled": True, "minInstances": 1, "maxInstances": 4, "metric": "cpu", "target": 60.0,
                               "tolerance": 0.2, "scaleUpWindowS": 0.0, "scaleDownWindowS": 30.0, "maxStep": 2}
 HEALTH: dict[str, Any] = {
-    "status": "ok", "engine": {"status": "up", "startedAt": "2026-01-01T00:00:00+00:00"},
-    "database": {"status": "up"}, "writer": {"databaseOk": True, "pending": 0}, "simulations": {"active": 0}}
+    "status": "ok",
+    "engine": {"status": "up", "startedAt": "2026-01-01T00:00:00+00:00", "uptimeSeconds": 5.0, "services": 1},
+    "database": {"embedded": False, "status": "up"},
+    "writer": {"databaseOk": True, "pending": 0, "written": 0, "dropped": 0, "rejected": 0, "lastError": None,
+               "lastSuccess": None,
+               "writeLatencyMs": {"windowSeconds": 60, "batches": 0, "p50": None, "p95": None, "max": None}},
+    "simulations": {"active": 0}}
 
 
 def api_answer(request: Any) -> Any:

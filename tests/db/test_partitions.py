@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from alembic import command
@@ -176,7 +177,7 @@ def test_api_lists_the_shards_with_sizes_and_estimates(clean_db, sessions, setti
             s.execute(text("ANALYZE metrics_default"))  # analysed only when its estimate is unknown
         client = create_app(rt).test_client()
         client.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)
-        body = client.get("/api/shards").json
+        body: Any = client.get("/api/shards").json
         assert body["retentionDays"] == settings.retention_days and body["table"] == "metrics"
         shards = {s["name"]: s for s in body["shards"]}
         today = shards["metrics_p20200615"]

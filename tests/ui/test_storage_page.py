@@ -147,12 +147,12 @@ def test_the_figures_match_the_catalog(stored, dash_env, monkeypatch):
     list_partitions, rollup_usage = partitions.list_partitions, storage_queries.rollup_usage
 
     def listed_by_page(session: Session) -> list[partitions.Partition]:
-        read["partitions"] = list_partitions(session)
-        return read["partitions"]
+        listed = read["partitions"] = list_partitions(session)
+        return listed
 
     def rollup_by_page(session: Session) -> tuple[int | None, int]:
-        read["rollup"] = rollup_usage(session)
-        return read["rollup"]
+        rollup = read["rollup"] = rollup_usage(session)
+        return rollup
 
     monkeypatch.setattr(partitions, "list_partitions", listed_by_page)
     monkeypatch.setattr(storage_queries, "rollup_usage", rollup_by_page)

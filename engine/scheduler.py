@@ -42,20 +42,24 @@ def observed(
     return run
 
 
-def build_scheduler(jobs: list[Job], observe: Observe | None = None) -> AsyncIOScheduler:
+def build_scheduler(
+    jobs: list[Job], observe: Observe | None = None, *, now: datetime | None = None,
+    timer: Callable[[], float] = time.perf_counter,
+) -> AsyncIOScheduler:
     """A scheduler (not started): each (id, coroutine function, interval s, first-run delay s) an interval job.
 
     It must be started from inside the asyncio loop it will run on. The delays keep jobs apart: a round
     of checks must not share the loop with a round of scrapes, or each would time the other's work.
-    `observe`, when given, is told each run's job id, duration in seconds and success.
+    Each first run is its delay after `now` (the current time by default). `observe`, when given, is told
+    each run's job id, duration in seconds (on `timer`) and success.
     """
     scheduler = AsyncIOScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
     )
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     for job_id, func, seconds, delay in jobs:
         scheduler.add_job(
-            func if observe is None else observed(job_id, func, observe), "interval", seconds=seconds,
+            func if observe is None else observed(job_id, func, observe, timer), "interval", seconds=seconds,
             id=job_id, name=job_id, replace_existing=True, next_run_time=now + timedelta(seconds=delay),
         )
     return scheduler

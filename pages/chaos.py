@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import partial
 
 import streamlit as st
@@ -169,7 +168,7 @@ def write_latency() -> None:
 
 def show_active(known: tuple[int, ...]) -> None:
     """The active simulations, live: a countdown and a Stop button each, and Stop all."""
-    now = datetime.now(UTC)
+    now = chaos.now()
     with data.reading() as db_session:
         active = queries.active_simulations(db_session)
     if tuple(r.id for r in active) != known:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -21,7 +21,12 @@ from ui.format import (
     simulation_target,
 )
 
-__all__ = ["Countdown", "active_banner", "countdown", "intensity_help", "simulation_history"]
+__all__ = ["Countdown", "active_banner", "countdown", "intensity_help", "now", "simulation_history"]
+
+
+def now() -> datetime:
+    """The time the Chaos page counts active simulations down from (UTC); the one place it reads the clock."""
+    return datetime.now(UTC)
 
 
 def intensity_help() -> str:

@@ -30,6 +30,7 @@ __all__ = [
     "fmt_bytes",
     "fmt_short",
     "fmt_when",
+    "now",
     "outage_banner",
     "partition_table",
     "probe_health",
@@ -86,10 +87,15 @@ def shard_label(status: str) -> str:
 # -- the Storage page (db.storage_queries.storage_frame) ----------------------------------------------------------
 
 
+def now() -> datetime:
+    """The time the Storage page judges partitions at (UTC); the one place it reads the clock."""
+    return datetime.now(UTC)
+
+
 @st.cache_data(ttl=CACHE_S, show_spinner=False)
 def _snapshot(_session: Session, database_url: str, retention_days: int) -> StorageSnapshot:
     # keyed by the URL and the retention; the session is only the way in (not hashed)
-    return storage_queries.storage_frame(_session, datetime.now(UTC), retention_days)
+    return storage_queries.storage_frame(_session, now(), retention_days)
 
 
 def read_storage(retention_days: int) -> StorageSnapshot:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import psycopg
 
 from contract.chaos import INTENSITY_PRESSURE, Intensity
+from engine.clock import Clock, SystemClock
 from engine.store.logs import event_logger
 
 __all__ = ["OVERLOAD_APP_NAME", "DatabaseOverload", "MemoryLeak"]
@@ -30,13 +31,19 @@ _LOCK_STATEMENTS = ("LOCK TABLE logs IN SHARE MODE", "SELECT pg_sleep(0.4)")
 
 
 class MemoryLeak:
-    """Holds `rate_mb_s` more MB every second, up to `cap_mb`; stop() frees everything."""
+    """Holds `rate_mb_s` more MB every second, up to `cap_mb`; stop() frees everything.
 
-    def __init__(self, rate_mb_s: float, cap_mb: int, tick_s: float = 0.1) -> None:
+    Every `tick_s` the thread allocates what is due: rate x seconds since start on `clock`, at most the cap.
+    """
+
+    def __init__(self, rate_mb_s: float, cap_mb: int, tick_s: float = 0.1, clock: Clock | None = None) -> None:
         self.rate_mb_s = rate_mb_s
         self.cap_mb = cap_mb
         self._tick = tick_s
+        self._clock = clock or SystemClock()
+        self._began = 0.0
         self._blocks: list[bytes] = []
+        self._alloc_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chaos-memory", daemon=True)
 
@@ -47,14 +54,24 @@ class MemoryLeak:
 
     def start(self) -> None:
         """Begin allocating."""
+        self._began = self._clock.monotonic()
         self._thread.start()
 
-    def _run(self) -> None:
-        began = time.monotonic()
-        while not self._stop.wait(self._tick):
-            due = min(self.cap_mb, int(self.rate_mb_s * (time.monotonic() - began)))
+    def due_mb(self) -> int:
+        """MB due by now: rate x seconds since start, at most the cap."""
+        return min(self.cap_mb, int(self.rate_mb_s * (self._clock.monotonic() - self._began)))
+
+    def allocate_due(self) -> int:
+        """Allocate (and touch) the blocks due by now; the MB held after."""
+        with self._alloc_lock:
+            due = self.due_mb()
             while len(self._blocks) < due and not self._stop.is_set():
                 self._blocks.append(b"\xa5" * MB)  # written, so the pages are resident (RSS), not just reserved
+            return len(self._blocks)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._tick):
+            self.allocate_due()
 
     def stop(self) -> None:
         """Stop allocating and free every block."""

@@ -104,7 +104,7 @@ def test_service_failure_opens_the_breaker_and_turns_health_unhealthy_then_recov
     assert c.get("/api/circuit-breakers").json["breakers"][0]["state"] == "CLOSED"
 
 
-def test_same_kind_on_same_target_is_409_and_stop_all_ends_everything_within_a_second(live, clean_db):
+def test_same_kind_on_same_target_is_409_and_stop_all_ends_everything_at_once(live, clean_db):
     rt, c = live
     rss_before = psutil.Process().memory_info().rss / 2**20
     assert c.post("/api/simulate/service-failure", json={"serviceName": "orders", "duration": 30_000,
@@ -117,11 +117,15 @@ def test_same_kind_on_same_target_is_409_and_stop_all_ends_everything_within_a_s
     # near the 300 MB cap before stopping: at 250 MB more, the leak itself held exactly 250 once in CI (the rest of
     # the process had grown a few MB too), and the assertion below wants more than 250 held
     assert wait_for(lambda: psutil.Process().memory_info().rss / 2**20 - rss_before > 290, 5)
-    began = time.monotonic()
+    called = rt.clock.now()
     r = c.post("/api/simulate/stop-all")
-    assert time.monotonic() - began < 1.0
+    returned = rt.clock.now()
     assert r.json == {"message": "4 simulation(s) stopped", "stopped": 4}
-    assert not rt.faults.armed
+    # ended by the call itself, long before their end times; everything undone the moment it answers
+    with rt.sessions() as s:
+        ends = [(row.ended_at, row.ends_at) for row in s.scalars(select(Simulation))]
+    assert len(ends) == 4 and all(called <= ended < returned < ends_at for ended, ends_at in ends), ends
+    assert not rt.faults.armed and rt.chaos.active_count() == 0
     with clean_db.connect() as conn:
         left = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE :n"),
                             {"n": OVERLOAD_APP_NAME + "%"}).scalar_one()
@@ -162,13 +166,11 @@ def test_memory_leak_at_50_mb_s_for_4_s_raises_rss_by_about_200_mb_and_gives_it_
     rss = lambda: psutil.Process().memory_info().rss / 2**20  # noqa: E731
     before = rss()
     assert c.post("/api/simulate/memory-leak", json={"duration": 4000, "rate": 50}).status_code == 201
-    time.sleep(3.9)
-    peak = rss() - before
-    assert 160 <= peak <= 230
-    assert wait_for(lambda: c.get("/api/simulations").json[0]["status"] == "completed", 1.5)
+    assert wait_for(lambda: c.get("/api/simulations").json[0]["status"] == "completed", 30)  # by the expiry job
     assert wait_for(lambda: rss() - before < 30, 5)
     effect = c.get("/api/simulations").json[0]["effect"]
-    assert effect["heldMb"] == 200 and effect["rssMbAtEnd"] - effect["rssMbBefore"] >= 180
+    # held at its end: 50 MB/s x 4 s, resident (the RSS it measured at the end, before releasing)
+    assert effect["heldMb"] == 200 and 180 <= effect["rssMbAtEnd"] - effect["rssMbBefore"] <= 230
 
 
 def test_high_database_overload_raises_the_engines_measured_write_latency(live):

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, func, make_url, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
+from contract.roles import Role
 from db import partitions
 from db.models import LogEntry, MetricMinute, MetricRow
 from db.partitions import shard_status
 from db.session import MIGRATIONS, make_engine, make_session_factory, migrate
+from engine.api import create_app
 from engine.clock import FakeClock
+from engine.runtime import Runtime
 from engine.store.maintenance import StorageMaintenance
+from tests.conftest import token_for
 
 
 def metric(service: str, at: datetime, requests: int = 10, p95: float | None = 30.0) -> MetricRow:
@@ -144,19 +151,93 @@ def test_drop_refuses_anything_but_a_daily_partition(sessions):
         partitions.drop(s, partitions.Partition("metrics_default", None, None, 0, 0))
 
 
-def test_api_lists_the_shards_with_sizes_and_estimates(client, runtime):
-    now = runtime.clock.now()
-    with runtime.sessions.begin() as s:
-        for i in range(50):
-            s.add(metric("orders", now - timedelta(seconds=5 * i)))
-    runtime.storage.run_once()  # analyses partitions that never were
-    body = client.get("/api/shards").json
-    assert body["retentionDays"] == runtime.settings.retention_days and body["table"] == "metrics"
-    today = next(s for s in body["shards"] if s["name"] == f"metrics_p{now:%Y%m%d}")
-    assert today["status"] == "active" and today["sizeBytes"] > 0
-    assert today["from"] == now.replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
-    in_today = sum(1 for i in range(50) if (now - timedelta(seconds=5 * i)).date() == now.date())
-    assert today["rowEstimate"] == in_today
-    assert body["shards"][-1]["status"] == "default"
-    assert body["totalSizeBytes"] == sum(s["sizeBytes"] for s in body["shards"])
-    assert body["rollup"]["table"] == "metrics_1m" and body["rollup"]["sizeBytes"] > 0
+def flush_stats(session: Session) -> None:
+    """This backend's pending statistics are written when its transaction ends, not up to 10 s later: row
+    estimates read afterwards are settled."""
+    session.execute(text("SELECT pg_stat_force_next_flush()"))
+
+
+def day_names(sessions: sessionmaker[Session], year: int) -> set[str]:
+    with sessions() as s:
+        return {p.name for p in partitions.list_partitions(s) if p.start is not None and p.start.year == year}
+
+
+def test_api_lists_the_shards_with_sizes_and_estimates(clean_db, sessions, settings):
+    clock = FakeClock(datetime(2020, 6, 15, 0, 2, tzinfo=UTC))  # two minutes into a UTC day
+    before = day_names(sessions, 2020)
+    rt = Runtime.open(settings, clock)  # its upkeep makes 2020-06-15 and the days ahead; 06-14 has none
+    try:
+        now = clock.now()
+        with rt.sessions.begin() as s:
+            for i in range(50):  # every 5 s back from 00:02:00: 25 rows on the 15th, 25 on the 14th (in DEFAULT)
+                s.add(metric("orders", now - timedelta(seconds=5 * i)))
+            flush_stats(s)
+        rt.storage.run_once()  # analyses today's partition
+        with rt.sessions.begin() as s:
+            s.execute(text("ANALYZE metrics_default"))  # analysed only when its estimate is unknown
+        client = create_app(rt).test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)
+        body: Any = client.get("/api/shards").json
+        assert body["retentionDays"] == settings.retention_days and body["table"] == "metrics"
+        shards = {s["name"]: s for s in body["shards"]}
+        today = shards["metrics_p20200615"]
+        assert today["status"] == "active" and today["sizeBytes"] > 0
+        assert (today["from"], today["to"]) == ("2020-06-15T00:00:00+00:00", "2020-06-16T00:00:00+00:00")
+        assert today["rowEstimate"] == 25
+        assert "metrics_p20200614" not in shards
+        assert shards["metrics_p20200616"]["status"] == "future"
+        assert body["shards"][-1]["name"] == "metrics_default"
+        assert (body["shards"][-1]["status"], body["shards"][-1]["rowEstimate"]) == ("default", 25)
+        assert body["totalSizeBytes"] == sum(s["sizeBytes"] for s in body["shards"])
+        assert body["rollup"]["table"] == "metrics_1m" and body["rollup"]["sizeBytes"] > 0
+    finally:
+        rt.stop()
+        with sessions.begin() as s:
+            for name in day_names(sessions, 2020) - before:
+                s.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def test_upkeep_makes_the_utc_day_whatever_the_local_zone(sessions, monkeypatch):
+    monkeypatch.setenv("TZ", "UTC+12")  # POSIX: twelve hours west of UTC, where 00:30 UTC is the day before
+    time.tzset()
+    created: tuple[str, ...] = ()
+    try:
+        clock = FakeClock(datetime(2019, 8, 20, 0, 30, tzinfo=UTC))
+        assert clock.now().astimezone().date() == date(2019, 8, 19)  # the zone is in effect
+        created = StorageMaintenance(sessions, clock, retention_days=3, ahead_days=1).run_once().created
+        assert created == ("metrics_p20190820", "metrics_p20190821")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+        with sessions.begin() as s:
+            for name in {*created, "metrics_p20190819"}:
+                s.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def test_upkeep_deletes_default_rows_past_the_retention_and_keeps_the_newer(sessions):
+    """Rows with no partition of their day wait in DEFAULT; retention reaches them row by row."""
+    clock = FakeClock(datetime(2019, 7, 20, 6, 0, tzinfo=UTC))  # retention 3 days: cutoff 2019-07-17 06:00
+    cutoff = datetime(2019, 7, 17, 6, 0, tzinfo=UTC)
+    strays = [datetime(2019, 7, 1, 12, 0, tzinfo=UTC), cutoff - timedelta(seconds=5), cutoff,
+              cutoff + timedelta(minutes=1), datetime(2019, 7, 18, 23, 59, 55, tzinfo=UTC)]
+    before = day_names(sessions, 2019)
+    assert not {"metrics_p20190701", "metrics_p20190717", "metrics_p20190718"} & before
+    with sessions.begin() as s:
+        s.add_all(metric("orders", at) for at in strays)
+    with sessions() as s:
+        assert s.scalar(text("SELECT count(*) FROM metrics_default")) == 5
+    try:
+        report = StorageMaintenance(sessions, clock, retention_days=3, ahead_days=0).run_once()
+        assert report.created == ("metrics_p20190720",) and report.dropped == ()
+        # two raw rows in DEFAULT and their two rollup minutes, each older than the cutoff
+        assert report.deleted_rows == 4
+        with sessions() as s:
+            kept = sorted(s.scalars(text('SELECT "timestamp" FROM metrics_default')))
+            minutes = sorted(s.scalars(select(MetricMinute.minute)))
+        assert kept == strays[2:]  # the cutoff itself is kept: older than it is deleted
+        assert minutes == [cutoff, cutoff + timedelta(minutes=1), datetime(2019, 7, 18, 23, 59, tzinfo=UTC)]
+        assert StorageMaintenance(sessions, clock, retention_days=3, ahead_days=0).run_once().deleted_rows == 0
+    finally:
+        with sessions.begin() as s:
+            for name in day_names(sessions, 2019) - before:
+                s.execute(text(f"DROP TABLE IF EXISTS {name}"))

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from contract.chaos import Intensity
 from db.session import conninfo
 from engine.chaos.pressure import OVERLOAD_APP_NAME, DatabaseOverload, MemoryLeak
+from engine.clock import FakeClock
 from tests.conftest import wait_for
 
 MB = 1 << 20
@@ -20,28 +21,58 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / MB
 
 
-def test_memory_leak_raises_rss_at_its_rate_and_releases_it():
-    before = rss_mb()
-    leak = MemoryLeak(rate_mb_s=100, cap_mb=1000)
+def idle_leak(rate_mb_s: float, cap_mb: int, clock: FakeClock) -> MemoryLeak:
+    """A started leak whose thread never ticks on its own: the test allocates what is due with allocate_due()."""
+    leak = MemoryLeak(rate_mb_s=rate_mb_s, cap_mb=cap_mb, tick_s=3600, clock=clock)
     leak.start()
-    time.sleep(1.05)
-    held = leak.held_mb
-    grown = rss_mb() - before
-    leak.stop()
-    assert 90 <= held <= 110 and grown >= 0.9 * held  # resident, not just reserved
-    assert wait_for(lambda: rss_mb() - before < 30, 2.0)
+    return leak
+
+
+def test_memory_leak_holds_its_rate_times_the_time_since_start():
+    clock = FakeClock()
+    leak = idle_leak(100, 1000, clock)
+    try:
+        assert leak.allocate_due() == 0  # no time has passed
+        clock.advance(0.25)
+        assert leak.allocate_due() == 25
+        clock.advance(2**-7)  # 25.78 MB due: whole blocks only (the advances are exact binary fractions)
+        assert leak.allocate_due() == 25
+        clock.advance(0.75 - 2**-7)  # 1 s since start
+        assert (leak.allocate_due(), leak.held_mb, leak.due_mb()) == (100, 100, 100)
+    finally:
+        leak.stop()
     assert leak.held_mb == 0
 
 
 def test_memory_leak_is_held_to_its_cap_whatever_the_rate():
-    leak = MemoryLeak(rate_mb_s=10_000, cap_mb=64)
-    leak.start()
+    clock = FakeClock()
+    leak = idle_leak(10_000, 64, clock)
     try:
-        assert wait_for(lambda: leak.held_mb == 64, 2.0)
-        time.sleep(0.3)
-        assert leak.held_mb == 64
+        clock.advance(2**-10)  # 9.77 MB due
+        assert leak.allocate_due() == 9
+        clock.advance(1.0)  # 10,010 MB by the rate
+        assert (leak.due_mb(), leak.allocate_due()) == (64, 64)
+        clock.advance(3600)
+        assert leak.allocate_due() == 64 and leak.held_mb == 64
     finally:
         leak.stop()
+
+
+def test_memory_leak_thread_allocates_resident_memory_as_its_clock_moves_and_releases_it():
+    clock = FakeClock()
+    before = rss_mb()
+    leak = MemoryLeak(rate_mb_s=100, cap_mb=1000, tick_s=0.01, clock=clock)
+    leak.start()
+    try:
+        clock.advance(0.5)
+        assert wait_for(lambda: leak.held_mb == 50, 10.0)
+        clock.advance(0.5)
+        assert wait_for(lambda: leak.held_mb == 100, 10.0)
+        assert rss_mb() - before >= 90  # resident, not just reserved
+    finally:
+        leak.stop()
+    assert leak.held_mb == 0
+    assert wait_for(lambda: rss_mb() - before < 30, 5.0)
 
 
 def active_overload(db_engine):
@@ -52,16 +83,19 @@ def active_overload(db_engine):
 
 @pytest.mark.parametrize("intensity, connections", [(Intensity.LOW, 1), (Intensity.HIGH, 6)], ids=["low", "high"])
 def test_overload_runs_real_statements_and_stop_leaves_none(clean_db, database_url, intensity, connections):
-    overload = DatabaseOverload(conninfo(database_url), intensity)
+    errors: list[str] = []
+    overload = DatabaseOverload(conninfo(database_url), intensity, on_error=errors.append)
     overload.start()
     try:
-        assert wait_for(lambda: active_overload(clean_db) == connections, 2.0)
-        time.sleep(0.5)
+        assert wait_for(lambda: active_overload(clean_db) == connections, 5.0)
+        assert wait_for(lambda: overload.statements >= 1, 10.0)
     finally:
-        began = time.monotonic()
         overload.stop()
-    assert time.monotonic() - began < 1.0
+    # stop() has cancelled, closed and terminated: its connections are closed as it returns, and no backend of it
+    # is left (one PostgreSQL was still tearing down may take a moment to leave pg_stat_activity)
+    assert [c.closed for c in overload._conns] == [True] * connections
     assert wait_for(lambda: active_overload(clean_db) == 0, 0.5)
+    assert errors == []  # the statements stop() cancelled are not failures
 
 
 def test_high_overload_slows_the_engines_own_writes(clean_db, database_url):

@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from engine.fleet.processes import spawn, stop_all
+from tests.conftest import wait_for
 
 PARENT = """
 import sys, time
@@ -42,12 +44,21 @@ def test_child_dies_when_parent_is_killed():
     assert not alive(child_pid)
 
 
-def test_stop_all_escalates_to_sigkill():
-    stubborn = spawn([sys.executable, "-c",
-                      "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True);"
-                      " time.sleep(60)"])
-    time.sleep(0.5)  # let it install the handler
-    began = time.monotonic()
+def spawn_ready(tmp_path: Path, name: str, code: str):
+    """A child running code that prints 'ready' once its signal handling is set; returned when it has."""
+    log = tmp_path / f"{name}.log"
+    child = spawn([sys.executable, "-c", code + "; print('ready', flush=True); time.sleep(60)"], log_path=log)
+    assert wait_for(lambda: log.exists() and "ready" in log.read_text(), 10.0)
+    return child
+
+
+def test_stop_all_ends_a_child_that_honours_sigterm_with_sigterm(tmp_path):
+    polite = spawn_ready(tmp_path, "polite", "import time")
+    stop_all([polite], timeout=30.0)
+    assert polite.returncode == -signal.SIGTERM  # it was asked first, and the ask was enough
+
+
+def test_stop_all_escalates_to_sigkill(tmp_path):
+    stubborn = spawn_ready(tmp_path, "stubborn", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)")
     stop_all([stubborn], timeout=0.5)
     assert stubborn.returncode == -signal.SIGKILL
-    assert time.monotonic() - began < 3

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+
+from engine.clock import FakeClock
 
 
 async def job():
@@ -17,11 +19,11 @@ async def job():
 def test_jobs_start_with_their_delays_and_never_overlap_themselves():
     from engine.scheduler import build_scheduler
 
-    before = datetime.now(UTC)
-    scheduler = build_scheduler([("a", job, 5.0, 0.0), ("b", job, 5.0, 2.5)])
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    scheduler = build_scheduler([("a", job, 5.0, 0.0), ("b", job, 5.0, 2.5)], now=now)
     jobs = {j.id: j for j in scheduler.get_jobs()}
-    a, b = jobs["a"].next_run_time, jobs["b"].next_run_time
-    assert 2.4 < (b - a).total_seconds() < 2.6 and (a - before).total_seconds() < 1
+    assert (jobs["a"].next_run_time, jobs["b"].next_run_time) == (now, now + timedelta(seconds=2.5))
+    assert {j: jobs[j].trigger.interval for j in jobs} == {"a": timedelta(seconds=5), "b": timedelta(seconds=5)}
     assert scheduler._job_defaults["max_instances"] == 1 and scheduler._job_defaults["coalesce"] is True
 
 
@@ -74,9 +76,10 @@ def test_scheduled_jobs_are_observed_and_a_failing_job_is_still_logged(caplog):
     from engine.scheduler import build_scheduler
 
     seen = []
+    clock = FakeClock()
 
     async def ok():
-        await asyncio.sleep(0.01)
+        clock.advance(0.25)  # the job's run takes 0.25 s on the timer
 
     async def broken():
         raise RuntimeError("job broke")
@@ -89,7 +92,8 @@ def test_scheduled_jobs_are_observed_and_a_failing_job_is_still_logged(caplog):
             if {j for j, _, _ in seen} == {"ok", "broken"}:
                 both.set()
 
-        scheduler = build_scheduler([("ok", ok, 60.0, 0.0), ("broken", broken, 60.0, 0.0)], observe=observe)
+        scheduler = build_scheduler([("ok", ok, 60.0, 0.0), ("broken", broken, 60.0, 0.0)], observe=observe,
+                                    timer=clock.monotonic)
         scheduler.start()
         try:
             await asyncio.wait_for(both.wait(), 5)
@@ -99,8 +103,6 @@ def test_scheduled_jobs_are_observed_and_a_failing_job_is_still_logged(caplog):
 
     with caplog.at_level(logging.ERROR, logger="apscheduler"):
         asyncio.run(main())
-    by_job = {job: (seconds, success) for job, seconds, success in seen}
-    assert by_job["ok"][1] is True and 0.005 < by_job["ok"][0] < 2.0
-    assert by_job["broken"][1] is False
+    assert sorted(seen) == [("broken", 0.0, False), ("ok", 0.25, True)]  # each once, timed on the timer
     assert any("broken" in r.getMessage() and r.exc_info and "job broke" in str(r.exc_info[1])
                for r in caplog.records)

@@ -18,16 +18,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.responses import HealthOut
 from contract.roles import Role
-from db import partitions
+from db import partitions, storage_queries
 from db.models import MetricMinute, MetricRow
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.ui.conftest import chart_spec, metrics, open_page, texts
-from ui import api
+from ui import api, storage
 from ui.storage import SHARD_COLOURS, HealthProbe, fmt_bytes, fmt_short, fmt_when, outage_banner
 
 PAGE = "pages/storage.py"
 RETENTION_DAYS = 10
 AHEAD = 3
+NOW = datetime(2021, 3, 10, 12, 0, tzinfo=UTC)  # the Storage page's now in the partition tests (ui.storage.now)
 
 
 @pytest.fixture(autouse=True)
@@ -60,18 +61,37 @@ def drop_day(sessions: sessionmaker[Session], day: date) -> None:
         s.execute(text(f"DROP TABLE IF EXISTS {partitions.partition_name(day)}"))
 
 
+def settle_statistics(sessions: sessionmaker[Session]) -> None:
+    """Close this database's other connections and wait until they are gone: a backend writes the statistics it
+    holds back (up to 10 s) as it exits, so row estimates read afterwards move only with what the test writes."""
+    engine = sessions.kw["bind"]
+    engine.dispose()
+
+    def others() -> int:
+        with engine.connect() as c:
+            count: int = c.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                        "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")).scalar_one()
+            return count
+
+    assert wait_for(lambda: others() == 0, 10.0), "another connection to the test database stays open"
+
+
 @pytest.fixture
 def stored(dash_env: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """Today's partition with 2 analysed rows; a new partition 5 days back with 3 rows never analysed; a row 40 days
-    ahead in DEFAULT (analysed); the rollup analysed. Retention 10 days, 3 partitions ahead."""
+    """At a fixed now (the page's too): today's and tomorrow's partitions, today's with 2 analysed rows; a new
+    partition 5 days back with 3 rows never analysed nor counted; a row 40 days ahead in DEFAULT (analysed); the
+    rollup analysed. Retention 10 days, 3 partitions ahead. Every row estimate is settled before the page reads."""
     monkeypatch.setenv("METRICS_RETENTION_DAYS", str(RETENTION_DAYS))
     monkeypatch.setenv("PARTITIONS_AHEAD", str(AHEAD))
-    now = datetime.now(UTC)
+    now = NOW
+    monkeypatch.setattr(storage, "now", lambda: now)
     today, past, stray_day = now.date(), now.date() - timedelta(days=5), now.date() + timedelta(days=40)
+    tomorrow = today + timedelta(days=1)
     oldest = midnight(past) + timedelta(hours=1)
+    settle_statistics(dash_env)
     with dash_env.begin() as s:
-        partitions.create_day(s, today)
-        fresh_day(s, past)
+        for day in (today, tomorrow, past):
+            fresh_day(s, day)
         for p in partitions.list_partitions(s):  # the stray must find no day of its own
             if p.name == partitions.partition_name(stray_day):
                 partitions.drop(s, p)
@@ -79,13 +99,18 @@ def stored(dash_env: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> 
         s.add_all([metric(now - timedelta(seconds=10)), metric(now - timedelta(seconds=20))])
         s.add_all([metric(oldest + timedelta(hours=h)) for h in range(3)])
         s.add(metric(midnight(stray_day) + timedelta(hours=12)))
+        s.execute(text("SELECT pg_stat_force_next_flush()"))  # the inserts are counted as this commits, not later
     with dash_env.begin() as s:
         for table in (partitions.partition_name(today), "metrics_default", "metrics_1m"):
             s.execute(text(f"ANALYZE {table}"))
+        # the past day as after a statistics reset: rows there, neither counted nor analysed
+        s.execute(text("SELECT pg_stat_reset_single_table_counters(CAST(:t AS regclass))"),
+                  {"t": partitions.partition_name(past)})
     try:
         yield {"now": now, "today": today, "past": past, "oldest": oldest}
     finally:
-        drop_day(dash_env, past)
+        for day in (today, tomorrow, past):
+            drop_day(dash_env, day)
 
 
 def table_rows(at: Any) -> dict[str, dict[str, str]]:
@@ -117,17 +142,28 @@ def test_the_page_lists_partitions_with_status_rows_and_size(stored, dash_env):
     assert all(r["size"].endswith((" B", " kB", " MB")) for r in rows.values())
 
 
-def test_the_figures_match_the_catalog(stored, dash_env):
+def test_the_figures_match_the_catalog(stored, dash_env, monkeypatch):
+    read: dict[str, Any] = {}  # the catalog as the page read it: compared with what it shows, at the same moment
+    list_partitions, rollup_usage = partitions.list_partitions, storage_queries.rollup_usage
+
+    def listed_by_page(session: Session) -> list[partitions.Partition]:
+        listed = read["partitions"] = list_partitions(session)
+        return listed
+
+    def rollup_by_page(session: Session) -> tuple[int | None, int]:
+        rollup = read["rollup"] = rollup_usage(session)
+        return rollup
+
+    monkeypatch.setattr(partitions, "list_partitions", listed_by_page)
+    monkeypatch.setattr(storage_queries, "rollup_usage", rollup_by_page)
     at = open_page(PAGE)
     assert not at.exception
-    with dash_env() as s:
-        listed = partitions.list_partitions(s)
-        rollup_rows = s.scalar(select(func.count()).select_from(MetricMinute))
-        rollup_size = s.scalar(text("SELECT pg_total_relation_size('metrics_1m')"))
+    listed, (rollup_rows, rollup_size) = read["partitions"], read["rollup"]
+    mine = (partitions.partition_name(stored["today"]), partitions.partition_name(stored["past"]), "metrics_default")
+    assert {p.name: p.row_estimate for p in listed if p.name in mine} == dict(zip(mine, (2, None, 1), strict=True))
     known = sum(p.row_estimate for p in listed if p.row_estimate is not None)
     oldest_end = next(p.end for p in listed if p.end is not None)
     oldest_name = next(p.name for p in listed if p.end is not None)
-    assert known >= 3  # today's 2 and DEFAULT's 1 (a leftover partition may add its own)
     m = metrics(at)
     assert m == {
         "Partitions": str(len(listed)),
@@ -142,7 +178,8 @@ def test_the_figures_match_the_catalog(stored, dash_env):
     }
     if oldest_name == partitions.partition_name(stored["past"]):  # no older leftover: the exact day
         assert m["Next drop (UTC)"] == f"{stored['past'] + timedelta(days=1 + RETENTION_DAYS):%b %d} 00:00"
-    assert rollup_rows >= 5  # 2 minutes at most now, 3 hours back, 1 in DEFAULT's day
+    with dash_env() as s:  # analysed and not written since: the estimate is the count (11:59, 3 hours back, DEFAULT)
+        assert rollup_rows == s.scalar(select(func.count()).select_from(MetricMinute)) == 5
     helps = {x.label: x.proto.help for x in at.metric}
     assert "1 partition(s) hold rows PostgreSQL has not analysed yet" in helps["Rows (estimated)"]
     assert f"{len(listed) - 1} daily partition(s) and the DEFAULT one" in helps["Partitions"]

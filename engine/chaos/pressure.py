@@ -52,9 +52,9 @@ class MemoryLeak:
         """MB allocated now."""
         return len(self._blocks)
 
-    def start(self) -> None:
-        """Begin allocating."""
-        self._began = self._clock.monotonic()
+    def start(self, began: float | None = None) -> None:
+        """Begin allocating, counting from `began` on the clock's monotonic time (now when None)."""
+        self._began = self._clock.monotonic() if began is None else began
         self._thread.start()
 
     def due_mb(self) -> int:

@@ -191,11 +191,12 @@ class ChaosManager:
         def arm(sim_id: int, ends: float) -> Callable[[], SimulationEffect]:
             rss_before = _rss_mb()
             planned = math.ceil(rate_mb_s * duration_ms / 1000.0)  # rate x duration, the cap bounding it
-            leak = MemoryLeak(rate_mb_s, min(self.memory_cap_mb, planned))
-            leak.start()
+            leak = MemoryLeak(rate_mb_s, min(self.memory_cap_mb, planned), clock=self._clock)
+            leak.start(began=ends - duration_ms / 1000.0)  # the simulation's own start: due counts from there
 
             def stop() -> SimulationEffect:
-                held, rss_end = leak.held_mb, _rss_mb()
+                # what was due by now, ticks aside: rate x seconds run, and at its end exactly rate x duration
+                held, rss_end = leak.allocate_due(), _rss_mb()
                 leak.stop()
                 return SimulationEffect(heldMb=held, rssMbBefore=rss_before, rssMbAtEnd=rss_end,
                                         rssMbAfterRelease=_rss_mb())

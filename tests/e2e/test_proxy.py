@@ -293,9 +293,9 @@ def test_consistent_hash_keeps_each_key_on_one_instance_and_a_new_instance_takes
         assert wait_for(lambda: _all_healthy(rt, 4), 15), "the new instance never became healthy"
         after = {k: place(k) for k in keys}
         moved = [k for k in keys if after[k] != before[k]]
-        assert {after[k] for k in moved} == {joiner.url}  # keys move only to the new instance
         # a ring moves ~1/4 of keys going from 3 to 4 instances; a modulo hash would move ~3/4
-        assert 0.15 <= len(moved) / len(keys) <= 0.35, f"{len(moved)} of {len(keys)} keys moved"
+        assert 0.10 <= len(moved) / len(keys) <= 0.40, f"{len(moved)} of {len(keys)} keys moved"
+        assert {after[k] for k in moved} == {joiner.url}  # keys move only to the new instance
 
 
 def test_a_failed_attempt_is_retried_elsewhere_and_the_answer_names_instance_and_attempts(echo_proxy, echoes):

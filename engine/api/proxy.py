@@ -33,8 +33,9 @@ def proxy(service_name: str, path: str) -> ResponseReturnValue:
     """The upstream's status, headers (minus hop-by-hop) and body, as is."""
     rt = runtime()
     headers = _forwardable(list(request.headers.items()))
+    query = request.query_string.decode("utf-8", "surrogateescape")  # the router quotes it back to these bytes
     call = rt.router.send(
-        service_name, request.method, path, query=request.query_string.decode("latin-1"), headers=headers,
+        service_name, request.method, path, query=query, headers=headers,
         body=request.get_data(cache=False), key=request.headers.get(KEY_HEADER),
     )
     future = rt.run_soon(call)

@@ -11,6 +11,7 @@ import functools
 import random
 from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
+from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
@@ -62,10 +63,21 @@ class FaultHook(Protocol):
         ...
 
 
+# what may stand in a request line as is: printable ASCII but the space
+_QUERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
 @functools.lru_cache(maxsize=4096)
 def _url(base: str, path: str, query: str) -> URL:
-    """A parsed URL, cached: parsing one costs about as much as the rest of the router's bookkeeping."""
-    return URL(base + "/" + path.lstrip("/") + (f"?{query}" if query else ""))
+    """A parsed URL, cached: parsing one costs about as much as the rest of the router's bookkeeping.
+
+    The path is quoted; the query goes out as given (yarl would re-quote it: `%2F` -> `/`, `%7E` -> `~`), only
+    spaces, control characters and non-ASCII are percent-encoded (as UTF-8; surrogate escapes as their bytes).
+    """
+    url = URL(base + "/" + path.lstrip("/"))
+    if not query:
+        return url
+    return URL(f"{url}?{quote(query, safe=_QUERY_SAFE, errors='surrogateescape')}", encoded=True)
 
 
 class Upstream(NamedTuple):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 import uuid
@@ -35,6 +36,32 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+_PORT_BASES = random.SystemRandom()  # not the module's generator: a plugin that reseeds it would repeat bases
+
+
+def free_port_base(count: int, low: int = 20_000, high: int = 32_000) -> int:
+    """The first of `count` consecutive loopback ports nothing listens on, from a base drawn at random.
+
+    Below the kernel's ephemeral range (32768..), so client sockets do not take them; drawn afresh per call,
+    so two runs on one host start their fleets apart (the product's free_port still skips a taken one).
+    """
+    for _ in range(200):
+        base = _PORT_BASES.randrange(low, high - count)
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free loopback ports in {low}..{high}")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 10.0, step: float = 0.05) -> T:

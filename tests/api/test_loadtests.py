@@ -17,7 +17,7 @@ from tests.api.conftest import demo_process, started_client
 
 @pytest.fixture(scope="module")
 def target():
-    with demo_process(17800, seed=3) as instance:
+    with demo_process(seed=3) as instance:
         yield instance
 
 

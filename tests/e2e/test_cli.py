@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, free_port_base
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +59,7 @@ def test_up_serves_everything_and_ctrl_c_stops_everything(tmp_path):
     api_port, dash_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(DATA_DIR=str(tmp_path), API_PORT=str(api_port), DASHBOARD_PORT=str(dash_port),
-               DEMO_PORT_BASE="17300", HEALTH_INTERVAL="1", COLLECT_INTERVAL="1")
+               DEMO_PORT_BASE=str(free_port_base(20)), HEALTH_INTERVAL="1", COLLECT_INTERVAL="1")
     env.pop("ADMIN_PASSWORD", None)
     env.pop("JWT_SECRET", None)
     api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", trust_env=False, timeout=5)

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def fleet(clean_db, settings):
-    with running_fleet(settings, 17500, health_interval=0.5, autoscale_interval=2.0) as pair:
+    with running_fleet(settings, health_interval=0.5, autoscale_interval=2.0) as pair:
         yield pair
 
 

@@ -28,6 +28,7 @@ from engine.security.tokens import TokenIssuer
 T = TypeVar("T")
 
 TEST_JWT_SECRET = "test-secret-0123456789-abcdefghijklmnop"
+MANAGED_PORTS = 40  # the demo fleet's 3 services x at most 6 instances, plus replacements
 
 
 def free_port() -> int:
@@ -124,11 +125,12 @@ def sessions(clean_db: Engine) -> sessionmaker[Session]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    """Settings for an engine under test: fast flushes, free ports, data in tmp."""
+    """Settings for an engine under test: fast flushes, ports free at run time (managed instances too), data in tmp."""
     return Settings(
         database_url=database_url,
         data_dir=tmp_path,
         api_port=free_port(),
+        demo_port_base=free_port_base(MANAGED_PORTS),
         flush_interval=0.05,
         health_interval=0.5,
         health_timeout=1.0,

@@ -12,15 +12,13 @@ from contract.roles import Role
 from contract.settings import Settings
 from engine.api import create_app
 from engine.runtime import Runtime
-from tests.conftest import free_port_base, token_for, wait_for
-
-DEMO_PORTS = 40  # 3 services x at most 6 instances, plus replacements
+from tests.conftest import token_for, wait_for
 
 
 @contextmanager
 def running_fleet(settings: Settings, **overrides: Any) -> Iterator[tuple[Runtime, httpx.Client]]:
-    """The engine with the demo fleet (ports free at run time) and an operator's API client, every instance healthy."""
-    rt = Runtime.open(settings.replace(demo_port_base=free_port_base(DEMO_PORTS), **overrides))
+    """The engine with the demo fleet (on settings' free ports) and an operator's API client, every instance healthy."""
+    rt = Runtime.open(settings.replace(**overrides))
     rt.start(demo=True, app=create_app(rt))
     api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=10,
                        headers={"Authorization": "Bearer " + token_for(Role.OPERATOR)})

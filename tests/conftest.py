@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import tempfile
@@ -30,6 +31,7 @@ from engine.security.tokens import TokenIssuer
 T = TypeVar("T")
 
 TEST_JWT_SECRET = "test-secret-0123456789-abcdefghijklmnop"
+MANAGED_PORTS = 40  # the demo fleet's 3 services x at most 6 instances, plus replacements
 
 
 def free_port() -> int:
@@ -38,6 +40,32 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+_PORT_BASES = random.SystemRandom()  # not the module's generator: a plugin that reseeds it would repeat bases
+
+
+def free_port_base(count: int, low: int = 20_000, high: int = 32_000) -> int:
+    """The first of `count` consecutive loopback ports nothing listens on, from a base drawn at random.
+
+    Below the kernel's ephemeral range (32768..), so client sockets do not take them; drawn afresh per call,
+    so two runs on one host start their fleets apart (the product's free_port still skips a taken one).
+    """
+    for _ in range(200):
+        base = _PORT_BASES.randrange(low, high - count)
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free loopback ports in {low}..{high}")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 10.0, step: float = 0.05) -> T:
@@ -119,11 +147,12 @@ def sessions(clean_db: Engine) -> sessionmaker[Session]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    """Settings for an engine under test: fast flushes, free ports, data in tmp."""
+    """Settings for an engine under test: fast flushes, ports free at run time (managed instances too), data in tmp."""
     return Settings(
         database_url=database_url,
         data_dir=tmp_path,
         api_port=free_port(),
+        demo_port_base=free_port_base(MANAGED_PORTS),
         flush_interval=0.05,
         health_interval=0.5,
         health_timeout=1.0,

@@ -49,10 +49,14 @@ class Stabilizer:
 
     def lowest(self, now: float, window_s: float) -> int:
         """The lowest recommendation within the window (the newest when the window is 0)."""
+        if window_s <= 0:  # also when an earlier one was added at this same instant (a fresh start's count)
+            return self._history[-1][1]
         return min(r for t, r in self._history if t >= now - window_s)
 
     def highest(self, now: float, window_s: float) -> int:
         """The highest recommendation within the window (the newest when the window is 0)."""
+        if window_s <= 0:
+            return self._history[-1][1]
         return max(r for t, r in self._history if t >= now - window_s)
 
 

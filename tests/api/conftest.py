@@ -10,15 +10,15 @@ from contract.roles import Role
 from contract.settings import Settings
 from engine.api import create_app
 from engine.fleet.demo import start_demo_instance
-from engine.fleet.processes import LoopbackInstance, free_port, stop_all, wait_ready
+from engine.fleet.processes import LoopbackInstance, stop_all, wait_ready
 from engine.runtime import Runtime
-from tests.conftest import token_for, wait_for
+from tests.conftest import free_port, token_for, wait_for
 
 
 @contextmanager
-def demo_process(port_base: int, seed: int) -> Iterator[LoopbackInstance]:
-    """A demo service process called orders on the first free port from port_base."""
-    instance = start_demo_instance("orders", free_port(port_base, set()), seed=seed)
+def demo_process(seed: int) -> Iterator[LoopbackInstance]:
+    """A demo service process called orders on a port free at run time."""
+    instance = start_demo_instance("orders", free_port(), seed=seed)
     try:
         wait_ready([instance])
         yield instance

@@ -22,7 +22,7 @@ from tests.conftest import wait_for
 
 @pytest.fixture(scope="module")
 def target():
-    with demo_process(17850, seed=5) as instance:
+    with demo_process(seed=5) as instance:
         yield instance
 
 

@@ -20,7 +20,7 @@ from tests.conftest import wait_for
 
 @pytest.fixture(scope="module")
 def target():
-    with demo_process(17800, seed=3) as instance:
+    with demo_process(seed=3) as instance:
         yield instance
 
 

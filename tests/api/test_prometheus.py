@@ -24,7 +24,7 @@ PROXIED = 7
 
 @pytest.fixture(scope="module")
 def target():
-    with demo_process(17900, seed=8) as instance:
+    with demo_process(seed=8) as instance:
         yield instance
 
 

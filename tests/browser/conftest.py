@@ -30,7 +30,7 @@ from db.session import make_engine
 from tests.browser.cdp import CdpError, Chromium, chromium_path
 from tests.browser.dashboard import Dashboard
 from tests.browser.relay import Relay
-from tests.conftest import TEST_JWT_SECRET, free_port, wait_for
+from tests.conftest import MANAGED_PORTS, TEST_JWT_SECRET, free_port, free_port_base, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "browser-test-admin-pw"  # the first admin of a throwaway database
@@ -233,8 +233,8 @@ def running_app(browser_database: str, seeded: Seeded, database_relay: Relay,
     # the dashboard's way to the API, a relay too (the test's own client goes straight to the API)
     api_link = Relay(lambda: socket.create_connection(("127.0.0.1", api_port), timeout=5))
     env = dict(os.environ, API_URL=f"http://127.0.0.1:{api_link.port}", DATABASE_URL=relayed,
-               DATA_DIR=str(data_dir), API_PORT=str(api_port),
-               DASHBOARD_PORT=str(dashboard_port), DEMO_PORT_BASE=str(17_600), ADMIN_PASSWORD=ADMIN_PASSWORD,
+               DATA_DIR=str(data_dir), API_PORT=str(api_port), DASHBOARD_PORT=str(dashboard_port),
+               DEMO_PORT_BASE=str(free_port_base(MANAGED_PORTS)), ADMIN_PASSWORD=ADMIN_PASSWORD,
                JWT_SECRET=TEST_JWT_SECRET, HEALTH_INTERVAL="1", COLLECT_INTERVAL="1")
     log = data_dir / "engine.log"
     proc = _start(env, log)

@@ -16,9 +16,9 @@ from tests.conftest import token_for, wait_for
 
 
 @contextmanager
-def running_fleet(settings: Settings, port_base: int, **overrides: Any) -> Iterator[tuple[Runtime, httpx.Client]]:
-    """The engine with the demo fleet (ports from port_base) and an operator's API client, every instance healthy."""
-    rt = Runtime.open(settings.replace(demo_port_base=port_base, **overrides))
+def running_fleet(settings: Settings, **overrides: Any) -> Iterator[tuple[Runtime, httpx.Client]]:
+    """The engine with the demo fleet (on settings' free ports) and an operator's API client, every instance healthy."""
+    rt = Runtime.open(settings.replace(**overrides))
     rt.start(demo=True, app=create_app(rt))
     api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=10,
                        headers={"Authorization": "Bearer " + token_for(Role.OPERATOR)})

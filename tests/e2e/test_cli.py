@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, free_port_base
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,11 +55,11 @@ def descendants(pid):
         return []
 
 
-def test_up_serves_everything_and_ctrl_c_stops_everything(tmp_path):
+def test_up_serves_everything_and_ctrl_c_stops_everything(pg_dir):
     api_port, dash_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(DATA_DIR=str(tmp_path), API_PORT=str(api_port), DASHBOARD_PORT=str(dash_port),
-               DEMO_PORT_BASE="17300", HEALTH_INTERVAL="1", COLLECT_INTERVAL="1")
+    env.update(DATA_DIR=str(pg_dir), API_PORT=str(api_port), DASHBOARD_PORT=str(dash_port),
+               DEMO_PORT_BASE=str(free_port_base(20)), HEALTH_INTERVAL="1", COLLECT_INTERVAL="1")
     env.pop("ADMIN_PASSWORD", None)
     env.pop("JWT_SECRET", None)
     api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", trust_env=False, timeout=5)
@@ -67,7 +67,7 @@ def test_up_serves_everything_and_ctrl_c_stops_everything(tmp_path):
     proc = start(env)
     try:
         assert wait_for(lambda: api.get("/api/health").status_code == 200, 60)
-        password = (tmp_path / "admin_password").read_text().strip()
+        password = (pg_dir / "admin_password").read_text().strip()
         assert len(password) >= 12
         token = api.post("/api/auth/token", json={"username": "admin", "password": password}).json()["token"]
         api.headers["Authorization"] = f"Bearer {token}"
@@ -89,7 +89,7 @@ def test_up_serves_everything_and_ctrl_c_stops_everything(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     _, alive = psutil.wait_procs(children, timeout=5)
     assert alive == []
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(pg_dir) in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []  # the embedded PostgreSQL stopped too
 
     proc = start(env)  # the second run finds the first run's logs, users and signing secret
@@ -103,7 +103,7 @@ def test_up_serves_everything_and_ctrl_c_stops_everything(tmp_path):
         assert any(r["message"] == "engine stopped" for r in api.get("/api/logs", params={"q": "stopped"}).json())
     finally:
         out = stop(proc)
-    assert f"its password is in {tmp_path / 'admin_password'}" in out and password not in out
+    assert f"its password is in {pg_dir / 'admin_password'}" in out and password not in out
 
 
 def test_user_add_reads_the_password_from_stdin(clean_db, database_url, tmp_path):

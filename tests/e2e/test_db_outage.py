@@ -12,6 +12,7 @@ import pytest
 
 from bench.db_outage import Config, Report, print_report, run
 from engine.fleet.demo import DEMO_SERVICES
+from tests.conftest import free_port_base
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +22,7 @@ OUTAGE_S = 8.0
 @pytest.fixture(scope="module")
 def report() -> Report:
     cfg = Config(outage_s=OUTAGE_S, margin_s=2.0, collect_interval=1.0, health_interval=0.5, poll_s=0.5,
-                 rate=100.0, users=10, load_test_s=OUTAGE_S + 5.0, port_base=18700, startup_timeout_s=60.0,
+                 rate=100.0, users=10, load_test_s=OUTAGE_S + 5.0, port_base=free_port_base(40), startup_timeout_s=60.0,
                  recovery_timeout_s=30.0)
     lines: list[str] = []
     result = run(cfg, say=lines.append)

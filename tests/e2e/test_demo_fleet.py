@@ -27,7 +27,7 @@ def statuses(api):
 
 @pytest.fixture
 def engine_with_demo(clean_db, settings):
-    rt = Runtime.open(settings.replace(demo_port_base=17100, health_interval=0.5, collect_interval=1.0))
+    rt = Runtime.open(settings.replace(health_interval=0.5, collect_interval=1.0))
     rt.start(demo=True, app=create_app(rt))
     api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=5,
                        headers={"Authorization": "Bearer " + token_for(Role.VIEWER)})
@@ -107,7 +107,7 @@ def test_collection_scrapes_real_cpu_and_memory(engine_with_demo):
 
 
 def test_stop_leaves_no_demo_process(clean_db, settings):
-    rt = Runtime.open(settings.replace(demo_port_base=17200))
+    rt = Runtime.open(settings)
     rt.start(demo=True, app=create_app(rt))
     assert {i.service for i in rt.fleet.instances} == set(DEMO_SERVICES)  # the demo fleet, launched
     pids = [i.process.pid for i in rt.fleet.instances]

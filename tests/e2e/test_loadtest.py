@@ -30,7 +30,7 @@ def served(rt, service):
 
 @pytest.fixture
 def engine_api(clean_db, settings, request):
-    with running_fleet(settings, 17600, health_interval=1.0, **getattr(request, "param", {})) as pair:
+    with running_fleet(settings, health_interval=1.0, **getattr(request, "param", {})) as pair:
         yield pair
 
 

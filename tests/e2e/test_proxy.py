@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def fleet(clean_db, settings):
-    with running_fleet(settings, 17400, health_interval=0.5) as pair:
+    with running_fleet(settings, health_interval=0.5) as pair:
         yield pair
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 import threading
 import time
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def fleet(clean_db, settings):
-    with running_fleet(settings, 17500, health_interval=0.5, autoscale_interval=2.0) as pair:
+    with running_fleet(settings, health_interval=0.5, autoscale_interval=2.0) as pair:
         yield pair
 
 
@@ -99,29 +100,36 @@ def test_external_services_and_bounds_are_409(fleet):
     assert r.status_code == 422 and r.json()["details"][0]["field"] == "minInstances"
 
 
-def test_autoscaler_follows_a_load_test_up_to_3_and_back_down_explaining_every_step(fleet):
+# The autoscaler under a load test on orders (2 instances), by the HPA rule desired = ceil(current x value / target)
+# with the value the requests in flight per instance. 150 req/s at a 100 ms median keeps 150 x 0.1 = 15 requests in
+# flight (Little's law; more when a busy machine stretches latency). From 2 instances: ceil(2 x (15 / 2) / 2) = 8,
+# max step 4 gives 6, and max 3 binds: the count goes to 3 and stays there. Leaving 3 would take ceil(3 x v / 2) <= 2,
+# v <= 4/3 per instance, 4 in flight in all: a quarter of what the load keeps in flight.
+RPS, MEDIAN_MS, TARGET, MAX_STEP, MAX = 150, 100, 2, 4, 3
+IN_FLIGHT = RPS * MEDIAN_MS / 1000
+UNCAPPED = min(math.ceil(2 * (IN_FLIGHT / 2) / TARGET), 2 + MAX_STEP)
+DESIRED = min(UNCAPPED, MAX)
+
+
+def test_autoscaler_scales_a_load_test_to_the_hpa_count_capped_by_max_and_back_down_explaining_every_step(fleet):
+    assert (IN_FLIGHT, UNCAPPED, DESIRED) == (15, 6, 3)  # the cap binds: a count past it is the rule ignoring max
     _rt, api = fleet
     orders = service(api, "orders")
     r = api.put(f"/api/services/{orders['id']}/autoscaler", json={
-        "enabled": True, "metric": "inflight", "target": 5, "scaleUpWindowS": 0, "scaleDownWindowS": 6,
-        "minInstances": 1, "maxInstances": 6})
-    assert r.status_code == 200 and r.json()["target"] == 5
-    # 150 req/s x ~100 ms = ~15 requests in flight: 3 instances at 5 each, whatever the count. 24 s: a start
-    # that stretches latency (a busy machine) may scale up too far at first, as the rule says it should on what was
-    # measured; scaling back then takes the 6 s window and a drain, and the last 5 s must come after that
-    lt = api.post("/api/load-test/start", json={"concurrentUsers": 60, "requestsPerSecond": 150, "duration": 24,
-                                                "targetService": "orders", "path": "/work?ms=100&cpu=0"})
+        "enabled": True, "metric": "inflight", "target": TARGET, "scaleUpWindowS": 0, "scaleDownWindowS": 6,
+        "maxStep": MAX_STEP, "minInstances": 1, "maxInstances": MAX})
+    assert r.status_code == 200 and (r.json()["target"], r.json()["maxInstances"]) == (TARGET, MAX)
+    lt = api.post("/api/load-test/start", json={"concurrentUsers": 60, "requestsPerSecond": RPS, "duration": 14,
+                                                "targetService": "orders", "path": f"/work?ms={MEDIAN_MS}&cpu=0"})
     assert lt.status_code == 202
-    assert wait_for(lambda: service(api, "orders")["instanceCount"] >= 3, 2 * 2.0 + 3)  # within 2 periods
+    # a still count (the autoscaler off, or never acting) fails here
+    assert wait_for(lambda: service(api, "orders")["instanceCount"] == DESIRED, 2 * 2.0 + 3), (
+        service(api, "orders"))  # within 2 periods
     counts = []
     while api.get("/api/load-test/status").json()["status"] == "running":
         counts.append(service(api, "orders")["instanceCount"])
         time.sleep(0.5)
-    # settling, not flapping: 3 at the nominal 100 ms, more when a loaded machine stretches latency (and so
-    # in-flight); over the last 5 s the count may still be coming back from an overshoot, but never turns round
-    tail = counts[-10:]
-    steps = [b - a for a, b in itertools.pairwise(tail) if b != a]
-    assert min(tail) >= 2 and (all(d > 0 for d in steps) or all(d < 0 for d in steps)), counts
+    assert len(counts) >= 10 and set(counts) == {DESIRED}, counts  # held at the cap for the rest of the load
     assert wait_for(lambda: service(api, "orders")["instanceCount"] == 1, 6 + 2 * 2.0 + 5)  # after the window
 
     def down_recorded():  # a period records its decision once its instances are stopped
@@ -129,12 +137,17 @@ def test_autoscaler_follows_a_load_test_up_to_3_and_back_down_explaining_every_s
         return events if (events[0]["direction"], events[0]["toCount"]) == ("down", 1) else None
 
     events = wait_for(down_recorded, 5)
-    assert events is not None and events[0]["fromCount"] >= 2
-    auto = [e for e in events if e["source"] == "autoscaler"]
-    assert auto and all(e["reason"] and e["metric"] == "inflight" and e["target"] == 5 for e in auto)
-    moves = [e for e in auto if e["direction"] != "none"]
-    assert any(e["direction"] == "up" for e in moves) and any(e["direction"] == "down" for e in moves)
-    assert any("within 10%" in e["reason"] or "held by" in e["reason"] for e in auto)  # no-change periods too
+    assert events is not None
+    auto = [e for e in reversed(events) if e["source"] == "autoscaler"]  # oldest first
+    assert auto and all(e["reason"] and e["metric"] == "inflight" and e["target"] == TARGET for e in auto)
+    moves = [(e["direction"], e["fromCount"], e["toCount"]) for e in auto if e["direction"] != "none"]
+    # one step up to the cap, then down to min: at once, or through 2 when a period caught the load's last requests
+    assert moves[0] == ("up", 2, DESIRED) and moves[-1][2] == 1, moves
+    assert all(d == "down" and f == to for (_, _, to), (d, f, _) in itertools.pairwise(moves)), moves
+    up = next(e for e in auto if e["direction"] == "up")
+    assert f"limited to max {MAX}" in up["reason"], up["reason"]
+    assert any(f"at the max of {MAX}" in e["reason"] for e in auto)  # periods under load that the cap held
+    assert any("held by the 6 s scale-down window" in e["reason"] for e in auto)  # no-change periods after it
     st = api.get("/api/load-test/status").json()
     assert st["failedRequests"] == 0 and st["droppedRequests"] == 0
 

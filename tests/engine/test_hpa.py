@@ -57,3 +57,13 @@ def test_no_instance_starts_the_minimum():
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError):
         AutoscalerConfig(**bad)
+
+
+def test_a_zero_window_acts_on_the_newest_recommendation_even_at_the_same_instant():
+    cfg = AutoscalerConfig(target=5.0, up_window_s=0.0, down_window_s=0.0)
+    history = Stabilizer()
+    history.add(10.0, 2, 0.0)  # a fresh start's count, seeded at the instant of the first period
+    assert decide(cfg, 2, 10.0, 10.0, history, 1, 10).desired == 4  # ceil(2 x 2.0), not held by the seeded 2
+    history = Stabilizer()
+    history.add(10.0, 4, 0.0)
+    assert decide(cfg, 4, 2.5, 10.0, history, 1, 10).desired == 2  # ceil(4 x 0.5)

@@ -26,7 +26,7 @@ from engine.fleet.registry import Registry
 from engine.scaling.manager import ScalingManager
 from engine.store.outage import DatabaseOutage
 from engine.store.writer import BatchWriter
-from tests.conftest import wait_for
+from tests.conftest import free_port_base, wait_for
 
 
 @pytest.fixture
@@ -101,7 +101,8 @@ def fleet_for(sessions: sessionmaker[Session], registry: Registry) -> ManagedFle
         with sessions() as s:
             registry.load(s)
 
-    return ManagedFleet(sessions, reload, lambda _id: None, lambda _id: 0, port_base=18650, ready_timeout_s=15.0)
+    return ManagedFleet(sessions, reload, lambda _id: None, lambda _id: 0, port_base=free_port_base(20),
+                        ready_timeout_s=15.0)
 
 
 def test_the_autoscaler_skips_periods_while_the_database_is_down_and_says_so_once(sessions, dead, caplog):

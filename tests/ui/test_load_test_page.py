@@ -18,8 +18,8 @@ from streamlit.testing.v1 import AppTest
 from contract.roles import Role
 from db.models import Instance, LoadTest, LoadTestSample, Service
 from engine.fleet.demo import start_demo_instance
-from engine.fleet.processes import free_port, stop_all, wait_ready
-from tests.conftest import wait_for
+from engine.fleet.processes import stop_all, wait_ready
+from tests.conftest import free_port, wait_for
 from tests.ui.conftest import chart_traces, metrics, open_page, texts
 
 PAGE = "pages/load_test.py"
@@ -240,7 +240,7 @@ def test_a_viewer_cannot_start(dash_env):
 
 @pytest.fixture(scope="module")
 def target():
-    instance = start_demo_instance("orders", free_port(17860, set()), seed=7)
+    instance = start_demo_instance("orders", free_port(), seed=7)
     try:
         wait_ready([instance])
         yield instance

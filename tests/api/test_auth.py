@@ -233,7 +233,9 @@ class TestCellsThatChangeNothing:
                       for m in (rule.methods or set()) - {"HEAD", "OPTIONS"})
         declared = sorted([i for r, i in zip(ROUTES, ROUTES_IDS, strict=True) if r.method not in ("HEAD", "OPTIONS")]
                           + UNDECLARED_VIEWS)
-        assert real == declared
+        assert sorted(set(real) - set(declared)) == [], "registered without the decorator"
+        assert sorted(set(declared) - set(real)) == [], "declared but not registered"
+        assert real == declared  # and none twice
 
     @pytest.mark.parametrize("route", [r for r, _ in PROTECTED], ids=[i for _, i in PROTECTED])
     @pytest.mark.parametrize("bad", list(BAD_TOKENS), ids=list(BAD_TOKENS))

@@ -60,22 +60,30 @@ class Passwords:
         return password_hash is not None
 
 
-_cost = STRONG
-_passwords: Passwords | None = None  # built on first use, at _cost
+class _Hashing:
+    """The cost users are hashed at in this process, and its hasher (built on first use)."""
+
+    def __init__(self) -> None:
+        self.cost = STRONG
+        self._built: Passwords | None = None
+
+    def current(self) -> Passwords:
+        if self._built is None or self._built.cost != self.cost:
+            self._built = Passwords(self.cost)
+        return self._built
+
+
+_hashing = _Hashing()
 
 
 def passwords() -> Passwords:
     """The hasher users are created and authenticated with (STRONG unless use_hash_cost chose another)."""
-    global _passwords
-    if _passwords is None or _passwords.cost != _cost:
-        _passwords = Passwords(_cost)
-    return _passwords
+    return _hashing.current()
 
 
 def use_hash_cost(cost: HashCost) -> HashCost:
     """Hash and verify at cost from now on (tests choose a cheap one); returns the cost it replaces."""
-    global _cost
-    previous, _cost = _cost, cost
+    previous, _hashing.cost = _hashing.cost, cost
     return previous
 
 

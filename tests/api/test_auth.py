@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 import jwt
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from contract.roles import Role
 from db.models import Base, LogEntry, User
 from engine.api import create_app, declared_routes
-from engine.api.routing import Route
 from engine.api.openapi import openapi_path
+from engine.api.routing import Route
 from engine.clock import FakeClock
 from engine.runtime import Runtime
 from engine.security.tokens import TokenIssuer
@@ -215,7 +216,7 @@ def shared_anon(shared):
 
 
 @pytest.fixture
-def started_anon(clean_db, settings) -> Iterator:
+def started_anon(clean_db, settings) -> Iterator[FlaskClient]:
     """A test client without a token, on a started engine of its own (for a cell that changes state)."""
     rt = Runtime.open(settings)
     try:
@@ -249,6 +250,7 @@ class TestCellsThatChangeNothing:
     @pytest.mark.parametrize(("route", "role"), REFUSED, ids=cell_ids(REFUSED))
     def test_a_role_below_the_route_gets_403(self, shared_anon, route, role):
         needed = POLICY[f"{route.method} {route.rule}"]
+        assert needed is not None  # a refused cell's route has a role
         r = call(shared_anon, route, token_of(role))
         assert r.status_code == 403
         assert route.method == "HEAD" or needed.label in r.json["error"]
@@ -285,7 +287,7 @@ def test_public_actions_need_no_token(started_anon, route):
 
 
 def test_password_hashing_defaults_to_the_strong_cost():
-    assert STRONG == HashCost(time_cost=3, memory_cost=65_536, parallelism=4)
+    assert HashCost(time_cost=3, memory_cost=65_536, parallelism=4) == STRONG
     assert passwords().cost == CHEAP_HASHING  # what this run uses (tests/conftest.py)
     # a fresh interpreter is what production runs: its users are hashed at the strong cost
     code = "from engine.security.users import passwords; p = passwords(); print(p.hash('x'))"

@@ -22,7 +22,7 @@ from engine.api.openapi import openapi_path
 from engine.runtime import Runtime
 from tests.conftest import settings_for, token_for, truncate_all
 
-MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
+MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 SEED = int(os.environ.get("FUZZ_SEED") or secrets.randbelow(2**32))
 READS = {"GET", "HEAD", "OPTIONS"}
 ROUTES = declared_routes()

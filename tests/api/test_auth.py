@@ -1,4 +1,5 @@
-"""Authorization matrix over every declared route, logins, rate limits, body limits, secrets."""
+"""Authorization matrix over every declared route (refusals and reads on one shared engine, each action on its
+own), the routes the app really registers, logins, rate limits, body limits, secrets, the password hash cost."""
 
 from __future__ import annotations
 

@@ -26,12 +26,15 @@ from db.session import EmbeddedPostgres, make_engine, make_session_factory, migr
 from engine.clock import SystemClock
 from engine.runtime import Runtime
 from engine.security.tokens import TokenIssuer
+from engine.security.users import HashCost, use_hash_cost
 
 # tests sign tokens with a fixed secret, so a page test and a live API agree on them
 T = TypeVar("T")
 
 TEST_JWT_SECRET = "test-secret-0123456789-abcdefghijklmnop"
 MANAGED_PORTS = 40  # the demo fleet's 3 services x at most 6 instances, plus replacements
+# argon2 at the least work it accepts: a test's logins and new users cost microseconds, not a tenth of a second
+CHEAP_HASHING = HashCost(time_cost=1, memory_cost=8, parallelism=1)
 
 
 def free_port() -> int:
@@ -77,6 +80,15 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, step: float = 0.
             return value
         time.sleep(step)
     return predicate()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Passwords hashed at CHEAP_HASHING in this process for the whole run (engines in child processes keep the
+    strong default)."""
+    previous = use_hash_cost(CHEAP_HASHING)
+    yield
+    use_hash_cost(previous)
 
 
 @contextmanager
@@ -130,12 +142,17 @@ def db_engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+def truncate_all(engine: Engine) -> None:
+    """Every table emptied, ids restarted."""
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as c:
+        c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
 @pytest.fixture
 def clean_db(db_engine: Engine) -> Engine:
     """Every table emptied, ids restarted."""
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with db_engine.begin() as c:
-        c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    truncate_all(db_engine)
     return db_engine
 
 
@@ -145,12 +162,12 @@ def sessions(clean_db: Engine) -> sessionmaker[Session]:
     return make_session_factory(clean_db)
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    """Settings for an engine under test: fast flushes, ports free at run time (managed instances too), data in tmp."""
+def settings_for(database_url: str, data_dir: Path) -> Settings:
+    """Settings for an engine under test: fast flushes, ports free at run time (managed instances too), data in
+    data_dir."""
     return Settings(
         database_url=database_url,
-        data_dir=tmp_path,
+        data_dir=data_dir,
         api_port=free_port(),
         demo_port_base=free_port_base(MANAGED_PORTS),
         flush_interval=0.05,
@@ -162,6 +179,12 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         rate_limit=1000.0,
         rate_burst=10_000,
     )
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings for an engine under test: fast flushes, free ports, data in tmp."""
+    return settings_for(database_url, tmp_path)
 
 
 def token_for(role: Role, username: str | None = None) -> str:

@@ -16,12 +16,75 @@ from contract.roles import ADMIN_PASSWORD_FILE, Role
 from db.models import User
 from engine.security.secretfile import write_secret
 
-__all__ = ["FirstAdmin", "authenticate", "create_user", "ensure_admin"]
+__all__ = [
+    "STRONG", "FirstAdmin", "HashCost", "Passwords", "authenticate", "create_user", "ensure_admin", "passwords",
+    "use_hash_cost",
+]
 
 MIN_PASSWORD = 8
-_hasher = PasswordHasher()
-# verified against when the user does not exist, so a wrong name costs as long as a wrong password
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class HashCost:
+    """argon2id work per hash: passes, memory in KiB, lanes."""
+
+    time_cost: int
+    memory_cost: int
+    parallelism: int
+
+
+# argon2-cffi's own default (RFC 9106's low-memory profile): slow by design, what every stored hash costs
+STRONG = HashCost(time_cost=3, memory_cost=65_536, parallelism=4)
+
+
+class Passwords:
+    """argon2id hashing at one cost; an unknown user costs a verification like a wrong password does."""
+
+    def __init__(self, cost: HashCost = STRONG) -> None:
+        """A hasher at cost, and a hash of a random password to verify against when the user does not exist."""
+        self.cost = cost
+        self._hasher = PasswordHasher(time_cost=cost.time_cost, memory_cost=cost.memory_cost,
+                                      parallelism=cost.parallelism)
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def hash(self, password: str) -> str:
+        """The encoded argon2id hash (its parameters and salt included)."""
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether password matches password_hash; None (no such user) is checked against the dummy and fails."""
+        try:
+            self._hasher.verify(password_hash if password_hash is not None else self._dummy, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        return password_hash is not None
+
+
+class _Hashing:
+    """The cost users are hashed at in this process, and its hasher (built on first use)."""
+
+    def __init__(self) -> None:
+        self.cost = STRONG
+        self._built: Passwords | None = None
+
+    def current(self) -> Passwords:
+        if self._built is None or self._built.cost != self.cost:
+            self._built = Passwords(self.cost)
+        return self._built
+
+
+_hashing = _Hashing()
+
+
+def passwords() -> Passwords:
+    """The hasher users are created and authenticated with (STRONG unless use_hash_cost chose another)."""
+    return _hashing.current()
+
+
+def use_hash_cost(cost: HashCost) -> HashCost:
+    """Hash and verify at cost from now on (tests choose a cheap one); returns the cost it replaces."""
+    previous, _hashing.cost = _hashing.cost, cost
+    return previous
 
 
 def create_user(session: Session, username: str, password: str, role: Role) -> User:
@@ -30,7 +93,7 @@ def create_user(session: Session, username: str, password: str, role: Role) -> U
         raise ValidationFailed([{"field": "password", "message": f"must be at least {MIN_PASSWORD} characters"}])
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"user {username!r} already exists", [{"field": "username", "message": "taken"}])
-    user = User(username=username, password_hash=_hasher.hash(password), role=role.label)
+    user = User(username=username, password_hash=passwords().hash(password), role=role.label)
     session.add(user)
     session.flush()
     return user
@@ -39,11 +102,7 @@ def create_user(session: Session, username: str, password: str, role: Role) -> U
 def authenticate(session: Session, username: str, password: str) -> User | None:
     """The user if the password matches, else None (same work either way)."""
     user = session.scalar(select(User).where(User.username == username))
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    return user
+    return user if passwords().verify(user.password_hash if user else None, password) else None
 
 
 @dataclass(frozen=True)

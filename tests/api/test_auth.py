@@ -1,22 +1,31 @@
-"""Authorization matrix over every declared route, logins, rate limits, body limits, secrets."""
+"""Authorization matrix over every declared route (refusals and reads on one shared engine, each action on its
+own), the routes the app really registers, logins, rate limits, body limits, secrets, the password hash cost."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import jwt
 import pytest
-from sqlalchemy import select
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from contract.roles import Role
-from db.models import LogEntry, User
+from db.models import Base, LogEntry, User
 from engine.api import create_app, declared_routes
 from engine.api.openapi import openapi_path
+from engine.api.routing import Route
 from engine.clock import FakeClock
 from engine.runtime import Runtime
 from engine.security.tokens import TokenIssuer
-from tests.conftest import TEST_JWT_SECRET, token_for
+from engine.security.users import STRONG, HashCost, passwords
+from tests.conftest import CHEAP_HASHING, TEST_JWT_SECRET, settings_for, token_for, truncate_all
 
 ROUTES = declared_routes()
 ROUTES_IDS = [f"{r.method} {r.rule}" for r in ROUTES]
@@ -108,46 +117,183 @@ def test_every_route_is_in_the_policy():
 
 BAD_TOKENS = {"no-token": None, "forged": forged_token, "expired": expired_token, "alg-none": none_alg_token,
               "garbage": lambda: "not.a.jwt"}
+READS = {"GET", "HEAD", "OPTIONS"}
 
 
+def declared_statuses(route: Route) -> set[int]:
+    """What the route may answer a caller its role admits: its ok and error statuses, and what the decorator
+    adds (404 for a path parameter, 400 and 422 for a body, 400 for a query)."""
+    codes = {route.ok_status, *route.errors, *route.same_shape}
+    if "<" in route.rule:
+        codes.add(404)
+    if route.body is not None:
+        codes |= {400, 422}
+    if route.query is not None:
+        codes.add(400)
+    return codes
+
+
+def assert_answered_as_declared(route: Route, r) -> None:
+    """An admitted call gets a status the route declares, and never a server error."""
+    assert r.status_code < 500, (r.status_code, r.data)
+    assert r.status_code in declared_statuses(route), (r.status_code, sorted(declared_statuses(route)), r.data)
+
+
+def token_of(role: Role) -> str:
+    return token_for(role, "admin" if role is Role.ADMIN else None)
+
+
+def cells(admitted: bool, reads: bool | None) -> list[tuple[Route, Role]]:
+    """(route, role) cells of the matrix: refused or admitted ones; reads, actions or both (None)."""
+    out = []
+    for route, rid in zip(ROUTES, ROUTES_IDS, strict=True):
+        needed = POLICY[rid]
+        for role in Role:
+            if (needed is None or role >= needed) == admitted and reads in (None, route.method in READS):
+                out.append((route, role))
+    return out
+
+
+def cell_ids(cs: list[tuple[Route, Role]]) -> list[str]:
+    return [f"{role.label}-{route.method} {route.rule}" for route, role in cs]
+
+
+REFUSED = cells(admitted=False, reads=None)
+ADMITTED_READS = cells(admitted=True, reads=True)
+ADMITTED_ACTIONS = cells(admitted=True, reads=False)
 PROTECTED = [(r, i) for r, i in zip(ROUTES, ROUTES_IDS, strict=True) if POLICY.get(i) is not None]
-PUBLIC = [(r, i) for r, i in zip(ROUTES, ROUTES_IDS, strict=True) if POLICY.get(i) is None]
+PUBLIC_READS = [(r, i) for r, i in zip(ROUTES, ROUTES_IDS, strict=True)
+                if POLICY.get(i) is None and r.method in READS]
+PUBLIC_ACTIONS = [(r, i) for r, i in zip(ROUTES, ROUTES_IDS, strict=True)
+                  if POLICY.get(i) is None and r.method not in READS]
+# views registered on purpose without the decorator: the Swagger UI page and its files, public and outside the
+# OpenAPI document (tests/api/test_swagger_ui.py); any other undeclared view fails the URL map test
+UNDECLARED_VIEWS = ["GET /api/docs", "GET /api/docs/<asset>"]
+# rows the engine writes on its own (its logs, its scrapes); every other table is state a call could change
+OWN_OUTPUT = {"logs", "metrics", "metrics_1m"}
 
 
-@pytest.mark.parametrize("route", [r for r, _ in PROTECTED], ids=[i for _, i in PROTECTED])
-@pytest.mark.parametrize("bad", list(BAD_TOKENS), ids=list(BAD_TOKENS))
-def test_protected_routes_refuse_bad_tokens(anon, route, bad):
-    maker = BAD_TOKENS[bad]
-    r = call(anon, route, maker() if maker else None)
-    assert r.status_code == 401
-    assert r.headers["WWW-Authenticate"].startswith("Bearer")
-    assert route.method == "HEAD" or r.json["error"]  # a HEAD answer has no body
+def test_the_matrix_cells_are_every_route_for_every_role():
+    assert len(REFUSED) + len(ADMITTED_READS) + len(ADMITTED_ACTIONS) == len(ROUTES) * len(Role)
+    assert len(PUBLIC_READS) + len(PUBLIC_ACTIONS) + len(PROTECTED) == len(ROUTES)
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=ROUTES_IDS)
-@pytest.mark.parametrize("role", list(Role), ids=[r.label for r in Role])
-def test_role_matrix(anon, route, role):
-    needed = POLICY[f"{route.method} {route.rule}"]
-    r = call(anon, route, token_for(role, "admin" if role is Role.ADMIN else None))
-    if needed is not None and role < needed:
+@dataclass(frozen=True)
+class Shared:
+    """One started engine, its app and the state it started with."""
+
+    runtime: Runtime
+    app: Flask
+    state: dict[str, object]
+
+
+def state_of(rt: Runtime, app: Flask) -> dict[str, object]:
+    """What a call could change: the rows of every table but the engine's own output, and the balancer."""
+    with rt.sessions() as s:
+        rows: dict[str, object] = {t.name: s.scalar(select(func.count()).select_from(t))
+                                   for t in Base.metadata.sorted_tables if t.name not in OWN_OUTPUT}
+    admin = {"Authorization": "Bearer " + token_of(Role.ADMIN)}
+    rows["load-balancer"] = app.test_client().get("/api/load-balancer", headers=admin).json
+    return rows
+
+
+@pytest.fixture(scope="class")
+def shared(db_engine, database_url, tmp_path_factory) -> Iterator[Shared]:
+    """One started engine over a clean database, for the cells that change nothing."""
+    truncate_all(db_engine)
+    rt = Runtime.open(settings_for(database_url, tmp_path_factory.mktemp("shared")))
+    try:
+        rt.start()
+        app = create_app(rt)
+        yield Shared(rt, app, state_of(rt, app))
+    finally:
+        rt.stop()
+
+
+@pytest.fixture
+def shared_anon(shared):
+    """A test client without a token, on the shared engine."""
+    return shared.app.test_client()
+
+
+@pytest.fixture
+def started_anon(clean_db, settings) -> Iterator[FlaskClient]:
+    """A test client without a token, on a started engine of its own (for a cell that changes state)."""
+    rt = Runtime.open(settings)
+    try:
+        rt.start()
+        yield create_app(rt).test_client()
+    finally:
+        rt.stop()
+
+
+class TestCellsThatChangeNothing:
+    """Refusals (401, 403) never reach a view and reads change nothing: one started engine answers them all."""
+
+    def test_the_declared_routes_are_the_registered_routes(self, shared):
+        real = sorted(f"{m} {rule.rule}" for rule in shared.app.url_map.iter_rules() if rule.endpoint != "static"
+                      for m in (rule.methods or set()) - {"HEAD", "OPTIONS"})
+        declared = sorted([i for r, i in zip(ROUTES, ROUTES_IDS, strict=True) if r.method not in ("HEAD", "OPTIONS")]
+                          + UNDECLARED_VIEWS)
+        assert sorted(set(real) - set(declared)) == [], "registered without the decorator"
+        assert sorted(set(declared) - set(real)) == [], "declared but not registered"
+        assert real == declared  # and none twice
+
+    @pytest.mark.parametrize("route", [r for r, _ in PROTECTED], ids=[i for _, i in PROTECTED])
+    @pytest.mark.parametrize("bad", list(BAD_TOKENS), ids=list(BAD_TOKENS))
+    def test_protected_routes_refuse_bad_tokens(self, shared_anon, route, bad):
+        maker = BAD_TOKENS[bad]
+        r = call(shared_anon, route, maker() if maker else None)
+        assert r.status_code == 401
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        assert route.method == "HEAD" or r.json["error"]  # a HEAD answer has no body
+
+    @pytest.mark.parametrize(("route", "role"), REFUSED, ids=cell_ids(REFUSED))
+    def test_a_role_below_the_route_gets_403(self, shared_anon, route, role):
+        needed = POLICY[f"{route.method} {route.rule}"]
+        assert needed is not None  # a refused cell's route has a role
+        r = call(shared_anon, route, token_of(role))
         assert r.status_code == 403
         assert route.method == "HEAD" or needed.label in r.json["error"]
-    else:
-        assert r.status_code not in (401, 403), r.data
+
+    @pytest.mark.parametrize(("route", "role"), ADMITTED_READS, ids=cell_ids(ADMITTED_READS))
+    def test_an_admitted_role_reads_as_declared(self, shared_anon, route, role):
+        assert_answered_as_declared(route, call(shared_anon, route, token_of(role)))
+
+    @pytest.mark.parametrize("route", [r for r, _ in PUBLIC_READS], ids=[i for _, i in PUBLIC_READS])
+    def test_public_reads_need_no_token(self, shared_anon, route):
+        assert_answered_as_declared(route, call(shared_anon, route))
+
+    def test_openapi_lists_exactly_the_declared_routes(self, shared_anon):
+        doc = shared_anon.get("/api/openapi.json").json
+        ops = {f"{m.upper()} {p}" for p, item in doc["paths"].items() for m in item}
+        expected = {f"{r.method} {openapi_path(r.rule)}" for r in ROUTES}
+        assert ops == expected
+        assert doc["paths"]["/api/services"]["post"]["security"] == [{"bearerAuth": []}]
+        assert doc["paths"]["/api/health"]["get"]["security"] == []
+
+    def test_the_shared_engine_is_as_it_started(self, shared):
+        """Last in the class: the cells above changed nothing, so sharing one engine hid nothing."""
+        assert state_of(shared.runtime, shared.app) == shared.state
 
 
-@pytest.mark.parametrize("route", [r for r, _ in PUBLIC], ids=[i for _, i in PUBLIC])
-def test_public_routes_need_no_token(anon, route):
-    assert call(anon, route).status_code not in (401, 403)
+@pytest.mark.parametrize(("route", "role"), ADMITTED_ACTIONS, ids=cell_ids(ADMITTED_ACTIONS))
+def test_an_admitted_role_acts_as_declared(started_anon, route, role):
+    assert_answered_as_declared(route, call(started_anon, route, token_of(role)))
 
 
-def test_openapi_lists_exactly_the_declared_routes(anon):
-    doc = anon.get("/api/openapi.json").json
-    ops = {f"{m.upper()} {p}" for p, item in doc["paths"].items() for m in item}
-    expected = {f"{r.method} {openapi_path(r.rule)}" for r in ROUTES}
-    assert ops == expected
-    assert doc["paths"]["/api/services"]["post"]["security"] == [{"bearerAuth": []}]
-    assert doc["paths"]["/api/health"]["get"]["security"] == []
+@pytest.mark.parametrize("route", [r for r, _ in PUBLIC_ACTIONS], ids=[i for _, i in PUBLIC_ACTIONS])
+def test_public_actions_need_no_token(started_anon, route):
+    assert_answered_as_declared(route, call(started_anon, route))
+
+
+def test_password_hashing_defaults_to_the_strong_cost():
+    assert HashCost(time_cost=3, memory_cost=65_536, parallelism=4) == STRONG
+    assert passwords().cost == CHEAP_HASHING  # what this run uses (tests/conftest.py)
+    # a fresh interpreter is what production runs: its users are hashed at the strong cost
+    code = "from engine.security.users import passwords; p = passwords(); print(p.hash('x'))"
+    encoded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert encoded.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
 
 
 def test_login_gives_a_token_with_the_role(anon, runtime):

@@ -62,18 +62,23 @@ def drop_day(sessions: sessionmaker[Session], day: date) -> None:
 
 
 def settle_statistics(sessions: sessionmaker[Session]) -> None:
-    """Close this database's other connections and wait until they are gone: a backend writes the statistics it
-    holds back (up to 10 s) as it exits, so row estimates read afterwards move only with what the test writes."""
+    """End this database's other connections and wait until they are gone: a backend writes the statistics it
+    holds back (up to 10 s) as it exits, so row estimates read afterwards move only with what the test writes.
+    Earlier tests may leave idle pooled connections (cached engines, shared fixtures); their pools pre-ping and
+    reconnect."""
     engine = sessions.kw["bind"]
     engine.dispose()
+    others = ("FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+              "AND backend_type = 'client backend'")
+    with engine.connect() as c:
+        c.execute(text(f"SELECT pg_terminate_backend(pid) {others}"))
 
-    def others() -> int:
+    def remaining() -> int:
         with engine.connect() as c:
-            count: int = c.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                        "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")).scalar_one()
+            count: int = c.execute(text(f"SELECT count(*) {others}")).scalar_one()
             return count
 
-    assert wait_for(lambda: others() == 0, 10.0), "another connection to the test database stays open"
+    assert wait_for(lambda: remaining() == 0, 10.0), "another connection to the test database stays open"
 
 
 @pytest.fixture

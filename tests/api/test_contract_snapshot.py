@@ -18,6 +18,7 @@ import pytest
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 TEXT_KEYS = {"title", "description", "summary"}
 ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+PARTITION = re.compile(r"^metrics_p\d{8}$")  # a day's partition: its date is today's
 # values measured at run time: their type is pinned, not their value
 VOLATILE = {
     "sizeBytes", "totalSizeBytes", "rowEstimate", "uptimeSeconds", "remainingMs", "elapsedSeconds", "token",
@@ -64,6 +65,8 @@ def normalise(value: Any, key: str = "") -> Any:
         return f"<{type(value).__name__}>"
     if isinstance(value, str) and ISO_TIME.match(value):
         return "<time>"
+    if isinstance(value, str) and PARTITION.match(value):
+        return "metrics_p<day>"
     if isinstance(value, float):
         return "<float>"
     return value
@@ -163,10 +166,13 @@ def _script(client, admin, anon) -> list[dict[str, Any]]:  # type: ignore[no-unt
         (client, "GET", "/proxy/nosuch/x", None),
     ]
     answers = []
-    for who, method, url, body in calls:
-        r = who.open(url, method=method, json=body) if body is not None else who.open(url, method=method)
-        answers.append({"request": f"{method} {url}", "status": r.status_code,
-                        "body": normalise(r.get_json(silent=True))})
+    for who, method, url, sent in calls:
+        r = who.open(url, method=method, json=sent) if sent is not None else who.open(url, method=method)
+        answer = r.get_json(silent=True)
+        if url == "/api/shards" and r.status_code == 200:
+            # past days' partitions are whatever earlier tests left (truncation keeps partitions): today on only
+            answer["shards"] = [s for s in answer["shards"] if s["status"] in {"active", "future", "default"}]
+        answers.append({"request": f"{method} {url}", "status": r.status_code, "body": normalise(answer)})
     return answers
 
 

@@ -71,7 +71,7 @@ def fuzz(app: Flask, operation: str) -> None:
     # an admin's token, so generated requests reach validation and the handlers behind it
     headers = {"Authorization": "Bearer " + token_for(Role.ADMIN, "admin")}
 
-    # no example database: the seed alone decides the examples, so FUZZ_SEED repeats a run exactly
+    # no example database: FUZZ_SEED alone decides the examples, so it repeats a run exactly
     @seed(SEED)
     @given(case=op.as_strategy())
     @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)

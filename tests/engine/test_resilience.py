@@ -31,7 +31,7 @@ def test_successive_attempts_draw_different_delays_from_one_random():
     assert len(set(delays)) == 6
     assert all(0.0 <= d <= top for d, (_, top) in zip(delays, TOPS, strict=False))
     again = random.Random(5)
-    assert delays == [backoff_s(attempt, BASE, CAP, again) for attempt in range(6)]  # the seed fixes them
+    assert delays == [backoff_s(attempt, BASE, CAP, again) for attempt in range(6)]  # one seed fixes them
 
 
 def test_default_window_is_300_s_and_an_event_stops_counting_at_exactly_300_s():

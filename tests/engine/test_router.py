@@ -198,7 +198,7 @@ def test_retries_back_off_exponentially_with_full_jitter_up_to_the_cap():
     assert all(lo <= d <= hi for lo, hi, d in rng.draws)
     assert len(set(delays)) == len(delays)  # jittered: every wait differs
     replay = random.Random(3)
-    assert delays == [replay.uniform(0.0, hi) for _, hi, _ in rng.draws]  # the seed alone fixes the waits
+    assert delays == [replay.uniform(0.0, hi) for _, hi, _ in rng.draws]  # one seed alone fixes the waits
 
 
 def test_post_is_not_retried():

@@ -123,7 +123,7 @@ class BreakerTransitionRow(Base):
 class MetricRow(Base):
     """One service's measurements for one time bucket; NULL means not measured.
 
-    Range-partitioned by day (migration 0006; engine.partitions keeps the partitions), so the model
+    Range-partitioned by day (engine.store.maintenance keeps the partitions), so the model
     maps the parent table and PostgreSQL routes each row to its day.
     """
 

@@ -80,7 +80,7 @@ SIMULATION_COLOURS: dict[str, str] = {"service-failure": "#ef4444", "network-lat
                                       "database-overload": "#a855f7", "memory-leak": "#3b82f6"}
 
 
-# autoscaler metrics (engine.scaling.hpa.METRICS): API name -> what the form calls it, with its unit
+# autoscaler metrics (contract.scaling.METRICS): API name -> what the form calls it, with its unit
 SCALING_METRICS: dict[str, str] = {"inflight": "In-flight requests per instance", "cpu": "CPU % per instance",
                                    "p95": "p95 latency (ms)"}
 SCALING_DIRECTIONS: dict[str, str] = {"up": "▲ up", "down": "▼ down", "none": "no change"}

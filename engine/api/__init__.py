@@ -25,14 +25,13 @@ from engine.api import (
     users,
 )
 from engine.api.auth import install_rate_limit
-from engine.api.context import runtime
 from engine.api.errors import register_error_handlers
 from engine.api.openapi import build_document
 from engine.api.prometheus import document_exposition, install_request_metrics
 from engine.api.routing import ApiBlueprint, Route
 from engine.runtime import Runtime
 
-__all__ = ["VERSION", "create_app", "declared_routes", "runtime"]
+__all__ = ["create_app", "declared_routes"]
 
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from contract.requests import LogLevel, LogQuery
+from contract.requests import LogQuery
 from contract.responses import LogOut, LogsClearedOut
 from contract.roles import Role
 from db import queries
@@ -21,7 +21,7 @@ log = event_logger("api")
 
 def log_out(row: LogEntry) -> LogOut:
     """One log row as the API shows it."""
-    return LogOut(id=row.id, timestamp=row.timestamp.isoformat(), level=LogLevel(row.level), source=row.source,
+    return LogOut(id=row.id, timestamp=row.timestamp.isoformat(), level=row.level, source=row.source,
                   message=row.message, metadata=row.metadata_)
 
 

@@ -66,7 +66,6 @@ def breaker_out(b: CircuitBreaker) -> BreakerOut:
 
 def breakers_of(rt: Runtime) -> list[CircuitBreaker]:
     """The breaker of every registered service."""
-    assert rt.breakers is not None
     return [rt.breakers.get(s.name) for s in rt.registry.services()]
 
 
@@ -94,7 +93,6 @@ def _api_names(message: str) -> list[dict[str, str]]:
 def _breaker_of(rt: Runtime, service: str) -> CircuitBreaker:
     if rt.registry.by_name(service) is None:
         raise NotFound("service", service)
-    assert rt.breakers is not None
     return rt.breakers.get(service)
 
 
@@ -135,7 +133,6 @@ def put_breaker(service_name: str, body: BreakerChange) -> BreakerOut:
         config = replace(breaker.config, **changes)
     except ValueError as exc:
         raise ValidationFailed(_api_names(str(exc))) from None
-    assert rt.breakers is not None
     rt.breakers.configure(rt.sessions, service_name, config)
     return breaker_out(breaker)
 

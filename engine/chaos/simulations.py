@@ -43,10 +43,9 @@ from engine.store.logs import event_logger
 from engine.store.outage import UNAVAILABLE, DatabaseOutage
 from engine.store.writer import BatchWriter, WriteLatency
 
-__all__ = ["KINDS", "ChaosManager"]
+__all__ = ["ChaosManager"]
 
 log = event_logger("chaos")
-KINDS = tuple(k.value for k in SimulationKind)
 Arm = Callable[[int, float], Callable[[], SimulationEffect]]  # (simulation id, monotonic end) -> stop, measuring
 
 

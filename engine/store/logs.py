@@ -6,14 +6,22 @@ import logging
 from typing import Any
 
 from contract.events import LogEvent
+from contract.requests import LogLevel
 from engine.clock import Clock
 from engine.store.writer import BatchWriter
 
-__all__ = ["DatabaseLogHandler", "event_logger"]
+__all__ = ["DatabaseLogHandler", "event_logger", "level_of"]
 
-_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR", "CRITICAL": "ERROR"}
-LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 ROOT_LOGGER = "mm"
+
+
+def level_of(levelno: int) -> LogLevel:
+    """The log table's level for a logging level number; a custom level falls to the standard one below it."""
+    if levelno >= logging.ERROR:
+        return LogLevel.ERROR
+    if levelno >= logging.WARNING:
+        return LogLevel.WARN
+    return LogLevel.INFO if levelno >= logging.INFO else LogLevel.DEBUG
 
 
 class DatabaseLogHandler(logging.Handler):
@@ -42,7 +50,7 @@ class DatabaseLogHandler(logging.Handler):
             self._writer.submit(
                 LogEvent(
                     timestamp=self._clock.now(),
-                    level=_LEVELS.get(record.levelname, record.levelname),
+                    level=level_of(record.levelno).value,
                     source=source,
                     message=record.getMessage(),
                     metadata=meta if isinstance(meta, dict) else None,

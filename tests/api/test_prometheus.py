@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.api import VERSION, create_app
+from engine import VERSION
+from engine.api import create_app
 from engine.clock import FakeClock
 from engine.runtime import Runtime
 from tests.api.conftest import demo_process, started_client

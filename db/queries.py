@@ -49,6 +49,7 @@ __all__ = [
     "ping",
     "recent_logs",
     "scaling_counts_before",
+    "scaling_event_rows",
     "scaling_events",
     "scaling_steps",
     "service_id_named",
@@ -305,6 +306,14 @@ SCALING_COLUMNS = ["id", "timestamp", "service_name", "source", "direction", "fr
 
 def _scaling_columns() -> list[Any]:
     return [getattr(ScalingEvent, c) for c in SCALING_COLUMNS]
+
+
+def scaling_event_rows(session: Session, service: str | None, limit: int) -> list[ScalingEvent]:
+    """The newest scaling decisions (of one service, if given), newest first by id."""
+    query = select(ScalingEvent).order_by(ScalingEvent.id.desc()).limit(limit)
+    if service:
+        query = query.where(ScalingEvent.service_name == service)
+    return list(session.scalars(query))
 
 
 def scaling_events(session: Session, service: str | None = None, limit: int = 200,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from contract.roles import Role
 from contract.scaling import (
     AutoscalerChange,
@@ -17,6 +15,7 @@ from contract.scaling import (
     ScalingOut,
     ScalingServiceOut,
 )
+from db import queries
 from db.models import ScalingEvent, Service
 from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
@@ -42,7 +41,7 @@ def _service_out(rt: Runtime, row: Service) -> ScalingServiceOut:
 def scaling_out(rt: Runtime) -> ScalingOut:
     """SystemMetrics.scaling: instances per service with load and what scaling may do now."""
     with rt.sessions() as session:
-        services = [_service_out(rt, r) for r in session.scalars(select(Service).order_by(Service.id))]
+        services = [_service_out(rt, r) for r in queries.list_services(session)]
     return ScalingOut(totalInstances=sum(s.instanceCount for s in services), services=services)
 
 
@@ -86,8 +85,5 @@ def scaling() -> ScalingOut:
            query=ScalingEventQuery, ok=(200, list[ScalingEventOut]), errors=(503,))
 def events(query: ScalingEventQuery) -> list[ScalingEventOut]:
     """Every decision, including 'no change', with its reason, metric value and target."""
-    stmt = select(ScalingEvent).order_by(ScalingEvent.id.desc()).limit(query.limit)
-    if query.service:
-        stmt = stmt.where(ScalingEvent.service_name == query.service)
     with runtime().sessions() as session:
-        return [_event_out(e) for e in session.scalars(stmt)]
+        return [_event_out(e) for e in queries.scaling_event_rows(session, query.service, query.limit)]

@@ -1,0 +1,432 @@
+"""Alerting: rules, alerts, silences, notification channels and their deliveries, incidents and SLOs.
+
+Alerts follow Prometheus' semantics: a rule's condition that holds makes an alert `pending`; held for
+`forSeconds` it is `firing` (one notification, then one every `repeatSeconds` while it fires); once it stops
+holding the alert is `resolved` (one notification). An alert's identity is its fingerprint: one alert per rule and
+service. A silence matching an alert keeps it evaluated and shown, but not notified.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, Field, StringConstraints, model_validator
+
+from contract.requests import Name, StrictModel, Text
+
+__all__ = [
+    "SECRET_MASK",
+    "AcknowledgeIn",
+    "AlertKind",
+    "AlertOut",
+    "AlertQuery",
+    "AlertRuleIn",
+    "AlertRuleOut",
+    "AlertState",
+    "AppriseConfig",
+    "ChannelIn",
+    "ChannelOut",
+    "ChannelType",
+    "DeliveryEvent",
+    "DeliveryOut",
+    "DeliveryQuery",
+    "DeliveryStatus",
+    "EmailConfig",
+    "IncidentDetailOut",
+    "IncidentOut",
+    "IncidentQuery",
+    "IncidentStatsOut",
+    "IncidentStatus",
+    "Severity",
+    "SilenceIn",
+    "SilenceOut",
+    "SilenceState",
+    "SlackConfig",
+    "SloIn",
+    "SloOut",
+    "TimelineEventOut",
+    "TimelineKind",
+    "WebhookConfig",
+]
+
+SECRET_MASK = "********"  # noqa: S105 (a mask, not a secret): what the API shows in place of a channel's secret
+
+
+class AlertKind(StrEnum):
+    """What a rule watches."""
+
+    SERVICE_DOWN = "service-down"  # no instance of the service serves
+    SERVICE_DEGRADED = "service-degraded"  # the service's aggregate state is degraded
+    ERROR_RATE = "error-rate"  # % of routed requests that failed over the last windowSeconds, above threshold
+    LATENCY_P95 = "latency-p95"  # p95 of routed requests over the last windowSeconds, in ms, above threshold
+    BREAKER_OPEN = "breaker-open"  # the service's circuit breaker is open
+    INSTANCES_BELOW = "instances-below"  # healthy instances fewer than threshold
+    SLO_BURN = "slo-burn"  # the error budget burns faster than threshold over the long and the short window
+    MONITOR_DATABASE = "monitor-database"  # the monitor's own PostgreSQL unreachable
+
+
+# kinds that need a threshold, and kinds that watch no service
+NEEDS_THRESHOLD = frozenset({AlertKind.ERROR_RATE, AlertKind.LATENCY_P95, AlertKind.INSTANCES_BELOW})
+SERVICELESS = frozenset({AlertKind.MONITOR_DATABASE})
+
+
+class Severity(StrEnum):
+    """How loud an alert is; a critical alert opens an incident."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class AlertState(StrEnum):
+    """Where an alert is: its condition holds for less than forSeconds, for longer, or no more."""
+
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class AlertRuleIn(StrictModel):
+    """POST and PUT /api/alert-rules. No `service` means every service (one alert each)."""
+
+    name: Name
+    kind: AlertKind
+    service: Name | None = None
+    threshold: float | None = Field(
+        default=None, ge=0, le=1e9,
+        description="error-rate: percent; latency-p95: ms; instances-below: healthy instances; slo-burn: burn "
+                    "rate (default 14.4)")
+    windowSeconds: int = Field(
+        default=300, ge=5, le=86_400,
+        description="error-rate and latency-p95: the window of routed traffic; slo-burn: the long window (the "
+                    "short one is a twelfth of it)")
+    forSeconds: int = Field(default=0, ge=0, le=86_400, description="how long the condition holds before firing")
+    severity: Severity = Severity.WARNING
+    channels: list[int] = Field(default_factory=list, max_length=20, description="alert channel ids")
+    repeatSeconds: int | None = Field(default=None, ge=10, le=7 * 86_400,
+                                      description="re-notify every this many seconds while firing; none = never")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.kind in NEEDS_THRESHOLD and self.threshold is None:
+            raise ValueError(f"threshold is required for kind {self.kind.value}")
+        if self.kind is AlertKind.ERROR_RATE and self.threshold is not None and self.threshold > 100:
+            raise ValueError("threshold of error-rate is a percent: at most 100")
+        if self.kind in SERVICELESS and self.service is not None:
+            raise ValueError(f"kind {self.kind.value} watches no service: leave service out")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels must not repeat")
+        return self
+
+
+class AlertRuleOut(BaseModel):
+    """A stored alert rule."""
+
+    id: int
+    name: str
+    kind: AlertKind
+    service: str | None
+    threshold: float | None
+    windowSeconds: int
+    forSeconds: int
+    severity: Severity
+    channels: list[int]
+    repeatSeconds: int | None
+    createdAt: str
+
+
+class AlertQuery(StrictModel):
+    """GET /api/alerts query string."""
+
+    state: AlertState | None = None
+    silenced: bool | None = None
+    service: Name | None = None
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+class AlertOut(BaseModel):
+    """One alert: a rule's condition for one service (or for the monitor itself)."""
+
+    fingerprint: str
+    ruleId: int
+    ruleName: str
+    kind: AlertKind
+    severity: Severity
+    service: str | None
+    state: AlertState
+    silenced: bool
+    value: float | None = Field(description="the measured figure the condition compared (None when unknown)")
+    threshold: float | None
+    summary: str
+    activeAt: str = Field(description="when the condition began to hold")
+    firedAt: str | None
+    resolvedAt: str | None
+    lastNotifiedAt: str | None
+    incidentId: str | None
+
+
+class SilenceState(StrEnum):
+    """Whether a silence is in effect now, later, or no more."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    EXPIRED = "expired"
+
+
+class SilenceIn(StrictModel):
+    """POST /api/silences: a service, a rule, or both; alerts matching all given parts are not notified."""
+
+    service: Name | None = None
+    rule: int | None = Field(default=None, ge=1, le=2_147_483_647, description="alert rule id")
+    startsAt: datetime
+    endsAt: datetime
+    comment: Text = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.service is None and self.rule is None:
+            raise ValueError("name a service, a rule, or both")
+        if self.startsAt.tzinfo is None or self.endsAt.tzinfo is None:
+            raise ValueError("startsAt and endsAt need a time zone (e.g. 2026-01-01T00:00:00Z)")
+        if self.endsAt <= self.startsAt:
+            raise ValueError("endsAt must be after startsAt")
+        return self
+
+
+class SilenceOut(BaseModel):
+    """A silence; DELETE expires it (endsAt becomes now) and it stays listed."""
+
+    id: int
+    service: str | None
+    rule: int | None
+    startsAt: str
+    endsAt: str
+    comment: str
+    createdBy: str | None
+    simulationId: int | None
+    state: SilenceState
+
+
+class ChannelType(StrEnum):
+    """How a notification travels."""
+
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+    EMAIL = "email"
+    APPRISE = "apprise"
+
+
+HttpUrl = Annotated[str, StringConstraints(min_length=8, max_length=2000, pattern=r"^https?://\S+$")]
+Address = Annotated[str, StringConstraints(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+
+
+class WebhookConfig(StrictModel):
+    """A JSON POST in Alertmanager's webhook shape; with a secret, `X-Signature: sha256=<HMAC of the body>`."""
+
+    url: HttpUrl
+    secret: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class SlackConfig(StrictModel):
+    """A Slack incoming webhook (the URL is the secret)."""
+
+    url: HttpUrl
+
+
+class EmailConfig(StrictModel):
+    """An SMTP server and the addresses a notification goes from and to."""
+
+    host: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    username: str | None = Field(default=None, max_length=255)
+    password: str | None = Field(default=None, max_length=500)
+    from_: Address = Field(alias="from")
+    to: list[Address] = Field(min_length=1, max_length=50)
+
+
+class AppriseConfig(StrictModel):
+    """Any Apprise URL (discord://, tgram://, msteams://, ntfy://, pagerduty://, opsgenie://, …)."""
+
+    url: Annotated[str, StringConstraints(min_length=4, max_length=2000, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")]
+
+
+CONFIG_MODELS: dict[ChannelType, type[StrictModel]] = {
+    ChannelType.WEBHOOK: WebhookConfig,
+    ChannelType.SLACK: SlackConfig,
+    ChannelType.EMAIL: EmailConfig,
+    ChannelType.APPRISE: AppriseConfig,
+}
+
+
+class ChannelIn(StrictModel):
+    """POST and PUT /api/alert-channels; `config` is checked against the type's model (see the *Config models).
+
+    On PUT, a secret field left out keeps the stored one."""
+
+    name: Name
+    type: ChannelType
+    config: dict[str, Any]
+
+
+class ChannelOut(BaseModel):
+    """A channel, its secrets masked (a webhook's secret, an SMTP password, a Slack or Apprise URL's tokens)."""
+
+    id: int
+    name: str
+    type: ChannelType
+    config: dict[str, Any]
+    createdAt: str
+
+
+class DeliveryStatus(StrEnum):
+    """Where a notification is: not yet sent, failed and waiting for the next attempt, arrived, or given up."""
+
+    PENDING = "pending"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class DeliveryEvent(StrEnum):
+    """Why a notification was sent."""
+
+    FIRING = "firing"
+    REPEAT = "repeat"
+    RESOLVED = "resolved"
+    TEST = "test"
+
+
+class DeliveryQuery(StrictModel):
+    """GET /api/deliveries query string."""
+
+    channel: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    status: DeliveryStatus | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class DeliveryOut(BaseModel):
+    """One notification to one channel, with every attempt's outcome."""
+
+    id: str
+    channelId: int | None
+    channelName: str
+    fingerprint: str | None
+    event: DeliveryEvent
+    status: DeliveryStatus
+    attempts: int
+    lastError: str | None
+    createdAt: str
+    nextAttemptAt: str | None
+    deliveredAt: str | None
+    payload: dict[str, Any]
+
+
+class IncidentStatus(StrEnum):
+    """An incident is open while any of its alerts fires."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class IncidentQuery(StrictModel):
+    """GET /api/incidents query string."""
+
+    status: IncidentStatus | None = None
+    service: Name | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class IncidentOut(BaseModel):
+    """An incident: opened by a critical alert of a service, resolved when all its alerts are."""
+
+    id: str
+    service: str | None
+    status: IncidentStatus
+    title: str
+    severity: Severity
+    startedAt: str
+    resolvedAt: str | None
+    acknowledgedAt: str | None
+    acknowledgedBy: str | None
+    expected: bool = Field(description="a failure simulation started with silence: true caused it")
+    latestNote: str | None
+    alerts: list[str] = Field(description="fingerprints of the alerts that belong to it")
+
+
+class TimelineKind(StrEnum):
+    """What a timeline event is."""
+
+    ALERT = "alert"
+    HEALTH = "health"
+    BREAKER = "breaker"
+    SIMULATION = "simulation"
+    SCALING = "scaling"
+    LOAD_TEST = "load-test"
+    NOTE = "note"
+    NOTIFICATION = "notification"
+
+
+class TimelineEventOut(BaseModel):
+    """One event on an incident's time axis; a span (a simulation, a load test) has an end."""
+
+    at: str
+    endAt: str | None = None
+    kind: TimelineKind
+    title: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class IncidentDetailOut(IncidentOut):
+    """An incident with its timeline, oldest first."""
+
+    timeline: list[TimelineEventOut]
+
+
+class AcknowledgeIn(StrictModel):
+    """POST /api/incidents/<id>/acknowledge."""
+
+    note: Text = Field(default="", max_length=2000)
+
+
+class IncidentStatsOut(BaseModel):
+    """Incidents of a service over a window: how many, mean time to acknowledge and to resolve (seconds)."""
+
+    service: str | None
+    windowDays: int
+    incidents: int
+    mttaSeconds: float | None
+    mttrSeconds: float | None
+
+
+class SloIn(StrictModel):
+    """PUT /api/services/<id>/slo: targets in percent over a rolling window of days."""
+
+    availabilityTarget: float = Field(gt=0, lt=100, description="percent of routed requests that succeed")
+    latencyThresholdMs: float | None = Field(default=None, gt=0, le=600_000)
+    latencyTarget: float | None = Field(default=None, gt=0, lt=100,
+                                        description="percent of routed requests answered within latencyThresholdMs")
+    windowDays: int = Field(default=30, ge=1, le=90)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.latencyThresholdMs is None) != (self.latencyTarget is None):
+            raise ValueError("latencyThresholdMs and latencyTarget go together")
+        return self
+
+
+class SloOut(BaseModel):
+    """A service's SLO: its SLIs over the window, the error budget left and the burn rates (None when unknown)."""
+
+    service: str
+    availabilityTarget: float
+    latencyThresholdMs: float | None
+    latencyTarget: float | None
+    windowDays: int
+    availability: float | None = Field(description="percent of routed requests that succeeded over the window")
+    latency: float | None = Field(description="percent answered within latencyThresholdMs over the window")
+    requests: int
+    errorBudgetRemaining: float | None = Field(description="share of the window's error budget left, 1 = untouched")
+    burnRates: dict[Literal["5m", "30m", "1h", "6h"], float | None]

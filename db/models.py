@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -35,6 +36,9 @@ __all__ = [
     "IncidentNoteRow",
     "IncidentRow",
     "Instance",
+    "InstanceCheckDay",
+    "InstanceCheckMinute",
+    "InstanceHealthTransition",
     "LoadTest",
     "LoadTestSample",
     "LogEntry",
@@ -42,6 +46,7 @@ __all__ = [
     "MetricRow",
     "ScalingEvent",
     "Service",
+    "ServiceHealthTransition",
     "SilenceRow",
     "Simulation",
     "SloMinuteRow",
@@ -437,3 +442,75 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+# health history (migration 0008): state changes kept exactly, checks rolled up per instance per minute and per day
+
+
+class InstanceHealthTransition(Base):
+    """One damped state change of an instance, with the check that caused it; to 'unknown' when observation
+    stopped (engine stopped, instance removed)."""
+
+    __tablename__ = "instance_health_transitions"
+    __table_args__ = (
+        Index("ix_instance_health_transitions_service_at", "service_id", "at"),
+        Index("ix_instance_health_transitions_instance_at", "instance_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    service_id: Mapped[int] = mapped_column(Integer)
+    instance_id: Mapped[int] = mapped_column(Integer)
+    from_state: Mapped[str] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(TS)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ServiceHealthTransition(Base):
+    """One change of a service's aggregate state."""
+
+    __tablename__ = "service_health_transitions"
+    __table_args__ = (Index("ix_service_health_transitions_service_at", "service_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    service_id: Mapped[int] = mapped_column(Integer)
+    from_state: Mapped[str] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(TS)
+
+
+class InstanceCheckMinute(Base):
+    """One instance's checks in one minute (counts by raw result, latency sum and max): rows add up, so a
+    minute written twice (before and after a restart) is summed. Range-partitioned by day."""
+
+    __tablename__ = "instance_checks_1m"
+
+    service_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    minute: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checks: Mapped[int] = mapped_column(Integer)
+    up: Mapped[int] = mapped_column(Integer)  # healthy results
+    degraded: Mapped[int] = mapped_column(Integer)
+    down: Mapped[int] = mapped_column(Integer)  # unhealthy results
+    latency_n: Mapped[int] = mapped_column(Integer)  # checks that measured a latency (not errors or timeouts)
+    latency_sum_ms: Mapped[float] = mapped_column(Float)
+    latency_max_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class InstanceCheckDay(Base):
+    """The same counts per instance per UTC day: what long windows and daily bars read."""
+
+    __tablename__ = "instance_checks_1d"
+
+    service_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checks: Mapped[int] = mapped_column(Integer)
+    up: Mapped[int] = mapped_column(Integer)
+    degraded: Mapped[int] = mapped_column(Integer)
+    down: Mapped[int] = mapped_column(Integer)
+    latency_n: Mapped[int] = mapped_column(Integer)
+    latency_sum_ms: Mapped[float] = mapped_column(Float)
+    latency_max_ms: Mapped[float | None] = mapped_column(Float)

@@ -24,6 +24,7 @@ from contract.traffic import Algorithm
 
 __all__ = ["ENV_VARS", "Settings", "effective", "markdown", "mask_url", "parse_allowlist"]
 
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # contract.requests.Name
 _OPTIONAL = ("database_url", "api_url", "jwt_secret", "admin_password")  # an empty value means unset
 
 
@@ -188,6 +189,15 @@ class Settings(BaseSettings):
     scale_drain_timeout: float = Field(
         default=10.0, gt=0, validation_alias="SCALE_DRAIN_TIMEOUT_S",
         description="seconds scale-down waits for an instance's requests in flight")
+    status_page_enabled: bool = Field(
+        default=False, validation_alias="STATUS_PAGE_ENABLED",
+        description="serve the public status page at `GET /status` (no login); `false` answers it with 404")
+    status_page_services: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias="STATUS_PAGE_SERVICES",
+        description="comma-separated names of the services the status page shows, in this order; empty = all")
+    status_page_title: str = Field(
+        default="Service status", min_length=1, max_length=200, validation_alias="STATUS_PAGE_TITLE",
+        description="the status page's heading")
 
     @field_validator(*_OPTIONAL, mode="before")
     @classmethod
@@ -203,6 +213,15 @@ class Settings(BaseSettings):
     @classmethod
     def _allowlist(cls, value: Any) -> tuple[str, ...]:
         return parse_allowlist(value if isinstance(value, str) else ",".join(value))
+
+    @field_validator("status_page_services", mode="before")
+    @classmethod
+    def _service_names(cls, value: Any) -> tuple[str, ...]:
+        names = [n.strip() for n in (value.split(",") if isinstance(value, str) else value) if n.strip()]
+        for name in names:
+            if not _SERVICE_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a service name (letters, digits, '.', '_' or '-')")
+        return tuple(dict.fromkeys(names))
 
     @field_validator("lb_algorithm")
     @classmethod
@@ -281,6 +300,8 @@ def _shown(value: Any) -> str:
         return "unset"
     if isinstance(value, SecretStr):
         return "**********"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, tuple):
         return ",".join(value)
     if isinstance(value, float) and value.is_integer():
@@ -299,7 +320,7 @@ def effective(settings: Settings) -> list[tuple[str, str]]:
 
 _UNIONS = (Union, type(int | None))
 _TYPE_NAMES: dict[Any, str] = {
-    int: "integer", float: "number", str: "text", Path: "path", SecretStr: "secret", tuple: "list",
+    bool: "boolean", int: "integer", float: "number", str: "text", Path: "path", SecretStr: "secret", tuple: "list",
 }
 
 
@@ -344,7 +365,8 @@ def markdown() -> str:
         kind, allowed = _kind(info.annotation)
         bounds = ", ".join([*_bounds(info.metadata), allowed] if allowed else _bounds(info.metadata))
         default = _shown(info.default)
-        lines.append(f"| `{variable}` | `{name}` | {kind} | {'unset' if default == 'unset' else f'`{default}`'} "
+        shown = default if default in ("unset", "") else f"`{default}`"
+        lines.append(f"| `{variable}` | `{name}` | {kind} | {shown or 'empty'} "
                      f"| {bounds} | {info.description} |")
     return "\n".join(lines) + "\n"
 

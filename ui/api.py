@@ -7,6 +7,16 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from contract.alerting import (
+    AlertOut,
+    AlertRuleOut,
+    ChannelOut,
+    DeliveryOut,
+    IncidentDetailOut,
+    IncidentOut,
+    IncidentStatsOut,
+    SilenceOut,
+)
 from contract.chaos import SimulationOut, StopAllOut
 from contract.loadtest import LoadTestOut
 from contract.responses import (
@@ -25,19 +35,24 @@ from ui import session
 from ui.client import TIMEOUT_S, ApiCallFailed, ApiClient, plain
 
 __all__ = [
-    "DEFAULT_API_URL", "SCALE_TIMEOUT_S", "TIMEOUT_S", "ApiCallFailed", "ApiClient", "api_url", "circuit_breakers",
-    "clear_logs", "create_service", "create_user", "default_client", "delete_service", "delete_user", "health",
-    "list_users", "load_balancer", "load_test_status", "login", "plain", "reset_all_breakers", "reset_breaker",
-    "scale_down", "scale_up", "scaling", "set_algorithm", "set_autoscaler", "simulate_database_overload",
-    "simulate_memory_leak", "simulate_network_latency", "simulate_service_failure", "start_load_test",
-    "stop_all_simulations", "stop_load_test", "stop_simulation", "system_metrics", "update_breaker",
-    "update_service",
+    "DEFAULT_API_URL", "SCALE_TIMEOUT_S", "TEST_SEND_TIMEOUT_S", "TIMEOUT_S", "ApiCallFailed", "ApiClient",
+    "acknowledge_incident", "alert_channels", "alert_rules", "alerts", "api_url", "circuit_breakers", "clear_logs",
+    "create_alert_channel", "create_alert_rule", "create_service", "create_silence", "create_user", "default_client",
+    "delete_alert_channel", "delete_alert_rule", "delete_service", "delete_user", "deliveries", "expire_silence",
+    "health", "incident", "incident_stats", "incidents", "list_users", "load_balancer", "load_test_status", "login",
+    "plain", "reset_all_breakers", "reset_breaker", "scale_down", "scale_up", "scaling", "set_algorithm",
+    "set_autoscaler", "silences", "simulate_database_overload", "simulate_memory_leak", "simulate_network_latency",
+    "simulate_service_failure", "start_load_test", "stop_all_simulations", "stop_load_test", "stop_simulation",
+    "system_metrics", "test_alert_channel", "update_alert_channel", "update_alert_rule", "update_breaker",
+    "update_service"
 ]
 
 DEFAULT_API_URL = "http://127.0.0.1:5000"
 # a scale-up waits for the new instance to be healthy (SCALE_READY_TIMEOUT_S, 15 s by default) and a scale-down
 # for in-flight requests to finish (SCALE_DRAIN_TIMEOUT_S, 10 s) and the process to stop (5 s grace)
 SCALE_TIMEOUT_S = 40.0
+# a test notification is sent while the call waits: an SMTP server or a webhook may take their own timeouts
+TEST_SEND_TIMEOUT_S = 30.0
 
 
 def api_url() -> str:
@@ -193,3 +208,93 @@ def scale_down(service_id: int) -> ScaleOut:
 def set_autoscaler(service_id: int, body: Mapping[str, Any]) -> AutoscalerOut:
     """Turn a managed service's autoscaler on or off, with its settings and instance bounds (operator)."""
     return default_client().set_autoscaler(service_id, body)
+
+
+def alert_rules() -> list[AlertRuleOut]:
+    """Every alert rule."""
+    return default_client().alert_rules()
+
+
+def create_alert_rule(body: Mapping[str, Any]) -> AlertRuleOut:
+    """Add an alert rule (operator)."""
+    return default_client().create_alert_rule(body)
+
+
+def update_alert_rule(rule_id: int, body: Mapping[str, Any]) -> AlertRuleOut:
+    """Replace an alert rule's settings (operator)."""
+    return default_client().update_alert_rule(rule_id, body)
+
+
+def delete_alert_rule(rule_id: int) -> DeletedOut:
+    """Remove an alert rule (operator)."""
+    return default_client().delete_alert_rule(rule_id)
+
+
+def alerts(query: Mapping[str, Any] | None = None) -> list[AlertOut]:
+    """Alerts now, filtered by an AlertQuery."""
+    return default_client().alerts(query)
+
+
+def silences() -> list[SilenceOut]:
+    """Every silence with its state."""
+    return default_client().silences()
+
+
+def create_silence(body: Mapping[str, Any]) -> SilenceOut:
+    """Silence a service, a rule or both for a while (operator)."""
+    return default_client().create_silence(body)
+
+
+def expire_silence(silence_id: int) -> SilenceOut:
+    """End a silence now (operator)."""
+    return default_client().expire_silence(silence_id)
+
+
+def alert_channels() -> list[ChannelOut]:
+    """Every notification channel, secrets masked."""
+    return default_client().alert_channels()
+
+
+def create_alert_channel(body: Mapping[str, Any]) -> ChannelOut:
+    """Add a notification channel."""
+    return default_client().create_alert_channel(body)
+
+
+def update_alert_channel(channel_id: int, body: Mapping[str, Any]) -> ChannelOut:
+    """Change a notification channel; secrets left out are kept."""
+    return default_client().update_alert_channel(channel_id, body)
+
+
+def delete_alert_channel(channel_id: int) -> DeletedOut:
+    """Remove a notification channel."""
+    return default_client().delete_alert_channel(channel_id)
+
+
+def test_alert_channel(channel_id: int) -> DeliveryOut:
+    """Send a test notification over a channel and wait for its outcome."""
+    return default_client(timeout=TEST_SEND_TIMEOUT_S).test_alert_channel(channel_id)
+
+
+def deliveries(query: Mapping[str, Any] | None = None) -> list[DeliveryOut]:
+    """Notifications and their outcomes, filtered by a DeliveryQuery."""
+    return default_client().deliveries(query)
+
+
+def incidents(query: Mapping[str, Any] | None = None) -> list[IncidentOut]:
+    """Incidents, newest first, filtered by an IncidentQuery."""
+    return default_client().incidents(query)
+
+
+def incident(incident_id: str) -> IncidentDetailOut:
+    """One incident with its timeline."""
+    return default_client().incident(incident_id)
+
+
+def acknowledge_incident(incident_id: str, note: str) -> IncidentOut:
+    """Acknowledge an incident with a note (operator)."""
+    return default_client().acknowledge_incident(incident_id, note)
+
+
+def incident_stats(query: Mapping[str, Any] | None = None) -> list[IncidentStatsOut]:
+    """Incidents, MTTA and MTTR per service over a window."""
+    return default_client().incident_stats(query)

@@ -20,6 +20,7 @@ from engine.api import (
     scaling,
     services,
     status,
+    status_page,
     storage,
     traffic,
     users,
@@ -35,7 +36,7 @@ __all__ = ["create_app", "declared_routes"]
 
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
-    proxy.api, docs.api, prometheus.api,
+    proxy.api, docs.api, prometheus.api, status_page.api,
 )
 
 

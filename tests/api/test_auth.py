@@ -166,9 +166,10 @@ PUBLIC_READS = [(r, i) for r, i in zip(ROUTES, ROUTES_IDS, strict=True)
                 if POLICY.get(i) is None and r.method in READS]
 PUBLIC_ACTIONS = [(r, i) for r, i in zip(ROUTES, ROUTES_IDS, strict=True)
                   if POLICY.get(i) is None and r.method not in READS]
-# views registered on purpose without the decorator: the Swagger UI page and its files, public and outside the
-# OpenAPI document (tests/api/test_swagger_ui.py); any other undeclared view fails the URL map test
-UNDECLARED_VIEWS = ["GET /api/docs", "GET /api/docs/<asset>"]
+# views registered on purpose without the decorator: the Swagger UI page and its files, and the status page (HTML),
+# public and outside the OpenAPI document (tests/api/test_swagger_ui.py, tests/api/test_status_page.py); any other
+# undeclared view fails the URL map test
+UNDECLARED_VIEWS = ["GET /api/docs", "GET /api/docs/<asset>", "GET /status"]
 # rows the engine writes on its own (its logs, its scrapes); every other table is state a call could change
 OWN_OUTPUT = {"logs", "metrics", "metrics_1m"}
 

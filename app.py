@@ -26,6 +26,9 @@ else:
         st.Page("pages/load_test.py", title="Load Test", icon=":material/speed:"),
         st.Page("pages/chaos.py", title="Chaos", icon=":material/bolt:"),
         st.Page("pages/scaling.py", title="Scaling", icon=":material/stacks:"),
+        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications_active:"),
+        st.Page("pages/incidents.py", title="Incidents", icon=":material/crisis_alert:"),
+        st.Page("pages/notifications.py", title="Notifications", icon=":material/campaign:"),
         st.Page("pages/logs.py", title="Logs", icon=":material/receipt_long:"),
         st.Page("pages/storage.py", title="Storage", icon=":material/database:"),
     ]

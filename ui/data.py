@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +32,7 @@ __all__ = [
     "fetch_or_none",
     "fetch_quietly",
     "flash",
+    "labelled",
     "picks_frame",
     "reading",
     "session_factory",
@@ -149,24 +150,38 @@ def _session_expired() -> NoReturn:
     st.rerun()
 
 
+def labelled(exc: ApiCallFailed, labels: Mapping[str, str]) -> ApiCallFailed:
+    """The error with each detail's field named as the form names it: "Window (s) (windowSeconds)"; a nested field
+    ("config.url") by its full name, else by its first part."""
+    details = []
+    for d in exc.details:
+        field = d.get("field")
+        label = labels.get(field) or labels.get(field.split(".")[0].split("[")[0]) if isinstance(field, str) else None
+        details.append({**d, "field": f"{label} ({field})"} if label is not None else d)
+    return ApiCallFailed(exc.status, exc.error, details, exc.retry_after)
+
+
 def act(
     call: Callable[[], T],
     success: Callable[[T], str],
     reset: Sequence[str] = (),
     *,
     toast: bool = False,
+    labels: Mapping[str, str] | None = None,
 ) -> None:
     """Call the API; on success keep a message, reset the given widget keys and rerun; on an API error show it.
 
     A 401 means the token expired or is no longer valid: the session is cleared and the login form asks again.
     `toast` shows the error as a toast: for a button in a fragment redrawn every second, where st.error would
-    vanish before it is read.
+    vanish before it is read. `labels` (API field -> form label) names a wrong field as the form does.
     """
     try:
         result = call()
     except ApiCallFailed as exc:
         if exc.status == 401:
             _session_expired()
+        if labels:
+            exc = labelled(exc, labels)
         if toast:
             st.toast(exc.text(), icon=":material/error:")
         else:

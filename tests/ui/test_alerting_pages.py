@@ -1,0 +1,152 @@
+"""The Alerts, Incidents and Notifications pages under AppTest: read views on rows seeded into a real PostgreSQL,
+actions through a live API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+from streamlit.testing.v1 import AppTest
+
+from contract.roles import Role
+from db.models import (
+    AlertChannelRow,
+    AlertRow,
+    AlertRuleRow,
+    DeliveryRow,
+    IncidentNoteRow,
+    IncidentRow,
+    Instance,
+    Service,
+    SilenceRow,
+)
+from tests.ui.conftest import metrics, open_page, texts
+
+SLACK_URL = "https://hooks.slack.com/services/T000/B000/sEcReTtOkEn"
+WEBHOOK_SECRET = "whsec-very-secret-value"
+
+
+def seed_alerting(sessions: sessionmaker[Session], now: datetime) -> uuid.UUID:
+    """orders and payments; a webhook and a slack channel; three rules; payments' error-rate alert firing,
+    orders' pending and silenced, a resolved one; an active and an expired silence; an open incident (with two
+    notes) and a resolved one; deliveries. The open incident's id."""
+    open_id = uuid.uuid4()
+    with sessions.begin() as s:
+        s.add(Service(name="orders", status="healthy", instances=[Instance(url="http://127.0.0.1:7101")]))
+        s.add(Service(name="payments", status="unhealthy", instances=[Instance(url="http://127.0.0.1:7201")]))
+        s.add(AlertChannelRow(id=1, name="ops-hook", type="webhook",
+                              config={"url": "http://127.0.0.1:9/hook", "secret": WEBHOOK_SECRET}))
+        s.add(AlertChannelRow(id=2, name="ops-slack", type="slack", config={"url": SLACK_URL}))
+        s.add(AlertRuleRow(id=1, name="errors-high", kind="error-rate", service_name=None, threshold=5.0,
+                           window_seconds=300, for_seconds=60, severity="critical", channels=[1, 2],
+                           repeat_seconds=600))
+        s.add(AlertRuleRow(id=2, name="p95-slow", kind="latency-p95", service_name="orders", threshold=250.0,
+                           window_seconds=120, for_seconds=30, severity="warning", channels=[], repeat_seconds=None))
+        s.add(AlertRuleRow(id=3, name="db-gone", kind="monitor-database", service_name=None, threshold=None,
+                           window_seconds=300, for_seconds=0, severity="critical", channels=[2],
+                           repeat_seconds=None))
+        for fp, rule, name, kind, sev, service, state, silenced, value, threshold, ago in (
+            ("fp-pay", 1, "errors-high", "error-rate", "critical", "payments", "firing", False, 12.5, 5.0, 120),
+            ("fp-ord", 2, "p95-slow", "latency-p95", "warning", "orders", "pending", True, 310.0, 250.0, 20),
+            ("fp-old", 1, "errors-high", "error-rate", "critical", "orders", "resolved", False, 0.0, 5.0, 900),
+        ):
+            s.add(AlertRow(fingerprint=fp, rule_id=rule, rule_name=name, kind=kind, severity=sev,
+                           service_name=service, state=state, silenced=silenced, value=value, threshold=threshold,
+                           summary=f"{name} on {service}", active_at=now - timedelta(seconds=ago),
+                           fired_at=now - timedelta(seconds=ago - 60) if state != "pending" else None,
+                           resolved_at=now - timedelta(seconds=60) if state == "resolved" else None,
+                           updated_at=now))
+        s.add(SilenceRow(service_name="orders", rule_id=2, starts_at=now - timedelta(minutes=5),
+                         ends_at=now + timedelta(minutes=55), comment="deploying orders", created_by="test-operator"))
+        s.add(SilenceRow(service_name="payments", rule_id=None, starts_at=now - timedelta(hours=3),
+                         ends_at=now - timedelta(hours=2), comment="old maintenance", created_by="ops"))
+        s.add(IncidentRow(id=open_id, service_name="payments", status="open", title="errors-high on payments",
+                          severity="critical", started_at=now - timedelta(minutes=2), fingerprints=["fp-pay"]))
+        s.add(IncidentRow(id=uuid.uuid4(), service_name="orders", status="resolved", title="errors-high on orders",
+                          severity="critical", started_at=now - timedelta(hours=1),
+                          resolved_at=now - timedelta(minutes=40), acknowledged_at=now - timedelta(minutes=55),
+                          acknowledged_by="ops", expected=True, fingerprints=["fp-old"]))
+        s.flush()
+        s.add(IncidentNoteRow(incident_id=open_id, at=now - timedelta(minutes=1), author="ops", note="first look"))
+        s.add(IncidentNoteRow(incident_id=open_id, at=now - timedelta(seconds=30), author="ops",
+                              note="rolling back payments"))
+        s.add(DeliveryRow(id=uuid.uuid4(), channel_id=1, channel_name="ops-hook", fingerprint="fp-pay",
+                          event="firing", status="retrying", attempts=2, last_error="connection refused",
+                          payload={"status": "firing"}, created_at=now - timedelta(seconds=60),
+                          next_attempt_at=now + timedelta(seconds=30)))
+        s.add(DeliveryRow(id=uuid.uuid4(), channel_id=2, channel_name="ops-slack", fingerprint="fp-pay",
+                          event="firing", status="delivered", attempts=1, last_error=None,
+                          payload={"status": "firing"}, created_at=now - timedelta(seconds=59),
+                          delivered_at=now - timedelta(seconds=58)))
+    return open_id
+
+
+def table(at: AppTest, column: str) -> pd.DataFrame:
+    """The frame of the one st.dataframe with this column (a dataframe has no key to find it by)."""
+    (frame,) = [d.value for d in at.dataframe if column in d.value.columns]
+    return frame
+
+
+# -- alerts ------------------------------------------------------------------------------------------
+
+
+def test_alerts_page_shows_firing_and_pending_alerts_with_their_figures(dash_env):
+    seed_alerting(dash_env, datetime.now(UTC))
+    at = open_page("pages/alerts.py")
+    assert not at.exception
+    assert texts(at.title) == ["Alerts"]
+    m = metrics(at)
+    assert (m["Firing"], m["Pending"], m["Silenced"], m["Rules"]) == ("1", "1", "1", "3")
+    frame = table(at, "value vs threshold")
+    assert frame["service"].tolist() == ["payments", "orders"]  # firing first; the resolved one is not shown
+    assert frame["state"].tolist() == ["🔴 firing", "🟠 pending"]
+    assert frame["rule"].tolist() == ["errors-high", "p95-slow"]
+    assert frame["kind"].tolist() == ["Error rate", "Latency p95"]
+    assert frame["value vs threshold"].tolist() == ["12.5 % > 5 %", "310 ms > 250 ms"]
+    assert frame["silenced"].tolist() == [False, True]
+
+
+def test_alerts_page_lists_rules_with_units_and_channel_names(dash_env):
+    seed_alerting(dash_env, datetime.now(UTC))
+    at = open_page("pages/alerts.py")
+    rules = table(at, "repeat")
+    assert rules["name"].tolist() == ["db-gone", "errors-high", "p95-slow"]
+    assert rules["service"].tolist() == ["(the monitor)", "every service", "orders"]
+    assert rules["threshold"].tolist() == ["—", "5 %", "250 ms"]
+    assert rules["window"].tolist() == ["—", "300 s", "120 s"]
+    assert rules["channels"].tolist() == ["ops-slack", "ops-hook, ops-slack", "none"]
+    assert rules["repeat"].tolist() == ["never", "600 s", "never"]
+    silences = table(at, "comment")
+    assert silences["state"].tolist() == ["🔵 active", "⚪ expired"]
+    assert silences["rule"].tolist() == ["p95-slow", "any"]
+    assert silences["comment"].tolist() == ["deploying orders", "old maintenance"]
+
+
+def test_alerts_page_without_alerts_says_so(dash_env):
+    at = open_page("pages/alerts.py")
+    assert not at.exception
+    assert metrics(at)["Firing"] == "0"
+    assert "No alert is firing or pending." in texts(at.success)
+    assert any("No alert rule yet" in i for i in texts(at.info))
+
+
+def test_a_viewer_sees_the_forms_disabled(dash_env):
+    seed_alerting(dash_env, datetime.now(UTC))
+    at = open_page("pages/alerts.py", Role.VIEWER)
+    assert at.button(key="rule-new-submit").disabled
+    assert at.button(key="silence-expire").disabled
+
+
+def test_the_rule_form_follows_the_kind(dash_env):
+    at = open_page("pages/alerts.py")
+    at.selectbox(key="rule-new-kind").set_value("latency-p95").run()
+    threshold = at.number_input(key="rule-new-threshold-latency-p95")
+    assert threshold.label == "Threshold (ms)" and threshold.value == 500.0 and not threshold.disabled
+    assert not at.number_input(key="rule-new-window").disabled
+    at.selectbox(key="rule-new-kind").set_value("service-down").run()
+    assert at.number_input(key="rule-new-threshold-service-down").disabled
+    assert at.number_input(key="rule-new-window").disabled
+    at.selectbox(key="rule-new-kind").set_value("monitor-database").run()
+    assert at.selectbox(key="rule-new-service").disabled

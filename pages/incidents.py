@@ -3,7 +3,8 @@ of every event that overlapped it, with acknowledge and a note (operators)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import streamlit as st
 
@@ -18,6 +19,7 @@ ANY = "any"
 LIST_LIMIT = 200
 WINDOWS_D = (1, 7, 30, 90)
 ACK_LABELS = {"note": "Note"}
+STATS_SERVICES = 20  # services with their own MTTA / MTTR row at most (one call each)
 
 login.require_login()
 CAN_ACT = session.can(Role.OPERATOR)
@@ -29,20 +31,27 @@ st.caption("A critical alert opens an incident for its service; it resolves when
            "itself: an incident of a failure simulation started with silence is marked expected.")
 
 
-def show_stats(window_d: int, service: str | None) -> None:
-    """Mean time to acknowledge and to resolve per service over the window (GET /api/incidents/stats)."""
-    stats = data.fetch_or_none(lambda: api.incident_stats({"windowDays": window_d, "service": service}), page=True)
-    if stats is None:
-        return
-    overall = next((s for s in stats if s.service is None), None)
+def show_stats(window_d: int, service: str | None, listed: list[IncidentOut]) -> None:
+    """Incidents, mean time to acknowledge and to resolve over the window (GET /api/incidents/stats): for the
+    chosen service (or all), and per service for those with an incident listed in the window."""
+    overall = data.fetch_or_none(lambda: api.incident_stats({"windowDays": window_d, "service": service}), page=True)
     cols = st.columns(3)
+    scope = service or "all services"
     cols[0].metric(f"Incidents, last {window_d} d", NA if overall is None else overall.incidents, border=True,
-                   help="Incidents that started in the window.")
+                   help=f"Incidents of {scope} that started in the window.")
     cols[1].metric("MTTA", incidents.fmt_seconds_long(overall.mttaSeconds if overall else None), border=True,
-                   help="Mean time from an incident's start to its acknowledgement, over those acknowledged.")
+                   help=f"Mean time from an incident's start to its acknowledgement ({scope}, the acknowledged "
+                        "ones in the window).")
     cols[2].metric("MTTR", incidents.fmt_seconds_long(overall.mttrSeconds if overall else None), border=True,
-                   help="Mean time from an incident's start to its resolution, over those resolved.")
-    per_service = [s for s in stats if s.service is not None]
+                   help=f"Mean time from an incident's start to its resolution ({scope}, the resolved ones in the "
+                        "window).")
+    if overall is None or service is not None:
+        return
+    since = datetime.now(UTC) - timedelta(days=window_d)
+    names = sorted({i.service for i in listed if i.service and datetime.fromisoformat(i.startedAt) >= since})
+    fetched = [data.fetch_quietly(partial(api.incident_stats, {"windowDays": window_d, "service": n}))
+               for n in names[:STATS_SERVICES]]
+    per_service = [s for s in fetched if s is not None]
     if per_service:
         st.dataframe(incidents.stats_table(per_service), hide_index=True, key="incident-stats")
 
@@ -74,19 +83,27 @@ def live_list(status: IncidentStatus | None, service: str | None) -> None:
 
 
 def acknowledge_form(i: IncidentDetailOut) -> None:
-    """POST /api/incidents/<id>/acknowledge with a note; the note is kept on error, cleared on success."""
+    """POST /api/incidents/<id>/acknowledge with a note: the first one acknowledges, each one with a note adds it;
+    the note is kept on an error, cleared on success."""
+    first = i.acknowledgedAt is None
     if i.acknowledgedAt is not None:
-        st.caption(f"Acknowledged {i.acknowledgedAt[:19].replace('T', ' ')} UTC by {i.acknowledgedBy or NA}.")
-        return
+        st.caption(f"Acknowledged {i.acknowledgedAt[:19].replace('T', ' ')} UTC by {i.acknowledgedBy or NA}; a note "
+                   "added here goes on its timeline.")
     key = f"ack-note-{i.id}"
     with st.form(f"ack-{i.id}", border=False):
         note = st.text_area("Note", key=key, max_chars=2000, placeholder="what you know or are doing",
-                            help="Kept on the incident's timeline; the latest note is also shown on the public "
-                                 "status page. Optional.")
-        go = st.form_submit_button("Acknowledge", type="primary", key=f"ack-submit-{i.id}", disabled=not CAN_ACT,
-                                   help=ACT_HELP or "Say that someone is on it; MTTA counts up to this moment.")
+                            help="Up to 2,000 characters, kept on the incident's timeline; the latest note is also "
+                                 "shown on the public status page. Optional when acknowledging.")
+        go = st.form_submit_button("Acknowledge" if first else "Add note", type="primary", key=f"ack-submit-{i.id}",
+                                   disabled=not CAN_ACT,
+                                   help=ACT_HELP or ("Say that someone is on it; MTTA counts up to this moment."
+                                                     if first else "Add the note to the timeline."))
     if go:
-        data.act(lambda: api.acknowledge_incident(i.id, note.strip()), lambda r: f"Incident {r.title} acknowledged.",
+        if not first and not note.strip():
+            st.warning("Write a note to add.")
+            return
+        data.act(lambda: api.acknowledge_incident(i.id, note.strip()),
+                 lambda r: f"Incident {r.title}: " + ("acknowledged." if first else "note added."),
                  reset=[key], labels=ACK_LABELS)
 
 
@@ -132,7 +149,7 @@ window = c3.selectbox("MTTA / MTTR window", WINDOWS_D, index=WINDOWS_D.index(30)
 chosen_status = None if status_pick == ANY else IncidentStatus(status_pick)
 chosen_service = None if service_pick == ANY else service_pick
 
-show_stats(window, chosen_service)
+show_stats(window, chosen_service, listed)
 st.subheader("Incidents")
 live_list(chosen_status, chosen_service)
 

@@ -21,8 +21,10 @@ ROW_LIMITS = (50, 100, 200, 500, 1000)
 COUNT_WINDOW = timedelta(hours=24)
 
 login.require_login()
-CAN_ACT = session.can(Role.OPERATOR)
-ACT_HELP = session.needs(Role.OPERATOR)
+# channels hold secrets: operators list them (masked), admins change and test them
+CAN_LIST = session.can(Role.OPERATOR)
+CAN_ACT = session.can(Role.ADMIN)
+ACT_HELP = session.needs(Role.ADMIN)
 st.title("Notifications")
 data.show_flash()
 
@@ -174,8 +176,11 @@ with data.reading(page=True) as db_session:
     names = alerting_reads.channel_names(db_session)
 
 st.subheader("Channels")
-channels = data.fetch_or_none(api.alert_channels, page=True)
-if channels is not None:
+channels = data.fetch_or_none(api.alert_channels, page=True) if CAN_LIST else None
+if not CAN_LIST:
+    st.info(f"Channels hold secrets: listing them needs the operator role, changing them the admin role; you are "
+            f"logged in as {session.who()}. The delivery log below is open to every role.")
+elif channels is not None:
     if channels:
         st.dataframe(notifications.channel_table(channels), hide_index=True, key="channels-table",
                      column_config={

@@ -295,6 +295,6 @@ def acknowledge_incident(incident_id: str, note: str) -> IncidentOut:
     return default_client().acknowledge_incident(incident_id, note)
 
 
-def incident_stats(query: Mapping[str, Any] | None = None) -> list[IncidentStatsOut]:
-    """Incidents, MTTA and MTTR per service over a window."""
+def incident_stats(query: Mapping[str, Any] | None = None) -> IncidentStatsOut:
+    """Incidents, MTTA and MTTR of one service (or all) over a window of days."""
     return default_client().incident_stats(query)

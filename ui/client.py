@@ -141,9 +141,9 @@ class ApiClient:
         return self._send(method, path, body, accept)[1]
 
     def _call(self, model: type[M], method: str, path: str, body: Mapping[str, Any] | None = None,
-              accept: tuple[int, ...] = ()) -> M:
+              accept: tuple[int, ...] = (), params: Mapping[str, Any] | None = None) -> M:
         """request() whose answer is one `model`."""
-        status, payload = self._send(method, path, body, accept)
+        status, payload = self._send(method, path, body, accept, params)
         try:
             return model.model_validate(payload)
         except ValidationError as exc:
@@ -352,9 +352,9 @@ class ApiClient:
         return self._call(IncidentOut, "POST", f"/api/incidents/{quote(incident_id, safe='')}/acknowledge",
                           {"note": note})
 
-    def incident_stats(self, query: Mapping[str, Any] | None = None) -> list[IncidentStatsOut]:
-        """GET /api/incidents/stats: incidents, MTTA and MTTR per service over a window."""
-        return self._list(IncidentStatsOut, "GET", "/api/incidents/stats", query)
+    def incident_stats(self, query: Mapping[str, Any] | None = None) -> IncidentStatsOut:
+        """GET /api/incidents/stats with an IncidentStatsQuery (service, windowDays): incidents, MTTA and MTTR."""
+        return self._call(IncidentStatsOut, "GET", "/api/incidents/stats", params=query)
 
     def slo(self, service_id: int) -> SloOut:
         """GET /api/services/<id>/slo: the SLO with its SLIs, budget and burn rates; 404 without one."""
@@ -363,6 +363,10 @@ class ApiClient:
     def set_slo(self, service_id: int, body: Mapping[str, Any]) -> SloOut:
         """PUT /api/services/<id>/slo (an SloIn): the SLO now in force."""
         return self._call(SloOut, "PUT", f"/api/services/{int(service_id)}/slo", body)
+
+    def delete_slo(self, service_id: int) -> DeletedOut:
+        """DELETE /api/services/<id>/slo; 404 without one."""
+        return self._call(DeletedOut, "DELETE", f"/api/services/{int(service_id)}/slo")
 
 
 def _query(params: Mapping[str, Any] | None) -> dict[str, str] | None:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,8 @@ class Seeded:
 
 @dataclass(frozen=True)
 class RunningApp:
-    """The app under test: dashboard address, an admin's API client, the engine's console log."""
+    """The app under test: dashboard address, an admin's API client, the engine's console log; its status page
+    (STATUS_PAGE_ENABLED) is on."""
 
     dashboard_url: str
     api: httpx.Client
@@ -158,6 +159,7 @@ def _generate_activity(api: httpx.Client) -> None:
         api.get("/proxy/inventory/work")
     api.post("/api/users", json={"username": "viewer", "password": "viewer-password", "role": "viewer"}
              ).raise_for_status()
+    _alerting(api)
     api.post(f"/api/services/{services['orders']['id']}/scale-up", timeout=60).raise_for_status()
 
     def breaker_closed_again() -> bool:
@@ -172,6 +174,26 @@ def _generate_activity(api: httpx.Client) -> None:
     # ends it when it stops
     api.post("/api/simulate/network-latency", json={"latency": 5, "duration": 600_000,
                                                     "serviceName": "bench-20"}).raise_for_status()
+
+
+def _alerting(api: httpx.Client) -> None:
+    """A webhook channel nobody listens on (its deliveries retry, then fail: the delivery log has rows), rules that
+    the payments failure below trips (a critical one opens an incident), and a silence, so the alerting pages have
+    something to show."""
+    hook = api.post("/api/alert-channels", json={
+        "name": "ops-webhook", "type": "webhook",
+        "config": {"url": f"http://127.0.0.1:{free_port()}/hook", "secret": "browser-test-signing-secret"}})
+    hook.raise_for_status()
+    for rule in ({"name": "payments-down", "kind": "service-down", "service": "payments", "severity": "critical",
+                  "channels": [hook.json()["id"]]},
+                 {"name": "errors-high", "kind": "error-rate", "threshold": 5, "windowSeconds": 60, "forSeconds": 0,
+                  "severity": "warning", "channels": [hook.json()["id"]]},
+                 {"name": "monitor-db", "kind": "monitor-database", "severity": "critical"}):
+        api.post("/api/alert-rules", json=rule).raise_for_status()
+    now = datetime.now(UTC)
+    api.post("/api/silences", json={"service": "inventory", "startsAt": now.isoformat(),
+                                    "endsAt": (now + timedelta(minutes=30)).isoformat(),
+                                    "comment": "the browser test slows inventory on purpose"}).raise_for_status()
 
 
 @contextmanager
@@ -235,7 +257,8 @@ def running_app(browser_database: str, seeded: Seeded, database_relay: Relay,
     env = dict(os.environ, API_URL=f"http://127.0.0.1:{api_link.port}", DATABASE_URL=relayed,
                DATA_DIR=str(data_dir), API_PORT=str(api_port), DASHBOARD_PORT=str(dashboard_port),
                DEMO_PORT_BASE=str(free_port_base(MANAGED_PORTS)), ADMIN_PASSWORD=ADMIN_PASSWORD,
-               JWT_SECRET=TEST_JWT_SECRET, HEALTH_INTERVAL="1", COLLECT_INTERVAL="1")
+               JWT_SECRET=TEST_JWT_SECRET, HEALTH_INTERVAL="1", COLLECT_INTERVAL="1", STATUS_PAGE_ENABLED="true",
+               STATUS_PAGE_TITLE="Browser test status")
     log = data_dir / "engine.log"
     proc = _start(env, log)
     api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", trust_env=False, timeout=15)

@@ -2,8 +2,9 @@
 a screenshot each (outside git), the render times printed; Overview within 1 s and Metrics within 2 s with a week
 of metrics for 20 services when BROWSER_ASSERT_SPEED=1 (BROWSER_SPEED_ROWS=10080000 seeds 10 million rows). Then
 each page opened while the database (and then the API) is cut off says so without a traceback and comes back by
-itself once it returns. Last, the API's Swagger UI at /api/docs renders every operation with no request leaving
-the loopback. With SCREENSHOT_DOCS=1 the Overview's screenshot is saved as docs/screenshot-overview.png."""
+itself once it returns. Then the public status page at /status, drawn with scripts off. Last, the API's Swagger
+UI at /api/docs renders every operation with no request leaving the loopback. With SCREENSHOT_DOCS=1 the
+Overview's screenshot is saved as docs/screenshot-overview.png."""
 
 from __future__ import annotations
 
@@ -209,6 +210,29 @@ def test_each_page_says_what_is_gone_and_comes_back_by_itself(
     with capsys.disabled():
         print(f"\n{what} cut off on each page, then restored (no reload):\n" + "\n".join(lines))
     assert not problems, f"pages fail the {what} outage (screenshots {what}-cut-* in {shots_dir}): {problems}"
+
+
+def test_the_status_page_renders_without_a_script(chromium: Chromium, running_app: RunningApp, shots_dir: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # after the dashboard's tests: it takes the browser's page away from the dashboard
+    services = [s["name"] for s in running_app.api.get("/api/services").json()]
+    chromium.call("Emulation.setScriptExecutionDisabled", value=True)  # drawn with the page's scripts off
+    try:
+        chromium.navigate(f"{running_app.api.base_url}/status")
+        shown = chromium.evaluate("Array.from(document.querySelectorAll('[data-service]'))"
+                                  ".map(e => [e.dataset.service, e.querySelectorAll('.bar').length])")
+        scripts = chromium.evaluate("document.scripts.length")
+        title = chromium.evaluate("document.querySelector('h1').innerText")
+        banner = chromium.evaluate("document.querySelector('.banner').innerText")
+        shot = chromium.screenshot(shots_dir / "status-page.png")
+    finally:
+        chromium.call("Emulation.setScriptExecutionDisabled", value=False)
+    with capsys.disabled():
+        print(f"\n/status: {len(shown)} services, banner '{banner}', screenshot {shot}")
+    assert title == "Browser test status"
+    assert scripts == 0
+    assert sorted(name for name, _ in shown) == sorted(services)
+    assert {bars for _, bars in shown} == {90}
 
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

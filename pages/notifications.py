@@ -12,7 +12,7 @@ import streamlit as st
 from contract.alerting import ChannelOut, ChannelType, DeliveryOut, DeliveryStatus
 from db import alerting_reads
 from ui import api, data, login, notifications, session
-from ui.notifications import CHANNEL_LABELS, CONFIG_FIELDS, TYPE_HELP, ConfigField
+from ui.notifications import CONFIG_FIELDS, TYPE_HELP, ConfigField
 from ui.session import Role
 
 REFRESH_S = 5
@@ -77,7 +77,7 @@ def new_channel_form() -> None:
         body = notifications.channel_body(name, kind, values, editing=False)
         reset = [f"{prefix}-name", *(f"{prefix}-{f.key}" for f in CONFIG_FIELDS[kind])]
         data.act(lambda: api.create_alert_channel(body), lambda r: f"Channel {r.name} ({r.type.value}) created.",
-                 reset=reset, labels=CHANNEL_LABELS)
+                 reset=reset, labels=notifications.channel_labels(kind))
 
 
 def edit_channel_form(channels: list[ChannelOut]) -> None:
@@ -98,7 +98,7 @@ def edit_channel_form(channels: list[ChannelOut]) -> None:
         body = notifications.channel_body(name, c.type, values, editing=True, shown=c.config)
         secret_keys = [f"{prefix}-{f.key}" for f in CONFIG_FIELDS[c.type] if f.secret]
         data.act(lambda: api.update_alert_channel(c.id, body), lambda r: f"Channel {r.name} saved.",
-                 reset=secret_keys, labels=CHANNEL_LABELS)
+                 reset=secret_keys, labels=notifications.channel_labels(c.type))
 
 
 def delete_channel_form(channels: list[ChannelOut]) -> None:

@@ -14,12 +14,12 @@ from contract.alerting import SECRET_MASK, ChannelOut, ChannelType, DeliveryOut
 from ui.format import NA
 
 __all__ = [
-    "CHANNEL_LABELS",
     "CONFIG_FIELDS",
     "DELIVERY_EMOJI",
     "TYPE_HELP",
     "ConfigField",
     "channel_body",
+    "channel_labels",
     "channel_table",
     "delivery_table",
     "fmt_config",
@@ -78,9 +78,12 @@ CONFIG_FIELDS: dict[ChannelType, tuple[ConfigField, ...]] = {
     ),
 }
 
-# API field -> what the channel form calls it, for the API's errors
-CHANNEL_LABELS: dict[str, str] = {"name": "Name", "type": "Type", "config": "Config"} | {
-    f"config.{f.key}": f.label for fields in CONFIG_FIELDS.values() for f in fields}
+
+
+def channel_labels(kind: ChannelType) -> dict[str, str]:
+    """API field -> what the form of a channel of this type calls it, for the API's errors."""
+    return {"name": "Name", "type": "Type", "config": "Config"} | {
+        f"config.{f.key}": f.label for f in CONFIG_FIELDS[kind]}
 
 
 def kept_when_empty(field: ConfigField, shown: Any) -> bool:

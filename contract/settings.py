@@ -303,7 +303,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return ",".join(value)
+        return ",".join(value) or "empty"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -365,8 +365,8 @@ def markdown() -> str:
         kind, allowed = _kind(info.annotation)
         bounds = ", ".join([*_bounds(info.metadata), allowed] if allowed else _bounds(info.metadata))
         default = _shown(info.default)
-        shown = default if default in ("unset", "") else f"`{default}`"
-        lines.append(f"| `{variable}` | `{name}` | {kind} | {shown or 'empty'} "
+        shown = default if default in ("unset", "empty") else f"`{default}`"
+        lines.append(f"| `{variable}` | `{name}` | {kind} | {shown} "
                      f"| {bounds} | {info.description} |")
     return "\n".join(lines) + "\n"
 

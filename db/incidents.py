@@ -18,6 +18,7 @@ __all__ = [
     "acknowledge",
     "add_note",
     "alert_states",
+    "firing_alerts",
     "get_incident",
     "list_incidents",
     "open_incidents",
@@ -71,6 +72,13 @@ def alert_states(session: Session, fingerprints: Sequence[str]) -> dict[str, tup
     rows = session.execute(select(AlertRow.fingerprint, AlertRow.state, AlertRow.resolved_at)
                            .where(AlertRow.fingerprint.in_(set(fingerprints))))
     return {fp: (state, resolved) for fp, state, resolved in rows}
+
+
+def firing_alerts(session: Session) -> list[tuple[str, str | None]]:
+    """The fingerprint and service of every alert recorded as firing."""
+    rows = session.execute(select(AlertRow.fingerprint, AlertRow.service_name).where(AlertRow.state == "firing")
+                           .order_by(AlertRow.fingerprint))
+    return [(fp, service) for fp, service in rows]
 
 
 def acknowledge(session: Session, incident_id: uuid.UUID, at: datetime, by: str) -> bool:

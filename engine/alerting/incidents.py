@@ -63,9 +63,11 @@ class IncidentBook:
         self._new_id = new_id
         self._lock = threading.Lock()  # on_alert on the loop, the API's reads on its threads
         self._open: dict[str | None, OpenIncident] = {}  # by service (None: the monitor itself)
+        self._firing: dict[str | None, set[str]] = {}  # alerts firing now outside any incident, by service
 
     def load(self, session: Session) -> None:
-        """Take the open incidents from the database; one whose alerts are all known resolved resolves now."""
+        """Take the open incidents and the firing alerts from the database; an incident whose alerts are all known
+        resolved resolves now, a firing alert of a service with an open incident joins it."""
         rows = queries.open_incidents(session)
         states = queries.alert_states(session, [fp for r in rows for fp in r.fingerprints])
         loaded: dict[str | None, OpenIncident] = {}
@@ -82,52 +84,75 @@ class IncidentBook:
             if older is not None:  # two open for one service (engines that raced): the newer one carries on
                 self._resolve(older, row.started_at)
             loaded[row.service_name] = incident
+        firing: dict[str | None, set[str]] = {}
+        joined: set[uuid.UUID] = set()
+        for fp, service in queries.firing_alerts(session):
+            incident = loaded.get(service)
+            if incident is None:
+                firing.setdefault(service, set()).add(fp)
+            elif fp not in incident.fingerprints:  # it fires while the incident is open: it belongs to it
+                incident.fingerprints.append(fp)
+                incident.firing.add(fp)
+                joined.add(incident.id)
+        for incident in loaded.values():
+            if incident.id in joined:
+                self._writer.submit(incident.event())
         with self._lock:
             self._open = loaded
+            self._firing = firing
 
     def on_alert(self, alert: AlertSnapshot) -> uuid.UUID | None:
         """Told every changed alert; the incident it belongs to (None when none)."""
-        event: IncidentEvent | None
         with self._lock:
             incident = self._open.get(alert.service)
             if incident is None:
-                if alert.state is AlertState.FIRING and alert.severity is Severity.CRITICAL:
-                    incident = self._start(alert)
-                    self._open[alert.service] = incident
-                    event = incident.event()
-                else:
+                incident = self._outside(alert)
+                if incident is None:
                     return None
+                change = "opened"
             elif alert.fingerprint in incident.fingerprints:
-                event = self._member_changed(incident, alert)
+                change = self._member_changed(incident, alert)
             elif alert.state is AlertState.FIRING:
                 incident.fingerprints.append(alert.fingerprint)
                 incident.firing.add(alert.fingerprint)
-                event = incident.event()
+                change = "joined"
             else:
                 return None
-            if event is not None and event.resolved_at is not None:
+            if change == "resolved":
                 del self._open[alert.service]
-        if event is not None:
-            self._writer.submit(event)
-            self._say(incident, event, alert)
+        if change:
+            resolved_at = (alert.resolved_at or alert.at) if change == "resolved" else None
+            self._writer.submit(incident.event(resolved_at))
+            self._say(incident, change, alert)
         return incident.id
 
-    def _start(self, alert: AlertSnapshot) -> OpenIncident:
-        started = alert.fired_at or alert.at
-        return OpenIncident(self._new_id(), alert.service, _title(alert), started, alert.expected,
-                            [alert.fingerprint], {alert.fingerprint})
+    def _outside(self, alert: AlertSnapshot) -> OpenIncident | None:
+        """An alert of a service without an open incident: kept as firing or not; a critical one that fires opens
+        an incident, which the service's alerts that fire already join."""
+        outside = self._firing.setdefault(alert.service, set())
+        if alert.state is not AlertState.FIRING:
+            outside.discard(alert.fingerprint)
+            return None
+        if alert.severity is not Severity.CRITICAL:
+            outside.add(alert.fingerprint)
+            return None
+        members = [alert.fingerprint, *sorted(outside - {alert.fingerprint})]
+        del self._firing[alert.service]
+        incident = OpenIncident(self._new_id(), alert.service, _title(alert), alert.fired_at or alert.at,
+                                alert.expected, members, set(members))
+        self._open[alert.service] = incident
+        return incident
 
     @staticmethod
-    def _member_changed(incident: OpenIncident, alert: AlertSnapshot) -> IncidentEvent | None:
+    def _member_changed(incident: OpenIncident, alert: AlertSnapshot) -> str:
+        """'resolved' when the last firing member resolved, else '' (nothing to write)."""
         if alert.state is AlertState.FIRING:
             incident.firing.add(alert.fingerprint)  # fires again while the incident is still open
-            return None
+            return ""
         if alert.state is AlertState.PENDING:
-            return None  # a member can be pending only after it resolved: it is not firing
+            return ""  # a member can be pending only after it resolved: it is not firing
         incident.firing.discard(alert.fingerprint)
-        if incident.firing:
-            return None
-        return incident.event(alert.resolved_at or alert.at)
+        return "" if incident.firing else "resolved"
 
     def _resolve(self, incident: OpenIncident, at: datetime) -> None:
         self._writer.submit(incident.event(at))
@@ -135,16 +160,16 @@ class IncidentBook:
                  incident.service or "the monitor", extra={"meta": {"incident": str(incident.id)}})
 
     @staticmethod
-    def _say(incident: OpenIncident, event: IncidentEvent, alert: AlertSnapshot) -> None:
+    def _say(incident: OpenIncident, change: str, alert: AlertSnapshot) -> None:
         meta = {"incident": str(incident.id), "service": incident.service, "fingerprint": alert.fingerprint}
         where = incident.service or "the monitor"
-        if event.resolved_at is not None:
-            log.info("incident %s of %s resolved", incident.id, where, extra={"meta": meta})
-        elif len(event.fingerprints) == 1:
+        if change == "opened":
             log.warning("incident %s of %s opened: %s", incident.id, where, incident.title,
                         extra={"meta": {**meta, "expected": incident.expected}})
-        else:
+        elif change == "joined":
             log.info("alert %s joined incident %s of %s", alert.rule_name, incident.id, where, extra={"meta": meta})
+        else:
+            log.info("incident %s of %s resolved", incident.id, where, extra={"meta": meta})
 
     def open_incidents(self) -> list[OpenIncident]:
         """The incidents open now (copies), oldest first."""

@@ -64,7 +64,7 @@ def budget_remaining(requests: int, errors: int, availability_target: float) -> 
 class _Live:
     """One service's counters: a ring of slots and the minute being counted. Used under the book's lock."""
 
-    __slots__ = ("errors", "last", "minute", "minute_counts", "requests", "size", "slow", "target")
+    __slots__ = ("emitted", "errors", "last", "minute", "minute_counts", "requests", "size", "slow", "target")
 
     def __init__(self, target: SloTarget, size: int) -> None:
         self.target = target
@@ -75,6 +75,7 @@ class _Live:
         self.last: int | None = None  # the newest slot number counted; positions are slot % size
         self.minute: int | None = None  # the minute (epoch // 60) being counted
         self.minute_counts = [0, 0, 0]
+        self.emitted = 0  # minutes handed to the writer so far
 
     def advance(self, slot: int) -> int:
         """Move the ring to `slot`, emptying the slots passed over; a clock that went back counts in the newest."""
@@ -182,6 +183,7 @@ class SloBook:
         if live.minute is not None and requests:
             at = datetime.fromtimestamp(live.minute * 60, UTC)
             self._writer.submit(SloMinuteEvent(live.target.service, at, requests, errors, slow))
+            live.emitted += 1
         live.minute, live.minute_counts = None, [0, 0, 0]
 
     def close_minutes(self) -> None:
@@ -224,26 +226,39 @@ class SloBook:
             target = live.target.availability_target
         return burn(requests, errors, target)
 
-    def _open_minute(self, service: str) -> tuple[int | None, int, int, int]:
+    def _open_minute(self, service: str) -> tuple[int | None, int, int, int, int]:
+        """The minute being counted (None: none), its counts, and how many minutes were written before it."""
         with self._lock:
             live = self._live.get(service)
             if live is None:
-                return None, 0, 0, 0
+                return None, 0, 0, 0, -1
             requests, errors, slow = live.minute_counts
-            return live.minute, requests, errors, slow
+            return live.minute, requests, errors, slow, live.emitted
+
+    def _window_totals(self, session: Session, service: str, since: datetime) -> tuple[int, int, int]:
+        """Requests, errors and slow ones from `since` on: the database's minutes and the one open in memory."""
+        now_minute = int(self._clock.now().timestamp() // 60)
+        for _ in range(3):
+            minute, requests, errors, slow, emitted = self._open_minute(service)
+            # queued minutes go in first: the database then holds every closed minute of this engine
+            self._writer.flush()
+            stored = queries.minute_totals(session, service, since,
+                                           datetime.fromtimestamp((now_minute + 1) * 60, UTC))
+            if self._open_minute(service)[4] == emitted:
+                # the open minute was not written meanwhile: its row holds only what others (an earlier run,
+                # another engine) counted, so the memory's counts add to it
+                if minute is None or minute * 60 < since.timestamp():
+                    return stored.requests, stored.errors, stored.slow
+                return requests + stored.requests, errors + stored.errors, slow + stored.slow
+        # a minute closed during each try (a minute apart at least: not in practice); the database's word stands
+        return stored.requests, stored.errors, stored.slow
 
     def report(self, session: Session, target: SloTarget) -> SloOut:
         """The SLO's SLIs and error budget over its window (the database's closed minutes plus the one open in
         memory) and the live burn rates."""
         now = self._clock.now()
-        minute, requests, errors, slow = self._open_minute(target.service)
-        # closed minutes still queued go in first: the database then holds every minute before the open one
-        self._writer.flush()
-        before = (datetime.fromtimestamp(minute * 60, UTC) if minute is not None
-                  else datetime.fromtimestamp((int(now.timestamp() // 60) + 1) * 60, UTC))
         since = datetime.fromtimestamp(int((now - timedelta(days=target.window_days)).timestamp() // 60) * 60, UTC)
-        stored = queries.minute_totals(session, target.service, since, before)
-        requests, errors, slow = requests + stored.requests, errors + stored.errors, slow + stored.slow
+        requests, errors, slow = self._window_totals(session, target.service, since)
         has_latency = target.latency_threshold_ms is not None
         return SloOut(
             service=target.service, availabilityTarget=target.availability_target,

@@ -1,9 +1,11 @@
 """An incident's timeline: every recorded event that touched its service between a margin before it started and
 its end, read from each source by an index (service and time), oldest first. A Session first, never a commit.
 
-Sources: its alerts' state changes, its notifications, health changes of the service and its instances, breaker
-transitions, scaling changes, and the simulations and load tests whose spans overlap it (those aimed at the
-service or at every service), and its notes. Each source gives at most `per_source` events (the oldest).
+Sources: its alerts' state changes, its notifications, the simulations and load tests whose spans overlap it (those
+aimed at the service or at every service) and its notes; for a service's incident also health changes of the
+service and its instances, its breaker's transitions and its scaling changes (an incident of the monitor itself
+has no service: it takes every simulation and load test, and no per-service source). Each source gives at most
+`per_source` events (the oldest).
 """
 
 from __future__ import annotations
@@ -123,21 +125,19 @@ def _instance_health(session: Session, span: Span, service_id: int,
                       "to": r.to_state, "latencyMs": r.latency_ms, "statusCode": r.status_code, "error": r.error})
 
 
-def _breakers(session: Session, span: Span, limit: int) -> Iterable[tuple[datetime, TimelineEventOut]]:
+def _breakers(session: Session, span: Span, service: str,
+              limit: int) -> Iterable[tuple[datetime, TimelineEventOut]]:
     t = BreakerTransitionRow
-    query = select(t).where(t.at.between(span.start, span.end))
-    if span.service is not None:
-        query = query.where(t.service_name == span.service)
+    query = select(t).where(t.service_name == service, t.at.between(span.start, span.end))
     for r in session.scalars(query.order_by(t.at, t.id).limit(limit)):
         yield _event(r.at, TimelineKind.BREAKER, f"breaker of {r.service_name} {r.from_state} → {r.to_state}",
                      {"service": r.service_name, "from": r.from_state, "to": r.to_state, "reason": r.reason})
 
 
-def _scaling(session: Session, span: Span, limit: int) -> Iterable[tuple[datetime, TimelineEventOut]]:
+def _scaling(session: Session, span: Span, service: str, limit: int) -> Iterable[tuple[datetime, TimelineEventOut]]:
     t = ScalingEvent
-    query = select(t).where(t.timestamp.between(span.start, span.end), t.direction != "none")
-    if span.service is not None:
-        query = query.where(t.service_name == span.service)
+    query = select(t).where(t.service_name == service, t.timestamp.between(span.start, span.end),
+                            t.direction != "none")
     for r in session.scalars(query.order_by(t.timestamp, t.id).limit(limit)):
         yield _event(r.timestamp, TimelineKind.SCALING,
                      f"{r.service_name} scaled {r.direction} {r.from_count} → {r.to_count}",
@@ -183,11 +183,11 @@ def timeline(session: Session, span: Span, per_source: int = PER_SOURCE) -> Time
     # each query asks for one more than it may show: a source that returns it has been cut
     probe = per_source + 1
     sources: list[Iterable[tuple[datetime, TimelineEventOut]]] = [
-        _alerts(session, span, probe), _notifications(session, span, probe), _breakers(session, span, probe),
-        _scaling(session, span, probe), _simulations(session, span, probe), _load_tests(session, span, probe),
-        _notes(session, span, probe),
+        _alerts(session, span, probe), _notifications(session, span, probe), _simulations(session, span, probe),
+        _load_tests(session, span, probe), _notes(session, span, probe),
     ]
     if span.service is not None:
+        sources += [_breakers(session, span, span.service, probe), _scaling(session, span, span.service, probe)]
         service_id = session.scalar(select(Service.id).where(Service.name == span.service))
         if service_id is not None:
             sources += [_service_health(session, span, service_id, probe),

@@ -51,7 +51,7 @@ def _parse_id(incident_id: str) -> uuid.UUID:
     try:
         return uuid.UUID(incident_id)
     except ValueError:
-        raise NotFound("incident", incident_id) from None
+        raise NotFound("incident", incident_id[:100]) from None
 
 
 def _find(session: Session, incident_id: str) -> tuple[IncidentRow, str | None]:

@@ -87,13 +87,13 @@ class IncidentBook:
         firing: dict[str | None, set[str]] = {}
         joined: set[uuid.UUID] = set()
         for fp, service in queries.firing_alerts(session):
-            incident = loaded.get(service)
-            if incident is None:
+            owner = loaded.get(service)
+            if owner is None:
                 firing.setdefault(service, set()).add(fp)
-            elif fp not in incident.fingerprints:  # it fires while the incident is open: it belongs to it
-                incident.fingerprints.append(fp)
-                incident.firing.add(fp)
-                joined.add(incident.id)
+            elif fp not in owner.fingerprints:  # it fires while the incident is open: it belongs to it
+                owner.fingerprints.append(fp)
+                owner.firing.add(fp)
+                joined.add(owner.id)
         for incident in loaded.values():
             if incident.id in joined:
                 self._writer.submit(incident.event())

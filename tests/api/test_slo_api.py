@@ -3,6 +3,8 @@ survive a restart, and requests routed through the proxy to a real demo process 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from contract.roles import Role
@@ -76,7 +78,7 @@ def test_routed_counts_survive_a_restart(runtime, client, orders, settings):
 
     again = Runtime.open(settings)
     try:
-        c = create_app(again).test_client()
+        c: Any = create_app(again).test_client()
         c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.VIEWER)
         out = c.get(f"/api/services/{orders}/slo").json
         assert (out["requests"], out["availability"], out["latency"]) == (50, 96.0, 90.0)
@@ -97,7 +99,9 @@ def target():
 def test_requests_routed_through_the_proxy_are_counted(clean_db, settings, target):
     # no retries: one routed request per call (each attempt the router sends is a routed request)
     with started_client(settings, target.url, route_retries=0) as (rt, c):
-        service_id = rt.registry.by_name("orders").id
+        spec = rt.registry.by_name("orders")
+        assert spec is not None
+        service_id = spec.id
         assert c.put(f"/api/services/{service_id}/slo", json={"availabilityTarget": 95.0}).status_code == 200
         assert [c.get("/proxy/orders/work?ms=1&cpu=0").status_code for _ in range(16)] == [200] * 16
         failure = c.post("/api/simulate/service-failure", json={"serviceName": "orders", "duration": 5000})

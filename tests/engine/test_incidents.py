@@ -224,6 +224,7 @@ def test_alerts_recorded_firing_join_after_a_restart(sessions, clock, writer):
     with sessions() as s:
         book.load(s)
     incident = book.on_alert(snapshot(clock, 1, "orders", AlertState.FIRING))
+    assert incident is not None
     assert book.open_incidents()[0].fingerprints == [fingerprint(1, "orders"), fingerprint(2, "orders")]
     book.on_alert(snapshot(clock, 1, "orders", AlertState.RESOLVED))
     assert book.is_open(incident)  # the warning still fires

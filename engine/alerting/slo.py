@@ -1,10 +1,10 @@
 """Service level objectives: live counters of routed requests for services with an SLO, burn rates from them, and
 the SLIs and error budget over the SLO's window of days.
 
-Each such service has a ring of short slots (10 s over 6 h by default) of requests, errors and slow requests,
-fed by the traffic recorder's listener: a burn rate over any window up to the ring's length is a sum over its
-last slots. Closed minutes go to `slo_minutes` through the batch writer, so the SLIs over days come from the
-database (plus the minute still open in memory) and survive a restart.
+Each such service has a ring of short slots (10 s over 24 h by default: the longest window a rule may have) of
+requests, errors and slow requests, fed by the traffic recorder's listener: a burn rate over any window up to
+the ring's length is a sum over its last slots. Closed minutes go to `slo_minutes` through the batch writer, so
+the SLIs over days come from the database (plus the minute still open in memory) and survive a restart.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class SloBook:
     services with an SLO, gives burn rates, writes closed minutes, and reports SloOut."""
 
     def __init__(self, writer: BatchWriter, clock: Clock, sessions: sessionmaker[Session], *, slot_s: float = 10.0,
-                 span_s: float = 6 * 3600.0) -> None:
+                 span_s: float = 86_400.0) -> None:
         self._writer = writer
         self._clock = clock
         self._sessions = sessions

@@ -77,11 +77,14 @@ def test_short_windows_for_tests_and_a_twelfth_of_the_long_one(book, clock):
 
 def test_the_ring_forgets_what_is_older_than_its_span(book, clock):
     send(book, 10, errors=10)
-    clock.advance(6 * 3600 + 10)
+    clock.advance(6 * 3600)
     assert book.burn_rate("orders", 6 * 3600) is None
-    assert book.burn_rate("orders", 10 * 3600) is None  # a longer window is the whole ring
+    assert book.burn_rate("orders", 6 * 3600 + 10) == pytest.approx(100.0, rel=1e-12)
+    clock.advance(18 * 3600)
+    assert book.burn_rate("orders", 24 * 3600) is None
+    assert book.burn_rate("orders", 48 * 3600) is None  # a longer window is the whole ring
     send(book, 10, errors=1)
-    assert book.burn_rate("orders", 10 * 3600) == pytest.approx(10.0, rel=1e-12)
+    assert book.burn_rate("orders", 48 * 3600) == pytest.approx(10.0, rel=1e-12)
 
 
 def test_services_without_an_slo_are_not_counted(book, clock, writer, sessions):

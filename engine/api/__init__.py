@@ -13,12 +13,14 @@ from engine import VERSION
 from engine.api import (
     chaos,
     docs,
+    incidents,
     loadtests,
     logs,
     prometheus,
     proxy,
     scaling,
     services,
+    slos,
     status,
     storage,
     traffic,
@@ -35,7 +37,7 @@ __all__ = ["create_app", "declared_routes"]
 
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
-    proxy.api, docs.api, prometheus.api,
+    proxy.api, docs.api, prometheus.api, incidents.api, slos.api,
 )
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "IncidentOut",
     "IncidentQuery",
     "IncidentStatsOut",
+    "IncidentStatsQuery",
     "IncidentStatus",
     "Severity",
     "SilenceIn",
@@ -383,12 +384,21 @@ class IncidentDetailOut(IncidentOut):
     """An incident with its timeline, oldest first."""
 
     timeline: list[TimelineEventOut]
+    timelineTruncated: bool = Field(
+        default=False, description="a source had more events than a timeline shows (the oldest are shown)")
 
 
 class AcknowledgeIn(StrictModel):
     """POST /api/incidents/<id>/acknowledge."""
 
     note: Text = Field(default="", max_length=2000)
+
+
+class IncidentStatsQuery(StrictModel):
+    """GET /api/incidents/stats query string: one service (or all) over the last windowDays."""
+
+    service: Name | None = None
+    windowDays: int = Field(default=30, ge=1, le=365)
 
 
 class IncidentStatsOut(BaseModel):

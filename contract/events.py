@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 __all__ = [
     "BreakerEvent",
     "Event",
+    "IncidentEvent",
     "InstanceHealthEvent",
     "LoadTestProgress",
     "LoadTestSampleEvent",
     "LogEvent",
     "MetricEvent",
     "ServiceHealthEvent",
+    "SloMinuteEvent",
 ]
 
 
@@ -109,7 +112,35 @@ class LoadTestProgress:
     summary: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class IncidentEvent:
+    """An incident's state as the engine keeps it (only the newest per incident is written; the acknowledgement
+    columns are the API's and are left as they are)."""
+
+    id: UUID
+    service_name: str | None
+    status: str
+    title: str
+    severity: str
+    started_at: datetime
+    resolved_at: datetime | None
+    expected: bool
+    fingerprints: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SloMinuteEvent:
+    """Routed requests of a service with an SLO in one minute; added to what the row holds (a minute written
+    before and after a restart sums)."""
+
+    service_name: str
+    minute: datetime
+    requests: int
+    errors: int
+    slow: int
+
+
 Event = (
     LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent | BreakerEvent | LoadTestSampleEvent
-    | LoadTestProgress
+    | LoadTestProgress | IncidentEvent | SloMinuteEvent
 )

@@ -1,11 +1,11 @@
 """Writing one batch of engine events: COPY for the append-only rows, set-based updates for current state.
 
 Append-only rows (metrics, logs, load-test samples, breaker transitions) go through COPY in the
-caller's transaction; current state (instances, services, load-test totals, breakers) is updated
-with one statement per table for the newest value of each row. `careful=True` is the slow path for
-a batch that failed for a reason other than the connection: plain INSERTs that skip rows already
-written (a batch retried after an unacknowledged commit), each table in its own savepoint so one
-bad table costs only its own rows.
+caller's transaction; current state (instances, services, load-test totals, breakers, incidents) is updated
+with one statement per table for the newest value of each row; SLO minutes are added to their row.
+`careful=True` is the slow path for a batch that failed for a reason other than the connection: plain INSERTs
+that skip rows already written (a batch retried after an unacknowledged commit), each table in its own
+savepoint so one bad table costs only its own rows.
 """
 
 from __future__ import annotations
@@ -25,22 +25,26 @@ from sqlalchemy.orm import Session
 from contract.events import (
     BreakerEvent,
     Event,
+    IncidentEvent,
     InstanceHealthEvent,
     LoadTestProgress,
     LoadTestSampleEvent,
     LogEvent,
     MetricEvent,
     ServiceHealthEvent,
+    SloMinuteEvent,
 )
 from db.models import (
     BreakerTransitionRow,
     CircuitBreakerRow,
+    IncidentRow,
     Instance,
     LoadTest,
     LoadTestSample,
     LogEntry,
     MetricRow,
     Service,
+    SloMinuteRow,
 )
 
 __all__ = ["Rejected", "is_connection_error", "write_batch"]
@@ -166,6 +170,7 @@ def _write_state(session: Session, by_kind: dict[type, list[Any]]) -> None:
     services = {e.service_id: e for e in by_kind.get(ServiceHealthEvent, ())}
     progress = {e.load_test_id: e for e in by_kind.get(LoadTestProgress, ())}
     breakers = {e.service_name: e for e in by_kind.get(BreakerEvent, ())}
+    _write_incidents(session, by_kind.get(IncidentEvent, ()), by_kind.get(SloMinuteEvent, ()))
     if progress:
         session.execute(
             update(_LOAD_TESTS).where(_LOAD_TESTS.c.id == bindparam("tid")).values(
@@ -202,4 +207,39 @@ def _write_state(session: Session, by_kind: dict[type, list[Any]]) -> None:
             index_elements=[CircuitBreakerRow.service_name],
             set_={"state": e.to_state, "failure_count": e.failure_count, "last_failure": e.last_failure,
                   "updated_at": e.at},
+        ))
+
+
+def _write_incidents(session: Session, incidents: Sequence[IncidentEvent], minutes: Sequence[SloMinuteEvent]) -> None:
+    newest = {e.id: e for e in incidents}
+    if newest:
+        stmt = pg_insert(IncidentRow).values([
+            {"id": e.id, "service_name": e.service_name, "status": e.status, "title": e.title,
+             "severity": e.severity, "started_at": e.started_at, "resolved_at": e.resolved_at,
+             "expected": e.expected, "fingerprints": list(e.fingerprints)}
+            for e in newest.values()
+        ])
+        # the acknowledgement columns belong to the API: an engine write never touches them
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=[IncidentRow.id],
+            set_={"status": stmt.excluded.status, "resolved_at": stmt.excluded.resolved_at,
+                  "fingerprints": stmt.excluded.fingerprints},
+        ))
+    # one row per service and minute in a statement (ON CONFLICT may touch a row once): sum them first
+    summed: dict[tuple[str, Any], list[int]] = {}
+    for m in minutes:
+        counts = summed.setdefault((m.service_name, m.minute), [0, 0, 0])
+        counts[0] += m.requests
+        counts[1] += m.errors
+        counts[2] += m.slow
+    if summed:
+        table = cast(Table, SloMinuteRow.__table__)
+        stmt = pg_insert(table).values([
+            {"service_name": name, "minute": minute, "requests": r, "errors": e, "slow": slow}
+            for (name, minute), (r, e, slow) in summed.items()
+        ])
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=[table.c.service_name, table.c.minute],
+            set_={"requests": table.c.requests + stmt.excluded.requests,
+                  "errors": table.c.errors + stmt.excluded.errors, "slow": table.c.slow + stmt.excluded.slow},
         ))

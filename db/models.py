@@ -199,6 +199,7 @@ class LoadTest(Base):
     """One load test run and its totals."""
 
     __tablename__ = "load_tests"
+    __table_args__ = (Index("ix_load_tests_started", "started_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[str] = mapped_column(String(20))
@@ -238,6 +239,7 @@ class Simulation(Base):
     """One failure simulation with its end time."""
 
     __tablename__ = "simulations"
+    __table_args__ = (Index("ix_simulations_started", "started_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
@@ -255,6 +257,7 @@ class ScalingEvent(Base):
     """An instance count change and why it happened."""
 
     __tablename__ = "scaling_events"
+    __table_args__ = (Index("ix_scaling_events_service_timestamp", "service_name", "timestamp"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     service_name: Mapped[str] = mapped_column(String(100), index=True)

@@ -1,9 +1,10 @@
 """The composition root: every capability built once over one database, started and stopped in one place.
 
 `Runtime.open(settings)` opens the database (an embedded server when DATABASE_URL is unset), builds the
-capabilities and readies them: the batch writer running, the registry and breakers loaded, work that a crash cut
-off marked interrupted. `start()` adds the demo fleet, the managed instances, the engine loop with its jobs and,
-given a WSGI app, the REST API; `stop()` ends them in reverse. The root wires; the capabilities do the work.
+capabilities and readies them: the batch writer running, the registry, breakers, open incidents and SLOs loaded,
+work that a crash cut off marked interrupted. `start()` adds the demo fleet, the managed instances, the engine
+loop with its jobs and, given a WSGI app, the REST API; `stop()` ends them in reverse. The root wires; the
+capabilities do the work.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from contract.settings import Settings
 from contract.states import HealthState
 from db import queries
 from engine import VERSION
+from engine.alerting.incidents import IncidentBook
+from engine.alerting.slo import SloBook
 from engine.chaos.faults import FaultLayer
 from engine.chaos.simulations import ChaosManager
 from engine.clock import Clock, SystemClock
@@ -86,7 +89,11 @@ class Runtime:
 
         # health: checks and scrapes share one outbound client
         self.registry = Registry()
-        self.traffic = TrafficRecorder()
+        # alerting: incidents from alert changes, SLO counters fed by every routed request (the evaluator's
+        # incident sink and SLO source)
+        self.incidents = IncidentBook(self.writer, self.clock)
+        self.slos = SloBook(self.writer, self.clock, self.sessions)
+        self.traffic = TrafficRecorder(listener=self.slos.record)
         self.faults = FaultLayer(self.clock)
         self._client = make_async_client(max(s.health_timeout, 1.0), max_connections=s.health_concurrency)
         self.health = HealthChecker(self.registry, self._client, self.writer, self.clock, timeout=s.health_timeout,
@@ -130,6 +137,8 @@ class Runtime:
             ("autoscale-sample", self._sample_in_flight, self.scaling.sample_s, 0.0),
             ("autoscale", self._autoscale, s.autoscale_interval, s.autoscale_interval),
             ("storage-maintenance", self._maintain_storage, s.maintenance_interval, s.maintenance_interval),
+            ("slo-minutes", self._close_slo_minutes, 10.0, 10.0),
+            ("slo-retention", self._trim_slo_minutes, 3600.0, 60.0),
         ], observe=self.telemetry.observe_job)
         self.api = ApiServer(s.api_host, s.api_port)
         self.telemetry.watch(self)
@@ -169,6 +178,7 @@ class Runtime:
             log.warning("no users existed: created the admin user %r", self.first_admin.username)
         with self.sessions() as session:
             self.breakers.load(session)
+            self.incidents.load(session)
 
     # -- what the API and the capabilities call ------------------------------------------------
 
@@ -180,6 +190,7 @@ class Runtime:
         """Refresh the in-memory fleet from the database (after every API change)."""
         with self.sessions() as session:
             self.registry.load(session)
+            self.slos.load(session)  # a service renamed or removed takes its SLO counters along
 
     def run_soon(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Run a coroutine on the engine loop from another thread (503 when the loop is not running)."""
@@ -218,6 +229,7 @@ class Runtime:
             finally:
                 self.loop.stop()
         self.fleet.stop_all()
+        self.slos.close_all()  # the minute being counted is written; a restart adds to it
         if self.writer.running:
             log.info("engine stopped")
             self.writer.stop()
@@ -254,3 +266,9 @@ class Runtime:
 
     async def _maintain_storage(self) -> None:
         await asyncio.to_thread(self.storage.run_scheduled)
+
+    async def _close_slo_minutes(self) -> None:
+        self.slos.close_minutes()  # queues rows only: no need to leave the loop
+
+    async def _trim_slo_minutes(self) -> None:
+        await asyncio.to_thread(self.slos.trim_scheduled)

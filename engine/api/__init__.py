@@ -13,12 +13,14 @@ from engine import VERSION
 from engine.api import (
     chaos,
     docs,
+    incidents,
     loadtests,
     logs,
     prometheus,
     proxy,
     scaling,
     services,
+    slos,
     status,
     status_page,
     storage,
@@ -36,7 +38,7 @@ __all__ = ["create_app", "declared_routes"]
 
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
-    proxy.api, docs.api, prometheus.api, status_page.api,
+    proxy.api, docs.api, prometheus.api, incidents.api, slos.api, status_page.api,
 )
 
 

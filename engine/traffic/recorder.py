@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
 
 from engine.stats import percentile
 
-__all__ = ["LATENCY_BOUNDS_MS", "BucketStats", "RoutedTotals", "TrafficRecorder", "percentile"]
+__all__ = ["LATENCY_BOUNDS_MS", "BucketStats", "Listener", "RoutedTotals", "TrafficRecorder", "percentile"]
+
+Listener = Callable[[str, float, bool], None]  # told (service, latency_ms, ok) of every routed request
 
 # upper bounds (inclusive, ms) of the cumulative latency histogram Prometheus sees; loopback calls take ~0.3 ms
 LATENCY_BOUNDS_MS: tuple[float, ...] = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
@@ -60,14 +63,16 @@ class _Bucket:
 
 
 class TrafficRecorder:
-    """Keeps at most `max_samples` latencies per service per bucket (counts stay exact).
+    """Keeps at most `max_samples` latencies per service per bucket (counts stay exact); `listener` is told every
+    recorded request (the SLO counters).
 
     Written and drained on the engine loop only (router and collector), so it needs no lock;
     in_flight() and totals() may be read from any thread.
     """
 
-    def __init__(self, max_samples: int = 100_000) -> None:
+    def __init__(self, max_samples: int = 100_000, listener: Listener | None = None) -> None:
         self._max = max_samples
+        self._listener = listener  # on the engine loop, per request: it must be O(1) and never wait
         self._buckets: dict[str, _Bucket] = {}
         self._in_flight: dict[str, int] = {}
         self._totals: dict[str, _Totals] = {}
@@ -100,6 +105,8 @@ class TrafficRecorder:
             totals.ok += 1
         else:
             totals.errors += 1
+        if self._listener is not None:
+            self._listener(service, latency_ms, ok)
 
     def totals(self) -> dict[str, RoutedTotals]:
         """Every service's cumulative counts since start (never reset; for Prometheus), read from any thread."""

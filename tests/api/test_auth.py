@@ -37,6 +37,8 @@ BODIES = {
     ("POST", "/api/auth/token"): {"username": "admin", "password": "admin-password-for-tests"},
     ("PUT", "/api/load-balancer"): {"algorithm": "p2c"},
     ("PUT", "/api/circuit-breakers/<service_name>"): {"failureThreshold": 3},
+    ("PUT", "/api/services/<int:service_id>/slo"): {"availabilityTarget": 99.5},
+    ("POST", "/api/incidents/<incident_id>/acknowledge"): {"note": "matrix"},
 }
 
 
@@ -105,6 +107,13 @@ POLICY = {
     "PUT /api/services/<int:service_id>/autoscaler": Role.OPERATOR,
     "GET /api/scaling": Role.VIEWER,
     "GET /api/scaling/events": Role.VIEWER,
+    "GET /api/incidents": Role.VIEWER,
+    "GET /api/incidents/stats": Role.VIEWER,
+    "GET /api/incidents/<incident_id>": Role.VIEWER,
+    "POST /api/incidents/<incident_id>/acknowledge": Role.OPERATOR,
+    "GET /api/services/<int:service_id>/slo": Role.VIEWER,
+    "PUT /api/services/<int:service_id>/slo": Role.OPERATOR,
+    "DELETE /api/services/<int:service_id>/slo": Role.OPERATOR,
     "GET /api/users": Role.ADMIN,
     "POST /api/users": Role.ADMIN,
     "DELETE /api/users/<int:user_id>": Role.ADMIN,

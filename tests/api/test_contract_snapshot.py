@@ -164,6 +164,16 @@ def _script(client, admin, anon) -> list[dict[str, Any]]:  # type: ignore[no-unt
         (client, "DELETE", "/api/services/2", None),
         (client, "GET", "/api/services", None),
         (client, "GET", "/proxy/nosuch/x", None),
+        (client, "GET", "/api/incidents", None),
+        (client, "GET", "/api/incidents?status=nope", None),
+        (client, "GET", "/api/incidents/stats?windowDays=7", None),
+        (client, "GET", "/api/incidents/00000000-0000-0000-0000-000000000000", None),
+        (client, "POST", "/api/incidents/not-an-id/acknowledge", {"note": "x"}),
+        (client, "GET", "/api/services/1/slo", None),
+        (client, "PUT", "/api/services/1/slo", {"availabilityTarget": 99.5, "latencyThresholdMs": 250,
+                                                "latencyTarget": 95}),
+        (client, "PUT", "/api/services/1/slo", {"availabilityTarget": 100}),
+        (client, "GET", "/api/services/1/slo", None),
     ]
     answers = []
     for who, method, url, sent in calls:

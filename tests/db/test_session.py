@@ -17,7 +17,7 @@ def test_migrate_twice_is_a_no_op(clean_db):
     migrate(clean_db)
     assert set(inspect(clean_db).get_table_names()) >= TABLES
     with clean_db.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0009"]
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0010"]
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,8 @@ from contract.alerting import (
     SilenceOut,
     SilenceState,
 )
-from db.models import AlertChannelRow, AlertRow, AlertRuleRow, DeliveryRow, IncidentNoteRow, IncidentRow, SilenceRow
+from db.incidents import list_incidents
+from db.models import AlertChannelRow, AlertRow, AlertRuleRow, DeliveryRow, SilenceRow
 
 __all__ = [
     "ChannelName",
@@ -121,21 +122,13 @@ def channel_names(session: Session) -> dict[int, ChannelName]:
 
 def incidents(session: Session, status: IncidentStatus | None = None, service: str | None = None,
               limit: int = 100) -> list[IncidentOut]:
-    """Incidents, newest first, each with its latest note; one query (the note through a lateral subquery)."""
-    note = (select(IncidentNoteRow.note).where(IncidentNoteRow.incident_id == IncidentRow.id)
-            .order_by(IncidentNoteRow.at.desc(), IncidentNoteRow.id.desc()).limit(1)
-            .correlate(IncidentRow).scalar_subquery())
-    q = select(IncidentRow, note.label("latest_note")).order_by(IncidentRow.started_at.desc()).limit(limit)
-    if status is not None:
-        q = q.where(IncidentRow.status == status.value)
-    if service is not None:
-        q = q.where(IncidentRow.service_name == service)
+    """Incidents, newest first, each with its latest note (db.incidents.list_incidents, as the API reads them)."""
+    rows = list_incidents(session, None if status is None else status.value, service, limit)
     return [IncidentOut(
         id=str(r.id), service=r.service_name, status=IncidentStatus(r.status), title=r.title,
-        severity=Severity(r.severity),
-        startedAt=r.started_at.isoformat(), resolvedAt=_iso(r.resolved_at), acknowledgedAt=_iso(r.acknowledged_at),
-        acknowledgedBy=r.acknowledged_by, expected=r.expected, latestNote=latest,
-        alerts=list(r.fingerprints)) for r, latest in session.execute(q)]
+        severity=Severity(r.severity), startedAt=r.started_at.isoformat(), resolvedAt=_iso(r.resolved_at),
+        acknowledgedAt=_iso(r.acknowledged_at), acknowledgedBy=r.acknowledged_by, expected=r.expected,
+        latestNote=note, alerts=list(r.fingerprints)) for r, note in rows]
 
 
 def deliveries(session: Session, channel: int | None = None, statuses: Sequence[DeliveryStatus] = (),

@@ -4,12 +4,12 @@ of every event that overlapped it, with acknowledge and a note (operators)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
 import streamlit as st
 
 from contract.alerting import IncidentDetailOut, IncidentOut, IncidentStatus
 from db import alerting_reads, queries
+from db import incidents as incident_queries
 from ui import api, data, incidents, login, session
 from ui.format import NA
 from ui.session import Role
@@ -31,29 +31,29 @@ st.caption("A critical alert opens an incident for its service; it resolves when
            "itself: an incident of a failure simulation started with silence is marked expected.")
 
 
-def show_stats(window_d: int, service: str | None, listed: list[IncidentOut]) -> None:
-    """Incidents, mean time to acknowledge and to resolve over the window (GET /api/incidents/stats): for the
-    chosen service (or all), and per service for those with an incident listed in the window."""
-    overall = data.fetch_or_none(lambda: api.incident_stats({"windowDays": window_d, "service": service}), page=True)
-    cols = st.columns(3)
-    scope = service or "all services"
-    cols[0].metric(f"Incidents, last {window_d} d", NA if overall is None else overall.incidents, border=True,
-                   help=f"Incidents of {scope} that started in the window.")
-    cols[1].metric("MTTA", incidents.fmt_seconds_long(overall.mttaSeconds if overall else None), border=True,
-                   help=f"Mean time from an incident's start to its acknowledgement ({scope}, the acknowledged "
-                        "ones in the window).")
-    cols[2].metric("MTTR", incidents.fmt_seconds_long(overall.mttrSeconds if overall else None), border=True,
-                   help=f"Mean time from an incident's start to its resolution ({scope}, the resolved ones in the "
-                        "window).")
-    if overall is None or service is not None:
-        return
+def show_stats(window_d: int, service: str | None) -> None:
+    """Incidents, mean time to acknowledge and to resolve over the window (db.incidents.stats, the figures
+    GET /api/incidents/stats answers): for the chosen service (or all), and per service with an incident in it."""
     since = datetime.now(UTC) - timedelta(days=window_d)
-    names = sorted({i.service for i in listed if i.service and datetime.fromisoformat(i.startedAt) >= since})
-    fetched = [data.fetch_quietly(partial(api.incident_stats, {"windowDays": window_d, "service": n}))
-               for n in names[:STATS_SERVICES]]
-    per_service = [s for s in fetched if s is not None]
-    if per_service:
-        st.dataframe(incidents.stats_table(per_service), hide_index=True, key="incident-stats")
+    with data.reading(page=True) as db_session:
+        overall = incident_queries.stats(db_session, since, service)
+        names = [service] if service else sorted(
+            {i.service for i in alerting_reads.incidents(db_session, limit=LIST_LIMIT)
+             if i.service and datetime.fromisoformat(i.startedAt) >= since})
+        per_service = [(n, incident_queries.stats(db_session, since, n)) for n in names[:STATS_SERVICES]]
+    scope = service or "all services"
+    cols = st.columns(3)
+    cols[0].metric(f"Incidents, last {window_d} d", overall.incidents, border=True,
+                   help=f"Incidents of {scope} that started in the window.")
+    cols[1].metric("MTTA", incidents.fmt_seconds_long(overall.mtta_s), border=True,
+                   help=f"Mean time from an incident's start to its acknowledgement ({scope}, the acknowledged "
+                        "ones that started in the window).")
+    cols[2].metric("MTTR", incidents.fmt_seconds_long(overall.mttr_s), border=True,
+                   help=f"Mean time from an incident's start to its resolution ({scope}, the resolved ones that "
+                        "started in the window).")
+    if per_service and service is None:
+        st.dataframe(incidents.stats_table([(n, f.incidents, f.mtta_s, f.mttr_s) for n, f in per_service]),
+                     hide_index=True, key="incident-stats")
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -125,6 +125,8 @@ def show_incident(incident_id: str) -> None:
         st.info("No event recorded on this incident's timeline yet.")
     else:
         st.plotly_chart(fig, key="incident-timeline")
+        if i.timelineTruncated:
+            st.caption("A source had more events than a timeline shows: the oldest of each are shown.")
         st.dataframe(incidents.event_table(i.timeline), hide_index=True, key="incident-events", placeholder="",
                      column_config={
                          "at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss.SSS"),
@@ -149,7 +151,7 @@ window = c3.selectbox("MTTA / MTTR window", WINDOWS_D, index=WINDOWS_D.index(30)
 chosen_status = None if status_pick == ANY else IncidentStatus(status_pick)
 chosen_service = None if service_pick == ANY else service_pick
 
-show_stats(window, chosen_service, listed)
+show_stats(window, chosen_service)
 st.subheader("Incidents")
 live_list(chosen_status, chosen_service)
 

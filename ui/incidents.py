@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from contract.alerting import IncidentDetailOut, IncidentOut, IncidentStatsOut, TimelineEventOut, TimelineKind
+from contract.alerting import IncidentDetailOut, IncidentOut, TimelineEventOut, TimelineKind
 from ui.charts import LEGEND_BELOW, naive_utc
 from ui.format import NA, fmt_duration_ms, fmt_json
 
@@ -20,6 +20,7 @@ __all__ = [
     "KIND_COLOURS",
     "KIND_LABELS",
     "SPAN_KINDS",
+    "describe",
     "duration_s",
     "event_table",
     "fmt_seconds_long",
@@ -86,14 +87,13 @@ def incident_table(incidents: Sequence[IncidentOut], now: datetime) -> pd.DataFr
     })
 
 
-def stats_table(stats: Sequence[IncidentStatsOut]) -> pd.DataFrame:
-    """Incidents, MTTA and MTTR per service (the all-services row, if any, first)."""
-    ordered = sorted(stats, key=lambda s: (s.service is not None, s.service or ""))
+def stats_table(rows: Sequence[tuple[str, int, float | None, float | None]]) -> pd.DataFrame:
+    """(service, incidents, MTTA s, MTTR s) per service as the table shows them."""
     return pd.DataFrame({
-        "service": [s.service or "all services" for s in ordered],
-        "incidents": [s.incidents for s in ordered],
-        "MTTA": [fmt_seconds_long(s.mttaSeconds) for s in ordered],
-        "MTTR": [fmt_seconds_long(s.mttrSeconds) for s in ordered],
+        "service": [r[0] for r in rows],
+        "incidents": [r[1] for r in rows],
+        "MTTA": [fmt_seconds_long(r[2]) for r in rows],
+        "MTTR": [fmt_seconds_long(r[3]) for r in rows],
     })
 
 
@@ -113,13 +113,19 @@ def event_table(events: Sequence[TimelineEventOut]) -> pd.DataFrame:
         "at": pd.to_datetime(pd.Index([e.at for e in events], dtype=object), utc=True),
         "until": pd.to_datetime(pd.Index([e.endAt for e in events], dtype=object), utc=True),
         "kind": [KIND_LABELS.get(e.kind, str(e.kind)) for e in events],
-        "event": [e.title for e in events],
+        "event": [describe(e) for e in events],
         "detail": [fmt_json(e.detail) if e.detail else "" for e in events],
     })
 
 
+def describe(e: TimelineEventOut) -> str:
+    """An event in words: its title, and a note's text after it."""
+    note = e.detail.get("note") if e.kind is TimelineKind.NOTE else None
+    return f"{e.title}: {note}" if isinstance(note, str) and note else e.title
+
+
 def _hover(e: TimelineEventOut) -> str:
-    return e.title.replace("<", "&lt;")
+    return describe(e).replace("<", "&lt;")
 
 
 def timeline_figure(incident: IncidentDetailOut, now: datetime) -> Any:

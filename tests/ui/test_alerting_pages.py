@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
@@ -15,6 +16,7 @@ from contract.alerting import DeliveryStatus
 from contract.roles import Role
 from db.models import (
     AlertChannelRow,
+    AlertEventRow,
     AlertRow,
     AlertRuleRow,
     DeliveryRow,
@@ -23,8 +25,9 @@ from db.models import (
     Instance,
     Service,
     SilenceRow,
+    Simulation,
 )
-from tests.ui.conftest import metrics, open_page, texts
+from tests.ui.conftest import chart_spec, metrics, open_page, plotly_array, texts
 
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/sEcReTtOkEn"
 WEBHOOK_SECRET = "whsec-very-secret-value"
@@ -226,3 +229,44 @@ def test_notifications_page_never_reads_a_secret_from_the_database(dash_env):
     shown = drawn(at)
     assert "ops-hook" in shown and "ops-slack" in shown  # the channel names are drawn (the log's filter)
     assert "sEcReTtOkEn" not in shown and WEBHOOK_SECRET not in shown
+
+
+def test_an_incidents_timeline_has_its_events_and_acknowledge_adds_the_note(live_api, dash_env):
+    now = datetime.now(UTC)
+    open_id = seed_alerting(dash_env, now)
+    with dash_env.begin() as s:
+        s.add(AlertEventRow(fingerprint="fp-pay", rule_id=1, rule_name="errors-high", service_name="payments",
+                            state="pending", silenced=False, value=7.0, at=now - timedelta(seconds=170),
+                            incident_id=None))
+        s.add(AlertEventRow(fingerprint="fp-pay", rule_id=1, rule_name="errors-high", service_name="payments",
+                            state="firing", silenced=False, value=12.5, at=now - timedelta(seconds=110),
+                            incident_id=open_id))
+        s.add(Simulation(kind="service-failure", target="payments", params={"duration": 60_000}, status="completed",
+                         started_at=now - timedelta(seconds=200), ends_at=now - timedelta(seconds=140),
+                         ended_at=now - timedelta(seconds=140)))
+    at = open_page("pages/incidents.py")
+    assert not at.exception, at.exception
+    assert at.selectbox(key="inc-pick").value == str(open_id)  # the newest is shown first
+    traces = {(t["type"], t["name"]): t for t in chart_spec(at, "incident-timeline")["data"]}
+    assert set(traces) == {("scatter", "alert"), ("bar", "simulation"), ("scatter", "notification"),
+                           ("scatter", "note")}
+    assert traces["scatter", "alert"]["text"] == ["errors-high pending", "errors-high firing"]
+    assert plotly_array(traces["bar", "simulation"]["x"]) == [60_000.0]
+    assert traces["scatter", "note"]["text"] == ["note by ops: first look", "note by ops: rolling back payments"]
+    events = table(at, "detail")
+    # oldest first: the failure, the alert pending and firing, then (at -60 s, -59 s, -30 s) its notifications and notes
+    assert events["kind"].tolist() == ["simulation", "alert", "alert", "notification", "note", "notification",
+                                       "note"]
+    at.text_area(key=f"ack-note-{open_id}").input("on it: <b>rolling back</b>")
+    at.button(key=f"ack-submit-{open_id}").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert texts(at.success) == ["Incident errors-high on payments: acknowledged."]
+    with dash_env() as s:
+        row = s.get(IncidentRow, open_id)
+        assert row is not None and row.acknowledged_by == "test-operator"
+        notes = s.scalars(select(IncidentNoteRow.note).where(IncidentNoteRow.incident_id == open_id)
+                          .order_by(IncidentNoteRow.at)).all()
+        assert notes[-1] == "on it: <b>rolling back</b>"
+    assert at.text_area(key=f"ack-note-{open_id}").value == ""  # cleared after success
+    assert table(at, "latest note")["latest note"].iloc[0] == "on it: <b>rolling back</b>"
+    assert at.button(key=f"ack-submit-{open_id}").label == "Add note"

@@ -8,13 +8,16 @@ from typing import Any
 
 __all__ = [
     "BreakerEvent",
+    "CheckRollupEvent",
     "Event",
     "InstanceHealthEvent",
+    "InstanceTransitionEvent",
     "LoadTestProgress",
     "LoadTestSampleEvent",
     "LogEvent",
     "MetricEvent",
     "ServiceHealthEvent",
+    "ServiceTransitionEvent",
 ]
 
 
@@ -109,7 +112,48 @@ class LoadTestProgress:
     summary: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class InstanceTransitionEvent:
+    """A damped state change of an instance, with the check that caused it (none for 'unknown': observation
+    stopped)."""
+
+    service_id: int
+    instance_id: int
+    from_state: str
+    to_state: str
+    at: datetime
+    latency_ms: float | None
+    status_code: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ServiceTransitionEvent:
+    """A change of a service's aggregate state."""
+
+    service_id: int
+    from_state: str
+    to_state: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CheckRollupEvent:
+    """One instance's checks in one minute (or the part of it seen before a stop): counts that add up."""
+
+    service_id: int
+    instance_id: int
+    minute: datetime
+    checks: int
+    up: int
+    degraded: int
+    down: int
+    latency_n: int
+    latency_sum_ms: float
+    latency_max_ms: float | None
+
+
 Event = (
     LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent | BreakerEvent | LoadTestSampleEvent
-    | LoadTestProgress
+    | LoadTestProgress | InstanceTransitionEvent | ServiceTransitionEvent | CheckRollupEvent
 )

@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     partitions_ahead: int = Field(
         default=2, ge=0, validation_alias="PARTITIONS_AHEAD",
         description="daily metric partitions created ahead of today")
+    health_retention_days: int = Field(
+        default=90, gt=0, validation_alias="HEALTH_RETENTION_DAYS",
+        description="days of health state changes and daily check counts kept (uptime windows and the daily "
+                    "bars reach this far back; 90 or more for full 90-day bars); the per-minute check rollup "
+                    "follows METRICS_RETENTION_DAYS")
+    health_recent_checks: int = Field(
+        default=120, ge=1, le=1000, validation_alias="HEALTH_RECENT_CHECKS",
+        description="latest check results kept in memory per instance for heartbeat bars")
     maintenance_interval: float = Field(
         default=3600.0, gt=0, validation_alias="MAINTENANCE_INTERVAL_S",
         description="seconds between partition upkeep / retention runs; one also runs at start")

@@ -27,6 +27,7 @@ __all__ = [
     "close_open_periods",
     "daily_availability",
     "delete_history_older",
+    "grace_for",
     "instance_availability",
     "instance_transitions",
     "latency_series",
@@ -37,7 +38,15 @@ __all__ = [
     "window_checks",
 ]
 
-DEFAULT_GRACE = timedelta(seconds=180)  # a closed minute is written within a round after it ends
+
+
+def grace_for(check_interval_s: float) -> timedelta:
+    """How long after its last evidence a state still counts as observed: a minute's row is written at the first
+    round after the minute ends (one interval), then by the writer; two intervals and two minutes cover that."""
+    return timedelta(seconds=120.0 + 2.0 * check_interval_s)
+
+
+DEFAULT_GRACE = grace_for(5.0)
 _COUNTS = ("checks", "up", "degraded", "down", "latency_n", "latency_sum_ms")
 
 
@@ -193,12 +202,14 @@ def _availability(session: Session, level: Literal["service", "instance"], servi
                   start: datetime, end: datetime, grace: timedelta) -> dict[int, Availability]:
     if not keys:
         return {}
-    rows = session.execute(text(f"""
+    sql = f"""
         WITH {_spans(level)}
         SELECT key, {_SECONDS.format(f=_UP)}, {_SECONDS.format(f=_DOWN)},
                count(*) FILTER (WHERE ord = 1 AND {_DOWN})
         FROM spans GROUP BY key
-    """), {"keys": list(keys), "sid": service_id, "a": start, "b": end, "grace": grace}).all()
+    """  # noqa: S608 - fragments of this module
+    rows = session.execute(text(sql), {"keys": list(keys), "sid": service_id, "a": start, "b": end,
+                                       "grace": grace}).all()
     found = {int(k): Availability(float(up), float(down), int(n)) for k, up, down, n in rows}
     return {k: found.get(k, NOTHING) for k in keys}
 
@@ -220,7 +231,7 @@ def daily_availability(session: Session, service_id: int, first: date, last: dat
     """Per UTC day from first to last (inclusive, clipped at end): the service's availability and its checks."""
     days = [first + timedelta(days=k) for k in range((last - first).days + 1)]
     starts = [_midnight(d) for d in days]
-    rows = session.execute(text(f"""
+    sql = f"""
         WITH {_spans("service")},
         days AS (SELECT lo, lo + interval '1 day' AS hi FROM unnest(CAST(:los AS timestamptz[])) AS d(lo))
         SELECT days.lo,
@@ -231,10 +242,12 @@ def daily_availability(session: Session, service_id: int, first: date, last: dat
                count(*) FILTER (WHERE ord = 1 AND {_DOWN} AND start >= lo)
         FROM days LEFT JOIN spans ON spans.start < days.hi AND spans.stop > days.lo
         GROUP BY days.lo
-    """), {"keys": [service_id], "sid": service_id, "a": starts[0], "b": min(end, _midnight(last) + timedelta(days=1)),
-           "grace": grace, "los": starts}).all()
+    """  # noqa: S608 - fragments of this module
+    rows = session.execute(text(sql), {
+        "keys": [service_id], "sid": service_id, "a": starts[0], "b": min(end, _midnight(last) + timedelta(days=1)),
+        "grace": grace, "los": starts}).all()
     found = {lo.astimezone(UTC).date(): Availability(float(up), float(down), int(n)) for lo, up, down, n in rows}
-    checks = dict(session.execute(text("""
+    checks: dict[date, int] = dict(session.execute(text("""
         SELECT day, sum(checks) FROM instance_checks_1d WHERE service_id = :sid AND day >= :d0 AND day <= :d1
         GROUP BY day
     """), {"sid": service_id, "d0": first, "d1": last}).all())
@@ -262,17 +275,19 @@ def window_checks(session: Session, service_id: int, start: datetime, end: datet
     """Checks per instance of the service in the window: whole days from the daily rollup, the edges from the
     closed minutes (a minute counts when it begins in the window)."""
     days, edges = split_days(start, end)
-    parts, params = [], {"sid": service_id}
+    parts: list[str] = []
+    params: dict[str, Any] = {"sid": service_id}
     if days is not None:
         parts.append("SELECT instance_id, checks FROM instance_checks_1d "
                      "WHERE service_id = :sid AND day >= :d0 AND day < :d1")
         params |= {"d0": days[0], "d1": days[1]}
     for n, (lo, hi) in enumerate(edges):
-        parts.append(f"SELECT instance_id, checks FROM instance_checks_1m "
+        parts.append("SELECT instance_id, checks FROM instance_checks_1m "  # noqa: S608 - n is an index
                      f"WHERE service_id = :sid AND minute >= :lo{n} AND minute < :hi{n}")
         params |= {f"lo{n}": lo, f"hi{n}": hi}
-    rows = session.execute(text(f"SELECT instance_id, sum(checks) FROM ({' UNION ALL '.join(parts)}) x "
-                                "GROUP BY instance_id"), params).all()  # noqa: S608 - fixed fragments
+    union = " UNION ALL ".join(parts)
+    sql = f"SELECT instance_id, sum(checks) FROM ({union}) x GROUP BY instance_id"  # noqa: S608 - fixed fragments
+    rows = session.execute(text(sql), params).all()
     return {int(i): int(n) for i, n in rows}
 
 

@@ -13,6 +13,7 @@ from engine import VERSION
 from engine.api import (
     chaos,
     docs,
+    history,
     loadtests,
     logs,
     prometheus,
@@ -35,7 +36,7 @@ __all__ = ["create_app", "declared_routes"]
 
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
-    proxy.api, docs.api, prometheus.api,
+    history.api, proxy.api, docs.api, prometheus.api,
 )
 
 

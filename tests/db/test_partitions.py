@@ -108,7 +108,8 @@ def test_upkeep_creates_days_ahead_and_drops_whole_days_past_the_retention(sessi
     try:
         report = upkeep.run_once()
         created |= set(report.created)
-        assert set(report.created) == {f"{t}_p202001{d}" for t in ("metrics", "instance_checks_1m") for d in (10, 11, 12)}
+        assert set(report.created) == {f"{t}_p202001{d}" for t in ("metrics", "instance_checks_1m")
+                                       for d in (10, 11, 12)}
         with sessions.begin() as s:
             for day in (10, 11, 12):
                 s.add(metric("orders", datetime(2020, 1, day, 12, 0, tzinfo=UTC)))
@@ -120,7 +121,8 @@ def test_upkeep_creates_days_ahead_and_drops_whole_days_past_the_retention(sessi
         report = upkeep.run_once()
         created |= set(report.created)
         assert report.dropped == ("metrics_p20200110", "instance_checks_1m_p20200110")
-        assert set(report.created) == {f"{t}_p202001{d}" for t in ("metrics", "instance_checks_1m") for d in (14, 15, 16)}
+        assert set(report.created) == {f"{t}_p202001{d}" for t in ("metrics", "instance_checks_1m")
+                                       for d in (14, 15, 16)}
         with sessions() as s:
             left = sorted(t.day for t in s.scalars(select(MetricRow.timestamp)))
             assert left == [11, 12]

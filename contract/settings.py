@@ -93,8 +93,8 @@ class Settings(BaseSettings):
         description="events per write; this many waiting are written at once without waiting for the interval")
     retention_days: int = Field(
         default=7, gt=0, validation_alias="METRICS_RETENTION_DAYS",
-        description="days of metrics (daily partitions and the 1-minute rollup) and logs kept; "
-                    "whole older days are dropped")
+        description="days of metrics (daily partitions and the 1-minute rollup), of the per-minute health check "
+                    "rollup and of logs kept; whole older days are dropped")
     partitions_ahead: int = Field(
         default=2, ge=0, validation_alias="PARTITIONS_AHEAD",
         description="daily metric partitions created ahead of today")

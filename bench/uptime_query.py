@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
@@ -158,7 +159,7 @@ def main() -> int:
         now = datetime.now(UTC)
         window = (now - timedelta(days=30), now)
 
-        def queries() -> object:
+        def queries() -> tuple[history.Availability, dict[int, history.Availability], dict[int, int]]:
             with sessions() as s:
                 return (history.service_availability(s, SID, *window),
                         history.instance_availability(s, SID, ids, *window),
@@ -184,7 +185,7 @@ def main() -> int:
             client = create_app(rt).test_client()
             token, _ = TokenIssuer(SECRET, 3600, SystemClock()).issue("bench", Role.VIEWER)
             client.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token
-            body = client.get(f"/api/services/{SID}/uptime?window=30d").json
+            body: Any = client.get(f"/api/services/{SID}/uptime?window=30d").json
             assert body["checks"] > 0.99 * INSTANCES * 12 * 1440 * 30, body  # the whole month was read
             endpoint_ms = timed(lambda: client.get(f"/api/services/{SID}/uptime?window=30d").json)
         finally:

@@ -141,7 +141,7 @@ def test_unknown_service_is_404(faked, path):
 
 
 def test_reads_need_a_token(faked):
-    rt, client, _ = faked
+    rt, _, _ = faked
     sid = rt.registry.services()[0].id
     anonymous = create_app(rt).test_client()
     assert anonymous.get(f"/api/services/{sid}/uptime").status_code == 401
@@ -155,19 +155,20 @@ def test_a_started_engine_fills_the_heartbeat_and_the_history(sessions, settings
         rt.start()
         try:
             client = create_app(rt).test_client()
-            client.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.VIEWER)
-            admin = create_app(rt).test_client()
-            admin.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)
-            sid = admin.post("/api/services", json={"name": "orders", "url": server.url}).json["id"]
-            beats = wait_for(lambda: len(client.get(f"/api/services/{sid}/checks?limit=3").json) == 3, 10)
-            assert beats
-            checks = client.get(f"/api/services/{sid}/checks?limit=3").json
+            client.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.OPERATOR)
+
+            def get(path: str) -> Any:
+                return client.get(f"/api/services/{sid}/{path}").json
+
+            created: Any = client.post("/api/services", json={"name": "orders", "url": server.url}).json
+            sid = created["id"]
+            assert wait_for(lambda: len(get("checks?limit=3")) == 3, 10)
+            checks = get("checks?limit=3")
             assert [c["at"] for c in checks] == sorted((c["at"] for c in checks), reverse=True)
             assert all(c["state"] == "healthy" and c["statusCode"] == 200 and c["latencyMs"] > 0
                        and c["error"] is None for c in checks)
-            up = wait_for(lambda: client.get(f"/api/services/{sid}/uptime?window=1h").json["observedSeconds"] > 0)
-            assert up
-            assert client.get(f"/api/services/{sid}/uptime?window=1h").json["uptimePercent"] == 100.0
+            assert wait_for(lambda: get("uptime?window=1h")["observedSeconds"] > 0)
+            assert get("uptime?window=1h")["uptimePercent"] == 100.0
         finally:
             rt.stop()
     with sessions() as s:

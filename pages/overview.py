@@ -15,7 +15,7 @@ from db import history, queries, series
 from db.models import Simulation
 from ui import api, cards, chaos, charts, data, login
 from ui.format import fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status
-from ui.history import CardHistory, card_history
+from ui.history import CardHistory, card_histories
 
 REFRESH_S = 5
 CHART_WINDOW = timedelta(minutes=15)
@@ -86,9 +86,11 @@ def show_charts(metrics: pd.DataFrame, simulations: list[Simulation], now: datet
                 st.plotly_chart(fig, key=f"chart-{column}")
 
 
-def heartbeat(service_id: int) -> list[CheckOut] | None:
-    """The service's latest checks from the API; None when it does not answer (the card says n/a)."""
-    return data.fetch_quietly(lambda: api.recent_checks(service_id, cards.BEATS))
+def heartbeats(service_ids: list[int]) -> dict[int, list[CheckOut]] | None:
+    """Each service's latest checks from the API; None when it does not answer (the cards say n/a)."""
+    if not service_ids:
+        return {}
+    return data.fetch_quietly(lambda: api.recent_checks(service_ids, cards.BEATS))
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -102,7 +104,8 @@ def live() -> None:
                                        max_points=CHART_POINTS, min_step=MIN_STEP)
         simulations = queries.simulations(db_session, since=now - CHART_WINDOW)
         # uptime is the stored history; the heartbeat is the engine's memory (the API)
-        past = {s.id: card_history(db_session, s.id, now, GRACE, heartbeat(s.id)) for s in services}
+        ids = [s.id for s in services]
+        past = card_histories(db_session, ids, now, GRACE, heartbeats(ids))
     show_banner(simulations, now)
     show_kpis(o, services)
     st.subheader("Services")

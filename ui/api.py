@@ -197,6 +197,7 @@ def set_autoscaler(service_id: int, body: Mapping[str, Any]) -> AutoscalerOut:
     return default_client().set_autoscaler(service_id, body)
 
 
-def recent_checks(service_id: int, limit: int = 50) -> list[CheckOut]:
-    """A service's latest check results, newest first."""
-    return default_client().recent_checks(service_id, limit)
+def recent_checks(service_ids: list[int], limit: int = 50) -> dict[int, list[CheckOut]]:
+    """Each service's latest check results, newest first; the first failure raises (the API is away)."""
+    client = default_client()
+    return {sid: client.recent_checks(sid, limit) for sid in service_ids}

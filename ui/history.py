@@ -4,7 +4,7 @@ checks, the check-latency line and the daily uptime bars."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from html import escape
@@ -21,7 +21,7 @@ __all__ = [
     "UNKNOWN_COLOUR",
     "CardHistory",
     "bar_colour",
-    "card_history",
+    "card_histories",
     "daily_bars",
     "fmt_uptime",
     "heartbeat_html",
@@ -49,12 +49,15 @@ class CardHistory:
     checks: Sequence[CheckOut] | None
 
 
-def card_history(session: Session, service_id: int, now: datetime, grace: timedelta,
-                 checks: Sequence[CheckOut] | None) -> CardHistory:
-    """The service's uptime over the last 24 h and 30 d (db.history), with its latest checks."""
-    day = history.service_availability(session, service_id, now - DAY, now, grace)
-    month = history.service_availability(session, service_id, now - MONTH, now, grace)
-    return CardHistory(day.uptime_percent, month.uptime_percent, checks)
+def card_histories(session: Session, service_ids: Sequence[int], now: datetime, grace: timedelta,
+                   checks: Mapping[int, Sequence[CheckOut]] | None) -> dict[int, CardHistory]:
+    """Each service's uptime over the last 24 h and 30 d (db.history, a query per window for all), with its latest
+    checks (None for all when the API did not answer)."""
+    day = history.services_availability(session, service_ids, now - DAY, now, grace)
+    month = history.services_availability(session, service_ids, now - MONTH, now, grace)
+    return {sid: CardHistory(day[sid].uptime_percent, month[sid].uptime_percent,
+                             None if checks is None else checks.get(sid, []))
+            for sid in service_ids}
 
 
 def heartbeat_html(checks: Sequence[CheckOut] | None, width: int) -> str:

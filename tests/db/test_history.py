@@ -68,8 +68,10 @@ def test_a_service_down_60_s_of_a_10_minute_window_is_up_90_percent_exactly(sess
     checked(sessions, sid, iids, T0 - timedelta(minutes=5), 20)
     with sessions() as s:
         a = history.service_availability(s, sid, T0, T0 + TEN_MIN)
+        several = history.services_availability(s, [sid, sid + 1], T0, T0 + TEN_MIN)
     assert a.uptime_percent == 90.0
     assert (a.up_s, a.down_s, a.observed_s, a.incidents) == (540.0, 60.0, 600.0, 1)
+    assert several == {sid: a, sid + 1: history.Availability(0.0, 0.0, 0)}
 
 
 def test_time_before_the_first_check_and_while_stopped_is_unknown(sessions):

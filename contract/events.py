@@ -9,14 +9,17 @@ from uuid import UUID
 
 __all__ = [
     "BreakerEvent",
+    "CheckRollupEvent",
     "Event",
     "IncidentEvent",
     "InstanceHealthEvent",
+    "InstanceTransitionEvent",
     "LoadTestProgress",
     "LoadTestSampleEvent",
     "LogEvent",
     "MetricEvent",
     "ServiceHealthEvent",
+    "ServiceTransitionEvent",
     "SloMinuteEvent",
 ]
 
@@ -140,7 +143,49 @@ class SloMinuteEvent:
     slow: int
 
 
+@dataclass(frozen=True)
+class InstanceTransitionEvent:
+    """A damped state change of an instance, with the check that caused it (none for 'unknown': observation
+    stopped)."""
+
+    service_id: int
+    instance_id: int
+    from_state: str
+    to_state: str
+    at: datetime
+    latency_ms: float | None
+    status_code: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ServiceTransitionEvent:
+    """A change of a service's aggregate state."""
+
+    service_id: int
+    from_state: str
+    to_state: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CheckRollupEvent:
+    """One instance's checks in one minute (or the part of it seen before a stop): counts that add up."""
+
+    service_id: int
+    instance_id: int
+    minute: datetime
+    checks: int
+    up: int
+    degraded: int
+    down: int
+    latency_n: int
+    latency_sum_ms: float
+    latency_max_ms: float | None
+
+
 Event = (
     LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent | BreakerEvent | LoadTestSampleEvent
-    | LoadTestProgress | IncidentEvent | SloMinuteEvent
+    | LoadTestProgress | InstanceTransitionEvent | ServiceTransitionEvent | CheckRollupEvent | IncidentEvent
+    | SloMinuteEvent
 )

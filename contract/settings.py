@@ -93,11 +93,19 @@ class Settings(BaseSettings):
         description="events per write; this many waiting are written at once without waiting for the interval")
     retention_days: int = Field(
         default=7, gt=0, validation_alias="METRICS_RETENTION_DAYS",
-        description="days of metrics (daily partitions and the 1-minute rollup) and logs kept; "
-                    "whole older days are dropped")
+        description="days of metrics (daily partitions and the 1-minute rollup), of the per-minute health check "
+                    "rollup and of logs kept; whole older days are dropped")
     partitions_ahead: int = Field(
         default=2, ge=0, validation_alias="PARTITIONS_AHEAD",
         description="daily metric partitions created ahead of today")
+    health_retention_days: int = Field(
+        default=90, gt=0, validation_alias="HEALTH_RETENTION_DAYS",
+        description="days of health state changes and daily check counts kept (uptime windows and the daily "
+                    "bars reach this far back; 90 or more for full 90-day bars); the per-minute check rollup "
+                    "follows METRICS_RETENTION_DAYS")
+    health_recent_checks: int = Field(
+        default=120, ge=1, le=1000, validation_alias="HEALTH_RECENT_CHECKS",
+        description="latest check results kept in memory per instance for heartbeat bars")
     maintenance_interval: float = Field(
         default=3600.0, gt=0, validation_alias="MAINTENANCE_INTERVAL_S",
         description="seconds between partition upkeep / retention runs; one also runs at start")

@@ -1,11 +1,12 @@
 """Writing one batch of engine events: COPY for the append-only rows, set-based updates for current state.
 
-Append-only rows (metrics, logs, load-test samples, breaker transitions) go through COPY in the
-caller's transaction; current state (instances, services, load-test totals, breakers, incidents) is updated
-with one statement per table for the newest value of each row; SLO minutes are added to their row.
-`careful=True` is the slow path for a batch that failed for a reason other than the connection: plain INSERTs
-that skip rows already written (a batch retried after an unacknowledged commit), each table in its own
-savepoint so one bad table costs only its own rows.
+Append-only rows (metrics, logs, load-test samples, breaker and health transitions) go through COPY in
+the caller's transaction; check rollups are upserts that add to their minute and day (db.history); current
+state (instances, services, load-test totals, breakers, incidents) is updated with one statement per table for
+the newest value of each row; SLO minutes are added to their row. `careful=True` is the slow path for
+a batch that failed for a reason other than the connection: plain INSERTs that skip rows already
+written (a batch retried after an unacknowledged commit), each table in its own savepoint so one
+bad table costs only its own rows.
 """
 
 from __future__ import annotations
@@ -24,26 +25,32 @@ from sqlalchemy.orm import Session
 
 from contract.events import (
     BreakerEvent,
+    CheckRollupEvent,
     Event,
     IncidentEvent,
     InstanceHealthEvent,
+    InstanceTransitionEvent,
     LoadTestProgress,
     LoadTestSampleEvent,
     LogEvent,
     MetricEvent,
     ServiceHealthEvent,
+    ServiceTransitionEvent,
     SloMinuteEvent,
 )
+from db.history import upsert_rollups
 from db.models import (
     BreakerTransitionRow,
     CircuitBreakerRow,
     IncidentRow,
     Instance,
+    InstanceHealthTransition,
     LoadTest,
     LoadTestSample,
     LogEntry,
     MetricRow,
     Service,
+    ServiceHealthTransition,
     SloMinuteRow,
 )
 
@@ -86,6 +93,8 @@ def _transition_row(e: BreakerEvent) -> tuple[Any, ...]:
     return (e.service_name, e.from_state, e.to_state, e.reason, e.at)
 
 
+_INSTANCE_TRANSITION_COLUMNS = tuple(f.name for f in fields(InstanceTransitionEvent))
+_SERVICE_TRANSITION_COLUMNS = tuple(f.name for f in fields(ServiceTransitionEvent))
 _METRIC_COLUMNS = tuple(f.name for f in fields(MetricEvent))  # the event's fields are the table's columns
 _APPEND: dict[type, _Append] = {
     # attrgetter, not dataclasses.astuple: astuple deep-copies every field and costs 20x the COPY itself
@@ -104,6 +113,13 @@ _APPEND: dict[type, _Append] = {
     BreakerEvent: _Append(
         cast(Table, BreakerTransitionRow.__table__), ("service_name", "from_state", "to_state", "reason", "at"),
         ("varchar", "varchar", "varchar", "text", "timestamptz"), _transition_row),
+    InstanceTransitionEvent: _Append(
+        cast(Table, InstanceHealthTransition.__table__), _INSTANCE_TRANSITION_COLUMNS,
+        ("int4", "int4", "varchar", "varchar", "timestamptz", "float8", "int4", "text"),
+        attrgetter(*_INSTANCE_TRANSITION_COLUMNS)),
+    ServiceTransitionEvent: _Append(
+        cast(Table, ServiceHealthTransition.__table__), _SERVICE_TRANSITION_COLUMNS,
+        ("int4", "varchar", "varchar", "timestamptz"), attrgetter(*_SERVICE_TRANSITION_COLUMNS)),
 }
 
 
@@ -129,6 +145,17 @@ def write_batch(session: Session, batch: Sequence[Event], *, careful: bool = Fal
             if is_connection_error(exc):
                 raise
             rejected.append(Rejected(spec.table.name, len(rows), f"{type(exc).__name__}: {exc}"[:300]))
+    rollups = by_kind.get(CheckRollupEvent)
+    if rollups and not careful:
+        upsert_rollups(session, rollups)
+    elif rollups:
+        try:
+            with session.begin_nested():
+                upsert_rollups(session, rollups)
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise
+            rejected.append(Rejected("instance_checks_1m", len(rollups), f"{type(exc).__name__}: {exc}"[:300]))
     _write_state(session, by_kind)
     return rejected
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from contract.settings import Settings
 from contract.states import HealthState
-from db import queries
+from db import history, queries
 from engine import VERSION
 from engine.alerting.incidents import IncidentBook
 from engine.alerting.slo import SloBook
@@ -77,7 +77,8 @@ class Runtime:
                                   max_buffer=s.writer_max_buffer, batch_size=s.writer_batch_rows,
                                   on_commit=self.telemetry.observe_db_write)
         self.storage = StorageMaintenance(self.sessions, self.clock, retention_days=s.retention_days,
-                                          ahead_days=s.partitions_ahead)
+                                          ahead_days=s.partitions_ahead,
+                                          history_retention_days=s.health_retention_days)
         self._log_handler = DatabaseLogHandler(self.writer, self.clock)
 
         # security
@@ -98,7 +99,8 @@ class Runtime:
         self._client = make_async_client(max(s.health_timeout, 1.0), max_connections=s.health_concurrency)
         self.health = HealthChecker(self.registry, self._client, self.writer, self.clock, timeout=s.health_timeout,
                                     degraded_ms=s.degraded_ms, fall=s.fall, rise=s.rise,
-                                    concurrency=s.health_concurrency, faults=self.faults)
+                                    concurrency=s.health_concurrency, faults=self.faults,
+                                    recent=s.health_recent_checks)
         self.collector = Collector(self.registry, self._client, self.writer, self.traffic, self.clock,
                                    bucket_seconds=s.collect_interval, timeout=s.health_timeout)
 
@@ -171,8 +173,12 @@ class Runtime:
         self._log_handler.attach()
         with self.sessions.begin() as session:
             tests, sims = queries.mark_interrupted(session, self.clock.now())
+            closed = history.close_open_periods(session, self.clock.now())
         if tests or sims:
             log.warning("marked %d load test(s) and %d simulation(s) interrupted by the last stop", tests, sims)
+        if any(closed):
+            log.warning("health history: %d instance(s) and %d service(s) unknown from their last check before "
+                        "the last stop", *closed)
         self.reload_registry()
         if self.first_admin is not None:
             log.warning("no users existed: created the admin user %r", self.first_admin.username)
@@ -230,6 +236,7 @@ class Runtime:
                 self.loop.stop()
         self.fleet.stop_all()
         self.slos.close_all()  # the minute being counted is written; a restart adds to it
+        self.health.close()  # after the last round: states become unknown, the open minute is written
         if self.writer.running:
             log.info("engine stopped")
             self.writer.stop()

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from contract.chaos import SimulationOut, StopAllOut
+from contract.history import CheckOut
 from contract.loadtest import LoadTestOut
 from contract.responses import (
     DeletedOut,
@@ -27,7 +28,8 @@ from ui.client import TIMEOUT_S, ApiCallFailed, ApiClient, plain
 __all__ = [
     "DEFAULT_API_URL", "SCALE_TIMEOUT_S", "TIMEOUT_S", "ApiCallFailed", "ApiClient", "api_url", "circuit_breakers",
     "clear_logs", "create_service", "create_user", "default_client", "delete_service", "delete_user", "health",
-    "list_users", "load_balancer", "load_test_status", "login", "plain", "reset_all_breakers", "reset_breaker",
+    "list_users", "load_balancer", "load_test_status", "login", "plain", "recent_checks", "reset_all_breakers",
+    "reset_breaker",
     "scale_down", "scale_up", "scaling", "set_algorithm", "set_autoscaler", "simulate_database_overload",
     "simulate_memory_leak", "simulate_network_latency", "simulate_service_failure", "start_load_test",
     "stop_all_simulations", "stop_load_test", "stop_simulation", "system_metrics", "update_breaker",
@@ -193,3 +195,9 @@ def scale_down(service_id: int) -> ScaleOut:
 def set_autoscaler(service_id: int, body: Mapping[str, Any]) -> AutoscalerOut:
     """Turn a managed service's autoscaler on or off, with its settings and instance bounds (operator)."""
     return default_client().set_autoscaler(service_id, body)
+
+
+def recent_checks(service_ids: list[int], limit: int = 50) -> dict[int, list[CheckOut]]:
+    """Each service's latest check results, newest first; the first failure raises (the API is away)."""
+    client = default_client()
+    return {sid: client.recent_checks(sid, limit) for sid in service_ids}

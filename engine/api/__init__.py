@@ -13,6 +13,7 @@ from engine import VERSION
 from engine.api import (
     chaos,
     docs,
+    history,
     incidents,
     loadtests,
     logs,
@@ -37,7 +38,7 @@ __all__ = ["create_app", "declared_routes"]
 
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
-    proxy.api, docs.api, prometheus.api, incidents.api, slos.api,
+    history.api, incidents.api, slos.api, proxy.api, docs.api, prometheus.api,
 )
 
 

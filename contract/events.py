@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 __all__ = [
     "BreakerEvent",
+    "DeliveryRecord",
     "Event",
     "InstanceHealthEvent",
     "LoadTestProgress",
@@ -109,7 +111,27 @@ class LoadTestProgress:
     summary: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A notification's delivery as it stands (only the newest per id is written; the row is created by the first).
+
+    channel_id of a channel deleted meanwhile is written as NULL; the payload holds no secret."""
+
+    id: uuid.UUID
+    channel_id: int | None
+    channel_name: str
+    fingerprint: str | None
+    event: str
+    status: str
+    attempts: int
+    last_error: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
 Event = (
     LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent | BreakerEvent | LoadTestSampleEvent
-    | LoadTestProgress
+    | LoadTestProgress | DeliveryRecord
 )

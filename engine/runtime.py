@@ -17,6 +17,7 @@ from contract.settings import Settings
 from contract.states import HealthState
 from db import queries
 from engine import VERSION
+from engine.alerting.notifier import ChannelNotifier, NotifyPolicy
 from engine.chaos.faults import FaultLayer
 from engine.chaos.simulations import ChaosManager
 from engine.clock import Clock, SystemClock
@@ -120,6 +121,13 @@ class Runtime:
                            drain_s=s.route_timeout * (s.route_retries + 1) + 1.0),
         )
 
+        # alerting: every notification sent by its channel's own worker on the loop, retried, recorded by the writer
+        self.notifier = ChannelNotifier(
+            self.writer, self.clock,
+            NotifyPolicy(s.notify_timeout, s.notify_backoff, s.notify_backoff_max, s.notify_max_attempts,
+                         s.notify_queue),
+            s.public_base_url)
+
         # jobs on the loop: checks at once (a fresh start shows a status within a second), scrapes half an
         # interval later, so a round of checks never shares the loop with a round of scrapes
         self.jobs = JobScheduler([
@@ -169,6 +177,12 @@ class Runtime:
             log.warning("no users existed: created the admin user %r", self.first_admin.username)
         with self.sessions() as session:
             self.breakers.load(session)
+        with self.sessions.begin() as session:
+            self.notifier.load(session)
+            queued, failed = self.notifier.resume(session)
+        if queued or failed:
+            log.warning("notifications the last stop left unfinished: %d resumed, %d failed (older than the retry "
+                        "horizon or their channel gone)", queued, failed)
 
     # -- what the API and the capabilities call ------------------------------------------------
 
@@ -180,6 +194,11 @@ class Runtime:
         """Refresh the in-memory fleet from the database (after every API change)."""
         with self.sessions() as session:
             self.registry.load(session)
+
+    def reload_channels(self) -> None:
+        """Refresh the notifier's channels from the database (after every API change)."""
+        with self.sessions() as session:
+            self.notifier.load(session)
 
     def run_soon(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Run a coroutine on the engine loop from another thread (503 when the loop is not running)."""
@@ -226,11 +245,13 @@ class Runtime:
 
     async def _start_jobs(self) -> None:
         await self.router.start()
+        await self.notifier.start()
         self.jobs.start()
 
     async def _stop_jobs(self) -> None:
         await self.loadtests.shutdown()
         self.jobs.shutdown()
+        await self.notifier.stop()  # before the sweep below: an attempt cut off is recorded as such
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for t in tasks:
             t.cancel()

@@ -119,9 +119,10 @@ class Delivery:
 
 @dataclass(frozen=True)
 class LaneStats:
-    """One channel's lane: deliveries waiting, and counts since the engine started."""
+    """One channel's lane: deliveries waiting, the one being sent, and counts since the engine started."""
 
     waiting: int
+    sending: int
     delivered: int
     failed: int
     dropped: int
@@ -177,7 +178,7 @@ class ChannelNotifier:
     def stats(self) -> dict[int, LaneStats]:
         """Each lane's waiting deliveries and counts, by channel id."""
         with self._lock:
-            return {cid: LaneStats(len(lane.heap) + (lane.in_flight is not None), lane.delivered, lane.failed,
+            return {cid: LaneStats(len(lane.heap), int(lane.in_flight is not None), lane.delivered, lane.failed,
                                    lane.dropped) for cid, lane in self._lanes.items()}
 
     # -- queueing ---------------------------------------------------------------------------

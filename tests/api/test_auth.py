@@ -37,6 +37,9 @@ BODIES = {
     ("POST", "/api/auth/token"): {"username": "admin", "password": "admin-password-for-tests"},
     ("PUT", "/api/load-balancer"): {"algorithm": "p2c"},
     ("PUT", "/api/circuit-breakers/<service_name>"): {"failureThreshold": 3},
+    ("POST", "/api/alert-channels"): {"name": "matrix", "type": "webhook", "config": {"url": "http://127.0.0.1:9/"}},
+    ("PUT", "/api/alert-channels/<int:channel_id>"): {"name": "matrix", "type": "webhook",
+                                                      "config": {"url": "http://127.0.0.1:9/"}},
 }
 
 
@@ -108,6 +111,13 @@ POLICY = {
     "GET /api/users": Role.ADMIN,
     "POST /api/users": Role.ADMIN,
     "DELETE /api/users/<int:user_id>": Role.ADMIN,
+    "GET /api/alert-channels": Role.OPERATOR,
+    "GET /api/alert-channels/<int:channel_id>": Role.OPERATOR,
+    "POST /api/alert-channels": Role.ADMIN,
+    "PUT /api/alert-channels/<int:channel_id>": Role.ADMIN,
+    "DELETE /api/alert-channels/<int:channel_id>": Role.ADMIN,
+    "POST /api/alert-channels/<int:channel_id>/test": Role.ADMIN,
+    "GET /api/deliveries": Role.VIEWER,
 }
 
 

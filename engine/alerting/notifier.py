@@ -170,6 +170,10 @@ class ChannelNotifier:
                 log.warning("channel %s has a config its type no longer accepts: not used", row.name,
                             extra={"meta": {"channel": row.name, "type": row.type}})
         self._specs = specs  # one assignment: a worker sees the old dict or the new one
+        with self._lock:
+            gone = [lane for cid, lane in self._lanes.items() if cid not in specs]
+        for lane in gone:
+            self._poke(lane)  # its worker fails what waits there, then ends
 
     def channel(self, channel_id: int) -> ChannelSpec | None:
         """The channel held in memory, or None."""
@@ -308,6 +312,10 @@ class ChannelNotifier:
         while True:
             with self._lock:
                 due_item = lane.heap[0] if lane.heap else None
+                if due_item is None and lane.channel_id not in self._specs:
+                    if self._lanes.get(lane.channel_id) is lane:  # the channel was deleted and nothing waits
+                        del self._lanes[lane.channel_id]
+                    break
             if due_item is None:
                 lane.wake.clear()
                 await lane.wake.wait()
@@ -327,6 +335,8 @@ class ChannelNotifier:
                 await self._attempt(lane, due_item[2])
             finally:
                 lane.in_flight = None
+        if lane.thread is not None:
+            lane.thread.shutdown(wait=False)
 
     def _outbound(self, lane: _Lane) -> Outbound:
         if lane.thread is None:
@@ -415,7 +425,12 @@ class ChannelNotifier:
             if lane is None:
                 lane = self._lanes[channel_id] = _Lane(channel_id)
         d.attempts = 1
-        error, _ = await self._send(lane, d)
+        try:
+            error, _ = await self._send(lane, d)
+        except asyncio.CancelledError:
+            d.status, d.last_error = DeliveryStatus.FAILED, "cancelled before the attempt ended"
+            self._writer.submit(d.record())
+            raise
         if error is None:
             d.status, d.delivered_at = DeliveryStatus.DELIVERED, self._clock.now()
         else:

@@ -293,6 +293,23 @@ def test_a_metadata_address_is_refused_at_connect_time(sessions, url):
     assert "metadata" in (row.last_error or "")
 
 
+def test_a_deleted_channels_waiting_delivery_fails_and_its_lane_ends(sessions):
+    with hook((500,)) as receiver, running(sessions, backoff=0.3) as rt:
+        cid = rt.channel("short-lived", "webhook", {"url": receiver.url()})
+        rt.notify(Notice(snapshot(), DeliveryEvent.FIRING, (cid,)))
+        rt.settled(cid, DeliveryStatus.RETRYING)
+        with sessions.begin() as session:
+            queries.delete_channel(session, cid)
+        with sessions() as session:
+            rt.notifier.load(session)
+        assert wait_for(lambda: cid not in rt.notifier.stats(), 3)
+        rt.writer.flush()
+        with rt.sessions() as session:
+            [row] = queries.deliveries(session)
+    assert receiver.count() == 1  # the second attempt found no channel and sent nothing
+    assert (row.status, row.attempts, row.last_error, row.channel_id) == ("failed", 2, "channel deleted", None)
+
+
 def test_an_unknown_channel_fails_at_once(sessions):
     with running(sessions) as rt:
         rt.notify(Notice(snapshot(), DeliveryEvent.FIRING, (99,)))

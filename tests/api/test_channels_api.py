@@ -59,7 +59,7 @@ def api(clean_db, settings) -> Iterator[Api]:
         rt.stop()
 
 
-def webhook(url: str = "http://127.0.0.1:9/hook", secret: str | None = SECRETS[0], name: str = "ops") -> dict:
+def webhook(url: str = "http://127.0.0.1:9/hook", secret: str | None = SECRETS[0], name: str = "ops") -> dict[str, Any]:
     config: dict[str, Any] = {"url": url}
     if secret is not None:
         config["secret"] = secret
@@ -229,7 +229,8 @@ def test_a_test_send_needs_the_engine_loop(clean_db, settings):
     try:
         c = create_app(rt).test_client()
         c.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(Role.ADMIN, "admin")
-        cid = c.post("/api/alert-channels", json=webhook()).json["id"]
-        assert c.post(f"/api/alert-channels/{cid}/test").status_code == 503
+        created = c.post("/api/alert-channels", json=webhook())
+        assert created.status_code == 201
+        assert c.post(f"/api/alert-channels/{created.get_json()['id']}/test").status_code == 503
     finally:
         rt.stop()

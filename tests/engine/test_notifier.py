@@ -32,7 +32,7 @@ from tests.conftest import wait_for
 from tests.engine.receivers import hook, silent_address, smtp_server
 
 PUBLIC = "http://monitor.test:5000"
-FAST = {"timeout": 2.0, "backoff": 0.05, "backoff_max": 1.0, "max_attempts": 6, "queue": 50}
+FAST: dict[str, Any] = {"timeout": 2.0, "backoff": 0.05, "backoff_max": 1.0, "max_attempts": 6, "queue": 50}
 
 
 def snapshot(state: AlertState = AlertState.FIRING, *, service: str | None = "orders",
@@ -215,8 +215,9 @@ def test_email_is_multipart_with_the_service_and_state_in_the_subject(sessions):
     assert mail.sender == "monitor@example.test" and mail.recipients == ["a@example.test", "b@example.test"]
     assert mail.message["Subject"] == "[FIRING] orders: orders-down (critical)"
     assert mail.message.get_content_type() == "multipart/alternative"
-    text = mail.message.get_body(("plain",)).get_content()
-    html = mail.message.get_body(("html",)).get_content()
+    plain_part, html_part = mail.message.get_body(("plain",)), mail.message.get_body(("html",))
+    assert plain_part is not None and html_part is not None
+    text, html = plain_part.get_content(), html_part.get_content()
     assert "no instance of orders serves" in text and "/api/incidents/" in text
     assert "<td>orders</td>" in html and "<td>firing</td>" in html and "no instance of orders serves" in html
     assert row.payload["subject"] == mail.message["Subject"] and mail.login is None
@@ -330,7 +331,7 @@ def test_a_full_lane_drops_its_oldest_waiting_delivery_and_counts_it(sessions):
         dropped = rt.settled(cid, DeliveryStatus.FAILED)
     assert (stats.dropped, stats.sending, stats.waiting) == (1, 1, 2)
     assert dropped.payload["alerts"][0]["annotations"]["value"] == "1"  # the oldest waiting, not the one in flight
-    assert dropped.last_error.startswith("dropped: 2 notifications were waiting")
+    assert (dropped.last_error or "").startswith("dropped: 2 notifications were waiting")
 
 
 def test_stop_records_the_attempt_in_flight_and_the_next_start_resumes_it(sessions):
@@ -363,7 +364,7 @@ def test_resume_fails_what_is_older_than_the_retry_horizon(sessions):
         with sessions.begin() as session:
             assert rt.notifier.resume(session) == (0, 1)
         [row] = rt.rows(cid)
-    assert row.status == "failed" and row.last_error.startswith("not resumed: older than the retry horizon")
+    assert row.status == "failed" and (row.last_error or "").startswith("not resumed: older than the retry horizon")
 
 
 @pytest.fixture

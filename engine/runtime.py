@@ -17,7 +17,8 @@ from contract.settings import Settings
 from contract.states import HealthState
 from db import queries
 from engine import VERSION
-from engine.alerting.notifier import ChannelNotifier, NotifyPolicy
+from engine.alerting.delivery import NotifyPolicy
+from engine.alerting.notifier import ChannelNotifier
 from engine.chaos.faults import FaultLayer
 from engine.chaos.simulations import ChaosManager
 from engine.clock import Clock, SystemClock

@@ -29,7 +29,7 @@ from contract.roles import Role
 from db import channels as queries
 from db.models import AlertChannelRow, DeliveryRow
 from engine.alerting.channels import CHANNELS, Channel
-from engine.alerting.notifier import Delivery
+from engine.alerting.delivery import Delivery
 from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 from engine.api.validation import validate_as

@@ -22,8 +22,9 @@ from contract.alerting import AlertKind, AlertState, DeliveryEvent, DeliveryStat
 from db import channels as queries
 from db.models import DeliveryRow
 from db.session import make_engine
+from engine.alerting.delivery import NotifyPolicy
 from engine.alerting.model import AlertSnapshot, Notice
-from engine.alerting.notifier import ChannelNotifier, NotifyPolicy
+from engine.alerting.notifier import ChannelNotifier
 from engine.alerting.render import NOT_ENDED
 from engine.clock import SystemClock
 from engine.hosting import EngineLoop

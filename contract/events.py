@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 __all__ = [
     "BreakerEvent",
     "CheckRollupEvent",
+    "DeliveryRecord",
     "Event",
     "IncidentEvent",
     "InstanceHealthEvent",
@@ -120,7 +121,7 @@ class IncidentEvent:
     """An incident's state as the engine keeps it (only the newest per incident is written; the acknowledgement
     columns are the API's and are left as they are)."""
 
-    id: UUID
+    id: uuid.UUID
     service_name: str | None
     status: str
     title: str
@@ -184,8 +185,28 @@ class CheckRollupEvent:
     latency_max_ms: float | None
 
 
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A notification's delivery as it stands (only the newest per id is written; the row is created by the first).
+
+    channel_id of a channel deleted meanwhile is written as NULL; the payload holds no secret."""
+
+    id: uuid.UUID
+    channel_id: int | None
+    channel_name: str
+    fingerprint: str | None
+    event: str
+    status: str
+    attempts: int
+    last_error: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
 Event = (
     LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent | BreakerEvent | LoadTestSampleEvent
     | LoadTestProgress | InstanceTransitionEvent | ServiceTransitionEvent | CheckRollupEvent | IncidentEvent
-    | SloMinuteEvent
+    | SloMinuteEvent | DeliveryRecord
 )

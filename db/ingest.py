@@ -19,13 +19,14 @@ from typing import Any, cast
 import psycopg
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from contract.events import (
     BreakerEvent,
     CheckRollupEvent,
+    DeliveryRecord,
     Event,
     IncidentEvent,
     InstanceHealthEvent,
@@ -40,8 +41,10 @@ from contract.events import (
 )
 from db.history import upsert_rollups
 from db.models import (
+    AlertChannelRow,
     BreakerTransitionRow,
     CircuitBreakerRow,
+    DeliveryRow,
     IncidentRow,
     Instance,
     InstanceHealthTransition,
@@ -59,6 +62,7 @@ __all__ = ["Rejected", "is_connection_error", "write_batch"]
 _INSTANCES = cast(Table, Instance.__table__)
 _SERVICES = cast(Table, Service.__table__)
 _LOAD_TESTS = cast(Table, LoadTest.__table__)
+_DELIVERIES = cast(Table, DeliveryRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,7 @@ def _write_state(session: Session, by_kind: dict[type, list[Any]]) -> None:
     progress = {e.load_test_id: e for e in by_kind.get(LoadTestProgress, ())}
     breakers = {e.service_name: e for e in by_kind.get(BreakerEvent, ())}
     _write_incidents(session, by_kind.get(IncidentEvent, ()), by_kind.get(SloMinuteEvent, ()))
+    deliveries = {e.id: e for e in by_kind.get(DeliveryRecord, ())}
     if progress:
         session.execute(
             update(_LOAD_TESTS).where(_LOAD_TESTS.c.id == bindparam("tid")).values(
@@ -235,6 +240,8 @@ def _write_state(session: Session, by_kind: dict[type, list[Any]]) -> None:
             set_={"state": e.to_state, "failure_count": e.failure_count, "last_failure": e.last_failure,
                   "updated_at": e.at},
         ))
+    if deliveries:
+        _write_deliveries(session, list(deliveries.values()))
 
 
 def _write_incidents(session: Session, incidents: Sequence[IncidentEvent], minutes: Sequence[SloMinuteEvent]) -> None:
@@ -270,3 +277,29 @@ def _write_incidents(session: Session, incidents: Sequence[IncidentEvent], minut
             set_={"requests": table.c.requests + stmt.excluded.requests,
                   "errors": table.c.errors + stmt.excluded.errors, "slow": table.c.slow + stmt.excluded.slow},
         ))
+
+
+def _write_deliveries(session: Session, records: list[DeliveryRecord]) -> None:
+    # a channel deleted since the notification was queued is gone from alert_channels: the row keeps its name and
+    # a NULL channel_id rather than failing the batch on the foreign key
+    channel = select(AlertChannelRow.id).where(AlertChannelRow.id == bindparam("cid")).scalar_subquery()
+    stmt = pg_insert(_DELIVERIES).values(
+        id=bindparam("did"), channel_id=channel, channel_name=bindparam("cname"), fingerprint=bindparam("fp"),
+        event=bindparam("ev"), status=bindparam("st"), attempts=bindparam("n"), last_error=bindparam("err"),
+        payload=bindparam("body", type_=_DELIVERIES.c.payload.type), created_at=bindparam("created"),
+        next_attempt_at=bindparam("next"), delivered_at=bindparam("done"),
+    )
+    # an older state never overwrites a newer one (attempts only grow)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[_DELIVERIES.c.id],
+        set_={"status": stmt.excluded.status, "attempts": stmt.excluded.attempts,
+              "last_error": stmt.excluded.last_error, "next_attempt_at": stmt.excluded.next_attempt_at,
+              "delivered_at": stmt.excluded.delivered_at},
+        where=_DELIVERIES.c.attempts <= stmt.excluded.attempts,
+    )
+    session.execute(stmt, [
+        {"did": e.id, "cid": e.channel_id, "cname": e.channel_name, "fp": e.fingerprint, "ev": e.event,
+         "st": e.status, "n": e.attempts, "err": e.last_error, "body": e.payload, "created": e.created_at,
+         "next": e.next_attempt_at, "done": e.delivered_at}
+        for e in records
+    ])

@@ -18,7 +18,9 @@ from contract.settings import Settings
 from contract.states import HealthState
 from db import history, queries
 from engine import VERSION
+from engine.alerting.delivery import NotifyPolicy
 from engine.alerting.incidents import IncidentBook
+from engine.alerting.notifier import ChannelNotifier
 from engine.alerting.slo import SloBook
 from engine.chaos.faults import FaultLayer
 from engine.chaos.simulations import ChaosManager
@@ -129,6 +131,13 @@ class Runtime:
                            drain_s=s.route_timeout * (s.route_retries + 1) + 1.0),
         )
 
+        # alerting: every notification sent by its channel's own worker on the loop, retried, recorded by the writer
+        self.notifier = ChannelNotifier(
+            self.writer, self.clock,
+            NotifyPolicy(s.notify_timeout, s.notify_backoff, s.notify_backoff_max, s.notify_max_attempts,
+                         s.notify_queue),
+            s.public_base_url)
+
         # jobs on the loop: checks at once (a fresh start shows a status within a second), scrapes half an
         # interval later, so a round of checks never shares the loop with a round of scrapes
         self.jobs = JobScheduler([
@@ -185,6 +194,12 @@ class Runtime:
         with self.sessions() as session:
             self.breakers.load(session)
             self.incidents.load(session)
+        with self.sessions.begin() as session:
+            self.notifier.load(session)
+            queued, failed = self.notifier.resume(session)
+        if queued or failed:
+            log.warning("notifications the last stop left unfinished: %d resumed, %d failed (older than the retry "
+                        "horizon or their channel gone)", queued, failed)
 
     # -- what the API and the capabilities call ------------------------------------------------
 
@@ -197,6 +212,11 @@ class Runtime:
         with self.sessions() as session:
             self.registry.load(session)
             self.slos.load(session)  # a service renamed or removed takes its SLO counters along
+
+    def reload_channels(self) -> None:
+        """Refresh the notifier's channels from the database (after every API change)."""
+        with self.sessions() as session:
+            self.notifier.load(session)
 
     def run_soon(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Run a coroutine on the engine loop from another thread (503 when the loop is not running)."""
@@ -245,11 +265,13 @@ class Runtime:
 
     async def _start_jobs(self) -> None:
         await self.router.start()
+        await self.notifier.start()
         self.jobs.start()
 
     async def _stop_jobs(self) -> None:
         await self.loadtests.shutdown()
         self.jobs.shutdown()
+        await self.notifier.stop()  # before the sweep below: an attempt cut off is recorded as such
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for t in tasks:
             t.cancel()

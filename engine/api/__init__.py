@@ -11,6 +11,7 @@ from flask import Flask
 
 from engine import VERSION
 from engine.api import (
+    channels,
     chaos,
     docs,
     history,
@@ -38,7 +39,7 @@ __all__ = ["create_app", "declared_routes"]
 
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
-    history.api, incidents.api, slos.api, proxy.api, docs.api, prometheus.api,
+    history.api, incidents.api, slos.api, channels.api, proxy.api, docs.api, prometheus.api,
 )
 
 

@@ -43,6 +43,7 @@ bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench.coordinated_omission
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.chart_query
+	$(BIN)/python -m bench.uptime_query
 	$(BIN)/python -m bench.db_outage
 
 ## lint: ruff, mypy and the import contracts (layers, no cycles: [tool.importlinter] in pyproject.toml)

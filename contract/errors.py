@@ -11,7 +11,8 @@
     │   ├── Conflict                  409: duplicate name, wrong state
     │   ├── RateLimited               429: slow down (carries retry_after)
     │   └── Unavailable               503: a dependency is down
-    └── ProcessError                  a managed OS process failed to start or stop
+    ├── ProcessError                  a managed OS process failed to start or stop
+    └── DeliveryFailed                one attempt to send a notification failed (says why, never a secret)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DatabaseError",
+    "DeliveryFailed",
     "Forbidden",
     "MonitorError",
     "NotFound",
@@ -53,6 +55,10 @@ class DatabaseError(MonitorError):
 
 class ProcessError(MonitorError):
     """A managed OS process failed to start, become ready, or stop."""
+
+
+class DeliveryFailed(MonitorError):
+    """One attempt to send a notification failed: a refused address, a timeout, an error answer."""
 
 
 class ApiError(MonitorError):

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 __all__ = [
     "BreakerEvent",
+    "CheckRollupEvent",
+    "DeliveryRecord",
     "Event",
     "IncidentEvent",
     "InstanceHealthEvent",
+    "InstanceTransitionEvent",
     "LoadTestProgress",
     "LoadTestSampleEvent",
     "LogEvent",
     "MetricEvent",
     "ServiceHealthEvent",
+    "ServiceTransitionEvent",
     "SloMinuteEvent",
 ]
 
@@ -117,7 +121,7 @@ class IncidentEvent:
     """An incident's state as the engine keeps it (only the newest per incident is written; the acknowledgement
     columns are the API's and are left as they are)."""
 
-    id: UUID
+    id: uuid.UUID
     service_name: str | None
     status: str
     title: str
@@ -140,7 +144,69 @@ class SloMinuteEvent:
     slow: int
 
 
+@dataclass(frozen=True)
+class InstanceTransitionEvent:
+    """A damped state change of an instance, with the check that caused it (none for 'unknown': observation
+    stopped)."""
+
+    service_id: int
+    instance_id: int
+    from_state: str
+    to_state: str
+    at: datetime
+    latency_ms: float | None
+    status_code: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ServiceTransitionEvent:
+    """A change of a service's aggregate state."""
+
+    service_id: int
+    from_state: str
+    to_state: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CheckRollupEvent:
+    """One instance's checks in one minute (or the part of it seen before a stop): counts that add up."""
+
+    service_id: int
+    instance_id: int
+    minute: datetime
+    checks: int
+    up: int
+    degraded: int
+    down: int
+    latency_n: int
+    latency_sum_ms: float
+    latency_max_ms: float | None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A notification's delivery as it stands (only the newest per id is written; the row is created by the first).
+
+    channel_id of a channel deleted meanwhile is written as NULL; the payload holds no secret."""
+
+    id: uuid.UUID
+    channel_id: int | None
+    channel_name: str
+    fingerprint: str | None
+    event: str
+    status: str
+    attempts: int
+    last_error: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
 Event = (
     LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent | BreakerEvent | LoadTestSampleEvent
-    | LoadTestProgress | IncidentEvent | SloMinuteEvent
+    | LoadTestProgress | InstanceTransitionEvent | ServiceTransitionEvent | CheckRollupEvent | IncidentEvent
+    | SloMinuteEvent | DeliveryRecord
 )

@@ -25,7 +25,7 @@ from contract.traffic import Algorithm
 __all__ = ["ENV_VARS", "Settings", "effective", "markdown", "mask_url", "parse_allowlist"]
 
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # contract.requests.Name
-_OPTIONAL = ("database_url", "api_url", "jwt_secret", "admin_password")  # an empty value means unset
+_OPTIONAL = ("database_url", "api_url", "jwt_secret", "admin_password", "public_url")  # an empty value means unset
 
 
 def parse_allowlist(raw: str) -> tuple[str, ...]:
@@ -94,11 +94,19 @@ class Settings(BaseSettings):
         description="events per write; this many waiting are written at once without waiting for the interval")
     retention_days: int = Field(
         default=7, gt=0, validation_alias="METRICS_RETENTION_DAYS",
-        description="days of metrics (daily partitions and the 1-minute rollup) and logs kept; "
-                    "whole older days are dropped")
+        description="days of metrics (daily partitions and the 1-minute rollup), of the per-minute health check "
+                    "rollup and of logs kept; whole older days are dropped")
     partitions_ahead: int = Field(
         default=2, ge=0, validation_alias="PARTITIONS_AHEAD",
         description="daily metric partitions created ahead of today")
+    health_retention_days: int = Field(
+        default=90, gt=0, validation_alias="HEALTH_RETENTION_DAYS",
+        description="days of health state changes and daily check counts kept (uptime windows and the daily "
+                    "bars reach this far back; 90 or more for full 90-day bars); the per-minute check rollup "
+                    "follows METRICS_RETENTION_DAYS")
+    health_recent_checks: int = Field(
+        default=120, ge=1, le=1000, validation_alias="HEALTH_RECENT_CHECKS",
+        description="latest check results kept in memory per instance for heartbeat bars")
     maintenance_interval: float = Field(
         default=3600.0, gt=0, validation_alias="MAINTENANCE_INTERVAL_S",
         description="seconds between partition upkeep / retention runs; one also runs at start")
@@ -189,6 +197,26 @@ class Settings(BaseSettings):
     scale_drain_timeout: float = Field(
         default=10.0, gt=0, validation_alias="SCALE_DRAIN_TIMEOUT_S",
         description="seconds scale-down waits for an instance's requests in flight")
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/]+(/\S*)?$", validation_alias="PUBLIC_URL",
+        description="the engine's address as a notification's reader reaches it, for the links notifications "
+                    "carry; unset = `http://API_HOST:API_PORT`")
+    notify_timeout: float = Field(
+        default=10.0, gt=0, le=300, validation_alias="NOTIFY_TIMEOUT_S",
+        description="seconds one attempt to deliver a notification may take")
+    notify_backoff: float = Field(
+        default=30.0, gt=0, validation_alias="NOTIFY_BACKOFF_S",
+        description="seconds before a failed notification's second attempt; each later wait doubles")
+    notify_backoff_max: float = Field(
+        default=300.0, gt=0, validation_alias="NOTIFY_BACKOFF_MAX_S",
+        description="longest wait between two attempts of a notification, seconds")
+    notify_max_attempts: int = Field(
+        default=6, ge=1, le=100, validation_alias="NOTIFY_MAX_ATTEMPTS",
+        description="attempts before a notification is failed (6: at 0, 0.5, 1.5, 3.5, 7.5 and 12.5 min)")
+    notify_queue: int = Field(
+        default=200, ge=1, validation_alias="NOTIFY_QUEUE_SIZE",
+        description="notifications waiting per channel; past it the oldest waiting one is failed as dropped "
+                    "and counted")
     status_page_enabled: bool = Field(
         default=False, validation_alias="STATUS_PAGE_ENABLED",
         description="serve the public status page at `GET /status` (no login); `false` answers it with 404")
@@ -257,6 +285,11 @@ class Settings(BaseSettings):
     def api_base_url(self) -> str:
         """The URL the dashboard and tools use to reach the API."""
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def public_base_url(self) -> str:
+        """The engine's address in the links notifications carry (no trailing slash)."""
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
@@ -351,8 +384,8 @@ def markdown() -> str:
         "# Configuration",
         "",
         "Every setting is an environment variable, read once at start. A bad value stops the start with a",
-        "message naming the variable; an empty `DATABASE_URL`, `API_URL`, `JWT_SECRET` or `ADMIN_PASSWORD`",
-        "counts as unset. `python -m engine config` prints the values in force, secrets masked.",
+        "message naming the variable; an empty `DATABASE_URL`, `API_URL`, `JWT_SECRET`, `ADMIN_PASSWORD` or",
+        "`PUBLIC_URL` counts as unset. `python -m engine config` prints the values in force, secrets masked.",
         "",
         "This file is generated from `contract/settings.py`:",
         "`python -m engine config --markdown > docs/configuration.md` writes it again.",

@@ -1,11 +1,12 @@
 """Writing one batch of engine events: COPY for the append-only rows, set-based updates for current state.
 
-Append-only rows (metrics, logs, load-test samples, breaker transitions) go through COPY in the
-caller's transaction; current state (instances, services, load-test totals, breakers, incidents) is updated
-with one statement per table for the newest value of each row; SLO minutes are added to their row.
-`careful=True` is the slow path for a batch that failed for a reason other than the connection: plain INSERTs
-that skip rows already written (a batch retried after an unacknowledged commit), each table in its own
-savepoint so one bad table costs only its own rows.
+Append-only rows (metrics, logs, load-test samples, breaker and health transitions) go through COPY in
+the caller's transaction; check rollups are upserts that add to their minute and day (db.history); current
+state (instances, services, load-test totals, breakers, incidents) is updated with one statement per table for
+the newest value of each row; SLO minutes are added to their row. `careful=True` is the slow path for
+a batch that failed for a reason other than the connection: plain INSERTs that skip rows already
+written (a batch retried after an unacknowledged commit), each table in its own savepoint so one
+bad table costs only its own rows.
 """
 
 from __future__ import annotations
@@ -18,32 +19,41 @@ from typing import Any, cast
 import psycopg
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from contract.events import (
     BreakerEvent,
+    CheckRollupEvent,
+    DeliveryRecord,
     Event,
     IncidentEvent,
     InstanceHealthEvent,
+    InstanceTransitionEvent,
     LoadTestProgress,
     LoadTestSampleEvent,
     LogEvent,
     MetricEvent,
     ServiceHealthEvent,
+    ServiceTransitionEvent,
     SloMinuteEvent,
 )
+from db.history import upsert_rollups
 from db.models import (
+    AlertChannelRow,
     BreakerTransitionRow,
     CircuitBreakerRow,
+    DeliveryRow,
     IncidentRow,
     Instance,
+    InstanceHealthTransition,
     LoadTest,
     LoadTestSample,
     LogEntry,
     MetricRow,
     Service,
+    ServiceHealthTransition,
     SloMinuteRow,
 )
 
@@ -52,6 +62,7 @@ __all__ = ["Rejected", "is_connection_error", "write_batch"]
 _INSTANCES = cast(Table, Instance.__table__)
 _SERVICES = cast(Table, Service.__table__)
 _LOAD_TESTS = cast(Table, LoadTest.__table__)
+_DELIVERIES = cast(Table, DeliveryRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,8 @@ def _transition_row(e: BreakerEvent) -> tuple[Any, ...]:
     return (e.service_name, e.from_state, e.to_state, e.reason, e.at)
 
 
+_INSTANCE_TRANSITION_COLUMNS = tuple(f.name for f in fields(InstanceTransitionEvent))
+_SERVICE_TRANSITION_COLUMNS = tuple(f.name for f in fields(ServiceTransitionEvent))
 _METRIC_COLUMNS = tuple(f.name for f in fields(MetricEvent))  # the event's fields are the table's columns
 _APPEND: dict[type, _Append] = {
     # attrgetter, not dataclasses.astuple: astuple deep-copies every field and costs 20x the COPY itself
@@ -104,6 +117,13 @@ _APPEND: dict[type, _Append] = {
     BreakerEvent: _Append(
         cast(Table, BreakerTransitionRow.__table__), ("service_name", "from_state", "to_state", "reason", "at"),
         ("varchar", "varchar", "varchar", "text", "timestamptz"), _transition_row),
+    InstanceTransitionEvent: _Append(
+        cast(Table, InstanceHealthTransition.__table__), _INSTANCE_TRANSITION_COLUMNS,
+        ("int4", "int4", "varchar", "varchar", "timestamptz", "float8", "int4", "text"),
+        attrgetter(*_INSTANCE_TRANSITION_COLUMNS)),
+    ServiceTransitionEvent: _Append(
+        cast(Table, ServiceHealthTransition.__table__), _SERVICE_TRANSITION_COLUMNS,
+        ("int4", "varchar", "varchar", "timestamptz"), attrgetter(*_SERVICE_TRANSITION_COLUMNS)),
 }
 
 
@@ -129,6 +149,17 @@ def write_batch(session: Session, batch: Sequence[Event], *, careful: bool = Fal
             if is_connection_error(exc):
                 raise
             rejected.append(Rejected(spec.table.name, len(rows), f"{type(exc).__name__}: {exc}"[:300]))
+    rollups = by_kind.get(CheckRollupEvent)
+    if rollups and not careful:
+        upsert_rollups(session, rollups)
+    elif rollups:
+        try:
+            with session.begin_nested():
+                upsert_rollups(session, rollups)
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise
+            rejected.append(Rejected("instance_checks_1m", len(rollups), f"{type(exc).__name__}: {exc}"[:300]))
     _write_state(session, by_kind)
     return rejected
 
@@ -171,6 +202,7 @@ def _write_state(session: Session, by_kind: dict[type, list[Any]]) -> None:
     progress = {e.load_test_id: e for e in by_kind.get(LoadTestProgress, ())}
     breakers = {e.service_name: e for e in by_kind.get(BreakerEvent, ())}
     _write_incidents(session, by_kind.get(IncidentEvent, ()), by_kind.get(SloMinuteEvent, ()))
+    deliveries = {e.id: e for e in by_kind.get(DeliveryRecord, ())}
     if progress:
         session.execute(
             update(_LOAD_TESTS).where(_LOAD_TESTS.c.id == bindparam("tid")).values(
@@ -208,6 +240,8 @@ def _write_state(session: Session, by_kind: dict[type, list[Any]]) -> None:
             set_={"state": e.to_state, "failure_count": e.failure_count, "last_failure": e.last_failure,
                   "updated_at": e.at},
         ))
+    if deliveries:
+        _write_deliveries(session, list(deliveries.values()))
 
 
 def _write_incidents(session: Session, incidents: Sequence[IncidentEvent], minutes: Sequence[SloMinuteEvent]) -> None:
@@ -243,3 +277,29 @@ def _write_incidents(session: Session, incidents: Sequence[IncidentEvent], minut
             set_={"requests": table.c.requests + stmt.excluded.requests,
                   "errors": table.c.errors + stmt.excluded.errors, "slow": table.c.slow + stmt.excluded.slow},
         ))
+
+
+def _write_deliveries(session: Session, records: list[DeliveryRecord]) -> None:
+    # a channel deleted since the notification was queued is gone from alert_channels: the row keeps its name and
+    # a NULL channel_id rather than failing the batch on the foreign key
+    channel = select(AlertChannelRow.id).where(AlertChannelRow.id == bindparam("cid")).scalar_subquery()
+    stmt = pg_insert(_DELIVERIES).values(
+        id=bindparam("did"), channel_id=channel, channel_name=bindparam("cname"), fingerprint=bindparam("fp"),
+        event=bindparam("ev"), status=bindparam("st"), attempts=bindparam("n"), last_error=bindparam("err"),
+        payload=bindparam("body", type_=_DELIVERIES.c.payload.type), created_at=bindparam("created"),
+        next_attempt_at=bindparam("next"), delivered_at=bindparam("done"),
+    )
+    # an older state never overwrites a newer one (attempts only grow)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[_DELIVERIES.c.id],
+        set_={"status": stmt.excluded.status, "attempts": stmt.excluded.attempts,
+              "last_error": stmt.excluded.last_error, "next_attempt_at": stmt.excluded.next_attempt_at,
+              "delivered_at": stmt.excluded.delivered_at},
+        where=_DELIVERIES.c.attempts <= stmt.excluded.attempts,
+    )
+    session.execute(stmt, [
+        {"did": e.id, "cid": e.channel_id, "cname": e.channel_name, "fp": e.fingerprint, "ev": e.event,
+         "st": e.status, "n": e.attempts, "err": e.last_error, "body": e.payload, "created": e.created_at,
+         "next": e.next_attempt_at, "done": e.delivered_at}
+        for e in records
+    ])

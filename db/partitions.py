@@ -1,4 +1,5 @@
-"""The metrics table's daily partitions: list them, create a day's (moving strays out of DEFAULT), drop one."""
+"""Tables range-partitioned by day (metrics, instance_checks_1m): list the partitions, create a day's (moving
+strays out of DEFAULT), drop one. Each function takes the table; metrics when none is given."""
 
 from __future__ import annotations
 
@@ -9,17 +10,38 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-__all__ = ["PARENT", "Partition", "create_day", "day_of", "drop", "list_partitions",
-           "partition_name", "shard_status"]
+__all__ = ["CHECKS", "DAILY_TABLES", "METRICS", "PARENT", "DailyTable", "Partition", "create_day", "day_of", "drop",
+           "list_partitions", "partition_name", "shard_status"]
 
-PARENT = "metrics"
-_NAME = re.compile(r"^metrics_p(\d{8})$")
+
+@dataclass(frozen=True)
+class DailyTable:
+    """A table range-partitioned by day on `column`: partitions `<parent>_pYYYYMMDD` and `<parent>_default`."""
+
+    parent: str
+    column: str
+
+    @property
+    def default(self) -> str:
+        """The DEFAULT partition's name."""
+        return f"{self.parent}_default"
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """Names of its daily partitions."""
+        return re.compile(rf"^{self.parent}_p(\d{{8}})$")
+
+
+METRICS = DailyTable("metrics", '"timestamp"')
+CHECKS = DailyTable("instance_checks_1m", "minute")
+DAILY_TABLES = (METRICS, CHECKS)
+PARENT = METRICS.parent
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 
 
 @dataclass(frozen=True)
 class Partition:
-    """One partition of the metrics table; range None for the DEFAULT partition, rows None if never analysed."""
+    """One partition of a daily-partitioned table; range None for the DEFAULT partition, rows None if never analysed."""
 
     name: str
     start: datetime | None
@@ -33,14 +55,14 @@ class Partition:
         return self.start is None
 
 
-def partition_name(day: date) -> str:
-    """metrics_pYYYYMMDD."""
-    return f"metrics_p{day:%Y%m%d}"
+def partition_name(day: date, table: DailyTable = METRICS) -> str:
+    """<parent>_pYYYYMMDD, e.g. metrics_p20260101."""
+    return f"{table.parent}_p{day:%Y%m%d}"
 
 
-def day_of(name: str) -> date | None:
-    """The day a daily partition holds, from its name; None for other tables."""
-    match = _NAME.match(name)
+def day_of(name: str, table: DailyTable = METRICS) -> date | None:
+    """The day a daily partition of the table holds, from its name; None for other tables."""
+    match = table.pattern.match(name)
     return datetime.strptime(match.group(1), "%Y%m%d").date() if match else None
 
 
@@ -49,8 +71,8 @@ def _bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def list_partitions(session: Session) -> list[Partition]:
-    """Every partition of metrics, oldest range first, DEFAULT last."""
+def list_partitions(session: Session, table: DailyTable = METRICS) -> list[Partition]:
+    """Every partition of the table, oldest range first, DEFAULT last."""
     session.execute(text("SET LOCAL timezone = 'UTC'"))  # bounds are printed in the session's zone
     rows = session.execute(text("""
         SELECT c.relname, pg_get_expr(c.relpartbound, c.oid),
@@ -65,7 +87,7 @@ def list_partitions(session: Session) -> list[Partition]:
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         LEFT JOIN pg_stat_user_tables st ON st.relid = c.oid
         WHERE i.inhparent = CAST(:parent AS regclass)
-    """), {"parent": PARENT}).all()
+    """), {"parent": table.parent}).all()
     parts = []
     for name, bound, tuples, size in rows:
         match = _BOUND.search(bound or "")
@@ -84,13 +106,14 @@ def _timestamp(literal: str) -> datetime:
     return datetime.fromisoformat(literal).astimezone(UTC)
 
 
-def create_day(session: Session, day: date) -> bool:
+def create_day(session: Session, day: date, table: DailyTable = METRICS) -> bool:
     """Create the day's partition unless it exists; rows of that day waiting in DEFAULT move into it.
 
     Returns whether a partition was created. PostgreSQL refuses a new partition whose range holds
     rows in DEFAULT, so those rows go to the new table first, which is then attached.
     """
-    name = partition_name(day)
+    name = partition_name(day, table)
+    parent, column = table.parent, table.column
     exists = session.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar_one()
     if exists:
         return False
@@ -98,28 +121,28 @@ def create_day(session: Session, day: date) -> bool:
     span = {"start": start, "end": end}
     session.execute(text("SET LOCAL lock_timeout = '5s'"))  # never stall the writer for long
     strays = session.execute(
-        text('SELECT EXISTS (SELECT 1 FROM metrics_default WHERE "timestamp" >= :start AND "timestamp" < :end)'),
+        text(f"SELECT EXISTS (SELECT 1 FROM {table.default} WHERE {column} >= :start AND {column} < :end)"),  # noqa: S608
         span,
     ).scalar_one()
     bound = f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
     if not strays:
-        session.execute(text(f"CREATE TABLE {name} PARTITION OF {PARENT} {bound}"))
+        session.execute(text(f"CREATE TABLE {name} PARTITION OF {parent} {bound}"))
         return True
-    session.execute(text(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
+    session.execute(text(f"CREATE TABLE {name} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
     # a plain insert into the new table: the rows move, so the rollup (a trigger on the parent) must not count them
     session.execute(text(f"""
-        WITH moved AS (DELETE FROM metrics_default WHERE "timestamp" >= :start AND "timestamp" < :end
+        WITH moved AS (DELETE FROM {table.default} WHERE {column} >= :start AND {column} < :end
                        RETURNING *)
         INSERT INTO {name} SELECT * FROM moved
-    """), span)  # noqa: S608 - name is partition_name(day), digits only
-    session.execute(text(f"ALTER TABLE {PARENT} ATTACH PARTITION {name} {bound}"))
+    """), span)  # noqa: S608 - name is partition_name(day), digits only; the table is a constant
+    session.execute(text(f"ALTER TABLE {parent} ATTACH PARTITION {name} {bound}"))
     return True
 
 
-def drop(session: Session, partition: Partition) -> None:
+def drop(session: Session, partition: Partition, table: DailyTable = METRICS) -> None:
     """Drop one daily partition and its rows (retention); the DEFAULT partition is never dropped."""
-    if day_of(partition.name) is None:
-        raise ValueError(f"{partition.name!r} is not a daily partition of {PARENT}")
+    if day_of(partition.name, table) is None:
+        raise ValueError(f"{partition.name!r} is not a daily partition of {table.parent}")
     session.execute(text("SET LOCAL lock_timeout = '5s'"))
     session.execute(text(f"DROP TABLE {partition.name}"))
 

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from contract.settings import Settings
 from contract.states import HealthState
-from db import queries
+from db import history, queries
 from engine import VERSION
+from engine.alerting.delivery import NotifyPolicy
 from engine.alerting.incidents import IncidentBook
+from engine.alerting.notifier import ChannelNotifier
 from engine.alerting.slo import SloBook
 from engine.chaos.faults import FaultLayer
 from engine.chaos.simulations import ChaosManager
@@ -77,7 +79,8 @@ class Runtime:
                                   max_buffer=s.writer_max_buffer, batch_size=s.writer_batch_rows,
                                   on_commit=self.telemetry.observe_db_write)
         self.storage = StorageMaintenance(self.sessions, self.clock, retention_days=s.retention_days,
-                                          ahead_days=s.partitions_ahead)
+                                          ahead_days=s.partitions_ahead,
+                                          history_retention_days=s.health_retention_days)
         self._log_handler = DatabaseLogHandler(self.writer, self.clock)
 
         # security
@@ -98,7 +101,8 @@ class Runtime:
         self._client = make_async_client(max(s.health_timeout, 1.0), max_connections=s.health_concurrency)
         self.health = HealthChecker(self.registry, self._client, self.writer, self.clock, timeout=s.health_timeout,
                                     degraded_ms=s.degraded_ms, fall=s.fall, rise=s.rise,
-                                    concurrency=s.health_concurrency, faults=self.faults)
+                                    concurrency=s.health_concurrency, faults=self.faults,
+                                    recent=s.health_recent_checks)
         self.collector = Collector(self.registry, self._client, self.writer, self.traffic, self.clock,
                                    bucket_seconds=s.collect_interval, timeout=s.health_timeout)
 
@@ -126,6 +130,13 @@ class Runtime:
             LoadTestLimits(s.max_rps, s.max_duration, s.max_users, s.loadtest_backlog_s, s.loadtest_process_rps,
                            drain_s=s.route_timeout * (s.route_retries + 1) + 1.0),
         )
+
+        # alerting: every notification sent by its channel's own worker on the loop, retried, recorded by the writer
+        self.notifier = ChannelNotifier(
+            self.writer, self.clock,
+            NotifyPolicy(s.notify_timeout, s.notify_backoff, s.notify_backoff_max, s.notify_max_attempts,
+                         s.notify_queue),
+            s.public_base_url)
 
         # jobs on the loop: checks at once (a fresh start shows a status within a second), scrapes half an
         # interval later, so a round of checks never shares the loop with a round of scrapes
@@ -171,14 +182,24 @@ class Runtime:
         self._log_handler.attach()
         with self.sessions.begin() as session:
             tests, sims = queries.mark_interrupted(session, self.clock.now())
+            closed = history.close_open_periods(session, self.clock.now())
         if tests or sims:
             log.warning("marked %d load test(s) and %d simulation(s) interrupted by the last stop", tests, sims)
+        if any(closed):
+            log.warning("health history: %d instance(s) and %d service(s) unknown from their last check before "
+                        "the last stop", *closed)
         self.reload_registry()
         if self.first_admin is not None:
             log.warning("no users existed: created the admin user %r", self.first_admin.username)
         with self.sessions() as session:
             self.breakers.load(session)
             self.incidents.load(session)
+        with self.sessions.begin() as session:
+            self.notifier.load(session)
+            queued, failed = self.notifier.resume(session)
+        if queued or failed:
+            log.warning("notifications the last stop left unfinished: %d resumed, %d failed (older than the retry "
+                        "horizon or their channel gone)", queued, failed)
 
     # -- what the API and the capabilities call ------------------------------------------------
 
@@ -191,6 +212,11 @@ class Runtime:
         with self.sessions() as session:
             self.registry.load(session)
             self.slos.load(session)  # a service renamed or removed takes its SLO counters along
+
+    def reload_channels(self) -> None:
+        """Refresh the notifier's channels from the database (after every API change)."""
+        with self.sessions() as session:
+            self.notifier.load(session)
 
     def run_soon(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Run a coroutine on the engine loop from another thread (503 when the loop is not running)."""
@@ -230,6 +256,7 @@ class Runtime:
                 self.loop.stop()
         self.fleet.stop_all()
         self.slos.close_all()  # the minute being counted is written; a restart adds to it
+        self.health.close()  # after the last round: states become unknown, the open minute is written
         if self.writer.running:
             log.info("engine stopped")
             self.writer.stop()
@@ -238,11 +265,13 @@ class Runtime:
 
     async def _start_jobs(self) -> None:
         await self.router.start()
+        await self.notifier.start()
         self.jobs.start()
 
     async def _stop_jobs(self) -> None:
         await self.loadtests.shutdown()
         self.jobs.shutdown()
+        await self.notifier.stop()  # before the sweep below: an attempt cut off is recorded as such
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for t in tasks:
             t.cancel()

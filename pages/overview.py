@@ -1,5 +1,6 @@
-"""Overview: system KPIs, one card per service coloured by status, CPU and memory per service (a heatmap row
-each) with the failure simulations shaded on them, and a banner while one is active; live."""
+"""Overview: system KPIs, one card per service coloured by status with its uptime (24 h, 30 d) and a heartbeat of
+its latest checks, CPU and memory per service (a heatmap row each) with the failure simulations shaded on them,
+and a banner while one is active; live."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
+from contract.history import CheckOut
 from contract.settings import Settings
-from db import queries, series
+from db import history, queries, series
 from db.models import Simulation
-from ui import cards, chaos, charts, data, login
+from ui import api, cards, chaos, charts, data, login
 from ui.format import fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status
+from ui.history import CardHistory, card_histories
 
 REFRESH_S = 5
 CHART_WINDOW = timedelta(minutes=15)
 CHART_POINTS = 300  # buckets per row at most: 15 minutes in 5 s buckets is 180
-MIN_STEP = Settings.from_env().collect_interval  # a bucket is never shorter than one measurement
+SETTINGS = Settings.from_env()
+MIN_STEP = SETTINGS.collect_interval  # a bucket is never shorter than one measurement
+GRACE = history.grace_for(SETTINGS.health_interval)  # a state counts as observed this long after its last check
 
 login.require_login()
 st.title("Overview")
@@ -47,12 +52,12 @@ def show_kpis(o: queries.Overview, services: list[data.ServiceSummary]) -> None:
                      help="Sum of each service's latest resident memory scraped from its metrics (last minute).")
 
 
-def show_cards(services: list[data.ServiceSummary], now: datetime) -> None:
-    """One card per service, tinted by its status."""
+def show_cards(services: list[data.ServiceSummary], now: datetime, past: dict[int, CardHistory]) -> None:
+    """One card per service, tinted by its status, with its uptime and heartbeat."""
     if not services:
         st.info("No services registered yet. Register one on the Services page.")
         return
-    st.html(cards.service_cards(services, now))
+    st.html(cards.service_cards(services, now, past))
 
 
 def show_banner(simulations: list[Simulation], now: datetime) -> None:
@@ -81,6 +86,13 @@ def show_charts(metrics: pd.DataFrame, simulations: list[Simulation], now: datet
                 st.plotly_chart(fig, key=f"chart-{column}")
 
 
+def heartbeats(service_ids: list[int]) -> dict[int, list[CheckOut]] | None:
+    """Each service's latest checks from the API; None when it does not answer (the cards say n/a)."""
+    if not service_ids:
+        return {}
+    return data.fetch_quietly(lambda: api.recent_checks(service_ids, cards.BEATS))
+
+
 @st.fragment(run_every=REFRESH_S)
 def live() -> None:
     """Everything that moves: read once, then draw KPIs, cards and charts."""
@@ -91,10 +103,13 @@ def live() -> None:
         metrics = series.metric_series(db_session, [s.name for s in services], now - CHART_WINDOW, now,
                                        max_points=CHART_POINTS, min_step=MIN_STEP)
         simulations = queries.simulations(db_session, since=now - CHART_WINDOW)
+        # uptime is the stored history; the heartbeat is the engine's memory (the API)
+        ids = [s.id for s in services]
+        past = card_histories(db_session, ids, now, GRACE, heartbeats(ids))
     show_banner(simulations, now)
     show_kpis(o, services)
     st.subheader("Services")
-    show_cards(services, now)
+    show_cards(services, now, past)
     st.subheader("Resources")
     show_charts(metrics, simulations, now)
     st.caption(f"Updated {now:%H:%M:%S} UTC · refreshes every {REFRESH_S} s")

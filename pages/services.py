@@ -1,16 +1,26 @@
-"""Services: every instance with its latest check (live); forms to register, edit and delete (operators)."""
+"""Services: every instance with its latest check (live); one service's history (check latency over time and
+90 daily uptime bars); forms to register, edit and delete (operators)."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import streamlit as st
 
-from db import queries
+from contract.history import UptimeWindow
+from contract.settings import Settings
+from db import history, queries
 from ui import api, data, forms, login, session
 from ui.format import NA, fmt_status
+from ui.history import daily_bars, fmt_uptime, latency_chart
 from ui.session import Role
 
 REFRESH_S = 5
+HISTORY_REFRESH_S = 60  # the rollup behind both charts gains a row per instance per minute
+BAR_DAYS = 90
+GRACE = history.grace_for(Settings.from_env().health_interval)
+LATENCY_WINDOWS = [UptimeWindow.HOUR, UptimeWindow.DAY, UptimeWindow.WEEK, UptimeWindow.MONTH]
 REGISTER_KEYS = ("reg-name", "reg-urls", "reg-health", "reg-metrics", "reg-weight")
 
 login.require_login()
@@ -54,6 +64,38 @@ def live_table() -> None:
         },
     )
     st.caption(f"Refreshes every {REFRESH_S} s · times in UTC")
+
+
+@st.fragment(run_every=HISTORY_REFRESH_S)
+def history_view(services: list[data.ServiceSummary]) -> None:
+    """One service: its check latency over a window (avg and max per step) and its uptime per UTC day."""
+    by_id = {s.id: s for s in services}
+    left, right = st.columns([2, 1])
+    chosen = left.selectbox("Service", list(by_id), format_func=lambda i: by_id[i].name, key="history-service")
+    window = right.segmented_control("Latency window", LATENCY_WINDOWS, default=UptimeWindow.DAY,
+                                     key="history-window") or UptimeWindow.DAY
+    if chosen is None:
+        return
+    now = datetime.now(UTC)
+    today = now.date()
+    with data.reading() as db_session:
+        points = history.latency_series(db_session, chosen, now - window.span, now, window.step)
+        days = history.daily_availability(db_session, chosen, today - timedelta(days=BAR_DAYS - 1), today, now,
+                                          GRACE)
+    name = by_id[chosen].name
+    fig = latency_chart(points, f"Check latency of {name}, last {window.value}")
+    if fig is None:
+        st.info(f"No check latency measured for {name} in the last {window.value}.")
+    else:
+        st.plotly_chart(fig, key="history-latency")
+    bars = [(d, a.uptime_percent, n) for d, (a, n) in days.items()]
+    observed = [a for a, _ in days.values() if a.observed_s > 0]
+    up, seen = sum(a.up_s for a in observed), sum(a.observed_s for a in observed)
+    overall = fmt_uptime(up * 100.0 / seen) if seen else NA
+    st.plotly_chart(daily_bars(bars, f"Uptime per day (UTC), last {BAR_DAYS} days: {overall}"),
+                    key="history-daily")
+    st.caption("Up = at least one instance healthy or degraded; grey = nothing observed that day. "
+               f"Kept HEALTH_RETENTION_DAYS; refreshes every {HISTORY_REFRESH_S} s.")
 
 
 def register_form() -> None:
@@ -129,6 +171,10 @@ live_table()
 
 with data.reading(page=True) as db_session:
     summaries = data.summarize_services(queries.services_frame(db_session))
+
+if summaries:
+    st.subheader("History")
+    history_view(summaries)
 
 register_tab, edit_tab, delete_tab = st.tabs(["Register", "Edit", "Delete"])
 with register_tab:

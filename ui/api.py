@@ -18,6 +18,7 @@ from contract.alerting import (
     SilenceOut,
 )
 from contract.chaos import SimulationOut, StopAllOut
+from contract.history import CheckOut
 from contract.loadtest import LoadTestOut
 from contract.responses import (
     DeletedOut,
@@ -40,11 +41,11 @@ __all__ = [
     "create_alert_channel", "create_alert_rule", "create_service", "create_silence", "create_user", "default_client",
     "delete_alert_channel", "delete_alert_rule", "delete_service", "delete_user", "deliveries", "expire_silence",
     "health", "incident", "incident_stats", "incidents", "list_users", "load_balancer", "load_test_status", "login",
-    "plain", "reset_all_breakers", "reset_breaker", "scale_down", "scale_up", "scaling", "set_algorithm",
-    "set_autoscaler", "silences", "simulate_database_overload", "simulate_memory_leak", "simulate_network_latency",
-    "simulate_service_failure", "start_load_test", "stop_all_simulations", "stop_load_test", "stop_simulation",
-    "system_metrics", "test_alert_channel", "update_alert_channel", "update_alert_rule", "update_breaker",
-    "update_service"
+    "plain", "recent_checks", "reset_all_breakers", "reset_breaker", "scale_down", "scale_up", "scaling",
+    "set_algorithm", "set_autoscaler", "silences", "simulate_database_overload", "simulate_memory_leak",
+    "simulate_network_latency", "simulate_service_failure", "start_load_test", "stop_all_simulations",
+    "stop_load_test", "stop_simulation", "system_metrics", "test_alert_channel", "update_alert_channel",
+    "update_alert_rule", "update_breaker", "update_service"
 ]
 
 DEFAULT_API_URL = "http://127.0.0.1:5000"
@@ -208,6 +209,12 @@ def scale_down(service_id: int) -> ScaleOut:
 def set_autoscaler(service_id: int, body: Mapping[str, Any]) -> AutoscalerOut:
     """Turn a managed service's autoscaler on or off, with its settings and instance bounds (operator)."""
     return default_client().set_autoscaler(service_id, body)
+
+
+def recent_checks(service_ids: list[int], limit: int = 50) -> dict[int, list[CheckOut]]:
+    """Each service's latest check results, newest first; the first failure raises (the API is away)."""
+    client = default_client()
+    return {sid: client.recent_checks(sid, limit) for sid in service_ids}
 
 
 def alert_rules() -> list[AlertRuleOut]:

@@ -5,18 +5,30 @@ that was about a hundred elements for the browser to build on every visit, a ten
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
 
 from ui.data import ServiceSummary
 from ui.format import STATUS_COLOURS, fmt_ago, status_emoji
+from ui.history import CardHistory, fmt_uptime, heartbeat_html
+
+BEATS = 40  # heartbeat cells per card: the latest checks of all the service's instances
 
 __all__ = ["service_cards"]
 
 
-def service_cards(services: Sequence[ServiceSummary], now: datetime) -> str:
-    """The cards' HTML; their look is in ui.format.dashboard_css (classes mm-cards, mm-card, mm-<status>)."""
+def _history(h: CardHistory | None) -> str:
+    if h is None:
+        return ""
+    return (f'<div class="mm-uptime">Uptime 24 h <b>{fmt_uptime(h.uptime_24h)}</b> · 30 d '
+            f"<b>{fmt_uptime(h.uptime_30d)}</b></div>{heartbeat_html(h.checks, BEATS)}")
+
+
+def service_cards(services: Sequence[ServiceSummary], now: datetime,
+                  history: Mapping[int, CardHistory] | None = None) -> str:
+    """The cards' HTML; their look is in ui.format.dashboard_css (classes mm-cards, mm-card, mm-<status>). With
+    `history`, a card also shows the service's uptime and its heartbeat."""
     cards = []
     for s in services:
         tint = s.status if s.status in STATUS_COLOURS else "unknown"
@@ -25,6 +37,7 @@ def service_cards(services: Sequence[ServiceSummary], now: datetime) -> str:
             f'<div class="mm-card mm-{tint}" data-service="{escape(s.name)}">'
             f'<div>{status_emoji(s.status)} <b>{escape(s.name)}</b> <span class="mm-badge">{escape(s.status)}</span>'
             f"</div><div>Instances <b>{s.instance_count}</b> · healthy <b>{s.healthy_count}</b></div>"
+            f"{_history((history or {}).get(s.id))}"
             f'<div class="mm-caption">Last check {fmt_ago(s.last_check, now)} · {kind}</div></div>'
         )
     return '<div class="mm-cards">' + "".join(cards) + "</div>"

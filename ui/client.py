@@ -24,6 +24,7 @@ from contract.alerting import (
 )
 from contract.chaos import SimulationOut, StopAllOut
 from contract.errors import MonitorError
+from contract.history import CheckOut, UptimeOut
 from contract.loadtest import LoadTestOut
 from contract.responses import (
     DeletedOut,
@@ -272,6 +273,14 @@ class ApiClient:
     def set_autoscaler(self, service_id: int, body: Mapping[str, Any]) -> AutoscalerOut:
         """PUT /api/services/<id>/autoscaler: the settings now in force; 422 names a bad field."""
         return self._call(AutoscalerOut, "PUT", f"/api/services/{int(service_id)}/autoscaler", body)
+
+    def recent_checks(self, service_id: int, limit: int = 50) -> list[CheckOut]:
+        """GET /api/services/<id>/checks: the latest results, newest first (the engine's memory)."""
+        return self._list(CheckOut, "GET", f"/api/services/{service_id}/checks?limit={limit}")
+
+    def uptime(self, service_id: int, window: str = "24h") -> UptimeOut:
+        """GET /api/services/<id>/uptime for a window (1h, 24h, 7d, 30d, 90d)."""
+        return self._call(UptimeOut, "GET", f"/api/services/{service_id}/uptime?window={quote(window)}")
 
     # -- alerting: rules, alerts, silences (engine/api/alerts.py) ------------------------------------------------
 

@@ -11,8 +11,10 @@ from flask import Flask
 
 from engine import VERSION
 from engine.api import (
+    channels,
     chaos,
     docs,
+    history,
     incidents,
     loadtests,
     logs,
@@ -38,7 +40,7 @@ __all__ = ["create_app", "declared_routes"]
 
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
-    proxy.api, docs.api, prometheus.api, incidents.api, slos.api, status_page.api,
+    history.api, incidents.api, slos.api, channels.api, proxy.api, docs.api, prometheus.api, status_page.api,
 )
 
 

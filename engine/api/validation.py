@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from contract.errors import ValidationFailed
 
-__all__ = ["parse_body", "parse_query"]
+__all__ = ["parse_body", "parse_query", "validate_as"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,16 +28,22 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
-def _validate(model: type[M], data: Any, status: int) -> M:
+def _validate(model: type[M], data: Any, status: int, prefix: tuple[str, ...] = ()) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         details: list[dict[str, str]] = []
         for e in exc.errors(include_url=False, include_input=False):
-            field = _field(e["loc"])
+            field = _field((*prefix, *e["loc"]))
             if all(d["field"] != field for d in details):  # a union reports once per member: keep the first
                 details.append({"field": field, "message": e["msg"].removeprefix("Value error, ")})
         raise ValidationFailed(details, status=status) from None
+
+
+def validate_as(model: type[M], data: Any, field: str) -> M:
+    """Validate a part of a body (a free-form object checked against a model chosen by another field): a wrong
+    value is 422 naming it under `field` (e.g. `config.to`)."""
+    return _validate(model, data, 422, (field,))
 
 
 def parse_body(model: type[M], request: Request) -> M:

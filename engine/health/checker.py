@@ -1,18 +1,26 @@
-"""Health checks: classify each GET, damp flapping with fall/rise thresholds, aggregate per service."""
+"""Health checks: classify each GET, damp flapping with fall/rise thresholds, aggregate per service.
+
+History without per-check database work: each result is counted in memory in its minute (one rollup row per
+instance per closed minute goes to the writer) and kept in a bounded ring for heartbeat bars; a transition
+row is written only when an instance's damped state or a service's aggregate changes, and one to 'unknown'
+when observation stops (instance or service removed, checker closed at engine stop).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import httpx
 
-from contract.events import InstanceHealthEvent, ServiceHealthEvent
+from contract.events import InstanceHealthEvent, InstanceTransitionEvent, ServiceHealthEvent, ServiceTransitionEvent
 from contract.states import HealthState
 from engine.chaos.faults import FaultLayer, InjectedConnectionError, InjectedStatus
 from engine.clock import Clock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.health.history import MinuteRollup, RecentCheck, RecentChecks
 from engine.store.logs import event_logger
 from engine.store.writer import BatchWriter
 
@@ -114,6 +122,7 @@ class HealthChecker:
         rise: int,
         concurrency: int,
         faults: FaultLayer | None = None,
+        recent: int = 120,
     ) -> None:
         self._registry = registry
         self._faults = faults
@@ -127,11 +136,27 @@ class HealthChecker:
         self._limit = asyncio.Semaphore(concurrency)
         self._trackers: dict[int, InstanceTracker] = {}
         self._service_state: dict[int, HealthState] = {}
+        # what the history holds as each one's current state (absent = unknown); instance -> (service, state)
+        self._recorded: dict[int, tuple[int, HealthState]] = {}
+        self._service_recorded: dict[int, HealthState] = {}
+        self._marked_at: dict[int, datetime] = {}
+        self._rollup = MinuteRollup()
+        self._recent = RecentChecks(recent)
 
     def mark_healthy(self, instance_id: int) -> None:
         """An instance its starter just saw answer its health path: healthy from now, not unknown."""
         tracker = self._trackers.setdefault(instance_id, InstanceTracker(self._fall, self._rise))
-        tracker.observe(HealthState.HEALTHY)
+        if tracker.observe(HealthState.HEALTHY) is not None:
+            self._marked_at[instance_id] = self._clock.now()  # the next round records the change at this time
+
+    def recent(self, service_id: int, limit: int) -> list[RecentCheck]:
+        """The service's latest check results (all instances), newest first; at most `recent` per instance."""
+        return self._recent.latest(service_id, limit)
+
+    @property
+    def open_minutes(self) -> int:
+        """(instance, minute) rollup rows held in memory, not yet written."""
+        return self._rollup.pending
 
     def state_of(self, instance_id: int) -> HealthState:
         """The damped state of an instance (unknown before its first check)."""
@@ -172,15 +197,28 @@ class HealthChecker:
         live_ids = {i.id for _, i in pairs}
         for gone in set(self._trackers) - live_ids:
             del self._trackers[gone]
+            self._marked_at.pop(gone, None)
+        for gone in set(self._recorded) - live_ids:
+            self._record_instance(self._recorded[gone][0], gone, HealthState.UNKNOWN, now, None)
+            self._recent.forget(gone)
         for (service, instance), result in zip(pairs, results, strict=True):
             tracker = self._trackers.setdefault(instance.id, InstanceTracker(self._fall, self._rise))
             previous = tracker.state
             changed = tracker.observe(result.state)
             if changed is not None:
                 self._log_transition(service, instance, previous, changed, result)
+            self._record_instance(service.id, instance.id, tracker.state, now, result)
+            self._rollup.add(service.id, instance.id, now, result.state, result.latency_ms)
+            self._recent.add(service.id, RecentCheck(instance.id, now, result.state, result.latency_ms,
+                                                     result.status_code, result.error))
             self._writer.submit(
                 InstanceHealthEvent(instance.id, tracker.state.value, now, result.latency_ms, result.error)
             )
+        live_services = {s.id for s in services}
+        for gone in set(self._service_recorded) - live_services:
+            self._record_service(gone, HealthState.UNKNOWN, now)
+        for gone in set(self._service_state) - live_services:
+            del self._service_state[gone]
         for service in services:
             state = aggregate(self.state_of(i.id) for i in service.instances)
             before = self._service_state.get(service.id)
@@ -190,7 +228,49 @@ class HealthChecker:
                     extra={"meta": {"service": service.name, "from": before.value, "to": state.value}},
                 )
             self._service_state[service.id] = state
+            self._record_service(service.id, state, now)
             self._writer.submit(ServiceHealthEvent(service.id, state.value, now))
+        for event in self._rollup.closed(now):
+            self._writer.submit(event)
+
+    def close(self) -> None:
+        """Observation stops (engine stop, after the last round): every known state becomes unknown now and the
+        open minute's counts are written; the next round starts from unknown."""
+        now = self._clock.now()
+        for instance_id, (service_id, _) in list(self._recorded.items()):
+            self._record_instance(service_id, instance_id, HealthState.UNKNOWN, now, None)
+        for service_id in list(self._service_recorded):
+            self._record_service(service_id, HealthState.UNKNOWN, now)
+        for event in self._rollup.drain():
+            self._writer.submit(event)
+        self._trackers.clear()
+        self._service_state.clear()
+
+    def _record_instance(self, service_id: int, instance_id: int, state: HealthState, at: datetime,
+                         result: CheckResult | None) -> None:
+        before = self._recorded[instance_id][1] if instance_id in self._recorded else HealthState.UNKNOWN
+        if state is before:
+            return
+        marked = self._marked_at.pop(instance_id, None)
+        cause = result if marked is None and state is not HealthState.UNKNOWN else None
+        self._writer.submit(InstanceTransitionEvent(
+            service_id, instance_id, before.value, state.value, marked or at,
+            cause.latency_ms if cause else None, cause.status_code if cause else None, cause.error if cause else None,
+        ))
+        if state is HealthState.UNKNOWN:
+            del self._recorded[instance_id]
+        else:
+            self._recorded[instance_id] = (service_id, state)
+
+    def _record_service(self, service_id: int, state: HealthState, at: datetime) -> None:
+        before = self._service_recorded.get(service_id, HealthState.UNKNOWN)
+        if state is before:
+            return
+        self._writer.submit(ServiceTransitionEvent(service_id, before.value, state.value, at))
+        if state is HealthState.UNKNOWN:
+            del self._service_recorded[service_id]
+        else:
+            self._service_recorded[service_id] = state
 
     @staticmethod
     def _log_transition(

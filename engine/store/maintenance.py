@@ -1,4 +1,5 @@
-"""Storage upkeep: daily metric partitions created ahead of time, retention by dropping whole days."""
+"""Storage upkeep: daily partitions (metrics, per-minute check rollup) created ahead of time, retention by
+dropping whole days; health history (state changes, daily check counts) trimmed past its own retention."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import partitions
+from db import history, partitions
 from db.models import LogEntry, MetricMinute
 from engine.clock import Clock
 from engine.store.logs import event_logger
@@ -25,17 +26,19 @@ class MaintenanceReport:
 
     created: tuple[str, ...]
     dropped: tuple[str, ...]
-    deleted_rows: int  # stray raw rows, rollup minutes and log rows past the retention
+    deleted_rows: int  # stray raw rows, rollup minutes, log rows and health history rows past the retentions
 
 
 class StorageMaintenance:
-    """Creates today's and the next `ahead_days` partitions and drops those wholly older than the retention."""
+    """Creates today's and the next `ahead_days` partitions of each daily table and drops those wholly older than
+    the retention; health history older than `history_retention_days` (default: the retention) is deleted."""
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, *, retention_days: int,
-                 ahead_days: int) -> None:
+                 ahead_days: int, history_retention_days: int | None = None) -> None:
         self._sessions = sessions
         self._clock = clock
         self.retention = timedelta(days=retention_days)
+        self.history_retention = timedelta(days=history_retention_days or retention_days)
         self.ahead_days = ahead_days
         # said under the engine's source, where an operator reads the engine's own jobs
         self._outage = DatabaseOutage("storage maintenance", event_logger("engine"), clock)
@@ -56,21 +59,24 @@ class StorageMaintenance:
         now = self._clock.now()
         today = now.astimezone(UTC).date()
         created = []
-        for k in range(self.ahead_days + 1):
-            with self._sessions.begin() as session:
-                if partitions.create_day(session, today + timedelta(days=k)):
-                    created.append(partitions.partition_name(today + timedelta(days=k)))
         cutoff = now - self.retention
-        with self._sessions() as session:
-            expired = [p for p in partitions.list_partitions(session)
-                       if p.end is not None and p.end <= cutoff]
-        for partition in expired:
+        expired: list[tuple[partitions.DailyTable, partitions.Partition]] = []
+        for table in partitions.DAILY_TABLES:
+            for k in range(self.ahead_days + 1):
+                with self._sessions.begin() as session:
+                    if partitions.create_day(session, today + timedelta(days=k), table):
+                        created.append(partitions.partition_name(today + timedelta(days=k), table))
+            with self._sessions() as session:
+                expired += [(table, p) for p in partitions.list_partitions(session, table)
+                            if p.end is not None and p.end <= cutoff]
+        for table, partition in expired:
             with self._sessions.begin() as session:
-                partitions.drop(session, partition)
+                partitions.drop(session, partition, table)
         with self._sessions.begin() as session:
             deleted = self._delete_older(session, cutoff)
+            deleted += history.delete_history_older(session, now - self.history_retention)
             self._analyze(session, now)
-        report = MaintenanceReport(tuple(created), tuple(p.name for p in expired), deleted)
+        report = MaintenanceReport(tuple(created), tuple(p.name for _, p in expired), deleted)
         if report.created or report.dropped:
             log.info("storage: created %d partition(s), dropped %d past the %d-day retention",
                      len(report.created), len(report.dropped), self.retention.days,
@@ -82,6 +88,8 @@ class StorageMaintenance:
         counts = [
             session.execute(text('DELETE FROM metrics_default WHERE "timestamp" < :c'),
                             {"c": cutoff}).rowcount,  # type: ignore[attr-defined]
+            session.execute(text("DELETE FROM instance_checks_1m_default WHERE minute < :c"),
+                            {"c": cutoff}).rowcount,  # type: ignore[attr-defined]
             session.execute(delete(MetricMinute).where(MetricMinute.minute < cutoff)).rowcount,  # type: ignore[attr-defined]
             session.execute(delete(LogEntry).where(LogEntry.timestamp < cutoff)).rowcount,  # type: ignore[attr-defined]
         ]
@@ -90,7 +98,8 @@ class StorageMaintenance:
     @staticmethod
     def _analyze(session: Session, now: datetime) -> None:
         # row estimates come from ANALYZE; autovacuum may not have reached a young or growing partition yet
-        for p in partitions.list_partitions(session):
-            if p.row_estimate is None or (p.start is not None and p.end is not None and p.start <= now < p.end):
-                session.execute(text(f"ANALYZE {p.name}"))
+        for table in partitions.DAILY_TABLES:
+            for p in partitions.list_partitions(session, table):
+                if p.row_estimate is None or (p.start is not None and p.end is not None and p.start <= now < p.end):
+                    session.execute(text(f"ANALYZE {p.name}"))
         session.execute(text("ANALYZE metrics_1m"))  # small: a row per service per minute

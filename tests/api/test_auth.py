@@ -39,6 +39,9 @@ BODIES = {
     ("PUT", "/api/circuit-breakers/<service_name>"): {"failureThreshold": 3},
     ("PUT", "/api/services/<int:service_id>/slo"): {"availabilityTarget": 99.5},
     ("POST", "/api/incidents/<incident_id>/acknowledge"): {"note": "matrix"},
+    ("POST", "/api/alert-channels"): {"name": "matrix", "type": "webhook", "config": {"url": "http://127.0.0.1:9/"}},
+    ("PUT", "/api/alert-channels/<int:channel_id>"): {"name": "matrix", "type": "webhook",
+                                                      "config": {"url": "http://127.0.0.1:9/"}},
 }
 
 
@@ -107,6 +110,10 @@ POLICY = {
     "PUT /api/services/<int:service_id>/autoscaler": Role.OPERATOR,
     "GET /api/scaling": Role.VIEWER,
     "GET /api/scaling/events": Role.VIEWER,
+    "GET /api/services/<int:service_id>/uptime": Role.VIEWER,
+    "GET /api/services/<int:service_id>/uptime/daily": Role.VIEWER,
+    "GET /api/services/<int:service_id>/checks": Role.VIEWER,
+    "GET /api/services/<int:service_id>/check-latency": Role.VIEWER,
     "GET /api/incidents": Role.VIEWER,
     "GET /api/incidents/stats": Role.VIEWER,
     "GET /api/incidents/<incident_id>": Role.VIEWER,
@@ -117,6 +124,13 @@ POLICY = {
     "GET /api/users": Role.ADMIN,
     "POST /api/users": Role.ADMIN,
     "DELETE /api/users/<int:user_id>": Role.ADMIN,
+    "GET /api/alert-channels": Role.OPERATOR,
+    "GET /api/alert-channels/<int:channel_id>": Role.OPERATOR,
+    "POST /api/alert-channels": Role.ADMIN,
+    "PUT /api/alert-channels/<int:channel_id>": Role.ADMIN,
+    "DELETE /api/alert-channels/<int:channel_id>": Role.ADMIN,
+    "POST /api/alert-channels/<int:channel_id>/test": Role.ADMIN,
+    "GET /api/deliveries": Role.VIEWER,
 }
 
 

@@ -124,7 +124,8 @@ def test_the_detail_has_every_source_in_time_order(client, opened):
 
 def test_list_filters_and_validation(runtime, client, viewer, opened):
     incident, base = opened
-    runtime.incidents.on_alert(alert(None, AlertState.FIRING, base, rule_id=9))  # the monitor's own
+    # the monitor's own, opened a second later (newest first: equal start times would have no order)
+    runtime.incidents.on_alert(alert(None, AlertState.FIRING, base + timedelta(seconds=1), rule_id=9))
     runtime.writer.flush()
     listed = viewer.get("/api/incidents")
     assert listed.status_code == 200

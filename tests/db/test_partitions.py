@@ -108,7 +108,8 @@ def test_upkeep_creates_days_ahead_and_drops_whole_days_past_the_retention(sessi
     try:
         report = upkeep.run_once()
         created |= set(report.created)
-        assert set(report.created) == {"metrics_p20200110", "metrics_p20200111", "metrics_p20200112"}
+        assert set(report.created) == {f"{t}_p202001{d}" for t in ("metrics", "instance_checks_1m")
+                                       for d in (10, 11, 12)}
         with sessions.begin() as s:
             for day in (10, 11, 12):
                 s.add(metric("orders", datetime(2020, 1, day, 12, 0, tzinfo=UTC)))
@@ -119,8 +120,9 @@ def test_upkeep_creates_days_ahead_and_drops_whole_days_past_the_retention(sessi
         clock.advance(4 * 86400)  # 2020-01-14 06:00: the 10th ended more than 3 days ago, the 11th did not
         report = upkeep.run_once()
         created |= set(report.created)
-        assert report.dropped == ("metrics_p20200110",)
-        assert set(report.created) == {"metrics_p20200114", "metrics_p20200115", "metrics_p20200116"}
+        assert report.dropped == ("metrics_p20200110", "instance_checks_1m_p20200110")
+        assert set(report.created) == {f"{t}_p202001{d}" for t in ("metrics", "instance_checks_1m")
+                                       for d in (14, 15, 16)}
         with sessions() as s:
             left = sorted(t.day for t in s.scalars(select(MetricRow.timestamp)))
             assert left == [11, 12]
@@ -159,7 +161,8 @@ def flush_stats(session: Session) -> None:
 
 def day_names(sessions: sessionmaker[Session], year: int) -> set[str]:
     with sessions() as s:
-        return {p.name for p in partitions.list_partitions(s) if p.start is not None and p.start.year == year}
+        return {p.name for table in partitions.DAILY_TABLES for p in partitions.list_partitions(s, table)
+                if p.start is not None and p.start.year == year}
 
 
 def test_api_lists_the_shards_with_sizes_and_estimates(clean_db, sessions, settings):
@@ -205,12 +208,13 @@ def test_upkeep_makes_the_utc_day_whatever_the_local_zone(sessions, monkeypatch)
         clock = FakeClock(datetime(2019, 8, 20, 0, 30, tzinfo=UTC))
         assert clock.now().astimezone().date() == date(2019, 8, 19)  # the zone is in effect
         created = StorageMaintenance(sessions, clock, retention_days=3, ahead_days=1).run_once().created
-        assert created == ("metrics_p20190820", "metrics_p20190821")
+        assert created == ("metrics_p20190820", "metrics_p20190821",
+                           "instance_checks_1m_p20190820", "instance_checks_1m_p20190821")
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
         with sessions.begin() as s:
-            for name in {*created, "metrics_p20190819"}:
+            for name in {*created, "metrics_p20190819", "instance_checks_1m_p20190819"}:
                 s.execute(text(f"DROP TABLE IF EXISTS {name}"))
 
 
@@ -228,7 +232,7 @@ def test_upkeep_deletes_default_rows_past_the_retention_and_keeps_the_newer(sess
         assert s.scalar(text("SELECT count(*) FROM metrics_default")) == 5
     try:
         report = StorageMaintenance(sessions, clock, retention_days=3, ahead_days=0).run_once()
-        assert report.created == ("metrics_p20190720",) and report.dropped == ()
+        assert report.created == ("metrics_p20190720", "instance_checks_1m_p20190720") and report.dropped == ()
         # two raw rows in DEFAULT and their two rollup minutes, each older than the cutoff
         assert report.deleted_rows == 4
         with sessions() as s:

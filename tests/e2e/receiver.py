@@ -66,12 +66,12 @@ def webhook_receiver(script: list[int] | None = None) -> Iterator[Receiver]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         status = self.server.receiver.answer(self.path, dict(self.headers.items()), body)  # type: ignore[attr-defined]
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: the test reads what was received."""

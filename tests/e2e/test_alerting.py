@@ -59,7 +59,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[Message] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 
@@ -102,7 +102,7 @@ def _events(receiver: Receiver) -> list[str]:
 
 def test_a_stopped_service_pages_once_and_resolves_once_by_webhook_and_email(
         engine: tuple[Runtime, httpx.Client], settings: Settings) -> None:
-    rt, api = engine
+    _, api = engine
     port = free_port()
     with webhook_receiver() as hook, smtp_server() as (smtp_port, mailbox), http_server(port) as server:
         service = _created(api.post("/api/services", json={"name": "static", "url": f"http://127.0.0.1:{port}",

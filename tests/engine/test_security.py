@@ -13,7 +13,7 @@ from contract.roles import Role
 from engine.clock import FakeClock
 from engine.security.ratelimit import RateLimiter
 from engine.security.secretfile import read_or_create
-from engine.security.ssrf import parse_allowlist, refusal
+from engine.security.ssrf import channel_refusal, parse_allowlist, refusal
 from engine.security.tokens import TokenIssuer
 from engine.security.users import authenticate, create_user, ensure_admin
 
@@ -58,6 +58,35 @@ DNS = resolver({
 )
 def test_refusal(url, allowlist, reason):
     assert refusal(url, allowlist, DNS) == reason
+
+
+CHANNEL_DNS = resolver({
+    "127.0.0.1": ["127.0.0.1"], "10.1.2.3": ["10.1.2.3"], "svc.example": ["10.9.9.9"],
+    "169.254.169.254": ["169.254.169.254"], "sneaky.example": ["127.0.0.1", "169.254.1.1"],
+    "::ffff:169.254.169.254": ["::ffff:169.254.169.254"], "100.100.100.200": ["100.100.100.200"],
+    "fe80::1": ["fe80::1"],
+})
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("127.0.0.1", None),
+        ("10.1.2.3", None),
+        ("svc.example", None),
+        ("nowhere.example", None),
+        ("169.254.169.254", "169.254.169.254 is a link-local or metadata address"),
+        ("sneaky.example", "169.254.1.1 is a link-local or metadata address"),
+        ("::ffff:169.254.169.254", "::ffff:a9fe:a9fe is a link-local or metadata address"),
+        ("100.100.100.200", "100.100.100.200 is a link-local or metadata address"),
+        ("[fe80::1]", "fe80::1 is a link-local or metadata address"),
+        ("Metadata.Google.Internal.", "metadata.google.internal is a cloud metadata host"),
+    ],
+    ids=["loopback", "private", "private-name", "unresolvable", "metadata", "mixed-answers", "v4-mapped", "alibaba",
+         "link-local-v6", "metadata-name"],
+)
+def test_channel_refusal_allows_internal_receivers_and_refuses_metadata(host, reason):
+    assert channel_refusal(host, CHANNEL_DNS) == reason
 
 
 def test_parse_allowlist():

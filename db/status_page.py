@@ -1,27 +1,28 @@
-"""What the public status page shows, in two queries: each chosen service's state and its uptime per UTC day,
-and the open incidents of those services with their latest note."""
+"""What the public status page shows, in three queries: the chosen services and their state, their uptime per UTC
+day (db.history's definition, every service at once) and their open incidents with the latest note."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func, select, true
+from sqlalchemy import select, text, true
 from sqlalchemy.orm import Session
 
 from contract.alerting import IncidentStatus
-from db.models import IncidentNoteRow, IncidentRow, InstanceCheckDay, Service
+from db.history import _DOWN, _UP, NOTHING, Availability, _spans
+from db.models import IncidentNoteRow, IncidentRow, Service
 
-__all__ = ["DAYS", "OpenIncident", "ServiceStatus", "StatusPageData", "status_page_data"]
+__all__ = ["DAYS", "OpenIncident", "ServiceStatus", "StatusPageData", "daily_uptime", "status_page_data"]
 
 DAYS = 90
 
 
 @dataclass(frozen=True)
 class ServiceStatus:
-    """A service's state now, its uptime % per day (oldest day first; None: no check that day) and over them all
-    (None: no check at all)."""
+    """A service's state now, its uptime % per day (oldest day first; None: nothing observed that day) and over
+    them all (None: nothing observed at all)."""
 
     name: str
     status: str
@@ -51,41 +52,62 @@ class StatusPageData:
     incidents: tuple[OpenIncident, ...]
 
 
-def status_page_data(session: Session, names: Sequence[str], today: date, days: int = DAYS) -> StatusPageData:
-    """The services named (in that order; every service by name when none are) over the `days` UTC days ending
-    with `today`, and their open incidents, newest first.
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
 
-    A day's uptime is the % of the service's instance checks that day whose result was healthy or degraded (the
-    service answered); a day without a check has none. A name no service has is left out.
-    """
+
+def daily_uptime(session: Session, service_ids: Sequence[int], first: date, last: date, end: datetime,
+                 grace: timedelta) -> dict[int, dict[date, Availability]]:
+    """Each service's availability per UTC day from first to last (clipped at end), in one query: the spans of
+    db.history.daily_availability (up = healthy or degraded, down = unhealthy, unknown time neither, a state not
+    carried past its last evidence plus `grace`), for every service at once. A day nothing was observed is
+    NOTHING."""
+    days = [first + timedelta(days=k) for k in range((last - first).days + 1)]
+    if not service_ids or not days:
+        return {}
+    starts = [_midnight(d) for d in days]
+    sql = f"""
+        WITH {_spans("service")},
+        days AS (SELECT lo, lo + interval '1 day' AS hi FROM unnest(CAST(:los AS timestamptz[])) AS d(lo))
+        SELECT spans.key, days.lo,
+               coalesce(sum(extract(epoch FROM least(stop, hi) - greatest(start, lo)))
+                        FILTER (WHERE {_UP}), 0)::float8,
+               coalesce(sum(extract(epoch FROM least(stop, hi) - greatest(start, lo)))
+                        FILTER (WHERE {_DOWN}), 0)::float8,
+               count(*) FILTER (WHERE ord = 1 AND {_DOWN} AND start >= lo)
+        FROM days JOIN spans ON spans.start < days.hi AND spans.stop > days.lo
+        GROUP BY spans.key, days.lo
+    """  # noqa: S608 - db.history's fragments
+    rows = session.execute(text(sql), {
+        "keys": list(service_ids), "sid": 0, "a": starts[0], "b": min(end, _midnight(last) + timedelta(days=1)),
+        "grace": grace, "los": starts}).all()
+    out: dict[int, dict[date, Availability]] = {int(k): {} for k in service_ids}
+    for key, lo, up, down, n in rows:
+        out[int(key)][lo.astimezone(UTC).date()] = Availability(float(up), float(down), int(n))
+    return {k: {d: found.get(d, NOTHING) for d in days} for k, found in out.items()}
+
+
+def status_page_data(session: Session, names: Sequence[str], now: datetime, grace: timedelta,
+                     days: int = DAYS) -> StatusPageData:
+    """The services named (in that order; every service by name when none are) over the `days` UTC days ending
+    with today (up to `now`), and their open incidents, newest first. A name no service has is left out."""
+    today = now.astimezone(UTC).date()
     first = today - timedelta(days=days - 1)
-    q = (select(Service.name, Service.status, InstanceCheckDay.day,
-                func.sum(InstanceCheckDay.checks), func.sum(InstanceCheckDay.up + InstanceCheckDay.degraded))
-         .outerjoin(InstanceCheckDay, (InstanceCheckDay.service_id == Service.id) & (InstanceCheckDay.day >= first)
-                    & (InstanceCheckDay.day <= today))
-         .group_by(Service.id, Service.name, Service.status, InstanceCheckDay.day))
+    q = select(Service.id, Service.name, Service.status)
     if names:
         q = q.where(Service.name.in_(list(names)))
-    status_of: dict[str, str] = {}
-    counts: dict[str, dict[date, tuple[int, int]]] = {}
-    for name, status, day, checks, answered in session.execute(q):
-        status_of[name] = status or "unknown"
-        if day is not None and checks:
-            counts.setdefault(name, {})[day] = (int(answered), int(checks))
-    order = [n for n in names if n in status_of] if names else sorted(status_of)
+    found = {name: (sid, status or "unknown") for sid, name, status in session.execute(q)}
+    order = [n for n in names if n in found] if names else sorted(found)
+    uptime = daily_uptime(session, [found[n][0] for n in order], first, today, now, grace)
     calendar = [first + timedelta(days=i) for i in range(days)]
-    services = tuple(_service(n, status_of[n], counts.get(n, {}), calendar) for n in order)
+    services = tuple(_service(n, found[n][1], uptime.get(found[n][0], {}), calendar) for n in order)
     return StatusPageData(first, services, _open_incidents(session, order))
 
 
-def _percent(answered: int, checks: int) -> float | None:
-    return 100.0 * answered / checks if checks else None
-
-
-def _service(name: str, status: str, counts: dict[date, tuple[int, int]], calendar: list[date]) -> ServiceStatus:
-    days = tuple(_percent(*counts[d]) if d in counts else None for d in calendar)
-    total = _percent(sum(a for a, _ in counts.values()), sum(c for _, c in counts.values()))
-    return ServiceStatus(name, status, days, total)
+def _service(name: str, status: str, per_day: dict[date, Availability], calendar: list[date]) -> ServiceStatus:
+    days = tuple(per_day.get(d, NOTHING).uptime_percent for d in calendar)
+    total = Availability(sum(a.up_s for a in per_day.values()), sum(a.down_s for a in per_day.values()), 0)
+    return ServiceStatus(name, status, days, total.uptime_percent)
 
 
 def _open_incidents(session: Session, names: Sequence[str]) -> tuple[OpenIncident, ...]:

@@ -3,12 +3,13 @@ STATUS_PAGE_ENABLED is true.
 
 It is a page for people, not an operation of the API: a plain route of this blueprint, outside the OpenAPI document
 (as the Swagger UI's pages are). Every value drawn is HTML-escaped. One page is built at most every
-CACHE_SECONDS per engine from two queries, and browsers and proxies may keep it as long (Cache-Control); while the
+CACHE_SECONDS per engine from three queries, and browsers and proxies may keep it as long (Cache-Control); while the
 database is away the last page built is served, saying when it was built.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import NotFound
 
+from db.history import grace_for
 from db.status_page import OpenIncident, ServiceStatus, StatusPageData, status_page_data
 from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
@@ -100,9 +102,8 @@ def _day_class(uptime: float | None) -> str:
 
 
 def _pct(value: float) -> str:
-    """An uptime %: two decimals, but never rounded up to 100 when a check failed."""
-    text = f"{value:.2f}"
-    return "99.99" if text == "100.00" and value < 100.0 else text
+    """An uptime % cut (not rounded) to two decimals, so 99.999 never reads 100.00 (as the dashboard shows it)."""
+    return f"{math.floor(value * 100) / 100:.2f}"
 
 
 def _bars(s: ServiceStatus, data: StatusPageData) -> str:
@@ -164,8 +165,9 @@ def render(data: StatusPageData, title: str, built_at: datetime, stale: bool = F
 {f'<h2>Open incidents</h2>{incidents}' if incidents else ''}
 <h2>Services</h2>
 {services or '<p class="meta">No service is shown here yet.</p>'}
-<footer>Updated {escape(_time(built_at))}.{escape(note)} Each bar is one UTC day: the share of health checks
-the service answered (healthy or degraded); grey means no check that day.</footer>
+<footer>Updated {escape(_time(built_at))}.{escape(note)} Each bar is one UTC day: the share of the time the monitor
+observed the service that it was up (healthy or degraded: at least one instance answered); grey means it was not
+observed that day.</footer>
 </main>
 </body>
 </html>
@@ -198,7 +200,7 @@ class _PageCache:
             s = rt.settings
             try:
                 with rt.sessions() as session:
-                    data = status_page_data(session, s.status_page_services, now.date())
+                    data = status_page_data(session, s.status_page_services, now, grace_for(s.health_interval))
             except OperationalError:
                 if built is None:
                     raise

@@ -9,10 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from contract.settings import Settings
-from db.models import IncidentNoteRow, IncidentRow, Instance, InstanceCheckDay, Service
+from db import history
+from db.models import IncidentNoteRow, IncidentRow, Instance, Service, ServiceHealthTransition
+from db.status_page import daily_uptime
 from engine.api import create_app
 from engine.api.status_page import CACHE_SECONDS, STATUS_PATH
 from engine.clock import FakeClock
@@ -44,20 +47,28 @@ def page(clean_db, settings, clock) -> Iterator[FlaskClient]:
     yield from status_client(settings, clock, status_page_enabled=True, status_page_title="Acme <status>")
 
 
+def at(days_ago: int, hours: float = 0.0) -> datetime:
+    """A UTC time `days_ago` days before today, `hours` after its midnight."""
+    return datetime.combine(TODAY - timedelta(days=days_ago), datetime.min.time(), tzinfo=UTC) + timedelta(hours=hours)
+
+
 def seed(sessions: sessionmaker[Session]) -> uuid.UUID:
-    """orders (healthy; checks on 3 days), payments (unhealthy, an open incident with two notes, the latest one
-    hostile), billing (degraded, never checked); the id of the open incident."""
+    """orders (healthy; state changes on 3 days of the 90 and one before them), payments (unhealthy, an open incident
+    with two notes, the latest one hostile), billing (degraded, never observed); the id of the open incident."""
     open_id = uuid.uuid4()
     with sessions.begin() as s:
         orders = Service(name="orders", status="healthy", instances=[Instance(url="http://127.0.0.1:7101")])
         payments = Service(name="payments", status="unhealthy", instances=[Instance(url="http://127.0.0.1:7201")])
         s.add_all([orders, payments, Service(name="billing", status="degraded")])
         s.flush()
-        for days_ago, checks, up, degraded, down in ((0, 100, 90, 10, 0), (1, 1000, 999, 0, 1), (89, 10, 5, 0, 5),
-                                                     (90, 10, 0, 0, 10)):  # 90 days ago: outside the 90 bars
-            s.add(InstanceCheckDay(service_id=orders.id, day=TODAY - timedelta(days=days_ago),
-                                   instance_id=orders.instances[0].id, checks=checks, up=up, degraded=degraded,
-                                   down=down, latency_n=0, latency_sum_ms=0.0))
+        changes = [
+            (at(92), "unknown", "unhealthy"), (at(92, 12), "unhealthy", "unknown"),  # before the 90 days
+            (at(89), "unknown", "degraded"), (at(89, 12), "degraded", "unknown"),  # degraded counts as up
+            (at(1), "unknown", "healthy"), (at(1, 21.6), "healthy", "unhealthy"),  # down the last 2.4 h
+            (at(0), "unhealthy", "healthy"), (at(0, 6), "healthy", "unknown"),  # up 6 h, then not observed
+        ]
+        for when, before, after in changes:
+            s.add(ServiceHealthTransition(service_id=orders.id, from_state=before, to_state=after, at=when))
         s.add(IncidentRow(id=open_id, service_name="payments", status="open", title="payments is down",
                           severity="critical", started_at=NOW - timedelta(minutes=30)))
         s.add(IncidentRow(id=uuid.uuid4(), service_name="orders", status="resolved", title="orders was slow",
@@ -106,18 +117,32 @@ def test_ninety_bars_of_measured_uptime_per_day(page, sessions):
     html = page.get(STATUS_PATH).get_data(as_text=True)
     orders = bars_of(html, "orders")
     assert len(orders) == 90
-    # today: 90 up + 10 degraded of 100 answered; yesterday 999 of 1000; 89 days ago 5 of 10; the rest no data
+    # today: up for the 6 h observed; yesterday: up 21.6 h, down 2.4 h; 89 days ago: degraded 12 h; the rest unseen
     assert orders[-1] == ("ok", f"{TODAY:%Y-%m-%d}: 100.00 % uptime")
-    assert orders[-2] == ("ok", f"{TODAY - timedelta(days=1):%Y-%m-%d}: 99.90 % uptime")
-    assert orders[0] == ("down", f"{TODAY - timedelta(days=89):%Y-%m-%d}: 50.00 % uptime")
+    assert orders[-2] == ("down", f"{TODAY - timedelta(days=1):%Y-%m-%d}: 90.00 % uptime")
+    assert orders[0] == ("ok", f"{TODAY - timedelta(days=89):%Y-%m-%d}: 100.00 % uptime")
     assert [c for c, _ in orders[1:-2]] == ["none"] * 87
     assert all(t.endswith("no data") for _, t in orders[1:-2])
-    # over the window: (100 + 999 + 5) of 1110 checks answered; the day before the window is not counted
-    assert "99.46 % uptime</span>" in html
-    # a service never checked: 90 grey bars and no figure, never 100 %
+    # over the 90 days: 39.6 h up of 42 h observed (the day before them is not counted), cut, not rounded
+    assert "94.28 % uptime</span>" in html
+    # a service never observed: 90 grey bars and no figure, never 100 %
     billing = bars_of(html, "billing")
     assert len(billing) == 90 and {c for c, _ in billing} == {"none"}
-    assert 'data-service="billing"' in html and "no data</span>" in html
+    assert "no data</span>" in html
+
+
+def test_the_days_are_the_health_historys_days(sessions):
+    # one query for every service gives what db.history.daily_availability gives for each
+    seed(sessions)
+    grace = history.grace_for(1.0)
+    first = TODAY - timedelta(days=95)
+    with sessions() as s:
+        ids = list(s.scalars(select(Service.id).order_by(Service.id)))
+        together = daily_uptime(s, ids, first, TODAY, NOW, grace)
+        for sid in ids:
+            alone = history.daily_availability(s, sid, first, TODAY, NOW, grace)
+            assert together[sid] == {d: a for d, (a, _) in alone.items()}
+    assert together[ids[0]][TODAY - timedelta(days=1)].down_s == pytest.approx(2.4 * 3600)
 
 
 def test_open_incidents_with_their_latest_note_escaped(page, sessions):

@@ -27,6 +27,7 @@ from db.models import (
     SilenceRow,
     Simulation,
 )
+from tests.engine.receivers import hook
 from tests.ui.conftest import chart_spec, metrics, open_page, plotly_array, texts
 
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/sEcReTtOkEn"
@@ -270,3 +271,62 @@ def test_an_incidents_timeline_has_its_events_and_acknowledge_adds_the_note(live
     assert at.text_area(key=f"ack-note-{open_id}").value == ""  # cleared after success
     assert table(at, "latest note")["latest note"].iloc[0] == "on it: <b>rolling back</b>"
     assert at.button(key=f"ack-submit-{open_id}").label == "Add note"
+
+
+def test_channels_are_listed_masked_and_their_secrets_never_drawn(live_api, dash_env):
+    seed_alerting(dash_env, datetime.now(UTC))
+    at = open_page("pages/notifications.py", Role.ADMIN)
+    assert not at.exception and not at.error, texts(at.error)
+    channels = table(at, "config")
+    assert channels["name"].tolist() == ["ops-hook", "ops-slack"]
+    assert channels["config"].iloc[0].startswith("url: http://127.0.0.1:9/hook · secret: ********")
+    shown = drawn(at)
+    assert "sEcReTtOkEn" not in shown and WEBHOOK_SECRET not in shown
+    # the edit form of the slack channel: its URL is the secret, so the input is empty and of type password
+    at.selectbox(key="ch-edit-pick").set_value(2).run()
+    url = at.text_input(key="ch-edit-2-url")
+    assert url.value == "" and url.proto.type == url.proto.PASSWORD
+    assert "sEcReTtOkEn" not in drawn(at)
+
+
+def test_a_channel_made_in_the_form_keeps_its_secret_and_a_test_says_what_happened(live_api, dash_env):
+    with hook() as receiver:
+        at = open_page("pages/notifications.py", Role.ADMIN)
+        at.text_input(key="ch-new-webhook-name").input("receiver")
+        at.text_input(key="ch-new-webhook-url").input(receiver.url())
+        at.text_input(key="ch-new-webhook-secret").input(WEBHOOK_SECRET)
+        at.button(key="ch-new-webhook-submit").click().run()
+        assert not at.error, texts(at.error)
+        assert texts(at.success) == ["Channel receiver (webhook) created."]
+        assert at.text_input(key="ch-new-webhook-secret").value == ""  # cleared after success
+        with dash_env() as s:
+            row = s.scalars(select(AlertChannelRow)).one()
+            assert row.config == {"url": receiver.url(), "secret": WEBHOOK_SECRET}
+        assert WEBHOOK_SECRET not in drawn(at)
+        at.selectbox(key="ch-test-pick").set_value(row.id).run()
+        at.button(key="ch-test").click().run()
+        assert texts(at.success) == ["Test delivered to receiver after 1 attempt(s)."], texts(at.error)
+        assert receiver.count() == 1
+
+
+def test_a_wrong_channel_field_is_named_as_the_form_names_it_and_kept(live_api, dash_env):
+    at = open_page("pages/notifications.py", Role.ADMIN)
+    at.text_input(key="ch-new-webhook-name").input("bad")
+    at.text_input(key="ch-new-webhook-url").input("ftp://nowhere")
+    at.button(key="ch-new-webhook-submit").click().run()
+    (error,) = texts(at.error)
+    assert "URL (config.url)" in error
+    assert at.text_input(key="ch-new-webhook-url").value == "ftp://nowhere"  # kept to correct
+    with dash_env() as s:
+        assert s.scalars(select(AlertChannelRow)).all() == []
+
+
+def test_an_operator_lists_channels_but_cannot_change_them_and_a_viewer_is_told_why(live_api, dash_env):
+    seed_alerting(dash_env, datetime.now(UTC))
+    at = open_page("pages/notifications.py", Role.OPERATOR)
+    assert table(at, "config")["name"].tolist() == ["ops-hook", "ops-slack"]
+    assert at.button(key="ch-new-webhook-submit").disabled and at.button(key="ch-test").disabled
+    viewer = open_page("pages/notifications.py", Role.VIEWER)
+    assert not viewer.error
+    assert any("needs the operator role" in i for i in texts(viewer.info))
+    assert table(viewer, "attempts")["channel"].tolist() == ["ops-slack", "ops-hook"]  # the log is for everyone

@@ -330,3 +330,78 @@ def test_an_operator_lists_channels_but_cannot_change_them_and_a_viewer_is_told_
     assert not viewer.error
     assert any("needs the operator role" in i for i in texts(viewer.info))
     assert table(viewer, "attempts")["channel"].tolist() == ["ops-slack", "ops-hook"]  # the log is for everyone
+
+
+def test_a_rule_made_edited_and_deleted_through_the_forms(live_api, dash_env):
+    seed_alerting(dash_env, datetime.now(UTC))
+    at = open_page("pages/alerts.py")
+    at.selectbox(key="rule-new-kind").set_value("error-rate").run()
+    at.text_input(key="rule-new-name").input("orders-errors")
+    at.selectbox(key="rule-new-service").set_value("orders")
+    at.number_input(key="rule-new-threshold-error-rate").set_value(2.5)
+    at.number_input(key="rule-new-window").set_value(60)
+    at.number_input(key="rule-new-for").set_value(30)
+    at.radio(key="rule-new-severity").set_value("critical")
+    at.multiselect(key="rule-new-channels").set_value([1])
+    at.button(key="rule-new-submit").click().run()
+    assert not at.error, texts(at.error)
+    assert texts(at.success) == ["Rule orders-errors created."]
+    assert at.text_input(key="rule-new-name").value == ""  # cleared after success
+    with dash_env() as s:
+        row = s.scalars(select(AlertRuleRow).where(AlertRuleRow.name == "orders-errors")).one()
+        assert (row.kind, row.service_name, row.threshold, row.window_seconds, row.for_seconds, row.severity,
+                row.channels, row.repeat_seconds) == ("error-rate", "orders", 2.5, 60, 30, "critical", [1], None)
+    assert "orders-errors" in table(at, "repeat")["name"].tolist()
+    at.selectbox(key="rule-edit-pick").set_value(row.id).run()
+    at.number_input(key=f"rule-edit-{row.id}-threshold-error-rate").set_value(4.0)
+    at.button(key=f"rule-edit-{row.id}-submit").click().run()
+    assert texts(at.success) == ["Rule orders-errors saved."], texts(at.error)
+    at.selectbox(key="rule-delete-pick").set_value(row.id)
+    at.button(key="rule-delete-submit").click().run()
+    assert texts(at.warning) == ["Tick the confirmation box to delete the rule."]
+    with dash_env() as s:
+        assert s.get(AlertRuleRow, row.id).threshold == 4.0  # type: ignore[union-attr]
+    at.selectbox(key="rule-delete-pick").set_value(row.id)
+    at.checkbox(key="rule-delete-confirm").check()
+    at.button(key="rule-delete-submit").click().run()
+    assert texts(at.success) == ["Rule orders-errors deleted."], texts(at.error)
+    with dash_env() as s:
+        assert s.get(AlertRuleRow, row.id) is None
+
+
+def test_a_wrong_rule_field_is_named_as_the_form_names_it_and_the_form_kept(live_api, dash_env):
+    at = open_page("pages/alerts.py")
+    at.selectbox(key="rule-new-kind").set_value("error-rate").run()
+    at.text_input(key="rule-new-name").input("too-high")
+    at.number_input(key="rule-new-threshold-error-rate").set_value(150.0)
+    at.button(key="rule-new-submit").click().run()
+    (error,) = texts(at.error)
+    assert "Threshold (threshold)" in error and "100" in error
+    assert at.text_input(key="rule-new-name").value == "too-high"
+    assert at.number_input(key="rule-new-threshold-error-rate").value == 150.0
+    with dash_env() as s:
+        assert s.scalars(select(AlertRuleRow)).all() == []
+
+
+def test_a_silence_made_in_the_form_then_expired(live_api, dash_env):
+    seed_alerting(dash_env, datetime.now(UTC))
+    at = open_page("pages/alerts.py")
+    at.selectbox(key="silence-service").set_value("payments")
+    at.number_input(key="silence-minutes").set_value(30)
+    at.text_input(key="silence-comment").input("deploying payments")
+    at.button(key="silence-submit").click().run()
+    assert not at.error, texts(at.error)
+    (message,) = texts(at.success)
+    assert message.endswith(", active.")
+    with dash_env() as s:
+        row = s.scalars(select(SilenceRow).where(SilenceRow.comment == "deploying payments")).one()
+        assert row.service_name == "payments" and row.rule_id is None and row.created_by == "test-operator"
+        assert timedelta(minutes=29) < row.ends_at - row.starts_at <= timedelta(minutes=30)
+    assert at.text_input(key="silence-comment").value == ""
+    silences = table(at, "comment")
+    assert silences["state"].tolist()[:2] == ["🔵 active", "🔵 active"]
+    at.selectbox(key="silence-expire-pick").set_value(row.id).run()
+    at.button(key="silence-expire").click().run()
+    assert texts(at.success) == [f"Silence #{row.id} expired."], texts(at.error)
+    states = dict(zip(table(at, "comment")["comment"], table(at, "comment")["state"], strict=True))
+    assert states["deploying payments"] == "⚪ expired"

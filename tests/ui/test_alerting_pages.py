@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
@@ -86,6 +86,8 @@ def seed_alerting(sessions: sessionmaker[Session], now: datetime) -> uuid.UUID:
                           event="firing", status="delivered", attempts=1, last_error=None,
                           payload={"status": "firing"}, created_at=now - timedelta(seconds=59),
                           delivered_at=now - timedelta(seconds=58)))
+        for table_name in ("alert_rules", "alert_channels"):  # ids given above: new rows take the next ones
+            s.execute(text(f"SELECT setval(pg_get_serial_sequence('{table_name}', 'id'), 10)"))
     return open_id
 
 

@@ -178,16 +178,16 @@ def _generate_activity(api: httpx.Client) -> None:
 
 def _alerting(api: httpx.Client) -> None:
     """A webhook channel nobody listens on (its deliveries retry, then fail: the delivery log has rows), rules that
-    the payments failure below trips (a critical one opens an incident), and a silence, so the alerting pages have
-    something to show."""
+    the payments failure before trips (its 503s fire the critical error-rate rule, which opens an incident), and a
+    silence, so the alerting pages have something to show."""
     hook = api.post("/api/alert-channels", json={
         "name": "ops-webhook", "type": "webhook",
         "config": {"url": f"http://127.0.0.1:{free_port()}/hook", "secret": "browser-test-signing-secret"}})
     hook.raise_for_status()
     for rule in ({"name": "payments-down", "kind": "service-down", "service": "payments", "severity": "critical",
                   "channels": [hook.json()["id"]]},
-                 {"name": "errors-high", "kind": "error-rate", "threshold": 5, "windowSeconds": 60, "forSeconds": 0,
-                  "severity": "warning", "channels": [hook.json()["id"]]},
+                 {"name": "errors-high", "kind": "error-rate", "threshold": 5, "windowSeconds": 120, "forSeconds": 0,
+                  "severity": "critical", "channels": [hook.json()["id"]]},
                  {"name": "monitor-db", "kind": "monitor-database", "severity": "critical"}):
         api.post("/api/alert-rules", json=rule).raise_for_status()
     now = datetime.now(UTC)

@@ -188,6 +188,9 @@ class Settings(BaseSettings):
     scale_drain_timeout: float = Field(
         default=10.0, gt=0, validation_alias="SCALE_DRAIN_TIMEOUT_S",
         description="seconds scale-down waits for an instance's requests in flight")
+    alert_interval: float = Field(
+        default=2.0, ge=0.1, le=60.0, validation_alias="ALERT_INTERVAL",
+        description="seconds between evaluations of the alert rules (from the engine's live state)")
 
     @field_validator(*_OPTIONAL, mode="before")
     @classmethod

@@ -1,8 +1,8 @@
 """Writing one batch of engine events: COPY for the append-only rows, set-based updates for current state.
 
-Append-only rows (metrics, logs, load-test samples, breaker transitions) go through COPY in the
-caller's transaction; current state (instances, services, load-test totals, breakers) is updated
-with one statement per table for the newest value of each row. `careful=True` is the slow path for
+Append-only rows (metrics, logs, load-test samples, breaker transitions, alert state changes) go through
+COPY in the caller's transaction; current state (instances, services, load-test totals, breakers, alerts)
+is updated with one statement per table for the newest value of each row. `careful=True` is the slow path for
 a batch that failed for a reason other than the connection: plain INSERTs that skip rows already
 written (a batch retried after an unacknowledged commit), each table in its own savepoint so one
 bad table costs only its own rows.
@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from contract.events import (
+    AlertEvent,
     BreakerEvent,
     Event,
     InstanceHealthEvent,
@@ -33,6 +34,8 @@ from contract.events import (
     ServiceHealthEvent,
 )
 from db.models import (
+    AlertEventRow,
+    AlertRow,
     BreakerTransitionRow,
     CircuitBreakerRow,
     Instance,
@@ -48,6 +51,7 @@ __all__ = ["Rejected", "is_connection_error", "write_batch"]
 _INSTANCES = cast(Table, Instance.__table__)
 _SERVICES = cast(Table, Service.__table__)
 _LOAD_TESTS = cast(Table, LoadTest.__table__)
+_ALERTS = cast(Table, AlertRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class _Append:
     types: tuple[str, ...]  # PostgreSQL types of the columns, for binary COPY
     row: Callable[[Any], tuple[Any, ...]]
     json: tuple[int, ...] = ()  # positions of JSONB values (COPY needs them wrapped)
+    keep: Callable[[Any], bool] | None = None  # which events of the kind make a row (None: all)
 
 
 def _log_row(e: LogEvent) -> tuple[Any, ...]:
@@ -80,6 +85,14 @@ def _sample_row(e: LoadTestSampleEvent) -> tuple[Any, ...]:
 
 def _transition_row(e: BreakerEvent) -> tuple[Any, ...]:
     return (e.service_name, e.from_state, e.to_state, e.reason, e.at)
+
+
+def _alert_event_row(e: AlertEvent) -> tuple[Any, ...]:
+    return (e.fingerprint, e.rule_id, e.rule_name, e.service_name, e.state, e.silenced, e.value, e.at, e.incident_id)
+
+
+def _changed(e: AlertEvent) -> bool:
+    return e.changed
 
 
 _METRIC_COLUMNS = tuple(f.name for f in fields(MetricEvent))  # the event's fields are the table's columns
@@ -100,6 +113,11 @@ _APPEND: dict[type, _Append] = {
     BreakerEvent: _Append(
         cast(Table, BreakerTransitionRow.__table__), ("service_name", "from_state", "to_state", "reason", "at"),
         ("varchar", "varchar", "varchar", "text", "timestamptz"), _transition_row),
+    AlertEvent: _Append(
+        cast(Table, AlertEventRow.__table__),
+        ("fingerprint", "rule_id", "rule_name", "service_name", "state", "silenced", "value", "at", "incident_id"),
+        ("varchar", "int4", "varchar", "varchar", "varchar", "bool", "float8", "timestamptz", "uuid"),
+        _alert_event_row, keep=_changed),
 }
 
 
@@ -111,6 +129,8 @@ def write_batch(session: Session, batch: Sequence[Event], *, careful: bool = Fal
     rejected: list[Rejected] = []
     for kind, spec in _APPEND.items():
         events = by_kind.get(kind)
+        if events and spec.keep is not None:
+            events = [e for e in events if spec.keep(e)]
         if not events:
             continue
         rows = [spec.row(e) for e in events]
@@ -166,6 +186,9 @@ def _write_state(session: Session, by_kind: dict[type, list[Any]]) -> None:
     services = {e.service_id: e for e in by_kind.get(ServiceHealthEvent, ())}
     progress = {e.load_test_id: e for e in by_kind.get(LoadTestProgress, ())}
     breakers = {e.service_name: e for e in by_kind.get(BreakerEvent, ())}
+    alerts = {e.fingerprint: e for e in by_kind.get(AlertEvent, ())}
+    if alerts:
+        _upsert_alerts(session, list(alerts.values()))
     if progress:
         session.execute(
             update(_LOAD_TESTS).where(_LOAD_TESTS.c.id == bindparam("tid")).values(
@@ -203,3 +226,18 @@ def _write_state(session: Session, by_kind: dict[type, list[Any]]) -> None:
             set_={"state": e.to_state, "failure_count": e.failure_count, "last_failure": e.last_failure,
                   "updated_at": e.at},
         ))
+
+
+_ALERT_STATE = ("rule_id", "rule_name", "kind", "severity", "service_name", "state", "silenced", "value", "threshold",
+                "summary", "active_at", "fired_at", "resolved_at", "last_notified_at", "incident_id")
+
+
+def _upsert_alerts(session: Session, events: list[AlertEvent]) -> None:
+    """Each alert's row set to its newest state (one row per fingerprint)."""
+    rows = [{"fingerprint": e.fingerprint, **{c: getattr(e, c) for c in _ALERT_STATE}, "updated_at": e.at}
+            for e in events]
+    stmt = pg_insert(_ALERTS)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=[_ALERTS.c.fingerprint],
+        set_={c: stmt.excluded[c] for c in (*_ALERT_STATE, "updated_at")},
+    ), rows)

@@ -15,8 +15,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from contract.settings import Settings
 from contract.states import HealthState
+from db import alerting as alert_queries
 from db import queries
 from engine import VERSION
+from engine.alerting.conditions import LiveState
+from engine.alerting.evaluator import AlertEvaluator, NullSlo
+from engine.alerting.model import Rule
+from engine.alerting.silences import SilenceBook
 from engine.chaos.faults import FaultLayer
 from engine.chaos.simulations import ChaosManager
 from engine.clock import Clock, SystemClock
@@ -44,6 +49,7 @@ from engine.traffic.outlier import OutlierEjector
 from engine.traffic.recorder import TrafficRecorder
 from engine.traffic.resilience import ResilienceCounters, RetryBudget
 from engine.traffic.router import Router
+from engine.traffic.window import RollingWindow
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -86,7 +92,8 @@ class Runtime:
 
         # health: checks and scrapes share one outbound client
         self.registry = Registry()
-        self.traffic = TrafficRecorder()
+        self.window = RollingWindow(self.clock)  # the last hour of routed traffic, what alert rules read
+        self.traffic = TrafficRecorder(window=self.window)
         self.faults = FaultLayer(self.clock)
         self._client = make_async_client(max(s.health_timeout, 1.0), max_connections=s.health_concurrency)
         self.health = HealthChecker(self.registry, self._client, self.writer, self.clock, timeout=s.health_timeout,
@@ -105,13 +112,20 @@ class Runtime:
                              self.resilience, self.retry_budget, self.clock, algorithm=s.lb_algorithm,
                              timeout_s=s.route_timeout, max_retries=s.route_retries, faults=self.faults)
 
+        # alerting: rules evaluated from the live state above (never the database); silences in memory
+        self.silences = SilenceBook(self.clock, self.sessions)
+        self.alerting = AlertEvaluator(
+            LiveState(self.registry.services, self.health_of, self.breakers.state_of, self.window,
+                      self._database_state, NullSlo()),
+            self.writer.submit, self.clock, silences=self.silences)
+
         # managed processes, simulations, scaling, load tests
         self.fleet = ManagedFleet(self.sessions, self.reload_registry, self.health.mark_healthy,
                                   self._instance_in_flight, port_base=s.demo_port_base, log_dir=s.data_dir,
                                   ready_timeout_s=s.scale_ready_timeout, drain_timeout_s=s.scale_drain_timeout)
         self.chaos = ChaosManager(self.sessions, self.registry, self.faults, self.writer, self.clock,
                                   conninfo=database.conninfo, memory_cap_mb=s.memory_leak_cap_mb,
-                                  max_duration_ms=s.simulation_max_ms, kill=self.fleet.kill)
+                                  max_duration_ms=s.simulation_max_ms, kill=self.fleet.kill, silences=self.silences)
         self.scaling = ScalingManager(self.sessions, self.registry, self.fleet, self.clock, self.traffic.in_flight,
                                       self.collector.latest.get)
         self.loadtests = LoadTestManager(
@@ -130,6 +144,7 @@ class Runtime:
             ("autoscale-sample", self._sample_in_flight, self.scaling.sample_s, 0.0),
             ("autoscale", self._autoscale, s.autoscale_interval, s.autoscale_interval),
             ("storage-maintenance", self._maintain_storage, s.maintenance_interval, s.maintenance_interval),
+            ("alert-evaluation", self._evaluate_alerts, s.alert_interval, s.alert_interval),
         ], observe=self.telemetry.observe_job)
         self.api = ApiServer(s.api_host, s.api_port)
         self.telemetry.watch(self)
@@ -169,6 +184,19 @@ class Runtime:
             log.warning("no users existed: created the admin user %r", self.first_admin.username)
         with self.sessions() as session:
             self.breakers.load(session)
+        self._ready_alerting()
+
+    def _ready_alerting(self) -> None:
+        """Rules and silences loaded, the alerts open at the last stop continued; silences of simulations a stop
+        cut off end now."""
+        with self.sessions.begin() as session:
+            alert_queries.end_silences_of_ended_simulations(session, self.clock.now())
+        with self.sessions() as session:
+            self.alerting.load_rules(Rule.of_row(r) for r in alert_queries.list_rules(session))
+            restored = self.alerting.restore(alert_queries.open_alerts(session))
+        self.silences.reload()
+        if restored:
+            log.info("continuing %d pending or firing alert(s)", restored)
 
     # -- what the API and the capabilities call ------------------------------------------------
 
@@ -184,6 +212,10 @@ class Runtime:
     def run_soon(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Run a coroutine on the engine loop from another thread (503 when the loop is not running)."""
         return self.loop.run_soon(coro)
+
+    def _database_state(self) -> tuple[bool, int]:
+        status = self.writer.status()
+        return status.database_ok, status.pending
 
     def _instance_in_flight(self, instance_id: int) -> int:
         target = self.router.targets.get(instance_id)  # read only: the loop owns it
@@ -254,3 +286,6 @@ class Runtime:
 
     async def _maintain_storage(self) -> None:
         await asyncio.to_thread(self.storage.run_scheduled)
+
+    async def _evaluate_alerts(self) -> None:
+        self.alerting.evaluate()  # on the loop: it reads the rolling window the router feeds there

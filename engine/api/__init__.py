@@ -11,6 +11,7 @@ from flask import Flask
 
 from engine import VERSION
 from engine.api import (
+    alerts,
     chaos,
     docs,
     loadtests,
@@ -35,7 +36,7 @@ __all__ = ["create_app", "declared_routes"]
 
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
-    proxy.api, docs.api, prometheus.api,
+    proxy.api, docs.api, prometheus.api, alerts.api,
 )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from engine.stats import percentile
+from engine.traffic.window import RollingWindow
 
 __all__ = ["LATENCY_BOUNDS_MS", "BucketStats", "RoutedTotals", "TrafficRecorder", "percentile"]
 
@@ -66,8 +67,9 @@ class TrafficRecorder:
     in_flight() and totals() may be read from any thread.
     """
 
-    def __init__(self, max_samples: int = 100_000) -> None:
+    def __init__(self, max_samples: int = 100_000, window: RollingWindow | None = None) -> None:
         self._max = max_samples
+        self.window = window  # the alert rules' rolling window, fed with every request counted here
         self._buckets: dict[str, _Bucket] = {}
         self._in_flight: dict[str, int] = {}
         self._totals: dict[str, _Totals] = {}
@@ -100,6 +102,8 @@ class TrafficRecorder:
             totals.ok += 1
         else:
             totals.errors += 1
+        if self.window is not None:
+            self.window.add(service, latency_ms, ok)
 
     def totals(self) -> dict[str, RoutedTotals]:
         """Every service's cumulative counts since start (never reset; for Prometheus), read from any thread."""

@@ -37,6 +37,10 @@ BODIES = {
     ("POST", "/api/auth/token"): {"username": "admin", "password": "admin-password-for-tests"},
     ("PUT", "/api/load-balancer"): {"algorithm": "p2c"},
     ("PUT", "/api/circuit-breakers/<service_name>"): {"failureThreshold": 3},
+    ("POST", "/api/alert-rules"): {"name": "matrix", "kind": "service-down"},
+    ("PUT", "/api/alert-rules/<int:rule_id>"): {"name": "matrix", "kind": "service-down"},
+    ("POST", "/api/silences"): {"service": "matrix", "startsAt": "2030-01-01T00:00:00Z",
+                                "endsAt": "2030-01-02T00:00:00Z", "comment": "matrix"},
 }
 
 
@@ -108,6 +112,15 @@ POLICY = {
     "GET /api/users": Role.ADMIN,
     "POST /api/users": Role.ADMIN,
     "DELETE /api/users/<int:user_id>": Role.ADMIN,
+    "POST /api/alert-rules": Role.OPERATOR,
+    "GET /api/alert-rules": Role.VIEWER,
+    "GET /api/alert-rules/<int:rule_id>": Role.VIEWER,
+    "PUT /api/alert-rules/<int:rule_id>": Role.OPERATOR,
+    "DELETE /api/alert-rules/<int:rule_id>": Role.OPERATOR,
+    "GET /api/alerts": Role.VIEWER,
+    "POST /api/silences": Role.OPERATOR,
+    "GET /api/silences": Role.VIEWER,
+    "DELETE /api/silences/<int:silence_id>": Role.OPERATOR,
 }
 
 

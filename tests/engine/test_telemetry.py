@@ -133,6 +133,13 @@ def test_opened_runtime_health_breakers_routed_traffic_writer(runtime):
             up = value(fams, "mm_instance_up", **key)
             assert up == {"healthy": 1.0, "degraded": 1.0, "unhealthy": 0.0, "unknown": None}[expected]
 
+    for service, overall, healthy in (("orders", "degraded", 1.0), ("payments", "unhealthy", 0.0)):
+        hot = {s: value(fams, "mm_service_health_state", service=service, state=s)
+               for s in ("healthy", "degraded", "unhealthy", "unknown")}
+        assert hot == {s: (1.0 if s == overall else 0.0) for s in hot}
+        assert value(fams, "mm_service_healthy_instances", service=service) == healthy
+        assert value(fams, "mm_service_instances", service=service) == 2.0
+
     for service, breaker in (("orders", BreakerState.CLOSED), ("payments", BreakerState.OPEN)):
         hot = {s.value: value(fams, "mm_circuit_breaker_state", service=service, state=s.value) for s in BreakerState}
         assert hot == {s.value: (1.0 if s is breaker else 0.0) for s in BreakerState}

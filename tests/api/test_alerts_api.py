@@ -10,11 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from contract.roles import Role
-from db.models import AlertChannelRow, AlertRuleRow, SilenceRow
+from db.models import AlertChannelRow, AlertEventRow, AlertRuleRow, SilenceRow
 from db.session import make_engine
 from engine.runtime import Runtime
 from engine.traffic.breaker import BreakerConfig
-from tests.conftest import token_for
+from tests.api.conftest import demo_process, started_client
+from tests.conftest import token_for, wait_for
 
 RULE = {"name": "orders-down", "kind": "service-down", "service": "orders", "forSeconds": 30,
         "severity": "critical", "repeatSeconds": 600}
@@ -258,3 +259,35 @@ def test_the_next_engine_continues_open_alerts_and_ends_silences_of_cut_off_simu
         assert [s["state"] for s in client.get("/api/silences").json] == ["expired"]
     finally:
         successor.stop()
+
+
+@pytest.fixture(scope="module")
+def target():
+    with demo_process(seed=11) as instance:
+        yield instance
+
+
+def test_the_running_engine_alerts_on_routed_errors_and_resolves_when_they_stop(clean_db, settings, target):
+    """The whole path: router -> rolling window -> the alert-evaluation job on the loop -> /api/alerts."""
+    with started_client(settings, target.url, alert_interval=0.1) as (rt, c):
+        rule = c.post("/api/alert-rules", json={"name": "orders-errors", "kind": "error-rate", "service": "orders",
+                                                "threshold": 40, "windowSeconds": 5})
+        assert rule.status_code == 201
+        for _ in range(5):
+            assert c.get("/proxy/orders/work?ms=1&cpu=0").status_code == 200
+        sim = c.post("/api/simulate/service-failure", json={"serviceName": "orders", "duration": 30_000,
+                                                            "statusCode": 500})
+        assert sim.status_code == 201
+        for _ in range(5):
+            c.get("/proxy/orders/work?ms=1&cpu=0")
+        firing = wait_for(lambda: c.get("/api/alerts?state=firing").json, 5)
+        assert [(a["ruleName"], a["service"], a["kind"]) for a in firing] == [("orders-errors", "orders",
+                                                                                "error-rate")]
+        assert 40 < firing[0]["value"] <= 100
+        assert c.post(f"/api/simulations/{sim.json['id']}/stop").status_code == 200
+        # the failures leave the 5 s window; with no traffic in it the condition no longer holds
+        resolved = wait_for(lambda: c.get("/api/alerts?state=resolved").json, 10)
+        assert resolved[0]["fingerprint"] == firing[0]["fingerprint"] and resolved[0]["resolvedAt"]
+        rt.writer.flush()
+        with rt.sessions() as s:
+            assert s.scalars(select(AlertEventRow.state).order_by(AlertEventRow.id)).all() == ["firing", "resolved"]

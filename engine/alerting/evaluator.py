@@ -168,8 +168,12 @@ class AlertEvaluator:
                     targets = rnd.services
                 for service in targets:
                     holds, value = check(rnd, rule, service)
-                    seen.add((rule.id, service))
-                    self._step(rule, service, holds, value, now, due)
+                    key = (rule.id, service)
+                    alert = self._open.get(key)
+                    if alert is None and not holds:
+                        continue  # the common case, kept to a lookup: no alert, nothing begins
+                    seen.add(key)
+                    self._step(rule, service, holds, value, now, due, alert)
             for key, alert in list(self._open.items()):
                 if key not in seen:
                     self._resolve(alert, now, due, self._gone(alert, rules, rnd))
@@ -178,9 +182,8 @@ class AlertEvaluator:
         return [self._deliver(d) for d in due]
 
     def _step(self, rule: Rule, service: str | None, holds: bool | None, value: float | None, now: datetime,
-              due: list[Due]) -> None:
-        """One rule and service: begin, advance or resolve its alert."""
-        alert = self._open.get((rule.id, service))
+              due: list[Due], alert: _Alert | None) -> None:
+        """One rule and service: begin, advance or resolve its alert (the open one given, if any)."""
         if alert is not None and alert.rule.kind is not rule.kind:
             self._resolve(alert, now, due, f"rule {rule.name} now watches {rule.kind.value}")
             alert = None

@@ -192,7 +192,7 @@ def test_silences_created_listed_matched_and_expired(client, runtime):
     assert client.delete("/api/silences/999").status_code == 404
 
 
-BAD_SILENCES = {
+BAD_SILENCES: dict[str, tuple[dict[str, object], str]] = {
     "neither-service-nor-rule": ({"service": None}, "body"),
     "no-such-rule": ({"service": None, "rule": 77}, "rule"),
     "naive-time": ({"startsAt": "2026-01-01T00:00:00"}, "startsAt"),

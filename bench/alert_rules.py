@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import bench.common  # noqa: F401 - puts the project on sys.path
@@ -38,7 +39,7 @@ from engine.stats import nearest_rank
 from engine.store.writer import BatchWriter
 from engine.traffic.breaker import BreakerConfig
 from engine.traffic.breakers import BreakerBook
-from engine.traffic.window import RollingWindow
+from engine.traffic.window import RollingWindow, bucket_of
 
 SERVICES, INSTANCES, EVERY, PER_SERVICE = 500, 20, 50, 950
 RPS, STEP_S, ROUNDS, WARM_S = 10, 2, 20, 300
@@ -221,6 +222,22 @@ def peer(promtool: str, rule_set: list[Rule]) -> float:
         return (best[long] - best[short]) / ROUNDS * 1000
 
 
+def window_memory_mb() -> float:
+    """MB one service's window holds when routed to every second for an hour (10 requests a second)."""
+    clock = FakeClock()
+    window = RollingWindow(clock)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(window.max_window_s):
+        clock.advance(1)
+        for k, ms in enumerate(latencies(7)):
+            window.add("svc", ms, k > 0)
+    window.counts("svc", window.max_window_s)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return held / 2**20
+
+
 def main() -> int:
     logging.getLogger("mm").setLevel(logging.ERROR)  # the breakers opened for the state say so; not wanted here
     first, rounds, firing = ours(rules())
@@ -232,6 +249,8 @@ def main() -> int:
           f"{firing} alerts open")
     print(f"ours: first round {first:.1f} ms (builds the window sums); then {ROUNDS} rounds: median {median:.1f} ms, "
           f"p95 {p95:.1f} ms (goal <= {GOAL_MS:.0f} ms: {'ok' if median <= GOAL_MS else 'OVER'})")
+    print(f"memory: a service routed to every second for an hour holds {window_memory_mb():.1f} MB of window "
+          f"({RPS} requests a second over {len({bucket_of(ms) for ms in latencies(7)})} latency buckets)")
     promtool = shutil.which("promtool")
     if promtool is None:
         print("peer: Prometheus rule evaluation not run: promtool is not installed (apt-get install prometheus)")

@@ -30,10 +30,12 @@ from contract.traffic import BreakerState
 from engine.alerting.model import Rule, SloSource
 from engine.fleet.registry import ServiceSpec
 from engine.health.checker import aggregate
+from engine.store.logs import event_logger
 from engine.traffic.window import RollingWindow, WindowCounts
 
 __all__ = ["CONDITIONS", "DEFAULT_BURN_RATE", "Condition", "LiveState", "Reading", "Round", "describe"]
 
+log = event_logger("alerting")
 DEFAULT_BURN_RATE = 14.4  # 2 % of a 30-day budget in 1 h: the Google SRE workbook's page threshold
 Reading = tuple[bool | None, float | None]  # (holds, value)
 
@@ -68,6 +70,7 @@ class Round:
     _p95: dict[tuple[str, int], float | None] = field(init=False, default_factory=dict)
     _burn: dict[tuple[str, float], float | None] = field(init=False, default_factory=dict)
     _database: tuple[bool, int] | None = field(init=False, default=None)
+    _slo_failed: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.services = {s.name: s for s in self.live.services()}
@@ -84,25 +87,31 @@ class Round:
         return known
 
     def counts(self, service: str, window_s: int) -> WindowCounts:
-        """Routed requests and errors over the window."""
+        """Routed requests and errors over the window (at most the rolling window's length)."""
         key = (service, window_s)
         got = self._counts.get(key)
         if got is None:
-            got = self._counts[key] = self.live.window.counts(service, window_s)
+            got = self._counts[key] = self.live.window.counts(service, min(window_s, self.live.window.max_window_s))
         return got
 
     def p95(self, service: str, window_s: int) -> float | None:
         """Nearest-rank p95 of routed latency over the window, ms."""
         key = (service, window_s)
         if key not in self._p95:
-            self._p95[key] = self.live.window.quantile(service, window_s, 95)
+            self._p95[key] = self.live.window.quantile(service, min(window_s, self.live.window.max_window_s), 95)
         return self._p95[key]
 
     def burn(self, service: str, window_s: float) -> float | None:
-        """The SLO burn rate over the window."""
+        """The SLO burn rate over the window; None when the SLO source fails (said once a round), so one broken
+        source does not stop every other rule."""
         key = (service, window_s)
         if key not in self._burn:
-            self._burn[key] = self.live.slo.burn_rate(service, window_s)
+            try:
+                self._burn[key] = self.live.slo.burn_rate(service, window_s)
+            except Exception:
+                if not self._slo_failed:
+                    log.exception("the SLO source failed; slo-burn rules read unknown this round")
+                self._slo_failed, self._burn[key] = True, None
         return self._burn[key]
 
     def database(self) -> tuple[bool, int]:

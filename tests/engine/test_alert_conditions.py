@@ -234,3 +234,15 @@ def test_window_prune_forgets_idle_services():
     clock.advance(10)
     w.prune()
     assert w.services() == 0 and w.counts("orders", 10).requests == 0
+
+
+def test_a_failing_slo_source_leaves_slo_burn_unknown_and_the_other_rules_running():
+    rig = Rig()
+    rig.evaluator.load_rules([rule(kind=AlertKind.SLO_BURN), rule(2, AlertKind.MONITOR_DATABASE, None)])
+
+    def broken(service, window_s):
+        raise RuntimeError("SLO store gone")
+
+    rig.burn_rate = broken  # type: ignore[method-assign]  # the rig is the SLO source
+    rig.db_ok = False
+    assert states(rig.run()) == [(None, "firing")]

@@ -216,6 +216,9 @@ class Settings(BaseSettings):
         default=200, ge=1, validation_alias="NOTIFY_QUEUE_SIZE",
         description="notifications waiting per channel; past it the oldest waiting one is failed as dropped "
                     "and counted")
+    alert_interval: float = Field(
+        default=2.0, ge=0.1, le=60.0, validation_alias="ALERT_INTERVAL",
+        description="seconds between evaluations of the alert rules (from the engine's live state)")
 
     @field_validator(*_OPTIONAL, mode="before")
     @classmethod

@@ -144,7 +144,9 @@ class Runtime:
                                   ready_timeout_s=s.scale_ready_timeout, drain_timeout_s=s.scale_drain_timeout)
         self.chaos = ChaosManager(self.sessions, self.registry, self.faults, self.writer, self.clock,
                                   conninfo=database.conninfo, memory_cap_mb=s.memory_leak_cap_mb,
-                                  max_duration_ms=s.simulation_max_ms, kill=self.fleet.kill, silences=self.silences)
+                                  max_duration_ms=s.simulation_max_ms, kill=self.fleet.kill, silences=self.silences,
+                                  # a silence outlasts its fault until health can have risen and alerts resolved
+                                  silence_grace_s=(s.rise + 1) * s.health_interval + 2 * s.alert_interval)
         self.scaling = ScalingManager(self.sessions, self.registry, self.fleet, self.clock, self.traffic.in_flight,
                                       self.collector.latest.get)
         self.loadtests = LoadTestManager(

@@ -9,7 +9,8 @@ the first is active is refused with 409 (replacing it silently would hide what t
 An end takes effect at once whatever the database does; when PostgreSQL is down its row is written
 once it is back (ended_at says when it really ended), and list() shows it ended meanwhile.
 A service-failure or network-latency on a service started with `silence` also adds a silence of that service's
-alerts until its end (the silence names the simulation); its end, early or on time, ends the silence with it.
+alerts until its end and `silence_grace_s` more, the time the service's health takes to recover once the fault is
+lifted (the silence names the simulation); its end, early or on time, ends the silence that much later.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class ChaosManager:
         max_duration_ms: float = 3_600_000.0,
         kill: Callable[[str], str | None] | None = None,
         silences: SilenceHook | None = None,
+        silence_grace_s: float = 0.0,
     ) -> None:
         self._sessions = sessions
         self._registry = registry
@@ -135,6 +137,7 @@ class ChaosManager:
         self.max_duration_ms = max_duration_ms
         self._kill = kill
         self.silences = silences
+        self._grace = timedelta(seconds=silence_grace_s)
         self._lock = threading.Lock()
         self._active: dict[int, _Active] = {}
         self._unrecorded: dict[int, _Ended] = {}
@@ -271,7 +274,7 @@ class ChaosManager:
                 sim_id = row.id
                 if row.silence:
                     alert_queries.add_silence(session, service=target, rule_id=None, starts_at=row.started_at,
-                                         ends_at=row.ends_at, created_by=None, simulation_id=sim_id,
+                                         ends_at=row.ends_at + self._grace, created_by=None, simulation_id=sim_id,
                                          comment=f"expected: {kind.value} simulation {sim_id} on {target}")
             try:
                 stop = arm(sim_id, ends)
@@ -337,7 +340,7 @@ class ChaosManager:
         with self._lock:
             self._unrecorded[sim_id] = _Ended(sim_id, status, ended_at, effect, active.silenced)
         if active.silenced and self.silences is not None:
-            self.silences.ended(sim_id, ended_at)
+            self.silences.ended(sim_id, ended_at + self._grace)
         log.info("chaos: %s simulation %d %s", active.kind, sim_id, status,
                  extra={"meta": {"simulation": sim_id, "effect": effect.model_dump(mode="json")}})
 
@@ -355,7 +358,7 @@ class ChaosManager:
                                         .values(status=e.status.value, ended_at=e.ended_at,
                                                 effect=e.effect.model_dump(mode="json")))
                         if e.silenced:
-                            alert_queries.end_simulation_silences(session, e.id, e.ended_at)
+                            alert_queries.end_simulation_silences(session, e.id, e.ended_at + self._grace)
             except UNAVAILABLE as exc:
                 self._outage.failed(exc)
                 return

@@ -3,7 +3,7 @@ simulations that silence their target; alerts continued by the next engine over 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -219,7 +219,8 @@ def test_a_silence_of_a_rule_matches_that_rule_only(client, runtime):
     assert not runtime.silences.match(rule_id + 1, "orders", now).silenced
 
 
-def test_a_simulation_with_silence_silences_its_target_until_it_is_stopped(client, runtime):
+def test_a_simulation_with_silence_silences_its_target_until_a_grace_after_it_is_stopped(client, runtime, settings):
+    grace = timedelta(seconds=(settings.rise + 1) * settings.health_interval + 2 * settings.alert_interval)
     assert client.post("/api/services", json={"name": "orders", "url": "http://127.0.0.1:9"}).status_code == 201
     sim = client.post("/api/simulate/service-failure", json={"serviceName": "orders", "duration": 60_000,
                                                              "silence": True})
@@ -227,13 +228,15 @@ def test_a_simulation_with_silence_silences_its_target_until_it_is_stopped(clien
     [silence] = client.get("/api/silences").json
     assert (silence["service"], silence["rule"], silence["simulationId"], silence["state"]) == (
         "orders", None, sim.json["id"], "active")
-    assert f"simulation {sim.json['id']}" in silence["comment"] and silence["endsAt"] == sim.json["endsAt"]
+    assert f"simulation {sim.json['id']}" in silence["comment"]
+    assert datetime.fromisoformat(silence["endsAt"]) == datetime.fromisoformat(sim.json["endsAt"]) + grace
     match = runtime.silences.match(1, "orders", runtime.clock.now())
     assert (match.silenced, match.expected) == (True, True)
     assert not runtime.silences.match(1, "payments", runtime.clock.now()).silenced
     assert client.post(f"/api/simulations/{sim.json['id']}/stop").status_code == 200
-    assert not runtime.silences.match(1, "orders", runtime.clock.now()).silenced
-    assert [s["state"] for s in client.get("/api/silences").json] == ["expired"]
+    stopped = runtime.clock.now()
+    assert runtime.silences.match(1, "orders", stopped).silenced  # the recovery is expected too
+    assert not runtime.silences.match(1, "orders", stopped + grace + timedelta(seconds=1)).silenced
     plain = client.post("/api/simulate/network-latency", json={"latency": 5, "duration": 1000,
                                                                "serviceName": "orders"}).json
     assert plain["silence"] is False and len(client.get("/api/silences").json) == 1

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 
 from contract.roles import Role
 from contract.settings import Settings
@@ -30,7 +29,7 @@ FAULT_AT_S, FAULT_S = 120, 60
 
 
 @pytest.fixture
-def engine(clean_db: Any, settings: Settings) -> Iterator[tuple[Runtime, FakeClock, FlaskClient]]:
+def engine(clean_db: Any, settings: Settings) -> Iterator[tuple[Runtime, FakeClock, Any]]:
     """A runtime on a fake clock with no background jobs (the test runs them), and an admin's API client."""
     clock = FakeClock()
     rt = Runtime.open(settings.replace(health_interval=STEP_S, fall=2, rise=2), clock=clock)
@@ -43,7 +42,7 @@ def engine(clean_db: Any, settings: Settings) -> Iterator[tuple[Runtime, FakeClo
 
 
 def test_a_service_down_60_s_of_10_minutes_is_90_percent_up_and_its_incident_shows_why(
-        engine: tuple[Runtime, FakeClock, FlaskClient]) -> None:
+        engine: tuple[Runtime, FakeClock, Any]) -> None:
     rt, clock, api = engine
     port = free_port()
     loop = asyncio.new_event_loop()

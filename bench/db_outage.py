@@ -78,6 +78,7 @@ class Probe:
     dropped: int | None
     load_test: int | None
     proxy: int | None
+    db_alert: str | None = None  # the state of the monitor-database alert in /api/alerts (None: no such alert)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,8 @@ class Report:
             out.append(f"the simulation that ended during the outage is {self.simulation_status}")
         if self.killed is not None and self.inventory_instances != 2:
             out.append(f"inventory has {self.inventory_instances} instance(s) after its killed one, not 2")
+        if not any(p.db_alert == "firing" for p in outage) or not after or after[-1].db_alert != "resolved":
+            out.append("the monitor-database alert did not fire during the outage and resolve after it")
         if self.engine_tracebacks:
             out.append(f"the engine printed {self.engine_tracebacks} traceback(s) during and after the outage")
         if self.engine_exit not in (0, None):
@@ -176,8 +179,13 @@ def _probe(api: httpx.Client, engine: EngineProcess, t: float, phase: str) -> Pr
     load_test, _ = code("/api/load-test/status")
     proxy, _ = code(PROXY_PATH)
     writer = body.get("writer", {})
+    try:
+        alerts = api.get("/api/alerts").json()  # from the engine's memory: it answers during the outage
+    except (httpx.HTTPError, ValueError):
+        alerts = []
+    db_alert = next((a["state"] for a in alerts if a.get("kind") == "monitor-database"), None)
     return Probe(round(t, 1), phase, engine.alive, health, body.get("database", {}).get("status"),
-                 writer.get("databaseOk"), writer.get("pending"), writer.get("dropped"), load_test, proxy)
+                 writer.get("databaseOk"), writer.get("pending"), writer.get("dropped"), load_test, proxy, db_alert)
 
 
 def _healthy(api: httpx.Client, service: str) -> int:
@@ -254,7 +262,7 @@ def _engine_env(cfg: Config, url: str, workdir: Path, port: int) -> dict[str, st
     return {"DATABASE_URL": url, "DATA_DIR": str(workdir / "data"), "API_PORT": str(port),
             "DEMO_PORT_BASE": str(cfg.port_base), "COLLECT_INTERVAL": str(cfg.collect_interval),
             "HEALTH_INTERVAL": str(cfg.health_interval), "ADMIN_PASSWORD": PASSWORD, "RATE_LIMIT_PER_S": "1000",
-            "RATE_LIMIT_BURST": "10000"}
+            "RATE_LIMIT_BURST": "10000", "ALERT_INTERVAL": "0.5"}
 
 
 def _prepare(cfg: Config, live: _Live, say: Say) -> float:
@@ -273,6 +281,10 @@ def _prepare(cfg: Config, live: _Live, say: Say) -> float:
 
     if not wait_until(fleet_healthy, cfg.startup_timeout_s):
         raise RuntimeError("the demo fleet did not become healthy")
+    rule = api.post("/api/alert-rules", json={"name": "monitor-database", "kind": "monitor-database",
+                                              "severity": "critical"})
+    if rule.status_code != 201:
+        raise RuntimeError(f"alert rule: {rule.status_code} {rule.text}")
     r = api.post("/api/load-test/start", json={
         "concurrentUsers": cfg.users, "requestsPerSecond": cfg.rate, "duration": cfg.load_duration,
         "targetService": "orders", "path": "/work?ms=5&cpu=0"})
@@ -388,6 +400,7 @@ def print_report(report: Report, say: Say = print) -> None:
         ("/api/health after", _codes(after, "health")),
         ("/api/load-test/status during", _codes(outage, "load_test")),
         ("/proxy/orders/work during", _codes(outage, "proxy")),
+        ("monitor-database alert during / after", f"{_codes(outage, 'db_alert')} / {_codes(after[-1:], 'db_alert')}"),
         ("writer.pending max", str(report.max_pending)),
         ("writer.dropped", str(report.dropped)),
         ("backlog written after restart in", f"{report.recovery_s} s (pending <= {TRICKLE} again)"),

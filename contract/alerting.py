@@ -12,12 +12,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from contract.requests import Name, StrictModel, Text
 
 __all__ = [
     "SECRET_MASK",
+    "TRAFFIC_WINDOW_MAX_S",
     "AcknowledgeIn",
     "AlertKind",
     "AlertOut",
@@ -43,6 +44,7 @@ __all__ = [
     "Severity",
     "SilenceIn",
     "SilenceOut",
+    "SilenceQuery",
     "SilenceState",
     "SlackConfig",
     "SloIn",
@@ -71,6 +73,9 @@ class AlertKind(StrEnum):
 # kinds that need a threshold, and kinds that watch no service
 NEEDS_THRESHOLD = frozenset({AlertKind.ERROR_RATE, AlertKind.LATENCY_P95, AlertKind.INSTANCES_BELOW})
 SERVICELESS = frozenset({AlertKind.MONITOR_DATABASE})
+# kinds read from the engine's rolling window of routed traffic, which holds this many seconds
+TRAFFIC_KINDS = frozenset({AlertKind.ERROR_RATE, AlertKind.LATENCY_P95})
+TRAFFIC_WINDOW_MAX_S = 3600
 
 
 class Severity(StrEnum):
@@ -90,36 +95,59 @@ class AlertState(StrEnum):
 
 
 class AlertRuleIn(StrictModel):
-    """POST and PUT /api/alert-rules. No `service` means every service (one alert each)."""
+    """POST and PUT /api/alert-rules. No `service` means every service (one alert each).
+
+    A check that depends on `kind` is made on the field it is about, so a refusal names that field."""
 
     name: Name
     kind: AlertKind
-    service: Name | None = None
+    service: Name | None = Field(default=None, validate_default=True)
     threshold: float | None = Field(
-        default=None, ge=0, le=1e9,
+        default=None, ge=0, le=1e9, validate_default=True,
         description="error-rate: percent; latency-p95: ms; instances-below: healthy instances; slo-burn: burn "
                     "rate (default 14.4)")
     windowSeconds: int = Field(
-        default=300, ge=5, le=86_400,
-        description="error-rate and latency-p95: the window of routed traffic; slo-burn: the long window (the "
-                    "short one is a twelfth of it)")
+        default=300, ge=5, le=86_400, validate_default=True,
+        description="error-rate and latency-p95: the window of routed traffic (at most 3600); slo-burn: the long "
+                    "window (the short one is a twelfth of it)")
     forSeconds: int = Field(default=0, ge=0, le=86_400, description="how long the condition holds before firing")
     severity: Severity = Severity.WARNING
     channels: list[int] = Field(default_factory=list, max_length=20, description="alert channel ids")
     repeatSeconds: int | None = Field(default=None, ge=10, le=7 * 86_400,
                                       description="re-notify every this many seconds while firing; none = never")
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if self.kind in NEEDS_THRESHOLD and self.threshold is None:
-            raise ValueError(f"threshold is required for kind {self.kind.value}")
-        if self.kind is AlertKind.ERROR_RATE and self.threshold is not None and self.threshold > 100:
+    @field_validator("service")
+    @classmethod
+    def _service_fits_kind(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if kind in SERVICELESS and value is not None:
+            raise ValueError(f"kind {kind.value} watches no service: leave service out")
+        return value
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_fits_kind(cls, value: float | None, info: ValidationInfo) -> float | None:
+        kind = info.data.get("kind")
+        if kind in NEEDS_THRESHOLD and value is None:
+            raise ValueError(f"threshold is required for kind {kind.value}")
+        if kind is AlertKind.ERROR_RATE and value is not None and value > 100:
             raise ValueError("threshold of error-rate is a percent: at most 100")
-        if self.kind in SERVICELESS and self.service is not None:
-            raise ValueError(f"kind {self.kind.value} watches no service: leave service out")
-        if len(set(self.channels)) != len(self.channels):
+        return value
+
+    @field_validator("windowSeconds")
+    @classmethod
+    def _window_fits_kind(cls, value: int, info: ValidationInfo) -> int:
+        kind = info.data.get("kind")
+        if kind in TRAFFIC_KINDS and value > TRAFFIC_WINDOW_MAX_S:
+            raise ValueError(f"{kind.value} reads the last {TRAFFIC_WINDOW_MAX_S} s of routed traffic at most")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channels_once(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
             raise ValueError("channels must not repeat")
-        return self
+        return value
 
 
 class AlertRuleOut(BaseModel):
@@ -166,6 +194,8 @@ class AlertOut(BaseModel):
     resolvedAt: str | None
     lastNotifiedAt: str | None
     incidentId: str | None
+    expected: bool = Field(default=False, description="silenced by the silence of a failure simulation started "
+                                                      "with silence: true")
 
 
 class SilenceState(StrEnum):
@@ -185,15 +215,33 @@ class SilenceIn(StrictModel):
     endsAt: datetime
     comment: Text = Field(min_length=1, max_length=500)
 
+    @field_validator("startsAt", "endsAt")
+    @classmethod
+    def _zoned(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+        return value
+
+    @field_validator("endsAt")
+    @classmethod
+    def _after_start(cls, value: datetime, info: ValidationInfo) -> datetime:
+        starts = info.data.get("startsAt")
+        if starts is not None and value <= starts:
+            raise ValueError("endsAt must be after startsAt")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.service is None and self.rule is None:
             raise ValueError("name a service, a rule, or both")
-        if self.startsAt.tzinfo is None or self.endsAt.tzinfo is None:
-            raise ValueError("startsAt and endsAt need a time zone (e.g. 2026-01-01T00:00:00Z)")
-        if self.endsAt <= self.startsAt:
-            raise ValueError("endsAt must be after startsAt")
         return self
+
+
+class SilenceQuery(StrictModel):
+    """GET /api/silences query string."""
+
+    state: SilenceState | None = None
+    limit: int = Field(default=200, ge=1, le=1000)
 
 
 class SilenceOut(BaseModel):

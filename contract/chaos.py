@@ -5,7 +5,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
 from contract.requests import Duration, Name, Probability, StrictModel
 
@@ -137,6 +145,7 @@ class SimulationOut(BaseModel):
     endedAt: str | None
     remainingMs: float | None
     effect: SimulationEffect | None
+    silence: bool = Field(default=False, description="its target's alerts were silenced while it ran")
 
 
 class StopAllOut(BaseModel):
@@ -154,6 +163,7 @@ class ServiceFailureStart(StrictModel):
     probability: Probability = 1.0
     statusCode: int | None = Field(default=None, ge=400, le=599)
     mode: Literal["error", "kill"] = "error"
+    silence: bool = Field(default=False, description="silence the service's alerts while it runs (expected)")
 
 
 class NetworkLatencyStart(StrictModel):
@@ -164,6 +174,15 @@ class NetworkLatencyStart(StrictModel):
     serviceName: Name | None = None
     jitter: float = Field(default=0, ge=0, le=60_000, description="milliseconds, uniform +/-")
     probability: Probability = 1.0
+    silence: bool = Field(default=False, description="silence the service's alerts while it runs (expected); "
+                                                    "needs serviceName")
+
+    @field_validator("silence")
+    @classmethod
+    def _silence_needs_a_service(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("serviceName") is None:
+            raise ValueError("a silence needs serviceName (the service whose alerts it silences)")
+        return value
 
 
 class DatabaseOverloadStart(StrictModel):

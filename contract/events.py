@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "AlertEvent",
     "BreakerEvent",
     "CheckRollupEvent",
     "DeliveryRecord",
@@ -205,8 +206,33 @@ class DeliveryRecord:
     delivered_at: datetime | None
 
 
+@dataclass(frozen=True)
+class AlertEvent:
+    """An alert's state at `at`: its `alerts` row (the newest per fingerprint is kept), and an `alert_events` row
+    when `changed` (its state or silencing changed then)."""
+
+    fingerprint: str
+    rule_id: int
+    rule_name: str
+    kind: str
+    severity: str
+    service_name: str | None
+    state: str
+    silenced: bool
+    value: float | None
+    threshold: float | None
+    summary: str
+    active_at: datetime
+    fired_at: datetime | None
+    resolved_at: datetime | None
+    last_notified_at: datetime | None
+    incident_id: uuid.UUID | None
+    at: datetime
+    changed: bool
+
+
 Event = (
     LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent | BreakerEvent | LoadTestSampleEvent
     | LoadTestProgress | InstanceTransitionEvent | ServiceTransitionEvent | CheckRollupEvent | IncidentEvent
-    | SloMinuteEvent | DeliveryRecord
+    | SloMinuteEvent | DeliveryRecord | AlertEvent
 )

@@ -217,6 +217,9 @@ class Settings(BaseSettings):
         default=200, ge=1, validation_alias="NOTIFY_QUEUE_SIZE",
         description="notifications waiting per channel; past it the oldest waiting one is failed as dropped "
                     "and counted")
+    alert_interval: float = Field(
+        default=2.0, ge=0.1, le=60.0, validation_alias="ALERT_INTERVAL",
+        description="seconds between evaluations of the alert rules (from the engine's live state)")
     status_page_enabled: bool = Field(
         default=False, validation_alias="STATUS_PAGE_ENABLED",
         description="serve the public status page at `GET /status` (no login); `false` answers it with 404")

@@ -1,9 +1,10 @@
 """Writing one batch of engine events: COPY for the append-only rows, set-based updates for current state.
 
-Append-only rows (metrics, logs, load-test samples, breaker and health transitions) go through COPY in
-the caller's transaction; check rollups are upserts that add to their minute and day (db.history); current
-state (instances, services, load-test totals, breakers, incidents) is updated with one statement per table for
-the newest value of each row; SLO minutes are added to their row. `careful=True` is the slow path for
+Append-only rows (metrics, logs, load-test samples, breaker and health transitions, alert state changes) go
+through COPY in the caller's transaction; check rollups are upserts that add to their minute and day
+(db.history), SLO minutes are added to their row; current state (instances, services, load-test totals,
+breakers, alerts, deliveries, incidents) is updated with one statement per table for the newest value of each
+row. `careful=True` is the slow path for
 a batch that failed for a reason other than the connection: plain INSERTs that skip rows already
 written (a batch retried after an unacknowledged commit), each table in its own savepoint so one
 bad table costs only its own rows.
@@ -24,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from contract.events import (
+    AlertEvent,
     BreakerEvent,
     CheckRollupEvent,
     DeliveryRecord,
@@ -42,6 +44,8 @@ from contract.events import (
 from db.history import upsert_rollups
 from db.models import (
     AlertChannelRow,
+    AlertEventRow,
+    AlertRow,
     BreakerTransitionRow,
     CircuitBreakerRow,
     DeliveryRow,
@@ -63,6 +67,7 @@ _INSTANCES = cast(Table, Instance.__table__)
 _SERVICES = cast(Table, Service.__table__)
 _LOAD_TESTS = cast(Table, LoadTest.__table__)
 _DELIVERIES = cast(Table, DeliveryRow.__table__)
+_ALERTS = cast(Table, AlertRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class _Append:
     types: tuple[str, ...]  # PostgreSQL types of the columns, for binary COPY
     row: Callable[[Any], tuple[Any, ...]]
     json: tuple[int, ...] = ()  # positions of JSONB values (COPY needs them wrapped)
+    keep: Callable[[Any], bool] | None = None  # which events of the kind make a row (None: all)
 
 
 def _log_row(e: LogEvent) -> tuple[Any, ...]:
@@ -99,6 +105,16 @@ def _transition_row(e: BreakerEvent) -> tuple[Any, ...]:
 
 _INSTANCE_TRANSITION_COLUMNS = tuple(f.name for f in fields(InstanceTransitionEvent))
 _SERVICE_TRANSITION_COLUMNS = tuple(f.name for f in fields(ServiceTransitionEvent))
+
+
+def _alert_event_row(e: AlertEvent) -> tuple[Any, ...]:
+    return (e.fingerprint, e.rule_id, e.rule_name, e.service_name, e.state, e.silenced, e.value, e.at, e.incident_id)
+
+
+def _changed(e: AlertEvent) -> bool:
+    return e.changed
+
+
 _METRIC_COLUMNS = tuple(f.name for f in fields(MetricEvent))  # the event's fields are the table's columns
 _APPEND: dict[type, _Append] = {
     # attrgetter, not dataclasses.astuple: astuple deep-copies every field and costs 20x the COPY itself
@@ -124,6 +140,11 @@ _APPEND: dict[type, _Append] = {
     ServiceTransitionEvent: _Append(
         cast(Table, ServiceHealthTransition.__table__), _SERVICE_TRANSITION_COLUMNS,
         ("int4", "varchar", "varchar", "timestamptz"), attrgetter(*_SERVICE_TRANSITION_COLUMNS)),
+    AlertEvent: _Append(
+        cast(Table, AlertEventRow.__table__),
+        ("fingerprint", "rule_id", "rule_name", "service_name", "state", "silenced", "value", "at", "incident_id"),
+        ("varchar", "int4", "varchar", "varchar", "varchar", "bool", "float8", "timestamptz", "uuid"),
+        _alert_event_row, keep=_changed),
 }
 
 
@@ -135,6 +156,8 @@ def write_batch(session: Session, batch: Sequence[Event], *, careful: bool = Fal
     rejected: list[Rejected] = []
     for kind, spec in _APPEND.items():
         events = by_kind.get(kind)
+        if events and spec.keep is not None:
+            events = [e for e in events if spec.keep(e)]
         if not events:
             continue
         rows = [spec.row(e) for e in events]
@@ -203,6 +226,9 @@ def _write_state(session: Session, by_kind: dict[type, list[Any]]) -> None:
     breakers = {e.service_name: e for e in by_kind.get(BreakerEvent, ())}
     _write_incidents(session, by_kind.get(IncidentEvent, ()), by_kind.get(SloMinuteEvent, ()))
     deliveries = {e.id: e for e in by_kind.get(DeliveryRecord, ())}
+    alerts = {e.fingerprint: e for e in by_kind.get(AlertEvent, ())}
+    if alerts:
+        _upsert_alerts(session, list(alerts.values()))
     if progress:
         session.execute(
             update(_LOAD_TESTS).where(_LOAD_TESTS.c.id == bindparam("tid")).values(
@@ -303,3 +329,18 @@ def _write_deliveries(session: Session, records: list[DeliveryRecord]) -> None:
          "next": e.next_attempt_at, "done": e.delivered_at}
         for e in records
     ])
+
+
+_ALERT_STATE = ("rule_id", "rule_name", "kind", "severity", "service_name", "state", "silenced", "value", "threshold",
+                "summary", "active_at", "fired_at", "resolved_at", "last_notified_at", "incident_id")
+
+
+def _upsert_alerts(session: Session, events: list[AlertEvent]) -> None:
+    """Each alert's row set to its newest state (one row per fingerprint)."""
+    rows = [{"fingerprint": e.fingerprint, **{c: getattr(e, c) for c in _ALERT_STATE}, "updated_at": e.at}
+            for e in events]
+    stmt = pg_insert(_ALERTS)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=[_ALERTS.c.fingerprint],
+        set_={c: stmt.excluded[c] for c in (*_ALERT_STATE, "updated_at")},
+    ), rows)

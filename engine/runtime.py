@@ -16,11 +16,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from contract.settings import Settings
 from contract.states import HealthState
+from db import alerting as alert_queries
 from db import history, queries
 from engine import VERSION
+from engine.alerting.conditions import LiveState
 from engine.alerting.delivery import NotifyPolicy
+from engine.alerting.evaluator import AlertEvaluator
 from engine.alerting.incidents import IncidentBook
+from engine.alerting.model import Rule
 from engine.alerting.notifier import ChannelNotifier
+from engine.alerting.silences import SilenceBook
 from engine.alerting.slo import SloBook
 from engine.chaos.faults import FaultLayer
 from engine.chaos.simulations import ChaosManager
@@ -41,6 +46,7 @@ from engine.security.users import FirstAdmin, ensure_admin
 from engine.store.database import Database
 from engine.store.logs import DatabaseLogHandler, event_logger
 from engine.store.maintenance import StorageMaintenance
+from engine.store.outage import UNAVAILABLE
 from engine.store.writer import BatchWriter
 from engine.telemetry.exporter import Telemetry
 from engine.traffic.breakers import BreakerBook
@@ -49,6 +55,7 @@ from engine.traffic.outlier import OutlierEjector
 from engine.traffic.recorder import TrafficRecorder
 from engine.traffic.resilience import ResilienceCounters, RetryBudget
 from engine.traffic.router import Router
+from engine.traffic.window import RollingWindow
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -92,11 +99,10 @@ class Runtime:
 
         # health: checks and scrapes share one outbound client
         self.registry = Registry()
-        # alerting: incidents from alert changes, SLO counters fed by every routed request (the evaluator's
-        # incident sink and SLO source)
-        self.incidents = IncidentBook(self.writer, self.clock)
+        # every routed request feeds the alert rules' rolling window (the last hour) and the SLO counters
+        self.window = RollingWindow(self.clock)
         self.slos = SloBook(self.writer, self.clock, self.sessions)
-        self.traffic = TrafficRecorder(listener=self.slos.record)
+        self.traffic = TrafficRecorder(listeners=(self.window.add, self.slos.record))
         self.faults = FaultLayer(self.clock)
         self._client = make_async_client(max(s.health_timeout, 1.0), max_connections=s.health_concurrency)
         self.health = HealthChecker(self.registry, self._client, self.writer, self.clock, timeout=s.health_timeout,
@@ -116,13 +122,31 @@ class Runtime:
                              self.resilience, self.retry_budget, self.clock, algorithm=s.lb_algorithm,
                              timeout_s=s.route_timeout, max_retries=s.route_retries, faults=self.faults)
 
+        # alerting: rules evaluated from the live state above (never the database), silences in memory, incidents
+        # from alert changes; every notification sent by its channel's own worker on the loop, retried, recorded
+        self.silences = SilenceBook(self.clock, self.sessions)
+        self.incidents = IncidentBook(self.writer, self.clock)
+        self.notifier = ChannelNotifier(
+            self.writer, self.clock,
+            NotifyPolicy(s.notify_timeout, s.notify_backoff, s.notify_backoff_max, s.notify_max_attempts,
+                         s.notify_queue),
+            s.public_base_url)
+        self._database_ok = True  # the last probe's answer (see _probe_database)
+        self.alerting = AlertEvaluator(
+            LiveState(self.registry.services, self.health_of, self.breakers.state_of, self.window,
+                      self._database_state, self.slos),
+            self.writer.submit, self.clock, silences=self.silences, notifier=self.notifier,
+            incidents=self.incidents)
+
         # managed processes, simulations, scaling, load tests
         self.fleet = ManagedFleet(self.sessions, self.reload_registry, self.health.mark_healthy,
                                   self._instance_in_flight, port_base=s.demo_port_base, log_dir=s.data_dir,
                                   ready_timeout_s=s.scale_ready_timeout, drain_timeout_s=s.scale_drain_timeout)
         self.chaos = ChaosManager(self.sessions, self.registry, self.faults, self.writer, self.clock,
                                   conninfo=database.conninfo, memory_cap_mb=s.memory_leak_cap_mb,
-                                  max_duration_ms=s.simulation_max_ms, kill=self.fleet.kill)
+                                  max_duration_ms=s.simulation_max_ms, kill=self.fleet.kill, silences=self.silences,
+                                  # a silence outlasts its fault until health can have risen and alerts resolved
+                                  silence_grace_s=(s.rise + 1) * s.health_interval + 2 * s.alert_interval)
         self.scaling = ScalingManager(self.sessions, self.registry, self.fleet, self.clock, self.traffic.in_flight,
                                       self.collector.latest.get)
         self.loadtests = LoadTestManager(
@@ -131,17 +155,10 @@ class Runtime:
                            drain_s=s.route_timeout * (s.route_retries + 1) + 1.0),
         )
 
-        # alerting: every notification sent by its channel's own worker on the loop, retried, recorded by the writer
-        self.notifier = ChannelNotifier(
-            self.writer, self.clock,
-            NotifyPolicy(s.notify_timeout, s.notify_backoff, s.notify_backoff_max, s.notify_max_attempts,
-                         s.notify_queue),
-            s.public_base_url)
-
         # jobs on the loop: checks at once (a fresh start shows a status within a second), scrapes half an
         # interval later, so a round of checks never shares the loop with a round of scrapes
         self.jobs = JobScheduler([
-            ("health-check", self.health.run_once, s.health_interval, 0.0),
+            ("health-check", self._check_health, s.health_interval, 0.0),
             ("collect-metrics", self.collector.run_once, s.collect_interval, s.collect_interval / 2),
             ("simulation-expiry", self._expire_simulations, 0.25, 0.25),
             ("supervise-instances", self._supervise, 1.0, 1.0),
@@ -150,6 +167,8 @@ class Runtime:
             ("storage-maintenance", self._maintain_storage, s.maintenance_interval, s.maintenance_interval),
             ("slo-minutes", self._close_slo_minutes, 10.0, 10.0),
             ("slo-retention", self._trim_slo_minutes, 3600.0, 60.0),
+            ("alert-evaluation", self._evaluate_alerts, s.alert_interval, s.alert_interval),
+            ("database-probe", self._probe_database, s.alert_interval, 0.0),
         ], observe=self.telemetry.observe_job)
         self.api = ApiServer(s.api_host, s.api_port)
         self.telemetry.watch(self)
@@ -200,6 +219,19 @@ class Runtime:
         if queued or failed:
             log.warning("notifications the last stop left unfinished: %d resumed, %d failed (older than the retry "
                         "horizon or their channel gone)", queued, failed)
+        self._ready_alerting()
+
+    def _ready_alerting(self) -> None:
+        """Rules and silences loaded, the alerts open at the last stop continued; silences of simulations a stop
+        cut off end now."""
+        with self.sessions.begin() as session:
+            alert_queries.end_silences_of_ended_simulations(session, self.clock.now())
+        with self.sessions() as session:
+            self.alerting.load_rules(Rule.of_row(r) for r in alert_queries.list_rules(session))
+            restored = self.alerting.restore(alert_queries.open_alerts(session))
+        self.silences.reload()
+        if restored:
+            log.info("continuing %d pending or firing alert(s)", restored)
 
     # -- what the API and the capabilities call ------------------------------------------------
 
@@ -221,6 +253,12 @@ class Runtime:
     def run_soon(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Run a coroutine on the engine loop from another thread (503 when the loop is not running)."""
         return self.loop.run_soon(coro)
+
+    def _database_state(self) -> tuple[bool, int]:
+        # unreachable when the writer's last batch failed or the last probe did (the writer alone would not notice
+        # an outage while it has nothing to write)
+        status = self.writer.status()
+        return status.database_ok and self._database_ok, status.pending
 
     def _instance_in_flight(self, instance_id: int) -> int:
         target = self.router.targets.get(instance_id)  # read only: the loop owns it
@@ -301,3 +339,21 @@ class Runtime:
 
     async def _trim_slo_minutes(self) -> None:
         await asyncio.to_thread(self.slos.trim_scheduled)
+
+    async def _check_health(self) -> None:
+        await self.health.run_once()
+        self.alerting.evaluate()  # a state change is judged at once, not up to an alert interval later
+
+    async def _evaluate_alerts(self) -> None:
+        self.alerting.evaluate()  # on the loop: it reads the rolling window the router feeds there
+
+    async def _probe_database(self) -> None:
+        self._database_ok = await asyncio.to_thread(self._ping)
+
+    def _ping(self) -> bool:
+        try:
+            with self.sessions() as session:
+                queries.ping(session)
+        except UNAVAILABLE:
+            return False
+        return True

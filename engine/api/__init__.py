@@ -11,6 +11,7 @@ from flask import Flask
 
 from engine import VERSION
 from engine.api import (
+    alerts,
     channels,
     chaos,
     docs,
@@ -40,7 +41,7 @@ __all__ = ["create_app", "declared_routes"]
 
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
-    history.api, incidents.api, slos.api, channels.api, proxy.api, docs.api, prometheus.api, status_page.api,
+    history.api, alerts.api, incidents.api, slos.api, channels.api, proxy.api, docs.api, prometheus.api, status_page.api,
 )
 
 

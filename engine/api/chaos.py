@@ -28,6 +28,7 @@ def service_failure(body: ServiceFailureStart) -> SimulationOut:
     """Connection errors (or statusCode) on a share of requests, or mode kill on a managed service."""
     return runtime().chaos.service_failure(
         body.serviceName, body.duration, probability=body.probability, status=body.statusCode, mode=body.mode,
+        silence=body.silence,
     )
 
 
@@ -37,6 +38,7 @@ def network_latency(body: NetworkLatencyStart) -> SimulationOut:
     """latency ± jitter ms before a share of the requests."""
     return runtime().chaos.network_latency(
         body.latency, body.duration, body.serviceName, jitter_ms=body.jitter, probability=body.probability,
+        silence=body.silence,
     )
 
 

@@ -8,6 +8,9 @@ stop() / stop_all() end them at once. A second simulation of the same kind on th
 the first is active is refused with 409 (replacing it silently would hide what the first did).
 An end takes effect at once whatever the database does; when PostgreSQL is down its row is written
 once it is back (ended_at says when it really ended), and list() shows it ended meanwhile.
+A service-failure or network-latency on a service started with `silence` also adds a silence of that service's
+alerts until its end and `silence_grace_s` more, the time the service's health takes to recover once the fault is
+lifted (the silence names the simulation); its end, early or on time, ends the silence that much later.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 import psutil
 from sqlalchemy import select, update
@@ -34,6 +37,7 @@ from contract.chaos import (
     WriteLatencyChange,
 )
 from contract.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from db import alerting as alert_queries
 from db.models import Simulation
 from engine.chaos.faults import Fault, FaultLayer
 from engine.chaos.pressure import DatabaseOverload, MemoryLeak
@@ -43,7 +47,7 @@ from engine.store.logs import event_logger
 from engine.store.outage import UNAVAILABLE, DatabaseOutage
 from engine.store.writer import BatchWriter, WriteLatency
 
-__all__ = ["ChaosManager"]
+__all__ = ["ChaosManager", "SilenceHook"]
 
 log = event_logger("chaos")
 Arm = Callable[[int, float], Callable[[], SimulationEffect]]  # (simulation id, monotonic end) -> stop, measuring
@@ -57,6 +61,16 @@ def _figures(w: WriteLatency) -> WriteFigures:
     return WriteFigures(batches=w.batches, p50=w.p50_ms, p95=w.p95_ms, max=w.max_ms)
 
 
+class SilenceHook(Protocol):
+    """The alerting's silences in memory: told when a simulation's silence was added or ended."""
+
+    def reload(self) -> None:
+        """Read the silences again (one was added)."""
+
+    def ended(self, simulation_id: int, at: datetime) -> None:
+        """The simulation's silences end at `at`, whatever the database holds yet."""
+
+
 @dataclass
 class _Active:
     id: int
@@ -65,6 +79,7 @@ class _Active:
     started: float  # monotonic
     ends: float  # monotonic
     stop: Callable[[], SimulationEffect] = field(default=SimulationEffect)
+    silenced: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,7 @@ class _Ended:
     status: SimulationStatus
     ended_at: datetime
     effect: SimulationEffect
+    silenced: bool = False
 
 
 def _out(row: Simulation, remaining_ms: float | None, ended: _Ended | None) -> SimulationOut:
@@ -89,6 +105,7 @@ def _out(row: Simulation, remaining_ms: float | None, ended: _Ended | None) -> S
         params=SimulationParams.model_validate(row.params), status=status,
         startedAt=row.started_at.isoformat(), endsAt=row.ends_at.isoformat(),
         endedAt=ended_at.isoformat() if ended_at else None, remainingMs=remaining_ms, effect=effect,
+        silence=row.silence,
     )
 
 
@@ -107,6 +124,8 @@ class ChaosManager:
         memory_cap_mb: int = 512,
         max_duration_ms: float = 3_600_000.0,
         kill: Callable[[str], str | None] | None = None,
+        silences: SilenceHook | None = None,
+        silence_grace_s: float = 0.0,
     ) -> None:
         self._sessions = sessions
         self._registry = registry
@@ -117,6 +136,8 @@ class ChaosManager:
         self.memory_cap_mb = memory_cap_mb
         self.max_duration_ms = max_duration_ms
         self._kill = kill
+        self.silences = silences
+        self._grace = timedelta(seconds=silence_grace_s)
         self._lock = threading.Lock()
         self._active: dict[int, _Active] = {}
         self._unrecorded: dict[int, _Ended] = {}
@@ -126,27 +147,33 @@ class ChaosManager:
     # -- start --------------------------------------------------------------------------------
 
     def service_failure(self, service: str, duration_ms: float, *, probability: float = 1.0,
-                        status: int | None = None, mode: Literal["error", "kill"] = "error") -> SimulationOut:
-        """Fail requests to service (connection error or status), or kill one of its instances."""
+                        status: int | None = None, mode: Literal["error", "kill"] = "error",
+                        silence: bool = False) -> SimulationOut:
+        """Fail requests to service (connection error or status), or kill one of its instances; with silence,
+        the service's alerts are silenced until the end."""
         spec = self._known(service)
         params = SimulationParams(serviceName=service, duration=duration_ms, probability=probability,
                                   statusCode=status, mode=mode)
         if mode == "kill":
             if not spec.managed or self._kill is None:
                 raise Conflict(f"service {service!r} is not managed: the engine has no process of it to kill")
-            return self._start(SimulationKind.SERVICE_FAILURE, service, params, duration_ms, self._killer(service))
+            return self._start(SimulationKind.SERVICE_FAILURE, service, params, duration_ms, self._killer(service),
+                               silence)
 
         def arm(sim_id: int, ends: float) -> Callable[[], SimulationEffect]:
             self._faults.add(Fault(sim_id, service, ends, probability, fail=True, status=status))
             return lambda: self._disarm(sim_id)
 
-        return self._start(SimulationKind.SERVICE_FAILURE, service, params, duration_ms, arm)
+        return self._start(SimulationKind.SERVICE_FAILURE, service, params, duration_ms, arm, silence)
 
     def network_latency(self, latency_ms: float, duration_ms: float, service: str | None = None, *,
-                        jitter_ms: float = 0.0, probability: float = 1.0) -> SimulationOut:
-        """Delay requests to service (or to every service) by latency ± jitter."""
+                        jitter_ms: float = 0.0, probability: float = 1.0, silence: bool = False) -> SimulationOut:
+        """Delay requests to service (or to every service) by latency ± jitter; with silence (a service only),
+        its alerts are silenced until the end."""
         if service is not None:
             self._known(service)
+        elif silence:
+            raise ValidationFailed([{"field": "silence", "message": "a silence needs serviceName"}])
         params = SimulationParams(latency=latency_ms, duration=duration_ms, serviceName=service, jitter=jitter_ms,
                                   probability=probability)
 
@@ -154,7 +181,7 @@ class ChaosManager:
             self._faults.add(Fault(sim_id, service, ends, probability, latency_ms=latency_ms, jitter_ms=jitter_ms))
             return lambda: self._disarm(sim_id)
 
-        return self._start(SimulationKind.NETWORK_LATENCY, service, params, duration_ms, arm)
+        return self._start(SimulationKind.NETWORK_LATENCY, service, params, duration_ms, arm, silence)
 
     def database_overload(self, duration_ms: float, intensity: Intensity) -> SimulationOut:
         """Busy connections on the engine's own database until the end."""
@@ -227,7 +254,7 @@ class ChaosManager:
         return SimulationEffect(requestsAffected=self._faults.fired.pop(sim_id, 0))
 
     def _start(self, kind: SimulationKind, target: str | None, params: SimulationParams, duration_ms: float,
-               arm: Arm) -> SimulationOut:
+               arm: Arm, silence: bool = False) -> SimulationOut:
         if duration_ms > self.max_duration_ms:
             raise ValidationFailed([{"field": "duration",
                                      "message": f"at most {self.max_duration_ms:.0f} ms (SIMULATION_MAX_MS)"}])
@@ -240,18 +267,27 @@ class ChaosManager:
             ends = mono + duration_ms / 1000.0
             with self._sessions.begin() as session:
                 row = Simulation(kind=kind.value, target=target, params=stored, status=SimulationStatus.ACTIVE.value,
-                                 started_at=now, ends_at=now + timedelta(milliseconds=duration_ms))
+                                 started_at=now, ends_at=now + timedelta(milliseconds=duration_ms),
+                                 silence=silence and target is not None)
                 session.add(row)
                 session.flush()
                 sim_id = row.id
+                if row.silence:
+                    alert_queries.add_silence(session, service=target, rule_id=None, starts_at=row.started_at,
+                                         ends_at=row.ends_at + self._grace, created_by=None, simulation_id=sim_id,
+                                         comment=f"expected: {kind.value} simulation {sim_id} on {target}")
             try:
                 stop = arm(sim_id, ends)
             except Exception:
                 with self._sessions.begin() as session:  # nothing happened: the row says so
+                    failed_at = self._clock.now()
                     session.execute(update(Simulation).where(Simulation.id == sim_id)
-                                    .values(status=SimulationStatus.FAILED.value, ended_at=self._clock.now()))
+                                    .values(status=SimulationStatus.FAILED.value, ended_at=failed_at))
+                    alert_queries.delete_simulation_silences(session, sim_id)
                 raise
-            self._active[sim_id] = _Active(sim_id, kind, target, mono, ends, stop)
+            self._active[sim_id] = _Active(sim_id, kind, target, mono, ends, stop, silenced=silence)
+        if silence and self.silences is not None:
+            self.silences.reload()
         where = target or ("every service" if kind is SimulationKind.NETWORK_LATENCY else "the engine")
         log.warning("chaos: %s on %s for %g ms", kind, where, duration_ms,
                     extra={"meta": {"simulation": sim_id, **stored}})
@@ -300,8 +336,11 @@ class ChaosManager:
             effect = active.stop()
         except Exception as exc:  # the effect is lost, the end is not
             effect = SimulationEffect(error=f"{type(exc).__name__}: {exc}"[:200])
+        ended_at = self._clock.now()
         with self._lock:
-            self._unrecorded[sim_id] = _Ended(sim_id, status, self._clock.now(), effect)
+            self._unrecorded[sim_id] = _Ended(sim_id, status, ended_at, effect, active.silenced)
+        if active.silenced and self.silences is not None:
+            self.silences.ended(sim_id, ended_at + self._grace)
         log.info("chaos: %s simulation %d %s", active.kind, sim_id, status,
                  extra={"meta": {"simulation": sim_id, "effect": effect.model_dump(mode="json")}})
 
@@ -318,6 +357,8 @@ class ChaosManager:
                         session.execute(update(Simulation).where(Simulation.id == e.id)
                                         .values(status=e.status.value, ended_at=e.ended_at,
                                                 effect=e.effect.model_dump(mode="json")))
+                        if e.silenced:
+                            alert_queries.end_simulation_silences(session, e.id, e.ended_at + self._grace)
             except UNAVAILABLE as exc:
                 self._outage.failed(exc)
                 return

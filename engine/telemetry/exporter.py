@@ -18,6 +18,7 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy.exc import SQLAlchemyError
 
 from contract.states import HealthState
+from engine.health.checker import aggregate
 from engine.traffic.breaker import BreakerState
 from engine.traffic.recorder import LATENCY_BOUNDS_MS, RoutedTotals
 
@@ -157,16 +158,33 @@ class EngineCollector:
                                   labels=[*labels, "state"])
         up = GaugeMetricFamily("mm_instance_up", "1 when the instance serves (healthy or degraded), else 0; "
                                "absent while its health is unknown", labels=labels)
+        service_state = GaugeMetricFamily("mm_service_health_state",
+                                          "Service health (its instances aggregated), one-hot over "
+                                          "healthy|degraded|unhealthy|unknown", labels=["service", "state"])
+        healthy = GaugeMetricFamily("mm_service_healthy_instances", "Instances of the service that are healthy",
+                                    labels=["service"])
+        instances = GaugeMetricFamily("mm_service_instances", "Instances registered for the service",
+                                      labels=["service"])
         for spec in self._engine.registry.services():
+            states = []
             for inst in spec.instances:
                 key = [spec.name, str(inst.id), inst.url]
                 now = self._engine.health_of(inst.id)
+                states.append(now)
                 for s in _HEALTH_STATES:
                     state.add_metric([*key, s.value], 1.0 if s is now else 0.0)
                 if now is not HealthState.UNKNOWN:
                     up.add_metric(key, 1.0 if now in _SERVING else 0.0)
+            overall = aggregate(states)
+            for s in _HEALTH_STATES:
+                service_state.add_metric([spec.name, s.value], 1.0 if s is overall else 0.0)
+            healthy.add_metric([spec.name], float(states.count(HealthState.HEALTHY)))
+            instances.add_metric([spec.name], float(len(states)))
         yield state
         yield up
+        yield service_state
+        yield healthy
+        yield instances
 
     def _breakers(self) -> Iterator[Metric]:
         book = self._engine.breakers

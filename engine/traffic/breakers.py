@@ -64,6 +64,11 @@ class BreakerBook:
                     self._breakers[service] = breaker
         return breaker
 
+    def state_of(self, service: str) -> BreakerState:
+        """The service's breaker state, CLOSED when none was made yet (reading makes none)."""
+        breaker = self._breakers.get(service)
+        return breaker.state if breaker is not None else BreakerState.CLOSED
+
     def all(self) -> list[CircuitBreaker]:
         """Every breaker made so far, by service name."""
         return sorted(self._breakers.values(), key=lambda b: b.service)

@@ -63,16 +63,18 @@ class _Bucket:
 
 
 class TrafficRecorder:
-    """Keeps at most `max_samples` latencies per service per bucket (counts stay exact); `listener` is told every
-    recorded request (the SLO counters).
+    """Keeps at most `max_samples` latencies per service per bucket (counts stay exact); each of `listeners`
+    is told every recorded request (the alert rules' rolling window, the SLO counters).
 
     Written and drained on the engine loop only (router and collector), so it needs no lock;
     in_flight() and totals() may be read from any thread.
     """
 
-    def __init__(self, max_samples: int = 100_000, listener: Listener | None = None) -> None:
+    def __init__(self, max_samples: int = 100_000, listeners: tuple[Listener, ...] = ()) -> None:
         self._max = max_samples
-        self._listener = listener  # on the engine loop, per request: it must be O(1) and never wait
+        # told every request counted here (the alert rules' rolling window, the SLO counters): on the engine loop,
+        # per request, so each must be O(1) and never wait
+        self._listeners = listeners
         self._buckets: dict[str, _Bucket] = {}
         self._in_flight: dict[str, int] = {}
         self._totals: dict[str, _Totals] = {}
@@ -105,8 +107,8 @@ class TrafficRecorder:
             totals.ok += 1
         else:
             totals.errors += 1
-        if self._listener is not None:
-            self._listener(service, latency_ms, ok)
+        for listener in self._listeners:
+            listener(service, latency_ms, ok)
 
     def totals(self) -> dict[str, RoutedTotals]:
         """Every service's cumulative counts since start (never reset; for Prometheus), read from any thread."""

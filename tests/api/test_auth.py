@@ -42,6 +42,10 @@ BODIES = {
     ("POST", "/api/alert-channels"): {"name": "matrix", "type": "webhook", "config": {"url": "http://127.0.0.1:9/"}},
     ("PUT", "/api/alert-channels/<int:channel_id>"): {"name": "matrix", "type": "webhook",
                                                       "config": {"url": "http://127.0.0.1:9/"}},
+    ("POST", "/api/alert-rules"): {"name": "matrix", "kind": "service-down"},
+    ("PUT", "/api/alert-rules/<int:rule_id>"): {"name": "matrix", "kind": "service-down"},
+    ("POST", "/api/silences"): {"service": "matrix", "startsAt": "2030-01-01T00:00:00Z",
+                                "endsAt": "2030-01-02T00:00:00Z", "comment": "matrix"},
 }
 
 
@@ -131,6 +135,15 @@ POLICY = {
     "DELETE /api/alert-channels/<int:channel_id>": Role.ADMIN,
     "POST /api/alert-channels/<int:channel_id>/test": Role.ADMIN,
     "GET /api/deliveries": Role.VIEWER,
+    "POST /api/alert-rules": Role.OPERATOR,
+    "GET /api/alert-rules": Role.VIEWER,
+    "GET /api/alert-rules/<int:rule_id>": Role.VIEWER,
+    "PUT /api/alert-rules/<int:rule_id>": Role.OPERATOR,
+    "DELETE /api/alert-rules/<int:rule_id>": Role.OPERATOR,
+    "GET /api/alerts": Role.VIEWER,
+    "POST /api/silences": Role.OPERATOR,
+    "GET /api/silences": Role.VIEWER,
+    "DELETE /api/silences/<int:silence_id>": Role.OPERATOR,
 }
 
 

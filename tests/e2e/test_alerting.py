@@ -80,7 +80,7 @@ def smtp_server() -> Iterator[tuple[int, Mailbox]]:
 @pytest.fixture
 def engine(clean_db: Any, settings: Settings) -> Iterator[tuple[Runtime, httpx.Client]]:
     """A started engine checking every half second, with an admin's API client."""
-    rt = Runtime.open(settings.replace(alert_interval=0.25, notify_backoff_s=0.5))
+    rt = Runtime.open(settings.replace(alert_interval=0.25, notify_backoff=0.5))
     rt.start(app=create_app(rt))
     api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=10,
                        headers={"Authorization": "Bearer " + token_for(Role.ADMIN)})

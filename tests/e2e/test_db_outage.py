@@ -61,6 +61,14 @@ def test_routing_and_the_load_test_go_on_during_the_outage(report):
     assert all(p.load_test == 200 for p in outage)  # the live status is served from memory
 
 
+def test_the_monitor_database_alert_fires_during_the_outage_and_resolves_after(report):
+    outage, after = report.during("outage"), report.during("recovery")
+    states = [p.db_alert for p in outage]
+    assert "firing" in states, states  # evaluated from the engine's memory, listed by /api/alerts from it
+    assert states.index("firing") <= 6, states  # within 3 s: the writer's next flush, the next 0.5 s round
+    assert after[-1].db_alert == "resolved"
+
+
 def test_no_metric_bucket_of_the_outage_window_is_missing(report):
     assert sorted(c.service for c in report.coverage) == sorted(DEMO_SERVICES)
     for c in report.coverage:

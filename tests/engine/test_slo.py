@@ -172,7 +172,7 @@ def test_replace_drops_services_without_an_slo_and_writes_their_open_minute(book
 
 
 def test_the_traffic_recorder_tells_its_listener(book, clock):
-    recorder = TrafficRecorder(listener=book.record)
+    recorder = TrafficRecorder(listeners=(book.record,))
     for ok in (True, True, False, True):
         recorder.begin("orders")
         recorder.record("orders", 12.0, ok)

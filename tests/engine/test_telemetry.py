@@ -52,6 +52,9 @@ class FakeHealth:
     def state_of(self, instance_id: int) -> HealthState:
         return STATES.get(instance_id, HealthState.UNKNOWN)
 
+    def close(self) -> None:
+        """The runtime's stop closes its checker: nothing was counted here."""
+
 
 def test_telemetry_watching_nothing_exports_its_own_metrics_and_no_invented_parts():
     fams = scrape(Telemetry(VERSION))  # no engine watched: no health, traffic, writer, breakers, runs
@@ -132,6 +135,13 @@ def test_opened_runtime_health_breakers_routed_traffic_writer(runtime):
             assert hot == {s: (1.0 if s == expected else 0.0) for s in hot}
             up = value(fams, "mm_instance_up", **key)
             assert up == {"healthy": 1.0, "degraded": 1.0, "unhealthy": 0.0, "unknown": None}[expected]
+
+    for service, overall, healthy in (("orders", "degraded", 1.0), ("payments", "unhealthy", 0.0)):
+        hot = {s: value(fams, "mm_service_health_state", service=service, state=s)
+               for s in ("healthy", "degraded", "unhealthy", "unknown")}
+        assert hot == {s: (1.0 if s == overall else 0.0) for s in hot}
+        assert value(fams, "mm_service_healthy_instances", service=service) == healthy
+        assert value(fams, "mm_service_instances", service=service) == 2.0
 
     for service, breaker in (("orders", BreakerState.CLOSED), ("payments", BreakerState.OPEN)):
         hot = {s.value: value(fams, "mm_circuit_breaker_state", service=service, state=s.value) for s in BreakerState}

@@ -41,7 +41,8 @@ __all__ = ["create_app", "declared_routes"]
 
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
-    history.api, alerts.api, incidents.api, slos.api, channels.api, proxy.api, docs.api, prometheus.api, status_page.api,
+    history.api, alerts.api, incidents.api, slos.api, channels.api, proxy.api, docs.api, prometheus.api,
+    status_page.api,
 )
 
 

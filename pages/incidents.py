@@ -114,9 +114,10 @@ def show_incident(incident_id: str) -> None:
         return
     now = datetime.now(UTC)
     head = st.columns([4, 1])
+    took = incidents.fmt_seconds_long(incidents.duration_s(i, now))
+    state = f"open for {took}" if i.resolvedAt is None else f"resolved after {took}"
     head[0].markdown(f"**{i.title}** · {i.service or 'the monitor'} · {i.severity.value} · "
-                     f"{incidents.INCIDENT_EMOJI.get(i.status, '')} {i.status.value} for "
-                     f"{incidents.fmt_seconds_long(incidents.duration_s(i, now))}")
+                     f"{incidents.INCIDENT_EMOJI.get(i.status, '')} {state}")
     if i.expected:
         with head[1]:
             st.badge("expected", icon=":material/science:", color="violet")

@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from contract.alerting import AlertKind, AlertRuleOut, Severity, SilenceOut, SilenceState
+from contract.alerting import (
+    TRAFFIC_KINDS,
+    TRAFFIC_WINDOW_MAX_S,
+    AlertKind,
+    AlertRuleOut,
+    Severity,
+    SilenceOut,
+    SilenceState,
+)
 from db import alerting_reads, queries
 from ui import alerting, api, data, login, session
 from ui.alerting import EVERY_SERVICE, KINDS, RULE_LABELS, SILENCE_LABELS
@@ -18,6 +26,7 @@ REFRESH_S = 5
 ANY = "any"
 MAX_SILENCE_MIN = 7 * 24 * 60
 NEW = "rule-new"
+WINDOW_MAXIMA = (TRAFFIC_WINDOW_MAX_S, 86_400)  # a window input per maximum, so a kind's bound never clips another's
 SILENCE_KEYS = ("silence-service", "silence-rule", "silence-minutes", "silence-comment")
 
 login.require_login()
@@ -86,9 +95,11 @@ def rule_fields(prefix: str, kind: AlertKind, rule: AlertRuleOut | None, service
         disabled=info.unit is None, placeholder="14.4" if kind is AlertKind.SLO_BURN else "none",
         help=info.threshold_help or "Not used by this kind.")
     c3, c4, c5 = st.columns(3)
-    window = c3.number_input("Window (s)", 5, 86_400, rule.windowSeconds if rule else 300, 5,
-                             key=f"{prefix}-window", disabled=info.window_help is None,
-                             help=info.window_help or "Not used by this kind.")
+    most = WINDOW_MAXIMA[0] if kind in TRAFFIC_KINDS else WINDOW_MAXIMA[1]  # an hour of routed traffic is kept
+    window = c3.number_input("Window (s)", 5, most, min(rule.windowSeconds if rule else 300, most), 5,
+                             key=f"{prefix}-window-{most}", disabled=info.window_help is None,
+                             help=f"{info.window_help} 5 to {most:,} s." if info.window_help
+                             else "Not used by this kind.")
     for_s = c4.number_input("For (s)", 0, 86_400, rule.forSeconds if rule else 0, 5, key=f"{prefix}-for",
                             help="Seconds the condition must hold before the alert fires (pending until then); "
                                  "0 fires at once.")
@@ -117,8 +128,8 @@ def new_rule_form(services: list[str], channels: dict[int, alerting_reads.Channe
         go = st.form_submit_button("Create rule", type="primary", key=f"{NEW}-submit", disabled=not CAN_ACT,
                                    help=ACT_HELP)
     if go:
-        reset = [f"{NEW}-{f}" for f in ("name", "service", "window", "for", "repeat", "severity", "channels")]
-        reset += [f"{NEW}-threshold-{k.value}" for k in KINDS]
+        reset = [f"{NEW}-{f}" for f in ("name", "service", "for", "repeat", "severity", "channels")]
+        reset += [f"{NEW}-threshold-{k.value}" for k in KINDS] + [f"{NEW}-window-{n}" for n in WINDOW_MAXIMA]
         data.act(lambda: api.create_alert_rule(body), lambda r: f"Rule {r.name} created.", reset=reset,
                  labels=RULE_LABELS)
 

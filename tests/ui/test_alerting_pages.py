@@ -167,10 +167,11 @@ def test_the_rule_form_follows_the_kind(dash_env):
     at.selectbox(key="rule-new-kind").set_value("latency-p95").run()
     threshold = at.number_input(key="rule-new-threshold-latency-p95")
     assert threshold.label == "Threshold (ms)" and threshold.value == 500.0 and not threshold.disabled
-    assert not at.number_input(key="rule-new-window").disabled
+    window = at.number_input(key="rule-new-window-3600")
+    assert not window.disabled and window.max == 3600  # the engine keeps an hour of routed traffic
     at.selectbox(key="rule-new-kind").set_value("service-down").run()
     assert at.number_input(key="rule-new-threshold-service-down").disabled
-    assert at.number_input(key="rule-new-window").disabled
+    assert at.number_input(key="rule-new-window-86400").disabled
     at.selectbox(key="rule-new-kind").set_value("monitor-database").run()
     assert at.selectbox(key="rule-new-service").disabled
 
@@ -341,7 +342,7 @@ def test_a_rule_made_edited_and_deleted_through_the_forms(live_api, dash_env):
     at.text_input(key="rule-new-name").input("orders-errors")
     at.selectbox(key="rule-new-service").set_value("orders")
     at.number_input(key="rule-new-threshold-error-rate").set_value(2.5)
-    at.number_input(key="rule-new-window").set_value(60)
+    at.number_input(key="rule-new-window-3600").set_value(60)
     at.number_input(key="rule-new-for").set_value(30)
     at.radio(key="rule-new-severity").set_value("critical")
     at.multiselect(key="rule-new-channels").set_value([1])

@@ -1,6 +1,6 @@
-"""Overview: system KPIs, one card per service coloured by status with its uptime (24 h, 30 d) and a heartbeat of
-its latest checks, CPU and memory per service (a heatmap row each) with the failure simulations shaded on them,
-and a banner while one is active; live."""
+"""Overview: system KPIs, one card per service coloured by status with its uptime (24 h, 30 d), a heartbeat of
+its latest checks and its open incidents, CPU and memory per service (a heatmap row each) with the failure
+simulations shaded on them, and a banner while one is active; live."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import streamlit as st
 
 from contract.history import CheckOut
 from contract.settings import Settings
-from db import history, queries, series
+from db import history, incidents, queries, series
 from db.models import Simulation
 from ui import api, cards, chaos, charts, data, login
 from ui.format import fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status
@@ -52,12 +52,13 @@ def show_kpis(o: queries.Overview, services: list[data.ServiceSummary]) -> None:
                      help="Sum of each service's latest resident memory scraped from its metrics (last minute).")
 
 
-def show_cards(services: list[data.ServiceSummary], now: datetime, past: dict[int, CardHistory]) -> None:
-    """One card per service, tinted by its status, with its uptime and heartbeat."""
+def show_cards(services: list[data.ServiceSummary], now: datetime, past: dict[int, CardHistory],
+               open_incidents: dict[str, list[str]]) -> None:
+    """One card per service, tinted by its status, with its uptime, heartbeat and open incidents."""
     if not services:
         st.info("No services registered yet. Register one on the Services page.")
         return
-    st.html(cards.service_cards(services, now, past))
+    st.html(cards.service_cards(services, now, past, open_incidents))
 
 
 def show_banner(simulations: list[Simulation], now: datetime) -> None:
@@ -106,10 +107,14 @@ def live() -> None:
         # uptime is the stored history; the heartbeat is the engine's memory (the API)
         ids = [s.id for s in services]
         past = card_histories(db_session, ids, now, GRACE, heartbeats(ids))
+        open_incidents: dict[str, list[str]] = {}
+        for incident in incidents.open_incidents(db_session):
+            if incident.service_name is not None:
+                open_incidents.setdefault(incident.service_name, []).append(incident.title)
     show_banner(simulations, now)
     show_kpis(o, services)
     st.subheader("Services")
-    show_cards(services, now, past)
+    show_cards(services, now, past, open_incidents)
     st.subheader("Resources")
     show_charts(metrics, simulations, now)
     st.caption(f"Updated {now:%H:%M:%S} UTC · refreshes every {REFRESH_S} s")

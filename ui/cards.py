@@ -25,10 +25,19 @@ def _history(h: CardHistory | None) -> str:
             f"<b>{fmt_uptime(h.uptime_30d)}</b></div>{heartbeat_html(h.checks, BEATS)}")
 
 
+def _incidents(titles: Sequence[str]) -> str:
+    if not titles:
+        return ""
+    return (f'<div class="mm-incidents">🚨 <b>{len(titles)}</b> open incident{"s" if len(titles) > 1 else ""}: '
+            f"{escape(titles[-1])}</div>")
+
+
 def service_cards(services: Sequence[ServiceSummary], now: datetime,
-                  history: Mapping[int, CardHistory] | None = None) -> str:
+                  history: Mapping[int, CardHistory] | None = None,
+                  incidents: Mapping[str, Sequence[str]] | None = None) -> str:
     """The cards' HTML; their look is in ui.format.dashboard_css (classes mm-cards, mm-card, mm-<status>). With
-    `history`, a card also shows the service's uptime and its heartbeat."""
+    `history`, a card also shows the service's uptime and its heartbeat; with `incidents` (titles of the open
+    ones by service name, oldest first), how many are open and the newest's title."""
     cards = []
     for s in services:
         tint = s.status if s.status in STATUS_COLOURS else "unknown"
@@ -37,7 +46,7 @@ def service_cards(services: Sequence[ServiceSummary], now: datetime,
             f'<div class="mm-card mm-{tint}" data-service="{escape(s.name)}">'
             f'<div>{status_emoji(s.status)} <b>{escape(s.name)}</b> <span class="mm-badge">{escape(s.status)}</span>'
             f"</div><div>Instances <b>{s.instance_count}</b> · healthy <b>{s.healthy_count}</b></div>"
-            f"{_history((history or {}).get(s.id))}"
+            f"{_history((history or {}).get(s.id))}{_incidents((incidents or {}).get(s.name, ()))}"
             f'<div class="mm-caption">Last check {fmt_ago(s.last_check, now)} · {kind}</div></div>'
         )
     return '<div class="mm-cards">' + "".join(cards) + "</div>"

@@ -4,6 +4,7 @@ bars on the Services page; figures from a seeded PostgreSQL, the heartbeat from 
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,7 +14,7 @@ from contract.history import CheckOut
 from contract.roles import Role
 from contract.states import HealthState
 from db import history
-from db.models import Instance, Service, ServiceHealthTransition
+from db.models import IncidentRow, Instance, Service, ServiceHealthTransition
 from tests.conftest import token_for, wait_for
 from tests.e2e.echo import echo_servers
 from tests.ui.conftest import chart_spec, open_page, plotly_array
@@ -47,6 +48,20 @@ def test_overview_cards_show_uptime_and_say_when_the_heartbeat_is_unknown(dash_e
     (grid,) = [h.proto.body for h in at.get("html")]
     assert "Uptime 24 h <b>90.00 %</b> · 30 d <b>90.00 %</b>" in grid  # 60 s down of 600 s observed
     assert "Heartbeat n/a" in grid  # no API answers here
+
+
+def test_overview_cards_count_each_services_open_incidents_and_name_the_newest(dash_env):
+    seed(dash_env, datetime.now(UTC) - timedelta(minutes=30))
+    now = datetime.now(UTC)
+    with dash_env.begin() as s:
+        s.add(Service(name="payments", instances=[Instance(url="http://127.0.0.1:7103")]))
+        for title, status, ago in (("older <b>", "open", 20), ("newest down", "open", 5), ("closed", "resolved", 1)):
+            s.add(IncidentRow(id=uuid.uuid4(), service_name="orders", status=status, title=title, severity="critical",
+                              started_at=now - timedelta(minutes=ago)))
+    (grid,) = [h.proto.body for h in open_page("pages/overview.py").get("html")]
+    orders, payments = grid.split('data-service="payments"')
+    assert "<b>2</b> open incidents: newest down" in orders
+    assert "open incident" not in payments
 
 
 def test_overview_uptime_is_na_when_nothing_was_observed(dash_env):

@@ -1,6 +1,7 @@
 """Alerting end to end: a real engine, an external service that is Python's own http.server run as an OS process,
-a webhook receiver and an SMTP server (aiosmtpd) on loopback. Stopping the service pages once, starting it again
-resolves once; a silence or a simulation started with silence: true pages nobody; the incident remembers it all."""
+a webhook receiver and an SMTP server (aiosmtpd) on loopback (tests.engine.receivers). Stopping the service pages
+once, starting it again resolves once; a silence or a simulation started with silence: true pages nobody; the
+incident remembers it all."""
 
 from __future__ import annotations
 
@@ -12,20 +13,17 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from email import message_from_bytes
-from email.message import Message
 from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from contract.roles import Role
 from contract.settings import Settings
 from engine.api import create_app
 from engine.runtime import Runtime
 from tests.conftest import free_port, token_for, wait_for
-from tests.e2e.receiver import Receiver, webhook_receiver
+from tests.engine.receivers import Hook, hook, smtp_server
 
 pytestmark = pytest.mark.e2e
 
@@ -53,30 +51,6 @@ def _answers(port: int) -> bool:
         return False
 
 
-class Mailbox:
-    """An aiosmtpd handler keeping every message it is given."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-@contextmanager
-def smtp_server() -> Iterator[tuple[int, Mailbox]]:
-    """A real SMTP server on a free loopback port."""
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, box
-    finally:
-        controller.stop()
-
-
 @pytest.fixture
 def engine(clean_db: Any, settings: Settings) -> Iterator[tuple[Runtime, httpx.Client]]:
     """A started engine checking every half second, with an admin's API client."""
@@ -96,22 +70,22 @@ def _created(response: httpx.Response) -> dict[str, Any]:
     return dict(response.json())
 
 
-def _events(receiver: Receiver) -> list[str]:
-    return [json.loads(body)["status"] for body in receiver.bodies()]
+def _events(receiver: Hook) -> list[str]:
+    return [json.loads(r.body)["status"] for r in list(receiver.received)]
 
 
 def test_a_stopped_service_pages_once_and_resolves_once_by_webhook_and_email(
         engine: tuple[Runtime, httpx.Client], settings: Settings) -> None:
     _, api = engine
     port = free_port()
-    with webhook_receiver() as hook, smtp_server() as (smtp_port, mailbox), http_server(port) as server:
+    with hook() as receiver, smtp_server() as smtp, http_server(port) as server:
         service = _created(api.post("/api/services", json={"name": "static", "url": f"http://127.0.0.1:{port}",
                                                              "healthPath": "/"}))
         webhook = _created(api.post("/api/alert-channels", json={
-            "name": "hook", "type": "webhook", "config": {"url": hook.url, "secret": SECRET}}))
+            "name": "hook", "type": "webhook", "config": {"url": receiver.url(), "secret": SECRET}}))
         email = _created(api.post("/api/alert-channels", json={
             "name": "mail", "type": "email", "config": {
-                "host": "127.0.0.1", "port": smtp_port, "starttls": False, "from": "monitor@example.test",
+                "host": "127.0.0.1", "port": smtp.port, "starttls": False, "from": "monitor@example.test",
                 "to": ["oncall@example.test"]}}))
         _created(api.post("/api/alert-rules", json={
             "name": "static-down", "kind": "service-down", "service": "static", "forSeconds": FOR_S,
@@ -122,31 +96,31 @@ def test_a_stopped_service_pages_once_and_resolves_once_by_webhook_and_email(
         server.wait(10)
         stopped = time.monotonic()
         budget = FOR_S + 2 * settings.health_interval
-        assert wait_for(lambda: _events(hook) == ["firing"], budget + 2), _events(hook)
-        fired_after = hook.received[0].at - stopped
+        assert wait_for(lambda: _events(receiver) == ["firing"], budget + 2), _events(receiver)
+        fired_after = receiver.received[0].at - stopped
         assert fired_after <= budget + 0.5, f"firing arrived {fired_after:.2f} s after the stop"
         assert fired_after >= FOR_S, "fired before the condition held for forSeconds"
         time.sleep(2)
-        assert _events(hook) == ["firing"], "paged more than once for one firing"
+        assert _events(receiver) == ["firing"], "paged more than once for one firing"
 
-        first = hook.received[0]
+        first = receiver.received[0]
         expected = "sha256=" + hmac.new(SECRET.encode(), first.body, hashlib.sha256).hexdigest()
         assert first.headers.get("X-Signature") == expected
         payload = json.loads(first.body)
         assert payload["alerts"][0]["labels"]["service"] == "static"
         assert payload["alerts"][0]["status"] == "firing"
 
-        assert wait_for(lambda: len(mailbox.messages) == 1, 5)
-        subject = mailbox.messages[0]["Subject"]
+        assert wait_for(lambda: len(smtp.mails) == 1, 5)
+        subject = smtp.mails[0].message["Subject"]
         assert "static" in subject and "FIRING" in subject.upper(), subject
 
         with http_server(port):
-            assert wait_for(lambda: _events(hook) == ["firing", "resolved"], 10), _events(hook)
+            assert wait_for(lambda: _events(receiver) == ["firing", "resolved"], 10), _events(receiver)
             time.sleep(1.5)
-            assert _events(hook) == ["firing", "resolved"]
-            assert json.loads(hook.received[1].body)["alerts"][0]["status"] == "resolved"
-            assert wait_for(lambda: len(mailbox.messages) == 2, 5)
-            assert "RESOLVED" in mailbox.messages[1]["Subject"].upper()
+            assert _events(receiver) == ["firing", "resolved"]
+            assert json.loads(receiver.received[1].body)["alerts"][0]["status"] == "resolved"
+            assert wait_for(lambda: len(smtp.mails) == 2, 5)
+            assert "RESOLVED" in smtp.mails[1].message["Subject"].upper()
 
     incidents = api.get("/api/incidents").json()
     assert [(i["service"], i["status"], i["expected"]) for i in incidents] == [("static", "resolved", False)]
@@ -162,11 +136,11 @@ def test_a_stopped_service_pages_once_and_resolves_once_by_webhook_and_email(
 def test_a_silence_and_a_silencing_simulation_page_nobody(engine: tuple[Runtime, httpx.Client]) -> None:
     rt, api = engine
     port = free_port()
-    with webhook_receiver() as hook, http_server(port) as server:
+    with hook() as receiver, http_server(port) as server:
         _created(api.post("/api/services", json={"name": "quiet", "url": f"http://127.0.0.1:{port}",
                                                    "healthPath": "/"}))
         channel = _created(api.post("/api/alert-channels", json={
-            "name": "hook", "type": "webhook", "config": {"url": hook.url}}))
+            "name": "hook", "type": "webhook", "config": {"url": receiver.url()}}))
         _created(api.post("/api/alert-rules", json={
             "name": "quiet-down", "kind": "service-down", "service": "quiet", "forSeconds": 0,
             "severity": "critical", "channels": [channel["id"]]}))
@@ -193,4 +167,4 @@ def test_a_silence_and_a_silencing_simulation_page_nobody(engine: tuple[Runtime,
         assert wait_for(lambda: [(a["state"], a["silenced"]) for a in api.get("/api/alerts?state=firing").json()]
                         == [("firing", True)], 10)
         time.sleep(1)
-    assert hook.received == [], "a silenced alert was notified"
+    assert receiver.received == [], "a silenced alert was notified"

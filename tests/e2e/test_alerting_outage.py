@@ -20,7 +20,7 @@ from db.session import make_engine
 from engine.api import create_app
 from engine.runtime import Runtime
 from tests.conftest import settings_for, token_for, wait_for
-from tests.e2e.receiver import webhook_receiver
+from tests.engine.receivers import Hook, hook
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +36,10 @@ def postgres(pg_dir: Path) -> Iterator[OutagePostgres]:
         pg.close()
 
 
+def _statuses(receiver: Hook) -> list[str]:
+    return [json.loads(r.body)["status"] for r in list(receiver.received)]
+
+
 def test_the_monitor_database_alert_is_delivered_during_the_outage_and_nothing_is_lost(
         postgres: OutagePostgres, tmp_path: Path) -> None:
     settings = settings_for(postgres.url, tmp_path).replace(alert_interval=0.25)
@@ -44,9 +48,9 @@ def test_the_monitor_database_alert_is_delivered_during_the_outage_and_nothing_i
     api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=10,
                        headers={"Authorization": "Bearer " + token_for(Role.ADMIN)})
     try:
-        with webhook_receiver() as hook:
+        with hook() as receiver:
             channel = api.post("/api/alert-channels", json={"name": "pager", "type": "webhook",
-                                                            "config": {"url": hook.url}})
+                                                            "config": {"url": receiver.url()}})
             assert channel.status_code == 201, channel.text
             rule = api.post("/api/alert-rules", json={"name": "monitor-db", "kind": "monitor-database",
                                                       "forSeconds": 0, "severity": "critical",
@@ -54,8 +58,8 @@ def test_the_monitor_database_alert_is_delivered_during_the_outage_and_nothing_i
             assert rule.status_code == 201, rule.text
 
             postgres.pause()
-            assert wait_for(lambda: len(hook.received) >= 1, 20), "no notification while the database was down"
-            fired = json.loads(hook.received[0].body)
+            assert wait_for(lambda: len(receiver.received) >= 1, 20), "no notification while the database was down"
+            fired = json.loads(receiver.received[0].body)
             assert fired["status"] == "firing"
             assert fired["alerts"][0]["labels"]["kind"] == "monitor-database"
             # the API answers the alerts from memory while the database is away
@@ -63,8 +67,7 @@ def test_the_monitor_database_alert_is_delivered_during_the_outage_and_nothing_i
             assert [(a["kind"], a["state"]) for a in alerts] == [("monitor-database", "firing")]
 
             postgres.resume()
-            assert wait_for(lambda: [json.loads(b)["status"] for b in hook.bodies()] == ["firing", "resolved"],
-                            30), hook.bodies()
+            assert wait_for(lambda: _statuses(receiver) == ["firing", "resolved"], 30), receiver.received
             assert wait_for(lambda: rt.writer.status().pending == 0 and rt.writer.status().database_ok, 30)
             rt.writer.flush()
         assert rt.writer.status().dropped == 0

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from contract.alerting import DeliveryEvent, DeliveryStatus
+from contract.notifications import DeliveryEvent, DeliveryStatus
 from db.models import AlertChannelRow, DeliveryRow
 
 __all__ = [

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import select, text, true
 from sqlalchemy.orm import Session
 
-from contract.alerting import IncidentStatus
+from contract.incidents import IncidentStatus
 from db.history import _DOWN, _UP, NOTHING, Availability, _spans
 from db.models import IncidentNoteRow, IncidentRow, Service
 

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from contract.alerting import TimelineEventOut, TimelineKind
+from contract.incidents import TimelineEventOut, TimelineKind
 from db.models import (
     AlertEventRow,
     BreakerTransitionRow,

@@ -11,21 +11,13 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from contract.alerting import (
-    AlertOut,
-    AlertRuleOut,
-    ChannelOut,
-    DeliveryOut,
-    IncidentDetailOut,
-    IncidentOut,
-    IncidentStatsOut,
-    SilenceOut,
-    SloOut,
-)
+from contract.alerting import AlertOut, AlertRuleOut, SilenceOut
 from contract.chaos import SimulationOut, StopAllOut
 from contract.errors import MonitorError
 from contract.history import CheckOut, UptimeOut
+from contract.incidents import IncidentDetailOut, IncidentOut, IncidentStatsOut, SloOut
 from contract.loadtest import LoadTestOut
+from contract.notifications import ChannelOut, DeliveryOut
 from contract.responses import (
     DeletedOut,
     HealthOut,

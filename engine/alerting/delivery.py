@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from contract.alerting import ChannelType, DeliveryEvent, DeliveryStatus
 from contract.events import DeliveryRecord
+from contract.notifications import ChannelType, DeliveryEvent, DeliveryStatus
 from db.models import AlertChannelRow, DeliveryRow
 from engine.alerting.channels import CHANNELS
 

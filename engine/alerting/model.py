@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from contract.alerting import AlertKind, AlertRuleIn, AlertState, DeliveryEvent, Severity
+from contract.alerting import AlertKind, AlertRuleIn, AlertState, Severity
+from contract.notifications import DeliveryEvent
 from db.models import AlertRuleRow
 
 __all__ = [

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from contract.alerting import SECRET_MASK
+from contract.notifications import SECRET_MASK
 from contract.roles import Role
 from db.models import AlertChannelRow, LogEntry
 from engine.api import create_app

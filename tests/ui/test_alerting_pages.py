@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
-from contract.alerting import DeliveryStatus
+from contract.notifications import DeliveryStatus
 from contract.roles import Role
 from db.models import (
     AlertChannelRow,

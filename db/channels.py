@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from contract.notifications import DeliveryEvent, DeliveryStatus
-from db.models import AlertChannelRow, DeliveryRow
+from db.alerting_models import AlertChannelRow, DeliveryRow
 
 __all__ = [
     "UNFINISHED",

@@ -11,8 +11,9 @@ from sqlalchemy import select, text, true
 from sqlalchemy.orm import Session
 
 from contract.incidents import IncidentStatus
+from db.alerting_models import IncidentNoteRow, IncidentRow
 from db.history import _DOWN, _UP, NOTHING, Availability, _spans
-from db.models import IncidentNoteRow, IncidentRow, Service
+from db.models import Service
 
 __all__ = ["DAYS", "OpenIncident", "ServiceStatus", "StatusPageData", "daily_uptime", "status_page_data"]
 

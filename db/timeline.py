@@ -20,11 +20,9 @@ from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from contract.incidents import TimelineEventOut, TimelineKind
+from db.alerting_models import AlertEventRow, DeliveryRow, IncidentNoteRow
 from db.models import (
-    AlertEventRow,
     BreakerTransitionRow,
-    DeliveryRow,
-    IncidentNoteRow,
     Instance,
     InstanceHealthTransition,
     LoadTest,

@@ -9,7 +9,7 @@ from typing import Any
 
 from contract.events import DeliveryRecord
 from contract.notifications import ChannelType, DeliveryEvent, DeliveryStatus
-from db.models import AlertChannelRow, DeliveryRow
+from db.alerting_models import AlertChannelRow, DeliveryRow
 from engine.alerting.channels import CHANNELS
 
 __all__ = ["ChannelSpec", "Delivery", "NotifyPolicy"]

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from contract.alerting import SERVICELESS, AlertKind, AlertState, Severity
 from contract.events import AlertEvent, Event
 from contract.notifications import DeliveryEvent
-from db.models import AlertRow
+from db.alerting_models import AlertRow
 from engine.alerting.conditions import CONDITIONS, LiveState, Round, describe
 from engine.alerting.model import AlertSnapshot, IncidentSink, Notice, Notifier, Rule, fingerprint
 from engine.alerting.silences import SilenceBook

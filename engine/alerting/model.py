@@ -11,7 +11,7 @@ from typing import Protocol
 
 from contract.alerting import AlertKind, AlertRuleIn, AlertState, Severity
 from contract.notifications import DeliveryEvent
-from db.models import AlertRuleRow
+from db.alerting_models import AlertRuleRow
 
 __all__ = [
     "AlertSnapshot",

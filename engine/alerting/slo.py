@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from contract.events import SloMinuteEvent
 from contract.incidents import SloOut
 from db import slos as queries
-from db.models import SloRow
+from db.alerting_models import SloRow
 from engine.clock import Clock
 from engine.store.logs import event_logger
 from engine.store.outage import UNAVAILABLE, DatabaseOutage

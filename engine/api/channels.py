@@ -27,7 +27,7 @@ from contract.notifications import (
 from contract.responses import DeletedOut
 from contract.roles import Role
 from db import channels as queries
-from db.models import AlertChannelRow, DeliveryRow
+from db.alerting_models import AlertChannelRow, DeliveryRow
 from engine.alerting.channels import CHANNELS, Channel
 from engine.alerting.delivery import Delivery
 from engine.api.context import runtime

@@ -21,7 +21,7 @@ from contract.incidents import (
 )
 from contract.roles import Role
 from db import incidents as queries
-from db.models import IncidentRow
+from db.alerting_models import IncidentRow
 from db.timeline import MARGIN, Span, timeline
 from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.settings import Settings
 from db import history
-from db.models import IncidentNoteRow, IncidentRow, Instance, Service, ServiceHealthTransition
+from db.alerting_models import IncidentNoteRow, IncidentRow
+from db.models import Instance, Service, ServiceHealthTransition
 from db.status_page import daily_uptime
 from engine.api import create_app
 from engine.api.status_page import CACHE_SECONDS, STATUS_PATH

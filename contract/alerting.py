@@ -1,4 +1,4 @@
-"""Alerting: rules, alerts, silences, notification channels and their deliveries, incidents and SLOs.
+"""Alerting: rules, the alerts they raise, and silences.
 
 Alerts follow Prometheus' semantics: a rule's condition that holds makes an alert `pending`; held for
 `forSeconds` it is `firing` (one notification, then one every `repeatSeconds` while it fires); once it stops
@@ -10,51 +10,29 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Self
 
-from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from contract.requests import Name, StrictModel, Text
 
 __all__ = [
-    "SECRET_MASK",
+    "NEEDS_THRESHOLD",
+    "SERVICELESS",
+    "TRAFFIC_KINDS",
     "TRAFFIC_WINDOW_MAX_S",
-    "AcknowledgeIn",
     "AlertKind",
     "AlertOut",
     "AlertQuery",
     "AlertRuleIn",
     "AlertRuleOut",
     "AlertState",
-    "AppriseConfig",
-    "ChannelIn",
-    "ChannelOut",
-    "ChannelType",
-    "DeliveryEvent",
-    "DeliveryOut",
-    "DeliveryQuery",
-    "DeliveryStatus",
-    "EmailConfig",
-    "IncidentDetailOut",
-    "IncidentOut",
-    "IncidentQuery",
-    "IncidentStatsOut",
-    "IncidentStatsQuery",
-    "IncidentStatus",
     "Severity",
     "SilenceIn",
     "SilenceOut",
     "SilenceQuery",
     "SilenceState",
-    "SlackConfig",
-    "SloIn",
-    "SloOut",
-    "TimelineEventOut",
-    "TimelineKind",
-    "WebhookConfig",
 ]
-
-SECRET_MASK = "********"  # noqa: S105 (a mask, not a secret): what the API shows in place of a channel's secret
 
 
 class AlertKind(StrEnum):
@@ -256,235 +234,3 @@ class SilenceOut(BaseModel):
     createdBy: str | None
     simulationId: int | None
     state: SilenceState
-
-
-class ChannelType(StrEnum):
-    """How a notification travels."""
-
-    WEBHOOK = "webhook"
-    SLACK = "slack"
-    EMAIL = "email"
-    APPRISE = "apprise"
-
-
-HttpUrl = Annotated[str, StringConstraints(min_length=8, max_length=2000, pattern=r"^https?://\S+$")]
-Address = Annotated[str, StringConstraints(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
-
-
-class WebhookConfig(StrictModel):
-    """A JSON POST in Alertmanager's webhook shape; with a secret, `X-Signature: sha256=<HMAC of the body>`."""
-
-    url: HttpUrl
-    secret: str | None = Field(default=None, min_length=1, max_length=500)
-
-
-class SlackConfig(StrictModel):
-    """A Slack incoming webhook (the URL is the secret)."""
-
-    url: HttpUrl
-
-
-class EmailConfig(StrictModel):
-    """An SMTP server and the addresses a notification goes from and to."""
-
-    host: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    port: int = Field(default=587, ge=1, le=65535)
-    starttls: bool = True
-    username: str | None = Field(default=None, max_length=255)
-    password: str | None = Field(default=None, max_length=500)
-    from_: Address = Field(alias="from")
-    to: list[Address] = Field(min_length=1, max_length=50)
-
-
-class AppriseConfig(StrictModel):
-    """Any Apprise URL (discord://, tgram://, msteams://, ntfy://, pagerduty://, opsgenie://, …)."""
-
-    url: Annotated[str, StringConstraints(min_length=4, max_length=2000, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")]
-
-
-CONFIG_MODELS: dict[ChannelType, type[StrictModel]] = {
-    ChannelType.WEBHOOK: WebhookConfig,
-    ChannelType.SLACK: SlackConfig,
-    ChannelType.EMAIL: EmailConfig,
-    ChannelType.APPRISE: AppriseConfig,
-}
-
-
-class ChannelIn(StrictModel):
-    """POST and PUT /api/alert-channels; `config` is checked against the type's model (see the *Config models).
-
-    On PUT, a secret field left out keeps the stored one."""
-
-    name: Name
-    type: ChannelType
-    config: dict[str, Any]
-
-
-class ChannelOut(BaseModel):
-    """A channel, its secrets masked (a webhook's secret, an SMTP password, a Slack or Apprise URL's tokens)."""
-
-    id: int
-    name: str
-    type: ChannelType
-    config: dict[str, Any]
-    createdAt: str
-
-
-class DeliveryStatus(StrEnum):
-    """Where a notification is: not yet sent, failed and waiting for the next attempt, arrived, or given up."""
-
-    PENDING = "pending"
-    RETRYING = "retrying"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-
-
-class DeliveryEvent(StrEnum):
-    """Why a notification was sent."""
-
-    FIRING = "firing"
-    REPEAT = "repeat"
-    RESOLVED = "resolved"
-    TEST = "test"
-
-
-class DeliveryQuery(StrictModel):
-    """GET /api/deliveries query string."""
-
-    channel: int | None = Field(default=None, ge=1, le=2_147_483_647)
-    status: DeliveryStatus | None = None
-    limit: int = Field(default=100, ge=1, le=1000)
-
-
-class DeliveryOut(BaseModel):
-    """One notification to one channel, with every attempt's outcome."""
-
-    id: str
-    channelId: int | None
-    channelName: str
-    fingerprint: str | None
-    event: DeliveryEvent
-    status: DeliveryStatus
-    attempts: int
-    lastError: str | None
-    createdAt: str
-    nextAttemptAt: str | None
-    deliveredAt: str | None
-    payload: dict[str, Any]
-
-
-class IncidentStatus(StrEnum):
-    """An incident is open while any of its alerts fires."""
-
-    OPEN = "open"
-    RESOLVED = "resolved"
-
-
-class IncidentQuery(StrictModel):
-    """GET /api/incidents query string."""
-
-    status: IncidentStatus | None = None
-    service: Name | None = None
-    limit: int = Field(default=100, ge=1, le=1000)
-
-
-class IncidentOut(BaseModel):
-    """An incident: opened by a critical alert of a service, resolved when all its alerts are."""
-
-    id: str
-    service: str | None
-    status: IncidentStatus
-    title: str
-    severity: Severity
-    startedAt: str
-    resolvedAt: str | None
-    acknowledgedAt: str | None
-    acknowledgedBy: str | None
-    expected: bool = Field(description="a failure simulation started with silence: true caused it")
-    latestNote: str | None
-    alerts: list[str] = Field(description="fingerprints of the alerts that belong to it")
-
-
-class TimelineKind(StrEnum):
-    """What a timeline event is."""
-
-    ALERT = "alert"
-    HEALTH = "health"
-    BREAKER = "breaker"
-    SIMULATION = "simulation"
-    SCALING = "scaling"
-    LOAD_TEST = "load-test"
-    NOTE = "note"
-    NOTIFICATION = "notification"
-
-
-class TimelineEventOut(BaseModel):
-    """One event on an incident's time axis; a span (a simulation, a load test) has an end."""
-
-    at: str
-    endAt: str | None = None
-    kind: TimelineKind
-    title: str
-    detail: dict[str, Any] = Field(default_factory=dict)
-
-
-class IncidentDetailOut(IncidentOut):
-    """An incident with its timeline, oldest first."""
-
-    timeline: list[TimelineEventOut]
-    timelineTruncated: bool = Field(
-        default=False, description="a source had more events than a timeline shows (the oldest are shown)")
-
-
-class AcknowledgeIn(StrictModel):
-    """POST /api/incidents/<id>/acknowledge."""
-
-    note: Text = Field(default="", max_length=2000)
-
-
-class IncidentStatsQuery(StrictModel):
-    """GET /api/incidents/stats query string: one service (or all) over the last windowDays."""
-
-    service: Name | None = None
-    windowDays: int = Field(default=30, ge=1, le=365)
-
-
-class IncidentStatsOut(BaseModel):
-    """Incidents of a service over a window: how many, mean time to acknowledge and to resolve (seconds)."""
-
-    service: str | None
-    windowDays: int
-    incidents: int
-    mttaSeconds: float | None
-    mttrSeconds: float | None
-
-
-class SloIn(StrictModel):
-    """PUT /api/services/<id>/slo: targets in percent over a rolling window of days."""
-
-    availabilityTarget: float = Field(gt=0, lt=100, description="percent of routed requests that succeed")
-    latencyThresholdMs: float | None = Field(default=None, gt=0, le=600_000)
-    latencyTarget: float | None = Field(default=None, gt=0, lt=100,
-                                        description="percent of routed requests answered within latencyThresholdMs")
-    windowDays: int = Field(default=30, ge=1, le=90)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if (self.latencyThresholdMs is None) != (self.latencyTarget is None):
-            raise ValueError("latencyThresholdMs and latencyTarget go together")
-        return self
-
-
-class SloOut(BaseModel):
-    """A service's SLO: its SLIs over the window, the error budget left and the burn rates (None when unknown)."""
-
-    service: str
-    availabilityTarget: float
-    latencyThresholdMs: float | None
-    latencyTarget: float | None
-    windowDays: int
-    availability: float | None = Field(description="percent of routed requests that succeeded over the window")
-    latency: float | None = Field(description="percent answered within latencyThresholdMs over the window")
-    requests: int
-    errorBudgetRemaining: float | None = Field(description="share of the window's error budget left, 1 = untouched")
-    burnRates: dict[Literal["5m", "30m", "1h", "6h"], float | None]

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import CursorResult, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import AlertChannelRow, AlertRow, AlertRuleRow, SilenceRow, Simulation
+from db.alerting_models import AlertChannelRow, AlertRow, AlertRuleRow, SilenceRow
+from db.models import Simulation
 
 __all__ = [
     "RuleValues",

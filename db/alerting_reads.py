@@ -14,22 +14,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from contract.alerting import (
-    AlertKind,
-    AlertOut,
-    AlertRuleOut,
-    AlertState,
-    DeliveryEvent,
-    DeliveryOut,
-    DeliveryStatus,
-    IncidentOut,
-    IncidentStatus,
-    Severity,
-    SilenceOut,
-    SilenceState,
-)
+from contract.alerting import AlertKind, AlertOut, AlertRuleOut, AlertState, Severity, SilenceOut, SilenceState
+from contract.incidents import IncidentOut, IncidentStatus
+from contract.notifications import DeliveryEvent, DeliveryOut, DeliveryStatus
+from db.alerting_models import AlertChannelRow, AlertRow, AlertRuleRow, DeliveryRow, SilenceRow
 from db.incidents import list_incidents
-from db.models import AlertChannelRow, AlertRow, AlertRuleRow, DeliveryRow, SilenceRow
 
 __all__ = [
     "ChannelName",

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from contract.alerting import DeliveryEvent, DeliveryStatus
-from db.models import AlertChannelRow, DeliveryRow
+from contract.notifications import DeliveryEvent, DeliveryStatus
+from db.alerting_models import AlertChannelRow, DeliveryRow
 
 __all__ = [
     "UNFINISHED",

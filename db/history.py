@@ -34,6 +34,7 @@ __all__ = [
     "service_availability",
     "service_transitions",
     "services_availability",
+    "services_daily_availability",
     "split_days",
     "upsert_rollups",
     "window_checks",
@@ -233,32 +234,48 @@ def instance_availability(session: Session, service_id: int, instance_ids: Seque
     return _availability(session, "instance", service_id, instance_ids, start, end, grace)
 
 
-def daily_availability(session: Session, service_id: int, first: date, last: date, end: datetime,
-                       grace: timedelta = DEFAULT_GRACE) -> dict[date, tuple[Availability, int]]:
-    """Per UTC day from first to last (inclusive, clipped at end): the service's availability and its checks."""
-    days = [first + timedelta(days=k) for k in range((last - first).days + 1)]
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=k) for k in range((last - first).days + 1)]
+
+
+def services_daily_availability(session: Session, service_ids: Sequence[int], first: date, last: date,
+                                end: datetime, grace: timedelta = DEFAULT_GRACE) -> dict[int, dict[date, Availability]]:
+    """Each service's availability per UTC day from first to last (inclusive, clipped at end), every service in one
+    query; a day nothing was observed is NOTHING."""
+    days = _days(first, last)
+    if not service_ids or not days:
+        return {}
     starts = [_midnight(d) for d in days]
     sql = f"""
         WITH {_spans("service")},
         days AS (SELECT lo, lo + interval '1 day' AS hi FROM unnest(CAST(:los AS timestamptz[])) AS d(lo))
-        SELECT days.lo,
+        SELECT spans.key, days.lo,
                coalesce(sum(extract(epoch FROM least(stop, hi) - greatest(start, lo)))
                         FILTER (WHERE {_UP}), 0)::float8,
                coalesce(sum(extract(epoch FROM least(stop, hi) - greatest(start, lo)))
                         FILTER (WHERE {_DOWN}), 0)::float8,
                count(*) FILTER (WHERE ord = 1 AND {_DOWN} AND start >= lo)
-        FROM days LEFT JOIN spans ON spans.start < days.hi AND spans.stop > days.lo
-        GROUP BY days.lo
+        FROM days JOIN spans ON spans.start < days.hi AND spans.stop > days.lo
+        GROUP BY spans.key, days.lo
     """  # noqa: S608 - fragments of this module
     rows = session.execute(text(sql), {
-        "keys": [service_id], "sid": service_id, "a": starts[0], "b": min(end, _midnight(last) + timedelta(days=1)),
+        "keys": list(service_ids), "sid": 0, "a": starts[0], "b": min(end, _midnight(last) + timedelta(days=1)),
         "grace": grace, "los": starts}).all()
-    found = {lo.astimezone(UTC).date(): Availability(float(up), float(down), int(n)) for lo, up, down, n in rows}
+    found: dict[int, dict[date, Availability]] = {int(k): {} for k in service_ids}
+    for key, lo, up, down, n in rows:
+        found[int(key)][lo.astimezone(UTC).date()] = Availability(float(up), float(down), int(n))
+    return {k: {d: per_day.get(d, NOTHING) for d in days} for k, per_day in found.items()}
+
+
+def daily_availability(session: Session, service_id: int, first: date, last: date, end: datetime,
+                       grace: timedelta = DEFAULT_GRACE) -> dict[date, tuple[Availability, int]]:
+    """Per UTC day from first to last (inclusive, clipped at end): the service's availability and its checks."""
+    found = services_daily_availability(session, [service_id], first, last, end, grace).get(service_id, {})
     checks: dict[date, int] = dict(session.execute(text("""
         SELECT day, sum(checks) FROM instance_checks_1d WHERE service_id = :sid AND day >= :d0 AND day <= :d1
         GROUP BY day
     """), {"sid": service_id, "d0": first, "d1": last}).all())
-    return {d: (found.get(d, NOTHING), int(checks.get(d, 0))) for d in days}
+    return {d: (found.get(d, NOTHING), int(checks.get(d, 0))) for d in _days(first, last)}
 
 
 # -- reading: checks and latency from the rollups -----------------------------------------------------------

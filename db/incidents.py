@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import AlertRow, IncidentNoteRow, IncidentRow
+from db.alerting_models import AlertRow, IncidentNoteRow, IncidentRow
 
 __all__ = [
     "IncidentFigures",

@@ -41,15 +41,11 @@ from contract.events import (
     ServiceTransitionEvent,
     SloMinuteEvent,
 )
+from db.alerting_models import AlertChannelRow, AlertEventRow, AlertRow, DeliveryRow, IncidentRow, SloMinuteRow
 from db.history import upsert_rollups
 from db.models import (
-    AlertChannelRow,
-    AlertEventRow,
-    AlertRow,
     BreakerTransitionRow,
     CircuitBreakerRow,
-    DeliveryRow,
-    IncidentRow,
     Instance,
     InstanceHealthTransition,
     LoadTest,
@@ -58,7 +54,6 @@ from db.models import (
     MetricRow,
     Service,
     ServiceHealthTransition,
-    SloMinuteRow,
 )
 
 __all__ = ["Rejected", "is_connection_error", "write_batch"]

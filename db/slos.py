@@ -10,7 +10,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from db.models import Service, SloMinuteRow, SloRow
+from db.alerting_models import SloMinuteRow, SloRow
+from db.models import Service
 
 __all__ = ["MinuteTotals", "delete_minutes_before", "delete_slo", "get_slo", "minute_totals", "put_slo",
            "slo_definitions"]

@@ -1,20 +1,21 @@
 """What the public status page shows, in three queries: the chosen services and their state, their uptime per UTC
-day (db.history's definition, every service at once) and their open incidents with the latest note."""
+day (db.history.services_daily_availability) and their open incidents with the latest note."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select, text, true
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
-from contract.alerting import IncidentStatus
-from db.history import _DOWN, _UP, NOTHING, Availability, _spans
-from db.models import IncidentNoteRow, IncidentRow, Service
+from contract.incidents import IncidentStatus
+from db.alerting_models import IncidentNoteRow, IncidentRow
+from db.history import NOTHING, Availability, services_daily_availability
+from db.models import Service
 
-__all__ = ["DAYS", "OpenIncident", "ServiceStatus", "StatusPageData", "daily_uptime", "status_page_data"]
+__all__ = ["DAYS", "OpenIncident", "ServiceStatus", "StatusPageData", "status_page_data"]
 
 DAYS = 90
 
@@ -52,41 +53,6 @@ class StatusPageData:
     incidents: tuple[OpenIncident, ...]
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
-
-
-def daily_uptime(session: Session, service_ids: Sequence[int], first: date, last: date, end: datetime,
-                 grace: timedelta) -> dict[int, dict[date, Availability]]:
-    """Each service's availability per UTC day from first to last (clipped at end), in one query: the spans of
-    db.history.daily_availability (up = healthy or degraded, down = unhealthy, unknown time neither, a state not
-    carried past its last evidence plus `grace`), for every service at once. A day nothing was observed is
-    NOTHING."""
-    days = [first + timedelta(days=k) for k in range((last - first).days + 1)]
-    if not service_ids or not days:
-        return {}
-    starts = [_midnight(d) for d in days]
-    sql = f"""
-        WITH {_spans("service")},
-        days AS (SELECT lo, lo + interval '1 day' AS hi FROM unnest(CAST(:los AS timestamptz[])) AS d(lo))
-        SELECT spans.key, days.lo,
-               coalesce(sum(extract(epoch FROM least(stop, hi) - greatest(start, lo)))
-                        FILTER (WHERE {_UP}), 0)::float8,
-               coalesce(sum(extract(epoch FROM least(stop, hi) - greatest(start, lo)))
-                        FILTER (WHERE {_DOWN}), 0)::float8,
-               count(*) FILTER (WHERE ord = 1 AND {_DOWN} AND start >= lo)
-        FROM days JOIN spans ON spans.start < days.hi AND spans.stop > days.lo
-        GROUP BY spans.key, days.lo
-    """  # noqa: S608 - db.history's fragments
-    rows = session.execute(text(sql), {
-        "keys": list(service_ids), "sid": 0, "a": starts[0], "b": min(end, _midnight(last) + timedelta(days=1)),
-        "grace": grace, "los": starts}).all()
-    out: dict[int, dict[date, Availability]] = {int(k): {} for k in service_ids}
-    for key, lo, up, down, n in rows:
-        out[int(key)][lo.astimezone(UTC).date()] = Availability(float(up), float(down), int(n))
-    return {k: {d: found.get(d, NOTHING) for d in days} for k, found in out.items()}
-
-
 def status_page_data(session: Session, names: Sequence[str], now: datetime, grace: timedelta,
                      days: int = DAYS) -> StatusPageData:
     """The services named (in that order; every service by name when none are) over the `days` UTC days ending
@@ -98,7 +64,7 @@ def status_page_data(session: Session, names: Sequence[str], now: datetime, grac
         q = q.where(Service.name.in_(list(names)))
     found = {name: (sid, status or "unknown") for sid, name, status in session.execute(q)}
     order = [n for n in names if n in found] if names else sorted(found)
-    uptime = daily_uptime(session, [found[n][0] for n in order], first, today, now, grace)
+    uptime = services_daily_availability(session, [found[n][0] for n in order], first, today, now, grace)
     calendar = [first + timedelta(days=i) for i in range(days)]
     services = tuple(_service(n, found[n][1], uptime.get(found[n][0], {}), calendar) for n in order)
     return StatusPageData(first, services, _open_incidents(session, order))

@@ -19,12 +19,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from contract.alerting import TimelineEventOut, TimelineKind
+from contract.incidents import TimelineEventOut, TimelineKind
+from db.alerting_models import AlertEventRow, DeliveryRow, IncidentNoteRow
 from db.models import (
-    AlertEventRow,
     BreakerTransitionRow,
-    DeliveryRow,
-    IncidentNoteRow,
     Instance,
     InstanceHealthTransition,
     LoadTest,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
-from contract.alerting import IncidentDetailOut, IncidentOut, IncidentStatus
+from contract.incidents import IncidentDetailOut, IncidentOut, IncidentStatus
 from db import alerting_reads, queries
 from db import incidents as incident_queries
 from ui import api, data, incidents, login, session

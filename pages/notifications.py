@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from contract.alerting import ChannelOut, ChannelType, DeliveryOut, DeliveryStatus
+from contract.notifications import ChannelOut, ChannelType, DeliveryOut, DeliveryStatus
 from db import alerting_reads
 from ui import api, data, login, notifications, session
 from ui.notifications import CONFIG_FIELDS, TYPE_HELP, ConfigField

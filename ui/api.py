@@ -7,19 +7,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from contract.alerting import (
-    AlertOut,
-    AlertRuleOut,
-    ChannelOut,
-    DeliveryOut,
-    IncidentDetailOut,
-    IncidentOut,
-    IncidentStatsOut,
-    SilenceOut,
-)
+from contract.alerting import AlertOut, AlertRuleOut, SilenceOut
 from contract.chaos import SimulationOut, StopAllOut
 from contract.history import CheckOut
+from contract.incidents import IncidentDetailOut, IncidentOut, IncidentStatsOut
 from contract.loadtest import LoadTestOut
+from contract.notifications import ChannelOut, DeliveryOut
 from contract.responses import (
     DeletedOut,
     HealthOut,

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from contract.alerting import IncidentDetailOut, IncidentOut, TimelineEventOut, TimelineKind
+from contract.incidents import IncidentDetailOut, IncidentOut, TimelineEventOut, TimelineKind
 from ui.charts import LEGEND_BELOW, naive_utc
 from ui.format import NA, fmt_duration_ms, fmt_json
 

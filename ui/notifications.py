@@ -1,4 +1,4 @@
-"""The Notifications page's building blocks: each channel type's config fields (from contract.alerting's *Config
+"""The Notifications page's building blocks: each channel type's config fields (from contract.notifications' *Config
 models: meaning, unit, which are secrets), the request bodies of the channel forms, and the tables of channels and
 deliveries."""
 
@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from contract.alerting import SECRET_MASK, ChannelOut, ChannelType, DeliveryOut
+from contract.notifications import SECRET_MASK, ChannelOut, ChannelType, DeliveryOut
 from ui.format import NA
 
 __all__ = [

@@ -30,15 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import aiosmtplib
 
-from contract.alerting import (
-    SECRET_MASK,
-    AppriseConfig,
-    ChannelType,
-    EmailConfig,
-    SlackConfig,
-    WebhookConfig,
-)
 from contract.errors import DeliveryFailed
+from contract.notifications import SECRET_MASK, AppriseConfig, ChannelType, EmailConfig, SlackConfig, WebhookConfig
 from engine import VERSION
 from engine.alerting.render import Message, apprise_payload, email_payload, slack_payload, webhook_payload
 from engine.security.ssrf import checked_addresses, forbidden

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from contract.alerting import ChannelType, DeliveryEvent, DeliveryStatus
 from contract.events import DeliveryRecord
-from db.models import AlertChannelRow, DeliveryRow
+from contract.notifications import ChannelType, DeliveryEvent, DeliveryStatus
+from db.alerting_models import AlertChannelRow, DeliveryRow
 from engine.alerting.channels import CHANNELS
 
 __all__ = ["ChannelSpec", "Delivery", "NotifyPolicy"]

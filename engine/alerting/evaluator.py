@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from contract.alerting import SERVICELESS, AlertKind, AlertState, DeliveryEvent, Severity
+from contract.alerting import SERVICELESS, AlertKind, AlertState, Severity
 from contract.events import AlertEvent, Event
-from db.models import AlertRow
+from contract.notifications import DeliveryEvent
+from db.alerting_models import AlertRow
 from engine.alerting.conditions import CONDITIONS, LiveState, Round, describe
 from engine.alerting.model import AlertSnapshot, IncidentSink, Notice, Notifier, Rule, fingerprint
 from engine.alerting.silences import SilenceBook

@@ -16,8 +16,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from contract.alerting import AlertState, IncidentStatus, Severity
+from contract.alerting import AlertState, Severity
 from contract.events import IncidentEvent
+from contract.incidents import IncidentStatus
 from db import incidents as queries
 from engine.alerting.model import AlertSnapshot
 from engine.clock import Clock

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from contract.alerting import AlertKind, AlertRuleIn, AlertState, DeliveryEvent, Severity
-from db.models import AlertRuleRow
+from contract.alerting import AlertKind, AlertRuleIn, AlertState, Severity
+from contract.notifications import DeliveryEvent
+from db.alerting_models import AlertRuleRow
 
 __all__ = [
     "AlertSnapshot",

@@ -28,8 +28,8 @@ from datetime import datetime, timedelta
 import aiohttp
 from sqlalchemy.orm import Session
 
-from contract.alerting import SECRET_MASK, DeliveryEvent, DeliveryStatus
 from contract.errors import DeliveryFailed
+from contract.notifications import SECRET_MASK, DeliveryEvent, DeliveryStatus
 from db import channels as queries
 from engine.alerting.channels import CHANNELS, Outbound
 from engine.alerting.delivery import ChannelSpec, Delivery, NotifyPolicy

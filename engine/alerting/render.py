@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from contract.alerting import AlertState, DeliveryEvent
+from contract.alerting import AlertState
+from contract.notifications import DeliveryEvent
 from engine.alerting.model import Notice
 
 __all__ = [

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.alerting import SilenceState
 from db import alerting as queries
-from db.models import SilenceRow
+from db.alerting_models import SilenceRow
 from engine.clock import Clock
 
 __all__ = ["Silence", "SilenceBook", "SilenceMatch", "silence_state"]

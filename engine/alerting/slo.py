@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from contract.alerting import SloOut
 from contract.events import SloMinuteEvent
+from contract.incidents import SloOut
 from db import slos as queries
-from db.models import SloRow
+from db.alerting_models import SloRow
 from engine.clock import Clock
 from engine.store.logs import event_logger
 from engine.store.outage import UNAVAILABLE, DatabaseOutage

@@ -27,7 +27,7 @@ from contract.errors import Conflict, NotFound, ValidationFailed
 from contract.responses import DeletedOut
 from contract.roles import Role
 from db import alerting as queries
-from db.models import AlertRuleRow, SilenceRow
+from db.alerting_models import AlertRuleRow, SilenceRow
 from engine.alerting.model import AlertSnapshot, Rule
 from engine.alerting.silences import silence_state
 from engine.api.auth import authorize

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contract.alerting import (
+from contract.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from contract.notifications import (
     SECRET_MASK,
     ChannelIn,
     ChannelOut,
@@ -23,11 +24,10 @@ from contract.alerting import (
     DeliveryQuery,
     DeliveryStatus,
 )
-from contract.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from contract.responses import DeletedOut
 from contract.roles import Role
 from db import channels as queries
-from db.models import AlertChannelRow, DeliveryRow
+from db.alerting_models import AlertChannelRow, DeliveryRow
 from engine.alerting.channels import CHANNELS, Channel
 from engine.alerting.delivery import Delivery
 from engine.api.context import runtime

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from flask import g
 from sqlalchemy.orm import Session
 
-from contract.alerting import (
+from contract.alerting import Severity
+from contract.errors import NotFound
+from contract.incidents import (
     AcknowledgeIn,
     IncidentDetailOut,
     IncidentOut,
@@ -16,12 +18,10 @@ from contract.alerting import (
     IncidentStatsOut,
     IncidentStatsQuery,
     IncidentStatus,
-    Severity,
 )
-from contract.errors import NotFound
 from contract.roles import Role
 from db import incidents as queries
-from db.models import IncidentRow
+from db.alerting_models import IncidentRow
 from db.timeline import MARGIN, Span, timeline
 from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from contract.alerting import SloIn, SloOut
 from contract.errors import NotFound
+from contract.incidents import SloIn, SloOut
 from contract.responses import DeletedOut
 from contract.roles import Role
 from db import queries

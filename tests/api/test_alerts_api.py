@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from contract.roles import Role
-from db.models import AlertChannelRow, AlertEventRow, AlertRuleRow, SilenceRow
+from db.alerting_models import AlertChannelRow, AlertEventRow, AlertRuleRow, SilenceRow
 from db.session import make_engine
 from engine.runtime import Runtime
 from engine.traffic.breaker import BreakerConfig

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from contract.alerting import SECRET_MASK
+from contract.notifications import SECRET_MASK
 from contract.roles import Role
-from db.models import AlertChannelRow, LogEntry
+from db.alerting_models import AlertChannelRow
+from db.models import LogEntry
 from engine.api import create_app
 from engine.runtime import Runtime
 from tests.conftest import token_for, wait_for

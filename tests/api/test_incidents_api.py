@@ -10,14 +10,8 @@ import pytest
 
 from contract.alerting import AlertKind, AlertState, Severity
 from contract.roles import Role
-from db.models import (
-    AlertEventRow,
-    BreakerTransitionRow,
-    InstanceHealthTransition,
-    LoadTest,
-    ScalingEvent,
-    Simulation,
-)
+from db.alerting_models import AlertEventRow
+from db.models import BreakerTransitionRow, InstanceHealthTransition, LoadTest, ScalingEvent, Simulation
 from engine.alerting.model import AlertSnapshot, fingerprint
 from tests.conftest import token_for
 

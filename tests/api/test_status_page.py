@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.settings import Settings
 from db import history
-from db.models import IncidentNoteRow, IncidentRow, Instance, Service, ServiceHealthTransition
-from db.status_page import daily_uptime
+from db.alerting_models import IncidentNoteRow, IncidentRow
+from db.models import Instance, Service, ServiceHealthTransition
 from engine.api import create_app
 from engine.api.status_page import CACHE_SECONDS, STATUS_PATH
 from engine.clock import FakeClock
@@ -138,7 +138,7 @@ def test_the_days_are_the_health_historys_days(sessions):
     first = TODAY - timedelta(days=95)
     with sessions() as s:
         ids = list(s.scalars(select(Service.id).order_by(Service.id)))
-        together = daily_uptime(s, ids, first, TODAY, NOW, grace)
+        together = history.services_daily_availability(s, ids, first, TODAY, NOW, grace)
         for sid in ids:
             alone = history.daily_availability(s, sid, first, TODAY, NOW, grace)
             assert together[sid] == {d: a for d, (a, _) in alone.items()}

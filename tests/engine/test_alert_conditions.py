@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from contract.alerting import AlertKind
 from contract.events import ServiceHealthEvent
-from db.models import AlertEventRow, AlertRow
+from db.alerting_models import AlertEventRow, AlertRow
 from db.session import make_engine, make_session_factory
 from engine.alerting.model import fingerprint
 from engine.clock import FakeClock

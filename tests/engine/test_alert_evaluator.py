@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from contract.alerting import AlertKind, AlertState, Severity
-from db.models import AlertRow
+from db.alerting_models import AlertRow
 from engine.alerting.model import fingerprint
 from tests.engine.alerting_rig import UNK, H, Rig, U, rule, states
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from contract.alerting import AlertKind, AlertState, Severity
-from db.models import AlertRow, IncidentRow
+from db.alerting_models import AlertRow, IncidentRow
 from db.session import make_engine, make_session_factory
 from engine.alerting.incidents import IncidentBook
 from engine.alerting.model import AlertSnapshot, fingerprint

@@ -18,9 +18,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from contract.alerting import AlertKind, AlertState, DeliveryEvent, DeliveryStatus, Severity
+from contract.alerting import AlertKind, AlertState, Severity
+from contract.notifications import DeliveryEvent, DeliveryStatus
 from db import channels as queries
-from db.models import DeliveryRow
+from db.alerting_models import DeliveryRow
 from db.session import make_engine
 from engine.alerting.delivery import NotifyPolicy
 from engine.alerting.model import AlertSnapshot, Notice

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from db.models import Service, SloMinuteRow
+from db.alerting_models import SloMinuteRow
+from db.models import Service
 from engine.alerting.slo import SloBook, SloTarget, budget_remaining, burn
 from engine.clock import FakeClock
 from engine.store.writer import BatchWriter

@@ -10,14 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from contract.alerting import (
-    SECRET_MASK,
-    AlertKind,
-    ChannelType,
-    IncidentDetailOut,
-    TimelineEventOut,
-    TimelineKind,
-)
+from contract.alerting import AlertKind
+from contract.incidents import IncidentDetailOut, TimelineEventOut, TimelineKind
+from contract.notifications import SECRET_MASK, ChannelType
 from ui import alerting, incidents, notifications
 from ui.client import ApiCallFailed, ApiClient
 from ui.data import labelled
@@ -155,7 +150,7 @@ def test_channel_body_leaves_secrets_out_on_edit_and_empty_optionals_always():
 
 
 def test_every_config_field_of_the_contract_has_an_input():
-    from contract.alerting import CONFIG_MODELS
+    from contract.notifications import CONFIG_MODELS
     for kind, model in CONFIG_MODELS.items():
         keys = {f.alias or name for name, f in model.model_fields.items()}
         assert {f.key for f in notifications.CONFIG_FIELDS[kind]} == keys, kind

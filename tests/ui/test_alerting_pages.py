@@ -12,9 +12,9 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
-from contract.alerting import DeliveryStatus
+from contract.notifications import DeliveryStatus
 from contract.roles import Role
-from db.models import (
+from db.alerting_models import (
     AlertChannelRow,
     AlertEventRow,
     AlertRow,
@@ -22,11 +22,9 @@ from db.models import (
     DeliveryRow,
     IncidentNoteRow,
     IncidentRow,
-    Instance,
-    Service,
     SilenceRow,
-    Simulation,
 )
+from db.models import Instance, Service, Simulation
 from tests.engine.receivers import hook
 from tests.ui.conftest import chart_spec, metrics, open_page, plotly_array, texts
 

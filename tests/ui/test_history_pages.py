@@ -14,7 +14,8 @@ from contract.history import CheckOut
 from contract.roles import Role
 from contract.states import HealthState
 from db import history
-from db.models import IncidentRow, Instance, Service, ServiceHealthTransition
+from db.alerting_models import IncidentRow
+from db.models import Instance, Service, ServiceHealthTransition
 from tests.conftest import token_for, wait_for
 from tests.e2e.echo import echo_servers
 from tests.ui.conftest import chart_spec, open_page, plotly_array

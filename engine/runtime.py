@@ -132,6 +132,7 @@ class Runtime:
                          s.notify_queue),
             s.public_base_url)
         self._database_ok = True  # the last probe's answer (see _probe_database)
+        self._due_timer: asyncio.TimerHandle | None = None  # the evaluation set for an alert's due time
         self.alerting = AlertEvaluator(
             LiveState(self.registry.services, self.health_of, self.breakers.state_of, self.window,
                       self._database_state, self.slos),
@@ -309,6 +310,8 @@ class Runtime:
     async def _stop_jobs(self) -> None:
         await self.loadtests.shutdown()
         self.jobs.shutdown()
+        if self._due_timer is not None:
+            self._due_timer.cancel()
         await self.notifier.stop()  # before the sweep below: an attempt cut off is recorded as such
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for t in tasks:
@@ -342,10 +345,23 @@ class Runtime:
 
     async def _check_health(self) -> None:
         await self.health.run_once()
-        self.alerting.evaluate()  # a state change is judged at once, not up to an alert interval later
+        self._evaluate()  # a state change is judged at once, not up to an alert interval later
 
     async def _evaluate_alerts(self) -> None:
-        self.alerting.evaluate()  # on the loop: it reads the rolling window the router feeds there
+        self._evaluate()
+
+    def _evaluate(self) -> None:
+        """One evaluation on the loop (it reads the rolling window the router feeds there); when an alert is due
+        to fire or repeat before the next regular round, one more evaluation is set for that moment."""
+        self.alerting.evaluate()
+        due = self.alerting.next_due()
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
+        if due is not None:
+            delay = (due - self.clock.now()).total_seconds()
+            if delay < self.settings.alert_interval:
+                self._due_timer = asyncio.get_running_loop().call_later(max(delay, 0.0) + 0.005, self._evaluate)
 
     async def _probe_database(self) -> None:
         self._database_ok = await asyncio.to_thread(self._ping)

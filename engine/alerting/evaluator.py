@@ -151,6 +151,18 @@ class AlertEvaluator:
 
     # -- evaluation -------------------------------------------------------------------------------
 
+    def next_due(self) -> datetime | None:
+        """When the next alert change that time alone brings is due: a pending alert reaching its forSeconds, or
+        a firing one its repeat (None when there is none)."""
+        dues: list[datetime] = []
+        with self._lock:
+            for a in self._open.values():
+                if a.state is AlertState.PENDING:
+                    dues.append(a.active_at + timedelta(seconds=a.rule.for_s))
+                elif a.rule.repeat_s is not None and a.last_notified_at is not None:
+                    dues.append(a.last_notified_at + timedelta(seconds=a.rule.repeat_s))
+        return min(dues, default=None)
+
     def evaluate(self) -> list[AlertSnapshot]:
         """One round over every rule; returns the snapshots written (changes and notices), in order."""
         now = self._clock.now()

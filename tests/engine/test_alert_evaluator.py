@@ -37,6 +37,21 @@ def test_pending_for_forseconds_then_firing_then_resolved_with_one_notice_each()
     assert written[-1].value == 1.0  # one instance serves again
 
 
+def test_next_due_is_when_a_pending_alert_fires_or_a_firing_one_repeats():
+    rig = Rig()
+    rig.evaluator.load_rules([rule(for_s=10, repeat_s=30)])
+    assert rig.evaluator.next_due() is None
+    rig.set_health("orders", U, U, U)
+    rig.run()
+    began = rig.clock.now()
+    assert rig.evaluator.next_due() == began + timedelta(seconds=10)
+    rig.run(10)
+    assert rig.evaluator.next_due() == began + timedelta(seconds=40)  # the repeat, 30 s after the firing notice
+    rig.set_health("orders", H, H, H)
+    rig.run(1)
+    assert rig.evaluator.next_due() is None
+
+
 def test_a_pending_alert_that_stops_holding_resolves_without_a_notice():
     rig = Rig()
     rig.evaluator.load_rules([rule(for_s=60)])

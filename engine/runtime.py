@@ -359,9 +359,10 @@ class Runtime:
             self._due_timer.cancel()
             self._due_timer = None
         if due is not None:
+            # past due and still pending (its condition unknown this round): the regular rounds take it
             delay = (due - self.clock.now()).total_seconds()
-            if delay < self.settings.alert_interval:
-                self._due_timer = asyncio.get_running_loop().call_later(max(delay, 0.0) + 0.005, self._evaluate)
+            if 0 < delay < self.settings.alert_interval:
+                self._due_timer = asyncio.get_running_loop().call_later(delay + 0.005, self._evaluate)
 
     async def _probe_database(self) -> None:
         self._database_ok = await asyncio.to_thread(self._ping)

@@ -155,17 +155,9 @@ def edit_rule_form(rules: list[AlertRuleOut], services: list[str],
 
 def delete_rule_form(rules: list[AlertRuleOut]) -> None:
     """DELETE /api/alert-rules/<id> after an explicit confirmation."""
-    by_id = {r.id: r for r in rules}
-    with st.form("rule-delete", border=False, clear_on_submit=True):
-        chosen = st.selectbox("Rule", list(by_id), format_func=lambda i: by_id[i].name, key="rule-delete-pick")
-        confirm = st.checkbox("Yes, delete this rule", key="rule-delete-confirm",
-                              help="Its alerts end with it; silences naming it stay until they expire.")
-        go = st.form_submit_button("Delete rule", key="rule-delete-submit", disabled=not CAN_ACT, help=ACT_HELP)
-    if go and chosen is not None:
-        if not confirm:
-            st.warning("Tick the confirmation box to delete the rule.")
-            return
-        data.act(lambda: api.delete_alert_rule(chosen), lambda r: f"Rule {by_id[chosen].name} deleted.")
+    data.delete_form("rule", "rule", {r.id: r.name for r in rules},
+                     "Its alerts end with it; silences naming it stay until they expire.", api.delete_alert_rule,
+                     disabled=not CAN_ACT, why=ACT_HELP)
 
 
 def new_silence_form(services: list[str], rules: list[AlertRuleOut]) -> None:

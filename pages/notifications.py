@@ -104,17 +104,9 @@ def edit_channel_form(channels: list[ChannelOut]) -> None:
 def delete_channel_form(channels: list[ChannelOut]) -> None:
     """DELETE /api/alert-channels/<id> after an explicit confirmation."""
     by_id = {c.id: c for c in channels}
-    with st.form("ch-delete", border=False, clear_on_submit=True):
-        chosen = st.selectbox("Channel", list(by_id), key="ch-delete-pick",
-                              format_func=lambda i: f"{by_id[i].name} ({by_id[i].type.value})")
-        confirm = st.checkbox("Yes, delete this channel", key="ch-delete-confirm",
-                              help="Rules stop notifying it; its past deliveries stay in the log.")
-        go = st.form_submit_button("Delete channel", key="ch-delete-submit", disabled=not CAN_ACT, help=ACT_HELP)
-    if go and chosen is not None:
-        if not confirm:
-            st.warning("Tick the confirmation box to delete the channel.")
-            return
-        data.act(lambda: api.delete_alert_channel(chosen), lambda r: f"Channel {by_id[chosen].name} deleted.")
+    data.delete_form("ch", "channel", {c.id: c.name for c in channels},
+                     "Rules stop notifying it; its past deliveries stay in the log.", api.delete_alert_channel,
+                     label=lambda i: f"{by_id[i].name} ({by_id[i].type.value})", disabled=not CAN_ACT, why=ACT_HELP)
 
 
 def show_test_outcome(name: str, d: DeliveryOut) -> None:

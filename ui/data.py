@@ -192,6 +192,22 @@ def act(
     st.rerun()
 
 
+def delete_form(key: str, noun: str, names: Mapping[int, str], consequence: str, delete: Callable[[int], Any], *,
+                label: Callable[[int], str] | None = None, disabled: bool = False, why: str | None = None) -> None:
+    """A delete that asks first: pick one of `names` (by id), tick the confirmation (`consequence` says what
+    follows), press the button; nothing is deleted without the tick. Widget keys start with `key`."""
+    with st.form(f"{key}-delete", border=False, clear_on_submit=True):
+        chosen = st.selectbox(noun.capitalize(), list(names), format_func=label or names.__getitem__,
+                              key=f"{key}-delete-pick")
+        confirm = st.checkbox(f"Yes, delete this {noun}", key=f"{key}-delete-confirm", help=consequence)
+        go = st.form_submit_button(f"Delete {noun}", key=f"{key}-delete-submit", disabled=disabled, help=why)
+    if go and chosen is not None:
+        if not confirm:
+            st.warning(f"Tick the confirmation box to delete the {noun}.")
+            return
+        act(lambda: delete(chosen), lambda _: f"{noun.capitalize()} {names[chosen]} deleted.")
+
+
 def _show_api_error(exc: ApiCallFailed, page: bool) -> None:
     """The API's error; when it could not answer (down, or its database down) a note that the page retries, and
     for a read at the top of a page the fragment that runs it again once the API answers."""

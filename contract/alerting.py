@@ -14,7 +14,7 @@ from typing import Self
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from contract.requests import Name, StrictModel, Text
+from contract.requests import MAX_ID, Name, StrictModel, Text
 
 __all__ = [
     "NEEDS_THRESHOLD",
@@ -188,7 +188,7 @@ class SilenceIn(StrictModel):
     """POST /api/silences: a service, a rule, or both; alerts matching all given parts are not notified."""
 
     service: Name | None = None
-    rule: int | None = Field(default=None, ge=1, le=2_147_483_647, description="alert rule id")
+    rule: int | None = Field(default=None, ge=1, le=MAX_ID, description="alert rule id")
     startsAt: datetime
     endsAt: datetime
     comment: Text = Field(min_length=1, max_length=500)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from contract.requests import Name, StrictModel
+from contract.requests import MAX_ID, Name, StrictModel
 
 __all__ = [
     "CONFIG_MODELS",
@@ -125,7 +125,7 @@ class DeliveryEvent(StrEnum):
 class DeliveryQuery(StrictModel):
     """GET /api/deliveries query string."""
 
-    channel: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    channel: int | None = Field(default=None, ge=1, le=MAX_ID)
     status: DeliveryStatus | None = None
     limit: int = Field(default=100, ge=1, le=1000)
 

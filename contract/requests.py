@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from contract.roles import RoleName
 
 __all__ = [
+    "MAX_ID",
     "Duration",
     "InstanceIn",
     "LogLevel",
@@ -29,6 +30,7 @@ __all__ = [
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Path = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^/[^\s?#]*$")]
 MAX_INSTANCES = 50
+MAX_ID = 2**31 - 1  # every id is a PostgreSQL integer
 
 
 def check_url(value: str) -> str:

@@ -8,7 +8,9 @@ capabilities, and nothing below imports it.
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter, Map
 
+from contract.requests import MAX_ID
 from engine import VERSION
 from engine.api import (
     alerts,
@@ -51,10 +53,20 @@ def declared_routes() -> list[Route]:
     return [route for part in PARTS for route in part.routes]
 
 
+class IdConverter(IntegerConverter):
+    """A path id: a PostgreSQL integer, at most 2^31 - 1; a larger number matches no route (404), so it never
+    reaches the database."""
+
+    def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = None, max: int | None = None,
+                 signed: bool = False) -> None:
+        super().__init__(map, fixed_digits, min, MAX_ID if max is None else max, signed)
+
+
 def create_app(rt: Runtime) -> Flask:
     """A Flask app with every declared route, auth, rate limits, body limit, JSON errors, request metrics and the
     OpenAPI document."""
     app = Flask("engine.api")
+    app.url_map.converters["int"] = IdConverter  # before any rule is added: every <int:…> in a path is an id
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_body_bytes
     app.extensions["runtime"] = rt

@@ -39,7 +39,6 @@ __all__ = ["alert_out", "api", "rule_out", "silence_out"]
 
 api = ApiBlueprint("alerts", tag="alerting")
 log = event_logger("alerting")
-MAX_ID = 2**31 - 1
 
 
 def rule_out(row: AlertRuleRow) -> AlertRuleOut:
@@ -89,7 +88,7 @@ def _check(session: Session, body: AlertRuleIn, rule_id: int | None = None) -> N
 
 
 def _rule(session: Session, rule_id: int) -> AlertRuleRow:
-    row = queries.alert_rule(session, rule_id) if rule_id <= MAX_ID else None
+    row = queries.alert_rule(session, rule_id)
     if row is None:
         raise NotFound("alert rule", rule_id)
     return row
@@ -208,7 +207,7 @@ def expire_silence(silence_id: int) -> SilenceOut:
     """endsAt becomes now; 409 when it has already expired."""
     rt = runtime()
     with rt.sessions.begin() as session:
-        row = queries.silence(session, silence_id) if silence_id <= MAX_ID else None
+        row = queries.silence(session, silence_id)
         if row is None:
             raise NotFound("silence", silence_id)
         now = rt.clock.now()

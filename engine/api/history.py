@@ -32,11 +32,10 @@ from engine.api.routing import ApiBlueprint
 __all__ = ["api"]
 
 api = ApiBlueprint("history", tag="history")
-MAX_ID = 2**31 - 1
 
 
 def _service(session: Session, service_id: int) -> Service:
-    service = queries.get_service(session, service_id) if service_id <= MAX_ID else None
+    service = queries.get_service(session, service_id)
     if service is None:
         raise NotFound("service", service_id)
     return service

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from contract.requests import MAX_ID
 from contract.responses import ErrorOut
 from engine.api.routing import Route
 
@@ -60,7 +61,7 @@ def _path(rule: str) -> tuple[str, list[dict[str, Any]]]:
     params = []
     for converter, name in _RULE_PARAM.findall(rule):
         schema: dict[str, Any] = (
-            {"type": "integer", "minimum": 1, "maximum": 2**31 - 1} if converter == "int" else {"type": "string"}
+            {"type": "integer", "minimum": 1, "maximum": MAX_ID} if converter == "int" else {"type": "string"}
         )
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     return openapi_path(rule), params

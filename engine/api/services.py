@@ -24,7 +24,6 @@ __all__ = ["api", "instance_out", "service_out"]
 
 api = ApiBlueprint("services", tag="services")
 log = event_logger("registry")
-MAX_ID = 2**31 - 1
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -72,7 +71,7 @@ def _check_hosts(field: str, urls: list[str], indexed: bool) -> None:
 
 
 def _get(session: Session, service_id: int) -> Service:
-    service = queries.get_service(session, service_id) if service_id <= MAX_ID else None
+    service = queries.get_service(session, service_id)
     if service is None:
         raise NotFound("service", service_id)
     return service

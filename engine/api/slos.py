@@ -20,11 +20,10 @@ __all__ = ["api"]
 
 api = ApiBlueprint("slos", tag="slos")
 log = event_logger("slo")
-MAX_ID = 2**31 - 1
 
 
 def _service(session: Session, service_id: int) -> Service:
-    service = queries.get_service(session, service_id) if service_id <= MAX_ID else None
+    service = queries.get_service(session, service_id)
     if service is None:
         raise NotFound("service", service_id)
     return service

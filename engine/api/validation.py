@@ -46,11 +46,34 @@ def validate_as(model: type[M], data: Any, field: str) -> M:
     return _validate(model, data, 422, (field,))
 
 
+MAX_DEPTH = 32  # objects and arrays within each other; no request of ours needs more than a few
+
+
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest in a parsed JSON value (iterative: a hostile body cannot recurse us)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                break
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_body(model: type[M], request: Request) -> M:
-    """Validate the JSON body: not a JSON object is 400, a wrong field 422 naming it."""
-    data = request.get_json(silent=True)
+    """Validate the JSON body: not a JSON object, or one nested deeper than MAX_DEPTH, is 400; a wrong field 422
+    naming it."""
+    too_deep = ValidationFailed([{"field": "body", "message": f"nested deeper than {MAX_DEPTH} levels"}], status=400)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # the JSON parser's own recursion: thousands of levels
+        raise too_deep from None
     if not isinstance(data, dict):
         raise ValidationFailed([{"field": "body", "message": "request body must be a JSON object"}], status=400)
+    if _depth(data) > MAX_DEPTH:
+        raise too_deep
     return _validate(model, data, 422)
 
 

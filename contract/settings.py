@@ -22,7 +22,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from contract.errors import ConfigError
 from contract.traffic import Algorithm
 
-__all__ = ["ENV_VARS", "Settings", "effective", "markdown", "mask_url", "parse_allowlist"]
+__all__ = ["ENV_VARS", "SECRET_VARS", "Settings", "effective", "markdown", "mask_url", "parse_allowlist"]
 
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # contract.requests.Name
 _OPTIONAL = ("database_url", "api_url", "jwt_secret", "admin_password", "public_url")  # an empty value means unset
@@ -329,6 +329,10 @@ def mask_url(url: str) -> str:
 
 ENV_VARS: dict[str, str] = {str(f.validation_alias): name for name, f in Settings.model_fields.items()}
 """Environment variable -> field name, in declaration order."""
+
+SECRET_VARS: frozenset[str] = frozenset(
+    str(f.validation_alias) for f in Settings.model_fields.values() if "SecretStr" in str(f.annotation))
+"""The variables that hold a secret (no child process of the engine is given them)."""
 
 
 def _shown(value: Any) -> str:

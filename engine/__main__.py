@@ -16,7 +16,7 @@ from types import FrameType
 
 from contract.errors import MonitorError
 from contract.roles import ADMIN_PASSWORD_FILE, Role
-from contract.settings import Settings, effective, markdown
+from contract.settings import SECRET_VARS, Settings, effective, markdown
 from engine.api import create_app
 from engine.fleet.processes import spawn, stop_all
 from engine.runtime import Runtime
@@ -44,7 +44,7 @@ def _wait_for_signal(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _dashboard(settings: Settings, runtime: Runtime) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}  # it signs and checks no token
     env["DATABASE_URL"] = runtime.database.url
     env["API_URL"] = settings.api_base_url
     argv = [

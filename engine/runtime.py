@@ -178,7 +178,7 @@ class Runtime:
     def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         """A built and readied engine (see the module docstring); nothing runs in the background but the writer."""
         clock = clock or SystemClock()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)  # the secrets, instance logs and an embedded server live here
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # secrets, instance logs, an embedded server: all here
         database = Database.open(settings)
         try:
             secret = (settings.jwt_secret.get_secret_value() if settings.jwt_secret

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.errors import Conflict, ProcessError
 from db.models import Instance, Service
-from engine.fleet.processes import LoopbackInstance, free_port, spawn, stop_all, wait_ready
+from engine.fleet.processes import LoopbackInstance, free_port, minimal_env, spawn, stop_all, wait_ready
 from engine.store.logs import event_logger
 from engine.store.outage import UNAVAILABLE, DatabaseOutage
 
@@ -65,7 +65,8 @@ class _Spawner:
         while (job := self._jobs.get()) is not None:
             argv, log_path, future = job
             try:
-                future.set_result(spawn(argv, log_path=log_path, cwd=Path(__file__).resolve().parents[2]))
+                future.set_result(spawn(argv, env=minimal_env(), log_path=log_path,
+                                        cwd=Path(__file__).resolve().parents[2]))
             except Exception as exc:
                 future.set_exception(exc)
 

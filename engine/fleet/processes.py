@@ -18,7 +18,7 @@ import httpx
 
 from contract.errors import ProcessError
 
-__all__ = ["LoopbackInstance", "free_port", "spawn", "stop_all", "wait_ready"]
+__all__ = ["LoopbackInstance", "free_port", "minimal_env", "spawn", "stop_all", "wait_ready"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -27,6 +27,17 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     # if the engine is killed with -9 the kernel sends SIGTERM to the child: no orphans
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# what a managed instance inherits from the engine's environment: enough to find programs and run Python in the
+# engine's locale, nothing of the engine's own configuration (its secrets above all)
+_INHERITED = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV"})
+
+
+def minimal_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a managed instance gets: PATH, HOME, locale, time zone, temp dir and Python's paths."""
+    source = os.environ if environ is None else environ
+    return {k: v for k, v in source.items() if k in _INHERITED or k.startswith("LC_")}
 
 
 def spawn(

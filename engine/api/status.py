@@ -65,7 +65,8 @@ def _writer(rt: Runtime) -> WriterOut:
         written=w.written,
         dropped=w.dropped,
         rejected=w.rejected,
-        lastError=w.last_error,
+        # the kind of failure only: its text names hosts, sockets and users, and this answer needs no login
+        lastError=w.last_error.split(":", 1)[0] if w.last_error else None,
         lastSuccess=w.last_success.isoformat() if w.last_success else None,
         writeLatencyMs=WriteLatencyOut(windowSeconds=WRITE_LATENCY_WINDOW_S, batches=lat.batches, p50=lat.p50_ms,
                                        p95=lat.p95_ms, max=lat.max_ms),

@@ -31,18 +31,20 @@ def user_out(u: User) -> UserOut:
 @api.route("POST", "/api/auth/token", summary="Exchange username and password for a bearer token", role=None,
            body=TokenRequest, ok=(200, TokenOut), errors=(401, 503))
 def issue_token(body: TokenRequest) -> TokenOut:
-    """A JWT for valid credentials; failed attempts per client address are limited (429)."""
+    """A JWT for valid credentials; failed attempts per client address and user name are limited (429)."""
     rt = runtime()
-    key = login_key()
-    wait = rt.login_limiter.retry_after(key)
+    # charged before the password is checked and given back on success: concurrent guesses each pay, and one
+    # user's mistakes do not lock out another behind the same address (the dashboard's, say)
+    key = f"{login_key()} {body.username.casefold()}"
+    wait = rt.login_limiter.hit(key)
     if wait is not None:
         raise RateLimited(wait, "failed logins")
     with rt.sessions() as session:
         user = authenticate(session, body.username, body.password)
     if user is None:
-        rt.login_limiter.hit(key)
         log.warning("failed login for %r", body.username, extra={"meta": {"username": body.username}})
         raise Unauthorized("wrong username or password")
+    rt.login_limiter.refund(key)
     role = Role.parse(user.role)
     token, expires = rt.tokens.issue(user.username, role)
     log.info("%s logged in", user.username, extra={"meta": {"username": user.username, "role": role.label}})

@@ -31,6 +31,13 @@ class RateLimiter:
             tokens = self._level(key, self._clock.monotonic())
         return None if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
+    def refund(self, key: str) -> None:
+        """Give back the token a hit took (a login that succeeded costs nothing)."""
+        now = self._clock.monotonic()
+        with self._lock:
+            if key in self._buckets:
+                self._buckets[key] = (min(float(self.burst), self._level(key, now) + 1.0), now)
+
     def hit(self, key: str) -> float | None:
         """Take one token: None if allowed, else the seconds to wait (nothing is taken then)."""
         now = self._clock.monotonic()

@@ -88,8 +88,8 @@ def latency_chart(points: Sequence[history.LatencyPoint], title: str) -> go.Figu
                     line={"color": "#3b82f6"}, connectgaps=False)
     fig.add_scatter(x=times, y=[p.latency_max_ms for p in points], name="max", mode="lines",
                     line={"color": "#ffa421", "dash": "dot"}, connectgaps=False)
-    fig.update_layout(title=title, yaxis_title="check latency (ms)", legend=LEGEND_BELOW, height=320,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 40})
+    fig.update_layout(title=title, xaxis_title="time (UTC)", yaxis_title="check latency (ms)", legend=LEGEND_BELOW,
+                      height=320, margin={"l": 10, "r": 10, "t": 40, "b": 40})
     return fig
 
 

@@ -102,6 +102,8 @@ def test_services_page_shows_check_latency_and_90_daily_bars(dash_env):
     assert colours[-2] == STATUS_COLOURS["unhealthy"]
     assert colours[:-2] == [ui_history.UNKNOWN_COLOUR] * 88  # nothing observed: grey, not low
     assert "90.00 %" in chart_spec(at, "history-daily")["layout"]["title"]["text"]
+    layout = chart_spec(at, "history-latency")["layout"]
+    assert (layout["xaxis"]["title"]["text"], layout["yaxis"]["title"]["text"]) == ("time (UTC)", "check latency (ms)")
     latency = {t["name"]: plotly_array(t["y"]) for t in chart_spec(at, "history-latency")["data"]}
     assert latency == {"avg": [10.0, 11.0, 12.0], "max": [12.0, 13.0, 14.0]}  # the last 24 h: the 3 recent minutes
 

@@ -33,16 +33,6 @@ def snapshot(clock: FakeClock, rule_id: int, service: str | None, state: AlertSt
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def writer(sessions, clock):
-    return BatchWriter(sessions, clock)
-
-
-@pytest.fixture
 def book(writer, clock):
     return IncidentBook(writer, clock)
 

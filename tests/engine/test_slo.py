@@ -19,16 +19,6 @@ ORDERS = SloTarget("orders", 99.0, 200.0, 95.0, 30)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def writer(sessions, clock):
-    return BatchWriter(sessions, clock)
-
-
-@pytest.fixture
 def book(writer, clock, sessions):
     book = SloBook(writer, clock, sessions)
     book.set(ORDERS)

@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "AlertEvent",
+    "AuditEvent",
     "BreakerEvent",
     "CheckRollupEvent",
     "DeliveryRecord",
@@ -35,6 +36,22 @@ class LogEvent:
     source: str
     message: str
     metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """A row for audit_log: one mutating API call as it ended (never a body, a password or a token)."""
+
+    at: datetime
+    actor: str | None
+    actor_role: str | None
+    client: str | None
+    method: str
+    route: str
+    action: str | None
+    target: str | None
+    outcome: int
+    outcome_text: str | None
 
 
 @dataclass(frozen=True)
@@ -234,5 +251,5 @@ class AlertEvent:
 Event = (
     LogEvent | MetricEvent | InstanceHealthEvent | ServiceHealthEvent | BreakerEvent | LoadTestSampleEvent
     | LoadTestProgress | InstanceTransitionEvent | ServiceTransitionEvent | CheckRollupEvent | IncidentEvent
-    | SloMinuteEvent | DeliveryRecord | AlertEvent
+    | SloMinuteEvent | DeliveryRecord | AlertEvent | AuditEvent
 )

@@ -104,6 +104,10 @@ class Settings(BaseSettings):
         description="days of health state changes and daily check counts kept (uptime windows and the daily "
                     "bars reach this far back; 90 or more for full 90-day bars); the per-minute check rollup "
                     "follows METRICS_RETENTION_DAYS")
+    audit_retention_days: int = Field(
+        default=365, gt=0, validation_alias="AUDIT_RETENTION_DAYS",
+        description="days of the audit trail kept; storage maintenance deletes older rows, the only deletion the "
+                    "audit_log table allows")
     health_recent_checks: int = Field(
         default=120, ge=1, le=1000, validation_alias="HEALTH_RECENT_CHECKS",
         description="latest check results kept in memory per instance for heartbeat bars")

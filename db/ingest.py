@@ -1,7 +1,7 @@
 """Writing one batch of engine events: COPY for the append-only rows, set-based updates for current state.
 
-Append-only rows (metrics, logs, load-test samples, breaker and health transitions, alert state changes) go
-through COPY in the caller's transaction; check rollups are upserts that add to their minute and day
+Append-only rows (metrics, logs, load-test samples, breaker and health transitions, alert state changes, the
+audit trail) go through COPY in the caller's transaction; check rollups are upserts that add to their minute and day
 (db.history), SLO minutes are added to their row; current state (instances, services, load-test totals,
 breakers, alerts, deliveries, incidents) is updated with one statement per table for the newest value of each
 row. `careful=True` is the slow path for
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from contract.events import (
     AlertEvent,
+    AuditEvent,
     BreakerEvent,
     CheckRollupEvent,
     DeliveryRecord,
@@ -44,6 +45,7 @@ from contract.events import (
 from db.alerting_models import AlertChannelRow, AlertEventRow, AlertRow, DeliveryRow, IncidentRow, SloMinuteRow
 from db.history import upsert_rollups
 from db.models import (
+    AuditRow,
     BreakerTransitionRow,
     CircuitBreakerRow,
     Instance,
@@ -111,6 +113,7 @@ def _changed(e: AlertEvent) -> bool:
 
 
 _METRIC_COLUMNS = tuple(f.name for f in fields(MetricEvent))  # the event's fields are the table's columns
+_AUDIT_COLUMNS = tuple(f.name for f in fields(AuditEvent))
 _APPEND: dict[type, _Append] = {
     # attrgetter, not dataclasses.astuple: astuple deep-copies every field and costs 20x the COPY itself
     MetricEvent: _Append(
@@ -140,6 +143,11 @@ _APPEND: dict[type, _Append] = {
         ("fingerprint", "rule_id", "rule_name", "service_name", "state", "silenced", "value", "at", "incident_id"),
         ("varchar", "int4", "varchar", "varchar", "varchar", "bool", "float8", "timestamptz", "uuid"),
         _alert_event_row, keep=_changed),
+    AuditEvent: _Append(
+        cast(Table, AuditRow.__table__), _AUDIT_COLUMNS,
+        ("timestamptz", "varchar", "varchar", "varchar", "varchar", "varchar", "varchar", "varchar", "int2",
+         "varchar"),
+        attrgetter(*_AUDIT_COLUMNS)),
 }
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -23,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "AuditRow",
     "Base",
     "BreakerTransitionRow",
     "CircuitBreakerRow",
@@ -181,6 +183,25 @@ class LogEntry(Base):
     source: Mapped[str] = mapped_column(String(100), index=True)
     message: Mapped[str] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+
+
+class AuditRow(Base):
+    """One mutating API call: who, from where, what, on what, and how it ended; append-only (a trigger refuses
+    changes but retention's, see db.audit)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(TS, index=True)
+    actor: Mapped[str | None] = mapped_column(String(100))  # the token's user; None without a valid token
+    actor_role: Mapped[str | None] = mapped_column(String(20))
+    client: Mapped[str | None] = mapped_column(String(64))  # the caller's address
+    method: Mapped[str] = mapped_column(String(10))
+    route: Mapped[str] = mapped_column(String(200))  # the route template; the path when no route matched
+    action: Mapped[str | None] = mapped_column(String(100))  # the view, e.g. services.create_service
+    target: Mapped[str | None] = mapped_column(String(200))  # e.g. service_id=12; a login's attempted user name
+    outcome: Mapped[int] = mapped_column(SmallInteger)  # the HTTP status sent
+    outcome_text: Mapped[str | None] = mapped_column(String(200))  # the error sent, for an error status
 
 
 class LoadTest(Base):

@@ -87,7 +87,8 @@ class Runtime:
                                   on_commit=self.telemetry.observe_db_write)
         self.storage = StorageMaintenance(self.sessions, self.clock, retention_days=s.retention_days,
                                           ahead_days=s.partitions_ahead,
-                                          history_retention_days=s.health_retention_days)
+                                          history_retention_days=s.health_retention_days,
+                                          audit_retention_days=s.audit_retention_days)
         self._log_handler = DatabaseLogHandler(self.writer, self.clock)
 
         # security

@@ -14,6 +14,7 @@ from contract.requests import MAX_ID
 from engine import VERSION
 from engine.api import (
     alerts,
+    audit,
     channels,
     chaos,
     docs,
@@ -32,6 +33,7 @@ from engine.api import (
     traffic,
     users,
 )
+from engine.api.audit import install_audit_trail
 from engine.api.auth import install_rate_limit
 from engine.api.errors import register_error_handlers
 from engine.api.openapi import build_document
@@ -44,7 +46,7 @@ __all__ = ["create_app", "declared_routes"]
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
     history.api, alerts.api, incidents.api, slos.api, channels.api, proxy.api, docs.api, prometheus.api,
-    status_page.api,
+    status_page.api, audit.api,
 )
 
 
@@ -63,8 +65,8 @@ class IdConverter(IntegerConverter):
 
 
 def create_app(rt: Runtime) -> Flask:
-    """A Flask app with every declared route, auth, rate limits, body limit, JSON errors, request metrics and the
-    OpenAPI document."""
+    """A Flask app with every declared route, auth, rate limits, body limit, JSON errors, request metrics, the
+    audit trail and the OpenAPI document."""
     app = Flask("engine.api")
     app.url_map.converters["int"] = IdConverter  # before any rule is added: every <int:…> in a path is an id
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -73,6 +75,7 @@ def create_app(rt: Runtime) -> Flask:
     register_error_handlers(app)
     install_request_metrics(app, rt.telemetry)  # first: its timer must run before the rate limit can refuse
     install_rate_limit(app)
+    install_audit_trail(app)  # an after_request hook: it sees every answer, refusals and errors included
     for part in PARTS:
         app.register_blueprint(part.blueprint)
     document = build_document(declared_routes(), VERSION)

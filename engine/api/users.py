@@ -10,6 +10,7 @@ from contract.responses import DeletedOut, TokenOut, UserOut
 from contract.roles import Role, RoleName
 from db import queries
 from db.models import User
+from engine.api.audit import note_target
 from engine.api.auth import login_key
 from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
@@ -33,6 +34,7 @@ def user_out(u: User) -> UserOut:
 def issue_token(body: TokenRequest) -> TokenOut:
     """A JWT for valid credentials; failed attempts per client address and user name are limited (429)."""
     rt = runtime()
+    note_target(f"username={body.username}")  # the audit trail's target: who the attempt was for
     # charged before the password is checked and given back on success: concurrent guesses each pay, and one
     # user's mistakes do not lock out another behind the same address (the dashboard's, say)
     key = f"{login_key()} {body.username.casefold()}"

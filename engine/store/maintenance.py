@@ -1,5 +1,6 @@
 """Storage upkeep: daily partitions (metrics, per-minute check rollup) created ahead of time, retention by
-dropping whole days; health history (state changes, daily check counts) trimmed past its own retention."""
+dropping whole days; health history (state changes, daily check counts) and the audit trail trimmed past their own
+retentions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import history, partitions
+from db import audit, history, partitions
 from db.models import LogEntry, MetricMinute
 from engine.clock import Clock
 from engine.store.logs import event_logger
@@ -26,19 +27,22 @@ class MaintenanceReport:
 
     created: tuple[str, ...]
     dropped: tuple[str, ...]
-    deleted_rows: int  # stray raw rows, rollup minutes, log rows and health history rows past the retentions
+    deleted_rows: int  # stray raw rows, rollup minutes, log rows, health history and audit rows past the retentions
 
 
 class StorageMaintenance:
     """Creates today's and the next `ahead_days` partitions of each daily table and drops those wholly older than
-    the retention; health history older than `history_retention_days` (default: the retention) is deleted."""
+    the retention; health history older than `history_retention_days` (default: the retention) and audit rows older
+    than `audit_retention_days` (default: kept) are deleted."""
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, *, retention_days: int,
-                 ahead_days: int, history_retention_days: int | None = None) -> None:
+                 ahead_days: int, history_retention_days: int | None = None,
+                 audit_retention_days: int | None = None) -> None:
         self._sessions = sessions
         self._clock = clock
         self.retention = timedelta(days=retention_days)
         self.history_retention = timedelta(days=history_retention_days or retention_days)
+        self.audit_retention = None if audit_retention_days is None else timedelta(days=audit_retention_days)
         self.ahead_days = ahead_days
         # said under the engine's source, where an operator reads the engine's own jobs
         self._outage = DatabaseOutage("storage maintenance", event_logger("engine"), clock)
@@ -76,6 +80,9 @@ class StorageMaintenance:
             deleted = self._delete_older(session, cutoff)
             deleted += history.delete_history_older(session, now - self.history_retention)
             self._analyze(session, now)
+        if self.audit_retention is not None:
+            with self._sessions.begin() as session:  # its own transaction: the trigger's setting lasts for it alone
+                deleted += audit.delete_audit_older(session, now - self.audit_retention)
         report = MaintenanceReport(tuple(created), tuple(p.name for _, p in expired), deleted)
         if report.created or report.dropped:
             log.info("storage: created %d partition(s), dropped %d past the %d-day retention",

@@ -144,6 +144,7 @@ POLICY = {
     "POST /api/silences": Role.OPERATOR,
     "GET /api/silences": Role.VIEWER,
     "DELETE /api/silences/<int:silence_id>": Role.OPERATOR,
+    "GET /api/audit": Role.ADMIN,
 }
 
 
@@ -206,8 +207,9 @@ PUBLIC_ACTIONS = [(r, i) for r, i in zip(ROUTES, ROUTES_IDS, strict=True)
 # public and outside the OpenAPI document (tests/api/test_swagger_ui.py, tests/api/test_status_page.py); any other
 # undeclared view fails the URL map test
 UNDECLARED_VIEWS = ["GET /api/docs", "GET /api/docs/<asset>", "GET /status"]
-# rows the engine writes on its own (its logs, its scrapes); every other table is state a call could change
-OWN_OUTPUT = {"logs", "metrics", "metrics_1m"}
+# rows the engine writes on its own (its logs, its scrapes, the audit trail of every call, refusals included); every
+# other table is state a call could change
+OWN_OUTPUT = {"logs", "metrics", "metrics_1m", "audit_log"}
 
 
 def test_the_matrix_cells_are_every_route_for_every_role():

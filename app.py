@@ -34,6 +34,7 @@ else:
     ]
     if session.can(Role.ADMIN):
         pages.append(st.Page("pages/users.py", title="Users", icon=":material/group:"))
+        pages.append(st.Page("pages/audit.py", title="Audit", icon=":material/policy:"))
     navigation = st.navigation(pages, expanded=True)  # every page listed: no "View more" past the tenth
     st.html(dashboard_css())  # status tints and the like, for every page
     # the database or the API out of reach, said once at the top of every page; a fragment, so it comes and goes

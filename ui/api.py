@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from contract.alerting import AlertOut, AlertRuleOut, SilenceOut
+from contract.audit import AuditEntryOut
 from contract.chaos import SimulationOut, StopAllOut
 from contract.history import CheckOut
 from contract.incidents import IncidentDetailOut, IncidentOut, IncidentStatsOut
@@ -30,7 +31,8 @@ from ui.client import TIMEOUT_S, ApiCallFailed, ApiClient, plain
 
 __all__ = [
     "DEFAULT_API_URL", "SCALE_TIMEOUT_S", "TEST_SEND_TIMEOUT_S", "TIMEOUT_S", "ApiCallFailed", "ApiClient",
-    "acknowledge_incident", "alert_channels", "alert_rules", "alerts", "api_url", "circuit_breakers", "clear_logs",
+    "acknowledge_incident", "alert_channels", "alert_rules", "alerts", "api_url", "audit", "audit_csv",
+    "circuit_breakers", "clear_logs",
     "create_alert_channel", "create_alert_rule", "create_service", "create_silence", "create_user", "default_client",
     "delete_alert_channel", "delete_alert_rule", "delete_service", "delete_user", "deliveries", "expire_silence",
     "health", "incident", "incident_stats", "incidents", "list_users", "load_balancer", "load_test_status", "login",
@@ -298,3 +300,13 @@ def acknowledge_incident(incident_id: str, note: str) -> IncidentOut:
 def incident_stats(query: Mapping[str, Any] | None = None) -> IncidentStatsOut:
     """Incidents, MTTA and MTTR of one service (or all) over a window of days."""
     return default_client().incident_stats(query)
+
+
+def audit(query: Mapping[str, Any] | None = None) -> list[AuditEntryOut]:
+    """The audit trail (admin), newest first, filtered by an AuditQuery."""
+    return default_client().audit(query)
+
+
+def audit_csv(query: Mapping[str, Any] | None = None) -> str:
+    """The same rows as the API's CSV (admin)."""
+    return default_client().audit_csv(query)

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from contract.audit import AuditEntryOut
 from contract.chaos import SimulationOut, StopAllOut
 from contract.errors import MonitorError
 from contract.history import CheckOut, UptimeOut
@@ -105,28 +106,30 @@ class ApiClient(AlertingCalls):
         """Send one request; the status and decoded JSON of a 2xx answer, or of one whose status is in `accept`.
 
         `params` is the query string: None values are left out, booleans sent as true/false."""
+        response = self._respond(method, path, body, params)
+        if response.is_success or response.status_code in accept:
+            return response.status_code, response.json() if response.content else None
+        raise _failure(response)
+
+    def _respond(self, method: str, path: str, body: Mapping[str, Any] | None,
+                 params: Mapping[str, Any] | None) -> httpx.Response:
+        """The API's answer, whatever its status; ApiCallFailed (status None) when it could not be reached."""
         # trust_env=False: a proxy variable must not divert calls to our own loopback API
         with httpx.Client(
             base_url=self.base_url, headers=self._headers, timeout=self._timeout, trust_env=False,
             transport=self._transport,
         ) as client:
             try:
-                response = client.request(method, path, json=body, params=_query(params))
+                return client.request(method, path, json=body, params=_query(params))
             except httpx.HTTPError as exc:
                 raise ApiCallFailed(None, f"the API at {self.base_url} is not reachable ({exc})") from exc
-        if response.is_success or response.status_code in accept:
-            return response.status_code, response.json() if response.content else None
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        if isinstance(payload, dict):
-            error = str(payload.get("error") or response.reason_phrase)
-            raw = payload.get("details")
-            details = [d for d in raw if isinstance(d, dict)] if isinstance(raw, list) else []
-        else:
-            error, details = response.reason_phrase or "error", []
-        raise ApiCallFailed(response.status_code, error, details, _retry_after(response))
+
+    def text(self, path: str, params: Mapping[str, Any] | None = None) -> str:
+        """GET a text answer (a CSV) as it came; an error status raises ApiCallFailed."""
+        response = self._respond("GET", path, None, params)
+        if not response.is_success:
+            raise _failure(response)
+        return response.text
 
     def request(self, method: str, path: str, body: Mapping[str, Any] | None = None, accept: tuple[int, ...] = (),
                 ) -> Any:
@@ -273,6 +276,29 @@ class ApiClient(AlertingCalls):
     def uptime(self, service_id: int, window: str = "24h") -> UptimeOut:
         """GET /api/services/<id>/uptime for a window (1h, 24h, 7d, 30d, 90d)."""
         return self._call(UptimeOut, "GET", f"/api/services/{service_id}/uptime?window={quote(window)}")
+
+    def audit(self, query: Mapping[str, Any] | None = None) -> list[AuditEntryOut]:
+        """GET /api/audit with an AuditQuery (actor, action, outcome, since, until, before, limit), newest first."""
+        return self._list(AuditEntryOut, "GET", "/api/audit", query)
+
+    def audit_csv(self, query: Mapping[str, Any] | None = None) -> str:
+        """GET /api/audit as CSV, with the same filters."""
+        return self.text("/api/audit", {**(query or {}), "format": "csv"})
+
+
+def _failure(response: httpx.Response) -> ApiCallFailed:
+    """An error answer as ApiCallFailed with the API's `error` and `details`."""
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        error = str(payload.get("error") or response.reason_phrase)
+        raw = payload.get("details")
+        details = [d for d in raw if isinstance(d, dict)] if isinstance(raw, list) else []
+    else:
+        error, details = response.reason_phrase or "error", []
+    return ApiCallFailed(response.status_code, error, details, _retry_after(response))
 
 
 def _query(params: Mapping[str, Any] | None) -> dict[str, str] | None:

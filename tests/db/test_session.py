@@ -9,7 +9,7 @@ from contract.errors import DatabaseError
 from db.session import EmbeddedPostgres, make_engine, migrate, sqlalchemy_url
 
 TABLES = {"services", "instances", "circuit_breakers", "circuit_breaker_transitions", "metrics", "logs",
-          "load_tests", "simulations", "scaling_events", "users", "alembic_version"}
+          "load_tests", "simulations", "scaling_events", "users", "audit_log", "alembic_version"}
 
 
 def test_migrate_twice_is_a_no_op(clean_db):
@@ -17,7 +17,7 @@ def test_migrate_twice_is_a_no_op(clean_db):
     migrate(clean_db)
     assert set(inspect(clean_db).get_table_names()) >= TABLES
     with clean_db.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0010"]
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0012"]
 
 
 @pytest.mark.parametrize(

@@ -152,6 +152,10 @@ class Settings(BaseSettings):
         description="balancer at start: `round-robin`, `least-load`, `weighted`, `p2c`, `consistent-hash`, `random`")
     route_timeout: float = Field(
         default=5.0, gt=0, validation_alias="ROUTE_TIMEOUT", description="seconds one routed attempt may take")
+    route_max_body: int = Field(
+        default=10 * 1024 * 1024, gt=0, validation_alias="ROUTE_MAX_BODY_BYTES",
+        description="largest body of an instance's answer a routed request (proxy, load test) reads; a larger one "
+                    "is a 502 and the rest is not read")
     route_retries: int = Field(
         default=2, ge=0, validation_alias="ROUTE_RETRIES",
         description="retries of an idempotent routed request after a failure")

@@ -34,6 +34,9 @@ __all__ = [
 ]
 
 log = event_logger("health")
+# a check is judged on its status and latency: this much of the body is read (so a small one keeps the connection
+# for the next check), the rest never is
+CHECK_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,7 @@ class HealthChecker:
         async with self._limit:
             start = self._clock.monotonic()
             try:
-                response = await asyncio.wait_for(self._get(service.name, instance.url, url), self._timeout)
+                status = await asyncio.wait_for(self._get(service.name, instance.url, url), self._timeout)
             except InjectedStatus as injected:
                 latency = (self._clock.monotonic() - start) * 1000.0
                 result = classify(injected.status, latency, None, self._degraded_ms)
@@ -181,12 +184,18 @@ class HealthChecker:
             except httpx.HTTPError as exc:
                 return classify(None, None, f"{type(exc).__name__}: {exc}"[:300], self._degraded_ms)
             latency = (self._clock.monotonic() - start) * 1000.0
-            return classify(response.status_code, latency, None, self._degraded_ms)
+            return classify(status, latency, None, self._degraded_ms)
 
-    async def _get(self, service: str, instance_url: str, url: str) -> httpx.Response:
+    async def _get(self, service: str, instance_url: str, url: str) -> int:
         if self._faults is not None and self._faults.armed:
             await self._faults.before_send(service, instance_url)
-        return await self._client.get(url)
+        async with self._client.stream("GET", url) as response:
+            read = 0
+            async for chunk in response.aiter_bytes():
+                read += len(chunk)
+                if read >= CHECK_BODY_BYTES:
+                    break
+            return response.status_code
 
     async def run_once(self) -> None:
         """One round: check all instances, record results, log transitions, aggregate services."""

@@ -23,6 +23,7 @@ from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.history import MinuteRollup, RecentCheck, RecentChecks
 from engine.store.logs import event_logger
 from engine.store.writer import BatchWriter
+from engine.traffic.http import failure_text
 
 __all__ = [
     "CheckResult",
@@ -179,10 +180,8 @@ class HealthChecker:
                 return replace(result, error=str(injected)) if result.error else result
             except InjectedConnectionError as exc:
                 return classify(None, None, str(exc), self._degraded_ms)
-            except (TimeoutError, httpx.TimeoutException):
-                return classify(None, None, f"timeout after {self._timeout:g} s", self._degraded_ms)
-            except httpx.HTTPError as exc:
-                return classify(None, None, f"{type(exc).__name__}: {exc}"[:300], self._degraded_ms)
+            except (TimeoutError, httpx.HTTPError) as exc:
+                return classify(None, None, failure_text(exc, self._timeout), self._degraded_ms)
             latency = (self._clock.monotonic() - start) * 1000.0
             return classify(status, latency, None, self._degraded_ms)
 

@@ -13,7 +13,7 @@ from engine.clock import Clock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.store.logs import event_logger
 from engine.store.writer import BatchWriter
-from engine.traffic.http import BodyTooLarge, read_capped
+from engine.traffic.http import BodyTooLarge, failure_text, read_capped
 from engine.traffic.recorder import TrafficRecorder
 
 __all__ = ["SCRAPE_BODY_BYTES", "Collector", "ProcessSample", "parse_process_metrics"]
@@ -91,12 +91,12 @@ class Collector:
         try:
             text = await asyncio.wait_for(self._fetch(url), self._timeout)
             sample = parse_process_metrics(text, self._clock.monotonic())
-        except TimeoutError:
-            self._failed(service, instance, f"timeout after {self._timeout:g} s")
         except BodyTooLarge as exc:
             self._failed(service, instance, f"metrics {exc}")
-        except (httpx.HTTPError, ValueError) as exc:
-            self._failed(service, instance, f"{type(exc).__name__}: {exc}"[:300])
+        except (TimeoutError, httpx.HTTPError) as exc:
+            self._failed(service, instance, failure_text(exc, self._timeout))
+        except ValueError as exc:
+            self._failed(service, instance, f"unreadable metrics: {exc}"[:300])
         else:
             self.failures.pop(instance.id, None)
             return sample

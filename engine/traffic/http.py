@@ -7,9 +7,9 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from engine.security.ssrf import GuardedConnector, Policy
+from engine.security.ssrf import AddressRefused, GuardedConnector, Policy
 
-__all__ = ["BodyTooLarge", "make_async_client", "read_capped"]
+__all__ = ["BodyTooLarge", "failure_text", "make_async_client", "read_capped"]
 
 
 class BodyTooLarge(ValueError):
@@ -60,3 +60,18 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes:
         if len(body) > limit:
             raise BodyTooLarge(limit)
     return bytes(body)
+
+
+def failure_text(exc: BaseException, timeout: float) -> str:
+    """What a failed request says: the guard's refusal (`refused: <reason>`), a timeout, or the error.
+
+    httpx-aiohttp maps every aiohttp connection error to httpx.ConnectTimeout, so the aiohttp error underneath,
+    when there is one, says what happened."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        if isinstance(cause.os_error, AddressRefused):
+            return str(cause.os_error.strerror)
+        return f"ConnectError: {cause}"[:300]
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return f"timeout after {timeout:g} s"
+    return f"{type(exc).__name__}: {exc}"[:300]

@@ -1,5 +1,6 @@
-"""A real HTTP upstream on a loopback address that counts what reaches it: a health path, a Prometheus page, a work
-path, and bodies too large to hold (a long one with a Content-Length, an endless chunked one, bounded all the same)."""
+"""A real HTTP upstream on a loopback address that counts what reaches it: `/metrics`, `/padded/<bytes>` (a metrics
+page padded to that size), `/big/<bytes>` (a body with a Content-Length), `/endless` (a chunked body that ends only at
+ENDLESS_CAP or when the reader goes) and `{"ok": true}` on any other path."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 __all__ = ["Upstream", "upstream"]
 
@@ -50,13 +51,13 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         with state.lock:
             state.paths.append(parts.path)
-        size = int(parse_qs(parts.query).get("bytes", ["0"])[0])
-        if parts.path == "/metrics" and size:
-            self._fixed(b"# padding\n" * (size // 10) + METRICS)
+        head, _, size = parts.path.rpartition("/")
+        if head == "/padded":  # a metrics page padded with comments to about `size` bytes
+            self._fixed(b"# padding\n" * (int(size) // 10) + METRICS)
+        elif head == "/big":
+            self._fixed(b"x" * int(size))
         elif parts.path == "/metrics":
             self._fixed(METRICS, "text/plain; version=0.0.4")
-        elif parts.path == "/big":
-            self._fixed(b"x" * size)
         elif parts.path == "/endless":
             self._endless()
         else:

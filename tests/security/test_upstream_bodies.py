@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from flask.testing import FlaskClient
 
 from contract.roles import Role

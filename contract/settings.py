@@ -118,7 +118,9 @@ class Settings(BaseSettings):
         description="seed of the demo services' latency model")
     instance_allowlist: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("127.0.0.0/8", "::1/128", "localhost"), validation_alias="INSTANCE_ALLOWLIST",
-        description="comma-separated host names and CIDRs instance URLs may resolve to; `*` = any")
+        description="comma-separated host names, addresses and CIDRs instance URLs may resolve to, checked at every "
+                    "connection; `*` = any; a link-local or metadata address only when listed exactly (`a.b.c.d`, "
+                    "`a.b.c.d/32`)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="LOG_LEVEL", description="console log level (any case)")
     jwt_secret: SecretStr | None = Field(

@@ -52,6 +52,7 @@ from engine.health.checker import HealthState
 from engine.loadtest.generator import Generator, Plan, Sample, Tally
 from engine.loadtest.hdr import Histogram
 from engine.loadtest.sender import router_sender
+from engine.security.ssrf import Policy
 from engine.traffic.breaker import BreakerConfig
 from engine.traffic.breakers import BreakerBook
 from engine.traffic.outlier import OutlierEjector
@@ -106,7 +107,7 @@ def bench_router(url: str) -> Router:
     registry.replace((ServiceSpec(1, "bench", "/health", None, 1, False, (InstanceSpec(1, 1, url),)),))
     return Router(registry, lambda _i: HealthState.HEALTHY, BreakerBook(clock, NullWriter(), BreakerConfig()),  # type: ignore[arg-type]
                   OutlierEjector(clock), TrafficRecorder(), ResilienceCounters(clock), RetryBudget(), clock,
-                  rng=random.Random(1))
+                  rng=random.Random(1), policy=Policy.instances(("127.0.0.0/8",)))
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:

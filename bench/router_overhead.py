@@ -18,6 +18,7 @@ from bench.common import demo_target, median_us, report
 from engine.clock import SystemClock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.checker import HealthState
+from engine.security.ssrf import Policy
 from engine.traffic.breaker import BreakerConfig
 from engine.traffic.breakers import BreakerBook
 from engine.traffic.outlier import OutlierEjector
@@ -41,7 +42,7 @@ async def main() -> int:
                                           (InstanceSpec(1, 1, target.url),)),))
         router = Router(registry, lambda _i: HealthState.HEALTHY, BreakerBook(clock, NullWriter(), BreakerConfig()),  # type: ignore[arg-type]
                         OutlierEjector(clock), TrafficRecorder(), ResilienceCounters(clock), RetryBudget(), clock,
-                        rng=random.Random(1))
+                        rng=random.Random(1), policy=Policy.instances(("127.0.0.0/8",)))
         await router.start()
         bare_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1000, limit_per_host=200, ttl_dns_cache=300),

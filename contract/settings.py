@@ -122,7 +122,9 @@ class Settings(BaseSettings):
         description="seed of the demo services' latency model")
     instance_allowlist: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("127.0.0.0/8", "::1/128", "localhost"), validation_alias="INSTANCE_ALLOWLIST",
-        description="comma-separated host names and CIDRs instance URLs may resolve to; `*` = any")
+        description="comma-separated host names, addresses and CIDRs instance URLs may resolve to, checked at every "
+                    "connection; `*` = any; a link-local or metadata address only when listed exactly (`a.b.c.d`, "
+                    "`a.b.c.d/32`)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="LOG_LEVEL", description="console log level (any case)")
     jwt_secret: SecretStr | None = Field(
@@ -156,6 +158,10 @@ class Settings(BaseSettings):
         description="balancer at start: `round-robin`, `least-load`, `weighted`, `p2c`, `consistent-hash`, `random`")
     route_timeout: float = Field(
         default=5.0, gt=0, validation_alias="ROUTE_TIMEOUT", description="seconds one routed attempt may take")
+    route_max_body: int = Field(
+        default=10 * 1024 * 1024, gt=0, validation_alias="ROUTE_MAX_BODY_BYTES",
+        description="largest body of an instance's answer a routed request (proxy, load test) reads; a larger one "
+                    "is a 502 and the rest is not read")
     route_retries: int = Field(
         default=2, ge=0, validation_alias="ROUTE_RETRIES",
         description="retries of an idempotent routed request after a failure")

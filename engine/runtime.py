@@ -41,6 +41,7 @@ from engine.scaling.manager import ScalingManager
 from engine.scheduler import JobScheduler
 from engine.security.ratelimit import RateLimiter
 from engine.security.secretfile import read_or_create
+from engine.security.ssrf import Policy
 from engine.security.tokens import TokenIssuer
 from engine.security.users import FirstAdmin, ensure_admin
 from engine.store.database import Database
@@ -105,7 +106,9 @@ class Runtime:
         self.slos = SloBook(self.writer, self.clock, self.sessions)
         self.traffic = TrafficRecorder(listeners=(self.window.add, self.slos.record))
         self.faults = FaultLayer(self.clock)
-        self._client = make_async_client(max(s.health_timeout, 1.0), max_connections=s.health_concurrency)
+        instances = Policy.instances(s.instance_allowlist)  # where checks, scrapes, the proxy and load tests may go
+        self._client = make_async_client(max(s.health_timeout, 1.0), instances,
+                                         max_connections=s.health_concurrency)
         self.health = HealthChecker(self.registry, self._client, self.writer, self.clock, timeout=s.health_timeout,
                                     degraded_ms=s.degraded_ms, fall=s.fall, rise=s.rise,
                                     concurrency=s.health_concurrency, faults=self.faults,
@@ -121,7 +124,8 @@ class Runtime:
         self.retry_budget = RetryBudget(s.retry_budget_percent, s.retry_budget_min)
         self.router = Router(self.registry, self.health_of, self.breakers, self.ejector, self.traffic,
                              self.resilience, self.retry_budget, self.clock, algorithm=s.lb_algorithm,
-                             timeout_s=s.route_timeout, max_retries=s.route_retries, faults=self.faults)
+                             timeout_s=s.route_timeout, max_retries=s.route_retries, policy=instances,
+                             max_body_bytes=s.route_max_body, faults=self.faults)
 
         # alerting: rules evaluated from the live state above (never the database), silences in memory, incidents
         # from alert changes; every notification sent by its channel's own worker on the loop, retried, recorded
@@ -131,7 +135,7 @@ class Runtime:
             self.writer, self.clock,
             NotifyPolicy(s.notify_timeout, s.notify_backoff, s.notify_backoff_max, s.notify_max_attempts,
                          s.notify_queue),
-            s.public_base_url)
+            s.public_base_url, Policy.channels(s.instance_allowlist))
         self._database_ok = True  # the last probe's answer (see _probe_database)
         self._due_timer: asyncio.TimerHandle | None = None  # the evaluation set for an alert's due time
         self.alerting = AlertEvaluator(

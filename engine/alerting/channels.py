@@ -6,9 +6,9 @@
         email     SMTP (aiosmtplib): STARTTLS when asked (implicit TLS on 465), login when a username is set
         apprise   any Apprise URL, on a thread of the channel's own (Apprise blocks), bounded by the timeout
 
-Every connection goes to an address checked at that moment (engine.security.ssrf): the HTTP session's resolver
-refuses link-local and metadata addresses, SMTP dials a checked address itself, and Apprise's host (where its URL
-names one) is checked before Apprise runs.
+Every connection goes to an address checked at that moment under the channels' policy (engine.security.ssrf): the
+HTTP session's connector refuses link-local and metadata addresses (names and IP literals), SMTP dials a checked
+address itself, and Apprise's host (where its URL names one) is checked before Apprise runs.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from contract.errors import DeliveryFailed
 from contract.notifications import SECRET_MASK, AppriseConfig, ChannelType, EmailConfig, SlackConfig, WebhookConfig
 from engine import VERSION
 from engine.alerting.render import Message, apprise_payload, email_payload, slack_payload, webhook_payload
-from engine.security.ssrf import checked_addresses, forbidden
+from engine.security.ssrf import Policy, checked_addresses
 
 __all__ = ["APPRISE_HOSTED", "CHANNELS", "Channel", "Outbound", "channel_of", "sign"]
 
@@ -51,11 +51,12 @@ APPRISE_HOSTED = frozenset({
 @dataclass(frozen=True)
 class Outbound:
     """What a send may use: an HTTP session that dials only checked addresses, the attempt's timeout in seconds,
-    and the channel's own thread for a blocking client."""
+    the channel's own thread for a blocking client, and the policy a connection made by hand is checked against."""
 
     http: aiohttp.ClientSession
     timeout: float
     thread: Executor
+    guard: Policy
 
 
 class Channel(Protocol):
@@ -95,18 +96,7 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _literal_checked(host: str) -> None:
-    # aiohttp hands an IP literal straight to connect without the resolver: check it here
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return
-    if forbidden(ip):
-        raise DeliveryFailed(f"{ip} is a link-local or metadata address")
-
-
 async def _post(out: Outbound, url: str, body: bytes, headers: dict[str, str]) -> None:
-    _literal_checked(urlsplit(url).hostname or "")
     # redirects are not followed: a 3xx could point anywhere, the guard checked this URL's host only
     async with out.http.post(url, data=body, headers={"User-Agent": USER_AGENT, **headers}, allow_redirects=False,
                              timeout=aiohttp.ClientTimeout(total=out.timeout)) as response:
@@ -193,11 +183,11 @@ class SlackChannel(_NoProblems):
         return [config.url, *([path] if len(path) > 1 else [])]
 
 
-async def _dial(host: str, port: int) -> socket.socket:
+async def _dial(host: str, port: int, guard: Policy) -> socket.socket:
     """A socket connected to a checked address of host (the first that answers)."""
     loop = asyncio.get_running_loop()
     error: OSError = OSError(f"host {host!r} does not resolve")
-    for ip in await checked_addresses(host, port):
+    for ip in await checked_addresses(host, port, guard):
         sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
@@ -233,7 +223,7 @@ class EmailChannel(_NoProblems):
         email.set_content(payload["text"])
         email.add_alternative(payload["html"], subtype="html")
         implicit_tls = config.port == 465
-        sock = await _dial(config.host, config.port)
+        sock = await _dial(config.host, config.port, out.guard)
         smtp = aiosmtplib.SMTP(hostname=config.host, sock=sock, timeout=out.timeout, use_tls=implicit_tls,
                                start_tls=False)
         try:
@@ -325,7 +315,7 @@ class AppriseChannel:
         parts = urlsplit(config.url)
         host = apprise_host(config.url)
         if host is not None:
-            await checked_addresses(host, parts.port or 0)
+            await checked_addresses(host, parts.port or 0, out.guard)
         loop = asyncio.get_running_loop()
         error = await loop.run_in_executor(out.thread, _apprise_notify, _bounded(config.url, out.timeout),
                                            payload, out.timeout)

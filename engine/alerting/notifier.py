@@ -36,7 +36,7 @@ from engine.alerting.delivery import ChannelSpec, Delivery, NotifyPolicy
 from engine.alerting.model import Notice
 from engine.alerting.render import Links, Message
 from engine.clock import Clock
-from engine.security.ssrf import ChannelResolver
+from engine.security.ssrf import GuardedConnector, Policy
 from engine.store.logs import event_logger
 from engine.store.writer import BatchWriter
 
@@ -76,10 +76,12 @@ class _Lane:
 class ChannelNotifier:
     """Implements Notifier: queues each notice per channel without blocking, sends, retries and records."""
 
-    def __init__(self, writer: BatchWriter, clock: Clock, policy: NotifyPolicy, public_url: str) -> None:
+    def __init__(self, writer: BatchWriter, clock: Clock, policy: NotifyPolicy, public_url: str,
+                 guard: Policy | None = None) -> None:
         self._writer = writer
         self._clock = clock
         self.policy = policy
+        self.guard = guard or Policy.channels()  # where a notification may connect
         self._links = Links(public_url.rstrip("/"))
         self._specs: dict[int, ChannelSpec] = {}
         self._lanes: dict[int, _Lane] = {}
@@ -212,7 +214,7 @@ class ChannelNotifier:
         worker for every lane with deliveries waiting."""
         self._loop = asyncio.get_running_loop()
         # limit=0: each lane has at most one attempt in flight, so lanes bound the connections
-        connector = aiohttp.TCPConnector(resolver=ChannelResolver(), limit=0, use_dns_cache=False)
+        connector = GuardedConnector(self.guard, limit=0, use_dns_cache=False)
         self._http = aiohttp.ClientSession(connector=connector, trust_env=False)
         with self._lock:
             lanes = list(self._lanes.values())
@@ -272,7 +274,7 @@ class ChannelNotifier:
         if lane.thread is None:
             lane.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"notify-{lane.channel_id}")
         assert self._http is not None
-        return Outbound(self._http, self.policy.timeout, lane.thread)
+        return Outbound(self._http, self.policy.timeout, lane.thread, self.guard)
 
     async def _send(self, lane: _Lane, d: Delivery) -> tuple[str | None, bool]:
         """One attempt: (None, _) when it arrived, else (why not, with no secret in it; whether a retry could

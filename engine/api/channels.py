@@ -90,7 +90,7 @@ def _checked_config(kind: ChannelType, sent: dict[str, Any], stored: AlertChanne
     config = validate_as(channel.config_model, sent, "config")
     problems = [{"field": f, "message": m} for f, m in channel.problems(config)]
     problems += [{"field": f, "message": f"refused: {reason}"} for f, host in channel.hosts(config)
-                 if (reason := channel_refusal(host)) is not None]
+                 if (reason := channel_refusal(host, policy=runtime().notifier.guard)) is not None]
     if problems:
         raise ValidationFailed(problems)
     stored_config: dict[str, Any] = config.model_dump(mode="json", by_alias=True)

@@ -25,6 +25,7 @@ _REASONS = {
     413: "Request body too large",
     422: "A body field is invalid (details name it)",
     429: "Rate limited (see Retry-After)",
+    502: "The upstream's address is refused by the SSRF guard, or its answer is past ROUTE_MAX_BODY_BYTES",
     503: "Unavailable: the database, or (proxy) no instance / breaker open",
     504: "The upstream did not answer in time",
 }

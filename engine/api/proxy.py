@@ -28,7 +28,7 @@ def _forwardable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 @api.route("GET", "/proxy/<service_name>/<path:path>", methods=METHODS, raw=True, role=Role.OPERATOR,
            summary="Forward a request to an instance of the service (operator token; ours is not forwarded)",
-           errors=(404, 503, 504))
+           errors=(404, 502, 503, 504))
 def proxy(service_name: str, path: str) -> ResponseReturnValue:
     """The upstream's status, headers (minus hop-by-hop) and body, as is."""
     rt = runtime()

@@ -23,6 +23,7 @@ from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.history import MinuteRollup, RecentCheck, RecentChecks
 from engine.store.logs import event_logger
 from engine.store.writer import BatchWriter
+from engine.traffic.http import failure_text
 
 __all__ = [
     "CheckResult",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 log = event_logger("health")
+# a check is judged on its status and latency: this much of the body is read (so a small one keeps the connection
+# for the next check), the rest never is
+CHECK_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -169,24 +173,28 @@ class HealthChecker:
         async with self._limit:
             start = self._clock.monotonic()
             try:
-                response = await asyncio.wait_for(self._get(service.name, instance.url, url), self._timeout)
+                status = await asyncio.wait_for(self._get(service.name, instance.url, url), self._timeout)
             except InjectedStatus as injected:
                 latency = (self._clock.monotonic() - start) * 1000.0
                 result = classify(injected.status, latency, None, self._degraded_ms)
                 return replace(result, error=str(injected)) if result.error else result
             except InjectedConnectionError as exc:
                 return classify(None, None, str(exc), self._degraded_ms)
-            except (TimeoutError, httpx.TimeoutException):
-                return classify(None, None, f"timeout after {self._timeout:g} s", self._degraded_ms)
-            except httpx.HTTPError as exc:
-                return classify(None, None, f"{type(exc).__name__}: {exc}"[:300], self._degraded_ms)
+            except (TimeoutError, httpx.HTTPError) as exc:
+                return classify(None, None, failure_text(exc, self._timeout), self._degraded_ms)
             latency = (self._clock.monotonic() - start) * 1000.0
-            return classify(response.status_code, latency, None, self._degraded_ms)
+            return classify(status, latency, None, self._degraded_ms)
 
-    async def _get(self, service: str, instance_url: str, url: str) -> httpx.Response:
+    async def _get(self, service: str, instance_url: str, url: str) -> int:
         if self._faults is not None and self._faults.armed:
             await self._faults.before_send(service, instance_url)
-        return await self._client.get(url)
+        async with self._client.stream("GET", url) as response:
+            read = 0
+            async for chunk in response.aiter_bytes():
+                read += len(chunk)
+                if read >= CHECK_BODY_BYTES:
+                    break
+            return response.status_code
 
     async def run_once(self) -> None:
         """One round: check all instances, record results, log transitions, aggregate services."""

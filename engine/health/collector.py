@@ -11,13 +11,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from contract.events import MetricEvent
 from engine.clock import Clock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.store.logs import event_logger
 from engine.store.writer import BatchWriter
+from engine.traffic.http import BodyTooLarge, failure_text, read_capped
 from engine.traffic.recorder import TrafficRecorder
 
-__all__ = ["Collector", "ProcessSample", "parse_process_metrics"]
+__all__ = ["SCRAPE_BODY_BYTES", "Collector", "ProcessSample", "parse_process_metrics"]
 
+log = event_logger("metrics")
 CPU = "process_cpu_seconds_total"
 RSS = "process_resident_memory_bytes"
+# a process's metrics page is a few kB; past this a scrape fails unread rather than parse an endless answer
+SCRAPE_BODY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,23 +81,46 @@ class Collector:
         self.latest: dict[str, MetricEvent] = {}  # the newest row per service (the autoscaler reads it)
         self._timeout = timeout
         self._last: dict[int, ProcessSample] = {}
+        self.failures: dict[int, str] = {}  # instance id -> why its last scrape failed (absent: it succeeded)
 
     async def scrape(self, service: ServiceSpec, instance: InstanceSpec) -> ProcessSample | None:
-        """Fetch and parse one instance's metrics; None when it fails."""
+        """Fetch and parse one instance's metrics; None when it fails (why: `failures[instance.id]`, logged when it
+        changes)."""
         assert service.metrics_path is not None
         url = instance.url.rstrip("/") + service.metrics_path
         try:
-            response = await asyncio.wait_for(self._client.get(url), self._timeout)
+            text = await asyncio.wait_for(self._fetch(url), self._timeout)
+            sample = parse_process_metrics(text, self._clock.monotonic())
+        except BodyTooLarge as exc:
+            self._failed(service, instance, f"metrics {exc}")
+        except (TimeoutError, httpx.HTTPError) as exc:
+            self._failed(service, instance, failure_text(exc, self._timeout))
+        except ValueError as exc:
+            self._failed(service, instance, f"unreadable metrics: {exc}"[:300])
+        else:
+            self.failures.pop(instance.id, None)
+            return sample
+        return None
+
+    async def _fetch(self, url: str) -> str:
+        async with self._client.stream("GET", url) as response:
             response.raise_for_status()
-            return parse_process_metrics(response.text, self._clock.monotonic())
-        except (TimeoutError, httpx.HTTPError, ValueError):
-            return None
+            body = await read_capped(response, SCRAPE_BODY_BYTES)
+            return body.decode(response.encoding or "utf-8", errors="replace")
+
+    def _failed(self, service: ServiceSpec, instance: InstanceSpec, reason: str) -> None:
+        if self.failures.get(instance.id) != reason:
+            log.warning("scraping %s of %s failed: %s", instance.url, service.name, reason,
+                        extra={"meta": {"service": service.name, "instance": instance.url, "error": reason}})
+        self.failures[instance.id] = reason
 
     async def run_once(self) -> list[MetricEvent]:
         """Close the bucket that ends now; submit and return its rows."""
         services = self._registry.services()
         scrapes = [(s, i) for s in services if s.metrics_path for i in s.instances]
         samples = await asyncio.gather(*(self.scrape(s, i) for s, i in scrapes))
+        for gone in set(self.failures) - {i.id for _, i in scrapes}:
+            del self.failures[gone]
         cpu: dict[int, list[float]] = {}
         rss: dict[int, list[float]] = {}
         scraped: dict[int, int] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contract.errors import ApiError, NotFound
 from engine.loadtest.generator import Send
-from engine.traffic.router import CircuitOpen, NoInstance, Router, UpstreamTimeout
+from engine.traffic.router import CircuitOpen, NoInstance, Router, UpstreamRefused, UpstreamTimeout, UpstreamTooLarge
 
 __all__ = ["router_sender"]
 
@@ -23,6 +23,10 @@ def router_sender(router: Router, service: str, method: str, path: str) -> Send:
             return "no_instance"
         except UpstreamTimeout:
             return "timeout"
+        except UpstreamRefused:
+            return "refused"
+        except UpstreamTooLarge:
+            return "too_large"
         except NotFound:
             return "service_gone"
         except ApiError:

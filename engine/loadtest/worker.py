@@ -1,7 +1,7 @@
 """Worker processes for load tests past one process's rate: each generates one share of the schedule.
 
-A worker routes with the same code as the engine (Router: balancer, breaker, retries) over its own
-connection pool, on the instances that were serving when the run started, with the service's
+A worker routes with the same code as the engine (Router: balancer, breaker, retries, the SSRF guard's policy)
+over its own connection pool, on the instances that were serving when the run started, with the service's
 breaker thresholds; its breaker and balancer state are its own (a process boundary cannot share
 them per request). Every second it sends its tally over a pipe; the engine merges them.
 Protocol, worker -> engine: ("ready",), ("second", n, tally), ("done",); engine -> worker:
@@ -27,6 +27,7 @@ from engine.fleet.registry import Registry, ServiceSpec
 from engine.health.checker import HealthState
 from engine.loadtest.generator import Generator, Plan, Sample, Tally
 from engine.loadtest.sender import router_sender
+from engine.security.ssrf import Policy
 from engine.traffic.breaker import BreakerConfig
 from engine.traffic.breakers import BreakerBook
 from engine.traffic.outlier import OutlierEjector
@@ -48,6 +49,8 @@ class WorkerSpec:
     breaker: BreakerConfig
     timeout_s: float
     retries: int
+    policy: Policy
+    max_body_bytes: int
     method: str
     path: str
     plan: Plan
@@ -80,7 +83,8 @@ async def _work(conn: Connection, spec: WorkerSpec) -> None:
     router = Router(
         registry, lambda _id: HealthState.HEALTHY, BreakerBook(clock, _NoWriter(), spec.breaker),  # type: ignore[arg-type]
         OutlierEjector(clock), TrafficRecorder(), ResilienceCounters(clock), RetryBudget(), clock,
-        algorithm=spec.algorithm, timeout_s=spec.timeout_s, max_retries=spec.retries,
+        algorithm=spec.algorithm, timeout_s=spec.timeout_s, max_retries=spec.retries, policy=spec.policy,
+        max_body_bytes=spec.max_body_bytes,
     )
     await router.start()
     send = router_sender(router, spec.service.name, spec.method, spec.path)
@@ -120,7 +124,8 @@ class WorkerPool:
         serving = {t.id for t in self._router.candidates(self._service)}
         service = replace(self._service, instances=tuple(i for i in self._service.instances if i.id in serving))
         return WorkerSpec(service, self._router.algorithm, self._router.breakers.get(self._service.name).config,
-                          self._router.timeout_s, self._router.max_retries, self._method, self._path,
+                          self._router.timeout_s, self._router.max_retries, self._router.policy,
+                          self._router.max_body_bytes, self._method, self._path,
                           self._plan_of(share, self._shares), self._drain_s)
 
     async def start(self, add: Callable[[int, Sample], None], finished: Callable[[int], None],

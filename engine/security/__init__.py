@@ -1,5 +1,5 @@
-"""Security: users with argon2 hashes, bearer tokens, rate limiters, the SSRF allowlist and secret
-files.
+"""Security: users with argon2 hashes, bearer tokens, rate limiters, the SSRF guard (a policy per kind of outbound
+connection, checked when a URL is saved and by the connector of every outbound client) and secret files.
 
 A low layer: imports db, contract and clock only.
 """

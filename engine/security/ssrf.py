@@ -1,19 +1,30 @@
 """Where the engine may send requests (it sends load, faults and notifications: this is an SSRF guard).
 
-Instances: their URLs must resolve inside INSTANCE_ALLOWLIST (`refusal`). Notification channels: any address but
-link-local and cloud metadata ones (`channel_refusal` at save time; `ChannelResolver` and `checked_addresses` at
-connect time, so a name that resolves elsewhere by then is refused too and only a checked address is dialled).
+One guard, two policies. Instances (checks, scrapes, the proxy, load tests): an address inside INSTANCE_ALLOWLIST
+(`Policy.instances`). Alert channels: any address (`Policy.channels`). Both refuse the same link-local and cloud
+metadata addresses and names (ALWAYS_REFUSED, METADATA_HOSTS; an IPv4-mapped IPv6 address counts as its IPv4) unless
+INSTANCE_ALLOWLIST names that exact address (`169.254.10.20`, `169.254.10.20/32`); a wider CIDR never does.
+
+The policy is checked when a URL is saved (`refusal`, `channel_refusal`) and again where each connection is made:
+`GuardedConnector` is an aiohttp connector whose resolver (`GuardedResolver`) checks every address a name resolves
+to and hands only checked ones to the dialer, and which checks an IP literal (aiohttp resolves none) itself; so a
+name that resolves elsewhere by then (DNS rebinding) is refused, and only a checked address is dialled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp.abc import ResolveResult
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_exceptions import ClientConnectorError
 from aiohttp.resolver import ThreadedResolver
 
 from contract.settings import parse_allowlist
@@ -21,7 +32,10 @@ from contract.settings import parse_allowlist
 __all__ = [
     "ALWAYS_REFUSED",
     "METADATA_HOSTS",
-    "ChannelResolver",
+    "AddressRefused",
+    "GuardedConnector",
+    "GuardedResolver",
+    "Policy",
     "channel_refusal",
     "checked_addresses",
     "forbidden",
@@ -32,7 +46,7 @@ __all__ = [
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # link-local (most clouds' metadata lives at 169.254.169.254), the metadata addresses outside it (AWS over IPv6,
-# Alibaba, Oracle's legacy one, Azure's wire server) and the unspecified addresses: refused unless listed by CIDR
+# Alibaba, Oracle's legacy one, Azure's wire server) and the unspecified addresses: refused unless listed exactly
 ALWAYS_REFUSED: tuple[Network, ...] = (
     ipaddress.ip_network("169.254.0.0/16"),
     ipaddress.ip_network("fe80::/10"),
@@ -43,97 +57,203 @@ ALWAYS_REFUSED: tuple[Network, ...] = (
     ipaddress.ip_network("0.0.0.0/32"),
     ipaddress.ip_network("::/128"),
 )
-# names of metadata services, refused whatever they resolve to here
+# names of metadata services, refused whatever they resolve to here (unless INSTANCE_ALLOWLIST names one)
 METADATA_HOSTS = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
                             "instance-data.ec2.internal"})
 Resolver = Callable[[str], list[IP]]
 
 
+class AddressRefused(OSError):
+    """The guard refused a connection. An OSError (errno EACCES) because that is what aiohttp expects of a resolver:
+    it turns it into a ClientConnectorError whose text ends `[refused: <reason>]`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(errno.EACCES, f"refused: {reason}")
+        self.reason = reason
+
+
 def resolve(host: str) -> list[IP]:
     """Every address the host name resolves to (an IP literal resolves to itself)."""
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
+    literal = _literal(host)
+    if literal is not None:
+        return [literal]
     infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
+def _literal(host: str) -> IP | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return None
+
+
+def _plain(ip: IP) -> IP:
+    """An IPv4-mapped IPv6 address as its IPv4, any other as is."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _host(host: str) -> str:
+    return host.lower().strip("[]").rstrip(".")
+
+
 def forbidden(ip: IP) -> bool:
     """Whether ip is link-local, a metadata address or unspecified (an IPv4-mapped IPv6 address counts as its IPv4)."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = _plain(ip)
     return any(ip in net for net in ALWAYS_REFUSED)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Which addresses one kind of outbound connection may reach (picklable: load-test workers get a copy).
+
+    networks: the CIDRs an address must be in (None: any address); names: host names allowed whatever they resolve
+    to; exact: link-local or metadata addresses allowed because the allowlist names exactly them.
+    """
+
+    networks: tuple[Network, ...] | None
+    names: frozenset[str] = frozenset()
+    exact: frozenset[IP] = frozenset()
+
+    @classmethod
+    def instances(cls, allowlist: Iterable[str]) -> Policy:
+        """INSTANCE_ALLOWLIST's policy: `*`, host names, IP addresses and CIDRs."""
+        entries = tuple(e.strip().lower() for e in allowlist)
+        networks: list[Network] = []
+        names: set[str] = set()
+        for entry in entries:
+            if entry == "*":
+                continue
+            if "/" in entry or _literal(entry) is not None:
+                networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            else:
+                names.add(_host(entry))
+        exact = frozenset(_plain(net.network_address) for net in networks
+                          if net.prefixlen == net.max_prefixlen)
+        return cls(None if "*" in entries else tuple(networks), frozenset(names), exact)
+
+    @classmethod
+    def channels(cls, allowlist: Iterable[str] = ()) -> Policy:
+        """Alert channels' policy: any address but the refused ones (receivers are often internal); an exact
+        address in the allowlist is allowed here too."""
+        return cls(None, frozenset(), cls.instances(allowlist).exact)
+
+    def name_refusal(self, host: str) -> str | None:
+        """Why host may not be used whatever it resolves to (a cloud metadata name), or None."""
+        host = _host(host)
+        if host in METADATA_HOSTS and host not in self.names:
+            return f"{host} is a cloud metadata host"
+        return None
+
+    def address_refusal(self, host: str, ip: IP) -> str | None:
+        """Why host may not be reached at ip, or None when it may."""
+        ip = _plain(ip)
+        if forbidden(ip) and ip not in self.exact:
+            return f"{ip} is a link-local or metadata address"
+        if self.networks is None or _host(host) in self.names:
+            return None
+        if not any(ip in net for net in self.networks):
+            return f"{ip} is not in INSTANCE_ALLOWLIST"
+        return None
+
+    def check(self, host: str, addresses: Iterable[IP]) -> None:
+        """AddressRefused naming the first reason host may not be reached at one of these addresses."""
+        if (reason := self.name_refusal(host)) is not None:
+            raise AddressRefused(reason)
+        for ip in addresses:
+            if (reason := self.address_refusal(host, ip)) is not None:
+                raise AddressRefused(reason)
+
+
+def _first_refusal(policy: Policy, host: str, resolver: Resolver, unresolved: str | None) -> str | None:
+    if (reason := policy.name_refusal(host)) is not None:
+        return reason
+    try:
+        addresses = resolver(host)
+    except (OSError, UnicodeError):
+        return unresolved
+    if not addresses:
+        return unresolved
+    # a link-local or metadata address anywhere in the answer is named before one outside the allowlist
+    ordered = sorted(addresses, key=lambda ip: not forbidden(ip))
+    return next((r for ip in ordered if (r := policy.address_refusal(host, ip)) is not None), None)
 
 
 def refusal(url: str, allowlist: tuple[str, ...], resolver: Resolver = resolve) -> str | None:
     """Why the engine may not send requests to url, or None when it may."""
-    host = (urlsplit(url).hostname or "").lower()
-    try:
-        addresses = resolver(host)
-    except (OSError, UnicodeError):
-        return f"host {host!r} does not resolve"
-    if not addresses:
-        return f"host {host!r} does not resolve"
-    networks = [ipaddress.ip_network(e, strict=False) for e in allowlist if "/" in e]
-    for ip in addresses:
-        if forbidden(ip) and not any(ip in net for net in networks):
-            return f"{ip} is a link-local or metadata address"
-    if "*" in allowlist or host in allowlist:
-        return None
-    outside = [ip for ip in addresses if not any(ip in net for net in networks)]
-    if outside:
-        return f"{outside[0]} is not in INSTANCE_ALLOWLIST"
-    return None
+    host = _host(urlsplit(url).hostname or "")
+    return _first_refusal(Policy.instances(allowlist), host, resolver, f"host {host!r} does not resolve")
 
 
-def channel_refusal(host: str, resolver: Resolver = resolve) -> str | None:
+def channel_refusal(host: str, resolver: Resolver = resolve, policy: Policy | None = None) -> str | None:
     """Why a notification channel may not use host, or None: link-local and metadata addresses are refused;
     loopback and private ones are allowed (receivers are often internal). A name that does not resolve now is
     allowed: it is resolved and checked again at every connection."""
-    host = host.lower().strip("[]").rstrip(".")
-    if host in METADATA_HOSTS:
-        return f"{host} is a cloud metadata host"
-    try:
-        addresses = resolver(host)
-    except (OSError, UnicodeError):
-        return None
-    for ip in addresses:
-        if forbidden(ip):
-            return f"{ip} is a link-local or metadata address"
-    return None
+    return _first_refusal(policy or Policy.channels(), _host(host), resolver, None)
 
 
-async def checked_addresses(host: str, port: int) -> list[IP]:
-    """host's addresses resolved now, each checked (OSError naming the first refused one, or when none resolve):
-    dial these and nothing else."""
-    host = host.lower().strip("[]").rstrip(".")
-    if host in METADATA_HOSTS:
-        raise OSError(f"{host} is a cloud metadata host")
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
+async def checked_addresses(host: str, port: int, policy: Policy) -> list[IP]:
+    """host's addresses resolved now, each checked (AddressRefused naming the first refused one; OSError when none
+    resolve): dial these and nothing else."""
+    host = _host(host)
+    literal = _literal(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        policy.check(host, ())
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         addresses = list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos))
     if not addresses:
         raise OSError(f"host {host!r} does not resolve")
-    for ip in addresses:
-        if forbidden(ip):
-            raise OSError(f"{ip} is a link-local or metadata address")
+    policy.check(host, addresses)
     return addresses
 
 
-class ChannelResolver(ThreadedResolver):
-    """aiohttp's resolver, refusing a name any of whose addresses is link-local or metadata: the connector dials
-    only what this returns. (aiohttp does not resolve an IP literal: the caller checks those with `forbidden`.)"""
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver under a policy: a name any of whose addresses the policy refuses is refused whole
+    (AddressRefused); otherwise its addresses, which are all the connector dials (and all its DNS cache holds)."""
+
+    def __init__(self, policy: Policy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self._inner = inner or ThreadedResolver()
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
                       ) -> list[ResolveResult]:
-        """The checked addresses of host; OSError naming a refused one."""
-        if host.lower().rstrip(".") in METADATA_HOSTS:
-            raise OSError(f"{host} is a cloud metadata host")
-        results = await super().resolve(host, port, family)
-        for result in results:
-            if forbidden(ipaddress.ip_address(result["host"].split("%")[0])):
-                raise OSError(f"{result['host']} is a link-local or metadata address")
+        """The checked addresses of host."""
+        self.policy.check(host, ())
+        results = await self._inner.resolve(host, port, family)
+        self.policy.check(host, (ipaddress.ip_address(r["host"].split("%")[0]) for r in results))
         return results
+
+    async def close(self) -> None:
+        """Close the resolver underneath."""
+        await self._inner.close()
+
+
+class GuardedConnector(aiohttp.TCPConnector):
+    """A TCPConnector on a GuardedResolver that checks IP literals too (aiohttp dials those without resolving):
+    a refused one fails the request as a refused name does, with a ClientConnectorError."""
+
+    def __init__(self, policy: Policy, resolver: AbstractResolver | None = None, **kwargs: Any) -> None:
+        super().__init__(resolver=GuardedResolver(policy, resolver), **kwargs)
+        self.policy = policy
+        self._literals: dict[str, str | None] = {}  # host -> why refused (None: allowed or not a literal)
+
+    async def connect(self, req: aiohttp.ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
+                      ) -> aiohttp.connector.Connection:
+        """Check an IP literal host, then connect as aiohttp does (a pooled connection or a new one)."""
+        host = req.host
+        if host in self._literals:
+            reason = self._literals[host]
+        else:
+            literal = _literal(host)
+            reason = None if literal is None else (
+                self.policy.name_refusal(host) or self.policy.address_refusal(host, literal))
+            if len(self._literals) >= 4096:
+                self._literals.clear()
+            self._literals[host] = reason
+        if reason is not None:
+            raise ClientConnectorError(req.connection_key, AddressRefused(reason))
+        return await super().connect(req, traces, timeout)

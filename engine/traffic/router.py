@@ -21,6 +21,7 @@ from contract.states import HealthState
 from engine.chaos.faults import InjectedStatus
 from engine.clock import Clock
 from engine.fleet.registry import Registry, ServiceSpec
+from engine.security.ssrf import AddressRefused, GuardedConnector, Policy
 from engine.store.logs import event_logger
 from engine.traffic.balancer import Algorithm, Balancer, Target, make_balancer
 from engine.traffic.breaker import CircuitBreaker
@@ -29,7 +30,10 @@ from engine.traffic.outlier import OutlierEjector
 from engine.traffic.recorder import TrafficRecorder
 from engine.traffic.resilience import ResilienceCounters, RetryBudget, backoff_s
 
-__all__ = ["CircuitOpen", "FaultHook", "NoInstance", "Request", "Router", "Upstream", "UpstreamTimeout"]
+__all__ = [
+    "CircuitOpen", "FaultHook", "NoInstance", "Request", "Router", "Upstream", "UpstreamRefused", "UpstreamTimeout",
+    "UpstreamTooLarge",
+]
 
 log = event_logger("router")
 RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -48,6 +52,18 @@ class UpstreamTimeout(ApiError):
     """504: the instance did not answer within the timeout."""
 
     status = 504
+
+
+class UpstreamRefused(ApiError):
+    """502: the instance's address is one the SSRF guard refuses (checked at the connection)."""
+
+    status = 502
+
+
+class UpstreamTooLarge(ApiError):
+    """502: the instance's answer has a body past the proxy's limit (the rest was not read)."""
+
+    status = 502
 
 
 class FaultHook(Protocol):
@@ -110,7 +126,11 @@ class Request(NamedTuple):
 class _Attempt(NamedTuple):
     upstream: Upstream | None
     failure: str | None  # None = success (any status < 500)
-    timed_out: bool
+    error: type[ApiError] | None = None  # what a failure without an answer raises when no retry follows
+
+
+class _TooLarge(Exception):
+    pass
 
 
 class Router:
@@ -132,6 +152,8 @@ class Router:
         max_retries: int = 2,
         backoff_base_s: float = 0.025,
         backoff_cap_s: float = 0.25,
+        policy: Policy,
+        max_body_bytes: int = 10 * 1024 * 1024,
         rng: random.Random | None = None,
         faults: FaultHook | None = None,
     ) -> None:
@@ -146,6 +168,8 @@ class Router:
         self.timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.max_retries = max_retries
+        self.policy = policy
+        self.max_body_bytes = max_body_bytes
         self._backoff = (backoff_base_s, backoff_cap_s)
         self._rng = rng or random.Random()  # noqa: S311 - spreads load and jitters retries
         self.faults: FaultHook | None = faults  # None or not armed: no await on the hot path
@@ -158,9 +182,10 @@ class Router:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        """Open the connection pool (inside the engine loop)."""
+        """Open the connection pool (inside the engine loop): it dials only addresses the policy allows, checked
+        when each is resolved (the DNS cache holds checked answers only) and for IP literals at each request."""
         self._loop = asyncio.get_running_loop()
-        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=200, ttl_dns_cache=300)
+        connector = GuardedConnector(self.policy, limit=1000, limit_per_host=200, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
 
     async def close(self) -> None:
@@ -247,10 +272,10 @@ class Router:
     def _give_up(self, result: _Attempt) -> Upstream:
         if result.upstream is not None:
             return result.upstream  # a 5xx answer goes back as is
-        if result.timed_out:
+        if result.error is UpstreamTimeout:
             self.counters.add("timeouts")
             raise UpstreamTimeout(f"no answer within {self.timeout_s:g} s")
-        raise Unavailable(f"upstream failed: {result.failure}")
+        raise (result.error or Unavailable)(f"upstream failed: {result.failure}")
 
     def _balancer(self, service: str) -> Balancer:
         balancer = self._balancers.get(service)
@@ -290,29 +315,23 @@ class Router:
         end = start
         upstream: Upstream | None = None
         failure: str | None = None
-        timed_out = False
+        error: type[ApiError] | None = None
         try:
             if self.faults is not None and self.faults.armed:
                 await self.faults.before_send(spec.name, target.url)
-            async with self._session.request(
-                request.method, url, headers=request.headers or None, data=request.body or None,
-                allow_redirects=False, timeout=self._timeout,
-            ) as response:
-                data = await response.read()
+            status, raw_headers, data = await self._exchange(request, url)
             end = self._now()
-            upstream = Upstream(response.status, response.raw_headers, data, target.url, attempt, (end - start) * 1e3)
-            if response.status >= 500:
-                failure = f"HTTP {response.status}"
+            upstream = Upstream(status, raw_headers, data, target.url, attempt, (end - start) * 1e3)
+            if status >= 500:
+                failure = f"HTTP {status}"
         except InjectedStatus as injected:
             end = self._now()
             body = b'{"error": "%s"}' % str(injected).encode()
             upstream = Upstream(injected.status, _INJECTED_HEADERS, body, target.url, attempt, (end - start) * 1e3)
             if injected.status >= 500:
                 failure = f"HTTP {injected.status} (injected)"
-        except TimeoutError:
-            failure, timed_out = f"timeout after {self.timeout_s:g} s", True
-        except (aiohttp.ClientError, OSError, ApiError) as exc:
-            failure = f"{type(exc).__name__}: {exc}"[:200]
+        except (TimeoutError, _TooLarge, aiohttp.ClientError, OSError, ApiError) as exc:
+            failure, error = self._failure(exc)
         finally:
             target.in_flight -= 1
         if upstream is None:
@@ -322,10 +341,10 @@ class Router:
             # a fast success on a CLOSED breaker changes no decision, so its bookkeeping runs right after
             # the answer is handed back (next loop turn) instead of before it: the caller does not wait
             self._loop.call_soon(self._record_success, spec.name, target.id, breaker, latency)
-            return _Attempt(upstream, None, False)
+            return _Attempt(upstream, None)
         if failure is None:
             self._record_success(spec.name, target.id, breaker, latency)
-            return _Attempt(upstream, None, False)
+            return _Attempt(upstream, None)
         self._traffic.record(spec.name, latency, False)
         breaker.record_failure(failure)
         ejection = self.ejector.observe(spec.name, target.id, True, len(spec.instances))
@@ -334,4 +353,39 @@ class Router:
                         target.url, spec.name, ejection.until - self._clock.monotonic(), self.ejector.consecutive,
                         failure, extra={"meta": {"service": spec.name, "instance": target.url,
                                                  "times": ejection.times}})
-        return _Attempt(upstream, failure, timed_out)
+        return _Attempt(upstream, failure, error)
+
+    async def _exchange(self, request: Request, url: URL) -> tuple[int, tuple[tuple[bytes, bytes], ...], bytes]:
+        """Send one request; its status, raw headers and body (_TooLarge past max_body_bytes)."""
+        assert self._session is not None
+        async with self._session.request(
+            request.method, url, headers=request.headers or None, data=request.body or None,
+            allow_redirects=False, timeout=self._timeout,
+        ) as response:
+            length = response.content_length
+            if length is not None and length <= self.max_body_bytes:
+                data = await response.read()
+            else:
+                data = await self._read_capped(response)
+        return response.status, response.raw_headers, data
+
+    def _failure(self, exc: BaseException) -> tuple[str, type[ApiError] | None]:
+        """What failed in an attempt without an answer, and what it raises when no retry follows (None: 503)."""
+        if isinstance(exc, TimeoutError):
+            return f"timeout after {self.timeout_s:g} s", UpstreamTimeout
+        if isinstance(exc, _TooLarge):
+            return f"response body larger than {self.max_body_bytes} bytes", UpstreamTooLarge
+        if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, AddressRefused):
+            return str(exc.os_error.strerror), UpstreamRefused
+        return f"{type(exc).__name__}: {exc}"[:200], None
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body, when it is no larger than max_body_bytes (_TooLarge as soon as it is: the rest is not read)."""
+        if response.content_length is not None:
+            raise _TooLarge
+        body = bytearray()
+        async for chunk in response.content.iter_any():
+            body += chunk
+            if len(body) > self.max_body_bytes:
+                raise _TooLarge
+        return bytes(body)

@@ -6,8 +6,11 @@ import asyncio
 
 from aiohttp import web
 
+from engine.security.ssrf import Policy
 from engine.traffic.http import make_async_client
 from tests.conftest import free_port
+
+LOOPBACK = Policy.instances(("127.0.0.0/8",))
 
 
 async def serve(app, port):
@@ -33,7 +36,7 @@ def test_redirect_to_another_host_is_not_followed():
         b.router.add_get("/steal", steal)
         runners = [await serve(a, port), await serve(b, other_port)]
         try:
-            async with make_async_client(timeout=2.0) as client:
+            async with make_async_client(timeout=2.0, policy=LOOPBACK) as client:
                 response = await client.get(f"http://127.0.0.1:{port}/health")
                 return response.status_code, response.headers["Location"]
         finally:
@@ -58,7 +61,7 @@ def test_environment_proxy_is_ignored(monkeypatch):
         app.router.add_get("/health", ok)
         runner = await serve(app, port)
         try:
-            async with make_async_client(timeout=2.0) as client:
+            async with make_async_client(timeout=2.0, policy=LOOPBACK) as client:
                 return (await client.get(f"http://127.0.0.1:{port}/health")).text
         finally:
             await runner.cleanup()

@@ -13,6 +13,7 @@ from contract.errors import NotFound
 from engine.clock import FakeClock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.checker import HealthState
+from engine.security.ssrf import Policy
 from engine.traffic.breaker import BreakerConfig
 from engine.traffic.breakers import BreakerBook
 from engine.traffic.outlier import OutlierEjector
@@ -20,6 +21,8 @@ from engine.traffic.recorder import TrafficRecorder
 from engine.traffic.resilience import ResilienceCounters, RetryBudget
 from engine.traffic.router import CircuitOpen, NoInstance, Router
 from tests.conftest import free_port
+
+LOOPBACK = Policy.instances(("127.0.0.0/8",))
 
 
 class Collect:
@@ -73,7 +76,7 @@ def make_router(ports, clock, *, health=None, breaker=None, retries=2, ejector=N
         registry, health or (lambda _id: HealthState.HEALTHY), book, ejector or OutlierEjector(clock, 1000),
         TrafficRecorder(), ResilienceCounters(clock), budget or RetryBudget(20, 3), clock,
         timeout_s=timeout, max_retries=retries, backoff_base_s=backoff[0], backoff_cap_s=backoff[1],
-        rng=rng or random.Random(1),
+        rng=rng or random.Random(1), policy=LOOPBACK,
     )
     return router, writer
 

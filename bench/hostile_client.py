@@ -14,7 +14,8 @@ demo fleet) on a scratch database and probes GET /api/health `requests` times in
 Each attack stream sends its next request as soon as the last is answered. The engine's rate limits are raised
 so the probe is never limited and every attack request reaches the server's parsing and the app's checks (harder
 on the server than the default limits, which would answer most of them 429 early). Each round prints p50, p99
-and max of both runs, their ratio, the load average before it, and what the attacker's requests were answered;
+and max of both runs, the engine's CPU use during each, their ratio, the load average before it, and what the
+attacker's requests were answered;
 the exit status is 1 when a round misses the goal or a probe request failed. Every process it starts is stopped.
 """
 
@@ -38,6 +39,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import jwt
+import psutil
 
 from bench.common import scratch_database
 from bench.outage_rig import EngineProcess, free_port, wait_until
@@ -167,22 +169,26 @@ def attack(port: int, ready: Event, stop: Event, results: multiprocessing.Queue[
 
 @dataclass(frozen=True)
 class Run:
-    """One probe run: its latencies in ms, ascending, and the requests not answered 200."""
+    """One probe run: its latencies in ms, ascending, the requests not answered 200, and the engine's CPU use
+    meanwhile (cores)."""
 
     latencies_ms: list[float]
     failures: Counter[str]
+    engine_cores: float = 0.0
 
     def line(self, label: str) -> str:
         """p50, p99 and max as one line."""
         ms = self.latencies_ms
         failed = sum(self.failures.values())
         return (f"{label:<13} p50 {percentile(ms, 50):7.2f} ms  p99 {percentile(ms, 99):7.2f} ms  "
-                f"max {ms[-1]:8.2f} ms  failed {failed}{f' {dict(self.failures)}' if failed else ''}")
+                f"max {ms[-1]:8.2f} ms  engine CPU {self.engine_cores:.2f} cores  "
+                f"failed {failed}{f' {dict(self.failures)}' if failed else ''}")
 
 
-def probe(port: int, count: int) -> Run:
+def probe(port: int, count: int, engine: psutil.Process | None = None) -> Run:
     """count GETs of /api/health in a row, each on a new connection; a failure counts as its time to fail."""
     latencies, failures = [], Counter[str]()
+    cpu_before, began = _cpu(engine), time.perf_counter()
     for _ in range(count):
         started = time.perf_counter()
         try:
@@ -192,7 +198,14 @@ def probe(port: int, count: int) -> Run:
         latencies.append((time.perf_counter() - started) * 1000)
         if status != "200":
             failures[status] += 1
-    return Run(sorted(latencies), failures)
+    return Run(sorted(latencies), failures, (_cpu(engine) - cpu_before) / (time.perf_counter() - began))
+
+
+def _cpu(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def ready(port: int) -> bool:
@@ -203,7 +216,7 @@ def ready(port: int) -> bool:
         return False
 
 
-def under_attack(port: int, count: int) -> tuple[Run, dict[str, int], float]:
+def under_attack(port: int, count: int, engine: psutil.Process) -> tuple[Run, dict[str, int], float]:
     """The probe while the hostile client runs; what the attacker saw, and for how long it ran."""
     ctx = multiprocessing.get_context("spawn")
     ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
@@ -214,7 +227,7 @@ def under_attack(port: int, count: int) -> tuple[Run, dict[str, int], float]:
             raise RuntimeError("the hostile client did not start")
         time.sleep(1.0)  # every stream in full swing
         started = time.monotonic()
-        run = probe(port, count)
+        run = probe(port, count, engine)
         stop.set()
         seen = results.get(timeout=30)
         return run, seen, time.monotonic() - started
@@ -243,12 +256,13 @@ def main() -> int:
                 print(engine.console()[-3000:], file=sys.stderr)
                 return 1
             probe(port, 200)  # warm up
+            process = psutil.Process(engine.proc.pid)
             print(f"GET /api/health on a new connection, {args.requests} requests a run, {os.cpu_count()} cores")
             for n in range(1, args.rounds + 1):
                 load = " ".join(f"{v:.2f}" for v in os.getloadavg())
                 print(f"round {n} (load average before: {load})")
-                quiet = probe(port, args.requests)
-                attacked, seen, lasted = under_attack(port, args.requests)
+                quiet = probe(port, args.requests, process)
+                attacked, seen, lasted = under_attack(port, args.requests, process)
                 print("  " + quiet.line("quiet (peer)"))
                 print("  " + attacked.line("under attack"))
                 p99_quiet, p99_attacked = percentile(quiet.latencies_ms, 99), percentile(attacked.latencies_ms, 99)

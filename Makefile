@@ -45,6 +45,7 @@ bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench.chart_query
 	$(BIN)/python -m bench.uptime_query
 	$(BIN)/python -m bench.db_outage
+	$(BIN)/python -m bench.hostile_client --rounds 3
 	$(BIN)/python -m bench.alert_rules
 
 ## lint: ruff, mypy and the import contracts (layers, no cycles: [tool.importlinter] in pyproject.toml)

@@ -78,14 +78,15 @@ class OutagePostgres:
 
 
 class EngineProcess:
-    """`python -m engine serve --demo` as a child process in its own session, its console in a file."""
+    """`python -m engine serve [--demo]` as a child process in its own session, its console in a file."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, env: Mapping[str, str], log_path: Path, demo: bool = True) -> None:
         dropped = {"JWT_SECRET", "LOG_LEVEL", "DATABASE_URL"}  # the caller's settings, not the shell's
         env = {**{k: v for k, v in os.environ.items() if k not in dropped}, **env}
         self.log_path = log_path
         with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--demo"], cwd=ROOT, env=env,
+            command = [sys.executable, "-m", "engine", "serve", *(["--demo"] if demo else [])]
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=env,
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
 

@@ -153,6 +153,18 @@ class Settings(BaseSettings):
         description="seconds to earn back one failed-login attempt")
     max_body_bytes: int = Field(
         default=65_536, gt=0, validation_alias="MAX_BODY_BYTES", description="largest request body; larger is 413")
+    max_header_bytes: int = Field(
+        default=65_536, ge=1024, validation_alias="MAX_HEADER_BYTES",
+        description="largest request line and headers of an API request together; larger is 431")
+    api_idle_timeout: int = Field(
+        default=30, ge=1, validation_alias="API_IDLE_TIMEOUT_S",
+        description="seconds an API connection may stay idle, or a request half sent, before the server closes it")
+    api_threads: int = Field(
+        default=16, ge=1, le=256, validation_alias="API_THREADS",
+        description="API worker threads: requests handled at once (a request is read whole before a thread takes it)")
+    api_connection_limit: int = Field(
+        default=500, ge=1, le=10_000, validation_alias="API_CONNECTION_LIMIT",
+        description="open API connections at most; past it new ones wait in the listen backlog")
     lb_algorithm: str = Field(
         default="round-robin", validation_alias="LB_ALGORITHM",
         description="balancer at start: `round-robin`, `least-load`, `weighted`, `p2c`, `consistent-hash`, `random`")

@@ -35,7 +35,7 @@ from engine.fleet.managed import ManagedFleet
 from engine.fleet.registry import Registry
 from engine.health.checker import HealthChecker
 from engine.health.collector import Collector
-from engine.hosting import ApiServer, EngineLoop
+from engine.hosting import ApiLimits, ApiServer, EngineLoop
 from engine.loadtest.manager import LoadTestLimits, LoadTestManager
 from engine.scaling.manager import ScalingManager
 from engine.scheduler import JobScheduler
@@ -176,7 +176,9 @@ class Runtime:
             ("alert-evaluation", self._evaluate_alerts, s.alert_interval, s.alert_interval),
             ("database-probe", self._probe_database, s.alert_interval, 0.0),
         ], observe=self.telemetry.observe_job)
-        self.api = ApiServer(s.api_host, s.api_port)
+        self.api = ApiServer(s.api_host, s.api_port, ApiLimits(
+            threads=s.api_threads, connections=s.api_connection_limit, idle_timeout_s=s.api_idle_timeout,
+            max_header_bytes=s.max_header_bytes, max_body_bytes=s.max_body_bytes))
         self.telemetry.watch(self)
 
     @classmethod

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response
 from sqlalchemy.exc import DataError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from contract.errors import ApiError, RateLimited, Unauthorized
 from contract.responses import ErrorOut
@@ -34,6 +34,11 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge) -> Response:
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        return error_response(413, exc.name, [{"field": "body", "message": f"larger than {limit} bytes"}])
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -379,7 +379,7 @@ def test_api_rate_limit_is_per_caller_with_retry_after(clean_db, settings):
 
 def test_oversized_body_is_413(client, runtime):
     r = client.post("/api/services", json={"name": "big", "url": "http://127.0.0.1:1", "x": "y" * 70_000})
-    assert r.status_code == 413 and r.json["error"]
+    assert r.status_code == 413 and r.json["details"] == [{"field": "body", "message": "larger than 65536 bytes"}]
     with runtime.sessions() as s:
         assert s.scalars(select(User.username)).all() == ["admin"]
 

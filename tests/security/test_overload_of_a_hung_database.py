@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from contract.chaos import Intensity, SimulationStatus
-from contract.errors import Unavailable
+from contract.chaos import Intensity, SimulationOut, SimulationStatus
+from contract.errors import Conflict, Unavailable
+from db.models import Service
 from engine.chaos.pressure import CONNECT_TIMEOUT_S
 from engine.chaos.simulations import ChaosManager
 from engine.runtime import Runtime
@@ -58,3 +59,34 @@ def test_stop_all_answers_while_an_overload_waits_for_a_hung_database(runtime: R
     [sim] = chaos.list()
     assert sim.status is SimulationStatus.FAILED
     assert chaos.stop_all() == 0
+
+
+def test_a_start_under_way_when_stop_all_runs_ends_once_it_has_started(runtime: Runtime):
+    """Stop-all does not wait for a start, and what that start arms does not outlive the stop-all."""
+    with runtime.sessions.begin() as session:
+        session.add(Service(name="shop", managed=True, launch_command="true {port}"))
+    runtime.reload_registry()
+    release = threading.Event()
+
+    def slow_kill(service: str) -> str:
+        release.wait(10)
+        return "http://127.0.0.1:1"
+
+    chaos = ChaosManager(runtime.sessions, runtime.registry, runtime.faults, runtime.writer, runtime.clock,
+                         conninfo=runtime.database.conninfo, kill=slow_kill)
+    outcome: list[SimulationOut] = []
+    starter = threading.Thread(target=lambda: outcome.append(chaos.service_failure("shop", 60_000, mode="kill")),
+                               daemon=True)
+    starter.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert chaos.stop_all() == 0  # nothing has started yet
+    assert time.monotonic() - t0 < 1.0
+    with pytest.raises(Conflict, match="starting"):  # the same kind on the same target is still refused meanwhile
+        chaos.service_failure("shop", 1000, mode="kill")
+    release.set()
+    starter.join(5)
+    [answer] = outcome
+    assert answer.status is SimulationStatus.STOPPED
+    assert chaos.active_count() == 0
+    assert [s.status for s in chaos.list()] == [SimulationStatus.STOPPED]

@@ -25,7 +25,8 @@ from contract.traffic import Algorithm
 __all__ = ["ENV_VARS", "SECRET_VARS", "Settings", "effective", "markdown", "mask_url", "parse_allowlist"]
 
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # contract.requests.Name
-_OPTIONAL = ("database_url", "api_url", "jwt_secret", "admin_password", "public_url")  # an empty value means unset
+# an empty value means unset
+_OPTIONAL = ("database_url", "api_url", "jwt_secret", "admin_password", "metrics_token", "public_url")
 
 
 def parse_allowlist(raw: str) -> tuple[str, ...]:
@@ -135,6 +136,10 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = Field(
         default=None, min_length=8, validation_alias="ADMIN_PASSWORD",
         description="password of the first admin, used only when no user exists; unset = generated")
+    metrics_token: SecretStr | None = Field(
+        default=None, min_length=16, validation_alias="METRICS_TOKEN",
+        description="bearer token `GET /metrics` requires (Prometheus' `authorization: credentials:`); unset = "
+                    "`/metrics` is public, and it names the services and instance URLs the engine watches")
     rate_limit: float = Field(
         default=20.0, gt=0, validation_alias="RATE_LIMIT_PER_S",
         description="API requests per second per user or client address")

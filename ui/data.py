@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.errors import DatabaseError
 from contract.traffic import PickOut
-from db.session import make_engine, make_session_factory
+from db.session import make_reader_engine, make_session_factory
 from ui import api
 from ui import session as auth  # "session" is a database session here
 from ui.api import ApiCallFailed
@@ -63,8 +63,8 @@ def _dispose(factory: sessionmaker[Session]) -> None:
 
 @st.cache_resource(show_spinner=False, on_release=_dispose)
 def _sessions_for(url: str) -> sessionmaker[Session]:
-    # a small pool: the dashboard reads a few queries per refresh
-    return make_session_factory(make_engine(url, pool_size=2, max_overflow=3))
+    # a small pool: the dashboard reads a few queries per refresh; it cannot write (a read-only role)
+    return make_session_factory(make_reader_engine(url, pool_size=2, max_overflow=3))
 
 
 def session_factory() -> sessionmaker[Session]:

@@ -9,10 +9,11 @@ from contract.roles import Role
 from engine.api.context import runtime
 from engine.security.tokens import Claims
 
-__all__ = ["authorize", "client_key", "install_rate_limit", "login_key"]
+__all__ = ["authorize", "bearer", "client_key", "install_rate_limit", "login_key"]
 
 
-def _bearer() -> str | None:
+def bearer() -> str | None:
+    """The request's bearer token, None without one."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
 
@@ -20,7 +21,7 @@ def _bearer() -> str | None:
 def _claims() -> Claims | None:
     """The verified claims of this request's token (verified once per request), None without a token."""
     if "claims" not in g:
-        token = _bearer()
+        token = bearer()
         g.claims = None
         g.token_error = None
         if token is not None:

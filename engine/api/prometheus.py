@@ -1,12 +1,16 @@
-"""GET /metrics (Prometheus text format 0.0.4, no auth) and the per-request API instrumentation behind it."""
+"""GET /metrics (Prometheus text format 0.0.4; a bearer token when METRICS_TOKEN is set) and the per-request API
+instrumentation behind it."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
 from flask import Flask, Response, g, request
 
+from contract.errors import Unauthorized
+from engine.api.auth import bearer
 from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 from engine.telemetry.exporter import CONTENT_TYPE, UNMATCHED_ROUTE, Telemetry
@@ -18,11 +22,19 @@ METRICS_PATH = "/metrics"
 api = ApiBlueprint("prometheus", tag="monitoring")
 
 
-@api.route("GET", METRICS_PATH, role=None, ok=(200, None),
-           summary="Prometheus text exposition (format 0.0.4) of the engine and what it observes (no auth)")
+@api.route("GET", METRICS_PATH, role=None, ok=(200, None), errors=(401,),
+           summary="Prometheus text exposition (format 0.0.4) of the engine and what it observes; with METRICS_TOKEN "
+                   "set, only for `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise), else public")
 def metrics() -> Response:
-    """A scrape of the engine's registry; public like /api/health, since Prometheus scrapes without tokens."""
-    return Response(runtime().telemetry.render(), status=200, headers={"Content-Type": CONTENT_TYPE})
+    """A scrape of the engine's registry. Not a user's token: Prometheus sends one fixed scrape credential."""
+    rt = runtime()
+    expected = rt.settings.metrics_token
+    if expected is not None:
+        given = bearer() or ""
+        # compared in constant time: the answer's timing says nothing about how much of a guess was right
+        if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+            raise Unauthorized("/metrics needs the scrape token: Authorization: Bearer <METRICS_TOKEN>")
+    return Response(rt.telemetry.render(), status=200, headers={"Content-Type": CONTENT_TYPE})
 
 
 def document_exposition(document: dict[str, Any]) -> None:

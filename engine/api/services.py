@@ -202,6 +202,8 @@ def update_service(service_id: int, body: ServiceUpdate) -> ServiceOut:
     except IntegrityError as exc:
         raise Conflict("the change clashes with another service") from exc
     rt.reload_registry()
+    if result.managed and body.name is not None:
+        rt.fleet.rename(service_id, body.name)  # its running processes are the renamed service's
     log.info("service %s updated: %s", result.name, ", ".join(changed) or "nothing",
              extra={"meta": {"service": result.name, "changed": changed}})
     return result

@@ -20,11 +20,13 @@ from contract.chaos import INTENSITY_PRESSURE, Intensity
 from engine.clock import Clock, SystemClock
 from engine.store.logs import event_logger
 
-__all__ = ["OVERLOAD_APP_NAME", "DatabaseOverload", "MemoryLeak"]
+__all__ = ["CONNECT_TIMEOUT_S", "OVERLOAD_APP_NAME", "DatabaseOverload", "MemoryLeak"]
 
 log = event_logger("chaos")
 MB = 1 << 20
 OVERLOAD_APP_NAME = "mm-chaos-overload"
+# a server that accepts and never answers fails a start in this many seconds (libpq's least is 2)
+CONNECT_TIMEOUT_S = 3
 # intensity -> (busy connections, whether one of them holds a lock the writer needs)
 _CPU_STATEMENT = "SELECT count(*) FROM generate_series(1, 2000000) AS g WHERE sqrt(g::float8) > 1"
 _LOCK_STATEMENTS = ("LOCK TABLE logs IN SHARE MODE", "SELECT pg_sleep(0.4)")
@@ -82,7 +84,8 @@ class MemoryLeak:
 
 
 class DatabaseOverload:
-    """Busy PostgreSQL connections until stop(); each statement is bounded by statement_timeout."""
+    """Busy PostgreSQL connections until stop(); each connect by CONNECT_TIMEOUT_S, each statement by
+    statement_timeout."""
 
     def __init__(self, conninfo: str, intensity: Intensity, on_error: Callable[[str], None] | None = None,
                  tag: str = "") -> None:
@@ -100,7 +103,7 @@ class DatabaseOverload:
         """Open the connections and start their loops (raises if the database refuses)."""
         for n in range(self.connections):
             conn = psycopg.connect(self._conninfo, autocommit=True, application_name=self.app_name,
-                                   options="-c statement_timeout=5000")
+                                   connect_timeout=CONNECT_TIMEOUT_S, options="-c statement_timeout=5000")
             with self._lock:
                 self._conns.append(conn)
             holds_lock = self.locks and n == 0
@@ -144,7 +147,8 @@ class DatabaseOverload:
 
     def _terminate_leftovers(self, deadline: float) -> None:
         try:
-            with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=2) as admin:
+            with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                 options="-c statement_timeout=2000") as admin:
                 while True:
                     left = admin.execute(
                         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",

@@ -5,7 +5,9 @@ request the engine sends (traffic and health checks); service-failure with mode 
 real instance process of a managed service; database-overload and memory-leak apply real pressure
 (engine.chaos.pressure). Every simulation has an end time; the `simulation-expiry` job ends what is due,
 stop() / stop_all() end them at once. A second simulation of the same kind on the same target while
-the first is active is refused with 409 (replacing it silently would hide what the first did).
+the first is active (or still starting) is refused with 409 (replacing it silently would hide what the first did).
+A start applies its effect outside the manager's lock (a database overload may wait up to its connect timeout), so
+stop() and stop_all() never wait for one; a start still under way when stop_all() runs ends as soon as it has started.
 An end takes effect at once whatever the database does; when PostgreSQL is down its row is written
 once it is back (ended_at says when it really ended), and list() shows it ended meanwhile.
 A service-failure or network-latency on a service started with `silence` also adds a silence of that service's
@@ -140,6 +142,8 @@ class ChaosManager:
         self._grace = timedelta(seconds=silence_grace_s)
         self._lock = threading.Lock()
         self._active: dict[int, _Active] = {}
+        self._starting: set[tuple[SimulationKind, str | None]] = set()  # (kind, target) being armed, lock not held
+        self._generation = 0  # stop-all count: a start that began before one ends as soon as it has started
         self._unrecorded: dict[int, _Ended] = {}
         self._record_lock = threading.Lock()
         self._outage = DatabaseOutage("recording simulation ends", log, clock, retry_s=1.0)
@@ -259,33 +263,29 @@ class ChaosManager:
             raise ValidationFailed([{"field": "duration",
                                      "message": f"at most {self.max_duration_ms:.0f} ms (SIMULATION_MAX_MS)"}])
         stored = params.model_dump(mode="json")
+        slot = (kind, target)
         with self._lock:
             clash = next((a for a in self._active.values() if a.kind == kind and a.target == target), None)
             if clash is not None:
                 raise Conflict(f"{kind} simulation {clash.id} on {target or 'every service'} is active; stop it first")
-            now, mono = self._clock.now(), self._clock.monotonic()
-            ends = mono + duration_ms / 1000.0
-            with self._sessions.begin() as session:
-                row = Simulation(kind=kind.value, target=target, params=stored, status=SimulationStatus.ACTIVE.value,
-                                 started_at=now, ends_at=now + timedelta(milliseconds=duration_ms),
-                                 silence=silence and target is not None)
-                session.add(row)
-                session.flush()
-                sim_id = row.id
-                if row.silence:
-                    alert_queries.add_silence(session, service=target, rule_id=None, starts_at=row.started_at,
-                                         ends_at=row.ends_at + self._grace, created_by=None, simulation_id=sim_id,
-                                         comment=f"expected: {kind.value} simulation {sim_id} on {target}")
-            try:
-                stop = arm(sim_id, ends)
-            except Exception:
-                with self._sessions.begin() as session:  # nothing happened: the row says so
-                    failed_at = self._clock.now()
-                    session.execute(update(Simulation).where(Simulation.id == sim_id)
-                                    .values(status=SimulationStatus.FAILED.value, ended_at=failed_at))
-                    alert_queries.delete_simulation_silences(session, sim_id)
-                raise
-            self._active[sim_id] = _Active(sim_id, kind, target, mono, ends, stop, silenced=silence)
+            if slot in self._starting:
+                raise Conflict(f"a {kind} simulation on {target or 'every service'} is starting; stop it first")
+            self._starting.add(slot)
+            generation = self._generation
+        try:
+            # outside the lock: arming may wait on the database or a process, and stop-all must not wait for it
+            sim_id, ends, mono, stop = self._arm(kind, target, stored, duration_ms, arm, silence)
+            with self._lock:
+                self._active[sim_id] = _Active(sim_id, kind, target, mono, ends, stop, silenced=silence)
+                stopped_meanwhile = generation != self._generation
+        finally:
+            with self._lock:
+                self._starting.discard(slot)
+        if stopped_meanwhile:  # a stop-all ran while this one was starting: it ends too
+            self._end(sim_id, SimulationStatus.STOPPED)
+            self._record()
+            with self._sessions() as session:
+                return self._out(session.get_one(Simulation, sim_id))
         if silence and self.silences is not None:
             self.silences.reload()
         where = target or ("every service" if kind is SimulationKind.NETWORK_LATENCY else "the engine")
@@ -293,6 +293,34 @@ class ChaosManager:
                     extra={"meta": {"simulation": sim_id, **stored}})
         with self._sessions() as session:
             return _out(session.get_one(Simulation, sim_id), duration_ms, None)
+
+    def _arm(self, kind: SimulationKind, target: str | None, stored: dict[str, object], duration_ms: float,
+             arm: Arm, silence: bool) -> tuple[int, float, float, Callable[[], SimulationEffect]]:
+        """Write the simulation's row and apply its effect: (id, monotonic end, monotonic start, stop); a failed
+        arm leaves the row failed."""
+        now, mono = self._clock.now(), self._clock.monotonic()
+        ends = mono + duration_ms / 1000.0
+        with self._sessions.begin() as session:
+            row = Simulation(kind=kind.value, target=target, params=stored, status=SimulationStatus.ACTIVE.value,
+                             started_at=now, ends_at=now + timedelta(milliseconds=duration_ms),
+                             silence=silence and target is not None)
+            session.add(row)
+            session.flush()
+            sim_id = row.id
+            if row.silence:
+                alert_queries.add_silence(session, service=target, rule_id=None, starts_at=row.started_at,
+                                          ends_at=row.ends_at + self._grace, created_by=None, simulation_id=sim_id,
+                                          comment=f"expected: {kind.value} simulation {sim_id} on {target}")
+        try:
+            stop = arm(sim_id, ends)
+        except Exception:
+            with self._sessions.begin() as session:  # nothing happened: the row says so
+                failed_at = self._clock.now()
+                session.execute(update(Simulation).where(Simulation.id == sim_id)
+                                .values(status=SimulationStatus.FAILED.value, ended_at=failed_at))
+                alert_queries.delete_simulation_silences(session, sim_id)
+            raise
+        return sim_id, ends, mono, stop
 
     # -- end ----------------------------------------------------------------------------------
 
@@ -319,8 +347,9 @@ class ChaosManager:
             return self._out(session.get_one(Simulation, sim_id))
 
     def stop_all(self) -> int:
-        """End every active simulation now; returns how many."""
+        """End every active simulation now; returns how many. One still starting ends as soon as it has started."""
         with self._lock:
+            self._generation += 1
             ids = list(self._active)
         for sim_id in ids:
             self._end(sim_id, SimulationStatus.STOPPED)

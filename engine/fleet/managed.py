@@ -46,6 +46,7 @@ class ManagedInstance(LoopbackInstance):
     """A process the engine started for a service, and its row once registered."""
 
     instance_id: int | None = None
+    service_id: int | None = None  # its service's identity; `service`, the name, follows a rename
     on_purpose: bool = False  # stopped by us (scale-down, chaos kill, shutdown): not replaced
 
 
@@ -125,7 +126,7 @@ class ManagedFleet:
             if row is None or not row.launch_command:
                 raise Conflict("the service is not managed: it has no launch command")
             name, command, health_path = row.name, row.launch_command, row.health_path
-        launched = [self._launch(name, command) for _ in range(count)]
+        launched = [self._launch(service_id, name, command) for _ in range(count)]
         try:
             wait_ready(launched, self.ready_timeout_s, health_path)
             with self._sessions.begin() as session:
@@ -165,13 +166,13 @@ class ManagedFleet:
             except (ProcessError, Conflict) as exc:
                 log.error("could not restart managed service %s: %s", name, exc, extra={"meta": {"service": name}})
 
-    def _launch(self, service: str, command: str) -> ManagedInstance:
+    def _launch(self, service_id: int, service: str, command: str) -> ManagedInstance:
         with self._lock:
             taken = {i.port for i in self.instances}
             port = free_port(self._port_base, taken)
             argv = shlex.split(command.replace("{port}", str(port)))
             log_path = self._log_dir / f"{service}-{port}.log" if self._log_dir else None
-            inst = ManagedInstance(service, port, self._spawner.spawn(argv, log_path))
+            inst = ManagedInstance(service, port, self._spawner.spawn(argv, log_path), service_id=service_id)
             self.instances.append(inst)
         return inst
 
@@ -210,6 +211,15 @@ class ManagedFleet:
             victim.on_purpose = True
         stop_all([victim.process], timeout=2.0)
         return victim.url
+
+    def rename(self, service_id: int, name: str) -> int:
+        """The service was renamed: its processes run on undisturbed, scaled, killed, replaced and stopped under
+        the new name from now on; returns how many there are."""
+        with self._lock:
+            mine = [i for i in (*self.instances, *self._dead) if i.service_id == service_id]
+            for inst in mine:
+                inst.service = name
+        return len(mine)
 
     def forget(self, service: str) -> None:
         """The service was deleted: stop its processes."""
@@ -270,6 +280,6 @@ class ManagedFleet:
         with self._sessions.begin() as session:
             if inst.instance_id is not None:
                 session.execute(delete(Instance).where(Instance.id == inst.instance_id))
-            service_id = session.scalar(select(Service.id).where(Service.name == inst.service))
+            service_id = session.scalar(select(Service.id).where(Service.id == inst.service_id))
         self._reload()
         return service_id

@@ -30,7 +30,7 @@ from db.session import make_engine
 from tests.browser.cdp import CdpError, Chromium, chromium_path
 from tests.browser.dashboard import Dashboard
 from tests.browser.relay import Relay
-from tests.conftest import MANAGED_PORTS, TEST_JWT_SECRET, free_port, free_port_base, wait_for
+from tests.conftest import MANAGED_PORTS, TEST_JWT_SECRET, drop_database, free_port, free_port_base, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "browser-test-admin-pw"  # the first admin of a throwaway database
@@ -95,8 +95,7 @@ def browser_database(database_url: str) -> Iterator[str]:
     try:
         yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(admin, name)
         admin.dispose()
 
 

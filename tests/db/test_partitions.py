@@ -23,7 +23,7 @@ from engine.api import create_app
 from engine.clock import FakeClock
 from engine.runtime import Runtime
 from engine.store.maintenance import StorageMaintenance
-from tests.conftest import token_for
+from tests.conftest import drop_database, token_for
 
 
 def metric(service: str, at: datetime, requests: int = 10, p95: float | None = 30.0) -> MetricRow:
@@ -42,8 +42,7 @@ def fresh_engine(db_engine: Engine) -> Iterator[Engine]:
     engine = make_engine(make_url(db_engine.url).set(database=name).render_as_string(hide_password=False))
     yield engine
     engine.dispose()
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    drop_database(admin, name)
     admin.dispose()
 
 

@@ -7,7 +7,7 @@ connections (same URL) can SET ROLE to it (db.session.make_reader_engine). A use
 grant this one gets a warning and no role: the dashboard then reads in read-only transactions alone.
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0012
 """
 
 import logging

@@ -169,7 +169,7 @@ class TokenRequest(BaseModel):
     password: Text = Field(min_length=1, max_length=200)
 
 
-Password = Annotated[Text, Field(min_length=8, max_length=200)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=200), AfterValidator(_no_nul)]
 
 
 class UserCreate(BaseModel):

@@ -198,10 +198,11 @@ def token_for(role: Role, username: str | None = None) -> str:
     name = username or f"test-{role.label}"
     assert _DATABASES, "token_for needs the test database (a fixture that depends on db_engine)"
     with _DATABASES[0].begin() as c:
-        c.execute(text("INSERT INTO users (username, password_hash, role) VALUES (:n, '!', :r) "
-                       "ON CONFLICT (username) DO NOTHING"), {"n": name, "r": role.label})
-        held, version = c.execute(text("SELECT role, token_version FROM users WHERE username = :n"),
-                                  {"n": name}).one()
+        row = c.execute(text("SELECT role, token_version FROM users WHERE username = :n"), {"n": name}).first()
+        if row is None:  # looked up first: an insert that conflicts would still use up an id
+            row = c.execute(text("INSERT INTO users (username, password_hash, role) VALUES (:n, '!', :r) "
+                                 "RETURNING role, token_version"), {"n": name, "r": role.label}).one()
+    held, version = row
     assert held == role.label, f"user {name!r} exists with the role {held}, not {role.label}"
     token, _ = TokenIssuer(TEST_JWT_SECRET, 3600, SystemClock()).issue(name, role, version)
     return token

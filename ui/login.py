@@ -3,6 +3,7 @@ and changing one's own password, also through the API."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import streamlit as st
@@ -67,10 +68,8 @@ def require_login() -> None:
 def log_out() -> None:
     """End the user's tokens through the API (every session of theirs), then forget the login here; the API out of
     reach does not keep anyone logged in."""
-    try:
+    with contextlib.suppress(api.ApiCallFailed):  # then the token lapses at its expiry; forgotten here now anyway
         api.logout()
-    except api.ApiCallFailed:
-        pass  # the token lapses at its expiry; this browser forgets it now either way
     session.logout()
 
 

@@ -30,9 +30,9 @@ def _claims() -> Claims | None:
         if token is not None:
             rt = runtime()
             try:
-                claims = rt.tokens.verify(token)
-                rt.token_versions.check(claims)
-                g.claims = claims
+                verified = rt.tokens.verify(token)
+                rt.token_versions.check(verified)
+                g.claims = verified
             except ApiError as exc:  # 401, or 503 when the database cannot tell
                 g.token_error = exc
     claims: Claims | None = g.claims

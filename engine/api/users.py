@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from flask import g
-
 from sqlalchemy import select
 
 from contract.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized

@@ -49,8 +49,9 @@ def test_browsers_behind_the_dashboard_have_their_own_buckets_and_a_forged_addre
     """The dashboard (its secret) names each browser's address; without the secret, or with a wrong one, a named
     address is ignored and the socket's address counts."""
     def attempt(password: str, headers: dict[str, str]) -> int:
-        return anon.post("/api/auth/token", json={"username": "admin", "password": password},
-                         headers=headers).status_code
+        code: int = anon.post("/api/auth/token", json={"username": "admin", "password": password},
+                              headers=headers).status_code
+        return code
 
     def via_dashboard(address: str) -> dict[str, str]:
         return {CLIENT_ADDRESS_HEADER: address, DASHBOARD_SECRET_HEADER: runtime.dashboard_secret}

@@ -23,7 +23,7 @@ from engine.security.revocation import REVOCATION_TTL_S, TokenVersions
 from engine.security.tokens import TokenIssuer
 from tests.conftest import TEST_JWT_SECRET, token_for
 
-ADMIN_PASSWORD = "admin-password-for-tests"  # noqa: S105 - the test engine's first admin
+ADMIN_PASSWORD = "admin-password-for-tests"
 
 
 @pytest.fixture
@@ -44,14 +44,14 @@ def bearer(token: str) -> dict[str, str]:
 
 def log_in(c: FlaskClient, username: str, password: str) -> str:
     r = c.post("/api/auth/token", json={"username": username, "password": password})
-    assert r.status_code == 200, r.json
+    assert r.status_code == 200 and r.json is not None, r.json
     token: str = r.json["token"]
     return token
 
 
 def add_user(c: FlaskClient, admin: str, username: str, role: str, password: str = "long-enough-pw") -> int:
     r = c.post("/api/users", json={"username": username, "password": password, "role": role}, headers=bearer(admin))
-    assert r.status_code == 201, r.json
+    assert r.status_code == 201 and r.json is not None, r.json
     user_id: int = r.json["id"]
     return user_id
 

@@ -15,7 +15,14 @@ from db.models import User
 from engine.api.auth import login_key
 from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
-from engine.security.users import authenticate, create_user, revoke_tokens, set_password, set_role
+from engine.security.users import (
+    admins_locked,
+    authenticate,
+    create_user,
+    revoke_tokens,
+    set_password,
+    set_role,
+)
 from engine.store.logs import event_logger
 
 __all__ = ["api", "user_out"]
@@ -118,6 +125,25 @@ def add_user(body: UserCreate) -> UserOut:
     return result
 
 
+@api.route("DELETE", "/api/users/<int:user_id>", summary="Remove a user", role=Role.ADMIN, ok=(200, DeletedOut),
+           errors=(409, 503))
+def delete_user(user_id: int) -> DeletedOut:
+    """Remove a user; not yourself, not the last admin. Their tokens end at once."""
+    with runtime().sessions.begin() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise NotFound("user", user_id)
+        if user.username == g.claims.username:
+            raise Conflict("you cannot remove yourself")
+        if user.role == RoleName.ADMIN and admins_locked(session) == 1:
+            raise Conflict("the last admin cannot be removed")
+        name = user.username
+        session.delete(user)
+    runtime().token_versions.forget(name)
+    log.info("user %s removed", name, extra={"meta": {"username": name, "by": g.claims.username}})
+    return DeletedOut(message=f"user {name} removed", id=user_id)
+
+
 @api.route("PUT", "/api/users/<int:user_id>", summary="Change a user's role or password", role=Role.ADMIN,
            body=UserUpdate, ok=(200, UserOut), errors=(409, 503))
 def update_user(user_id: int, body: UserUpdate) -> UserOut:
@@ -139,22 +165,3 @@ def update_user(user_id: int, body: UserUpdate) -> UserOut:
              extra={"meta": {"username": result.username, "changed": changed, "role": result.role,
                              "by": g.claims.username}})
     return result
-
-
-@api.route("DELETE", "/api/users/<int:user_id>", summary="Remove a user", role=Role.ADMIN, ok=(200, DeletedOut),
-           errors=(409, 503))
-def delete_user(user_id: int) -> DeletedOut:
-    """Remove a user; not yourself, not the last admin. Their tokens end at once."""
-    with runtime().sessions.begin() as session:
-        user = session.get(User, user_id)
-        if user is None:
-            raise NotFound("user", user_id)
-        if user.username == g.claims.username:
-            raise Conflict("you cannot remove yourself")
-        if user.role == RoleName.ADMIN and queries.admin_count(session) == 1:
-            raise Conflict("the last admin cannot be removed")
-        name = user.username
-        session.delete(user)
-    runtime().token_versions.forget(name)
-    log.info("user %s removed", name, extra={"meta": {"username": name, "by": g.claims.username}})
-    return DeletedOut(message=f"user {name} removed", id=user_id)

@@ -14,12 +14,11 @@ from sqlalchemy.orm import Session
 from contract.errors import Conflict, ValidationFailed
 from contract.roles import ADMIN_PASSWORD_FILE, Role
 from db.models import User
-from db.queries import admin_count
 from engine.security.secretfile import write_secret
 
 __all__ = [
-    "STRONG", "FirstAdmin", "HashCost", "Passwords", "authenticate", "create_user", "ensure_admin", "passwords",
-    "revoke_tokens", "set_password", "set_role", "use_hash_cost",
+    "STRONG", "FirstAdmin", "HashCost", "Passwords", "admins_locked", "authenticate", "create_user", "ensure_admin",
+    "passwords", "revoke_tokens", "set_password", "set_role", "use_hash_cost",
 ]
 
 MIN_PASSWORD = 8
@@ -116,11 +115,17 @@ def set_password(user: User, password: str, field: str = "password") -> None:
     revoke_tokens(user)
 
 
+def admins_locked(session: Session) -> int:
+    """How many admins there are, their rows locked until the caller's transaction ends: two admins demoting or
+    removing each other at once cannot both pass the last-admin rule."""
+    return len(session.scalars(select(User.id).where(User.role == Role.ADMIN.label).with_for_update()).all())
+
+
 def set_role(session: Session, user: User, role: Role) -> None:
     """A new role; the user's tokens end. The last admin keeps the admin role (409)."""
     if role is Role.parse(user.role):
         return
-    if user.role == Role.ADMIN.label and admin_count(session) == 1:
+    if user.role == Role.ADMIN.label and admins_locked(session) == 1:
         raise Conflict("the last admin cannot lose the admin role")
     user.role = role.label
     revoke_tokens(user)

@@ -41,6 +41,9 @@ else:
     # while a page only redraws its own live parts
     st.fragment(run_every=BANNER_REFRESH_S)(storage.show_outage_banner)()
     st.sidebar.markdown(f":material/person: {session.who()}")
-    st.sidebar.button("Log out", key="logout", icon=":material/logout:", on_click=session.logout)
+    st.sidebar.button("Log out", key="logout", icon=":material/logout:", on_click=login.log_out,
+                      help="Ends your sessions on every device.")
+    with st.sidebar.popover("Change password", icon=":material/key:"):
+        login.password_form()
     st.sidebar.caption(f"Microservice Monitor · API {api_url()}")
     navigation.run()

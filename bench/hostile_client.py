@@ -77,12 +77,14 @@ def status_of(answer: bytes) -> str:
 
 def _tokens() -> list[bytes]:
     claims = {"sub": "admin", "role": "admin", "exp": 4_102_444_800}
-    forged, _ = TokenIssuer("not-the-secret-" + "x" * 32, 3600, FakeClock()).issue("admin", Role.ADMIN)
+    forged, _ = TokenIssuer("not-the-secret-" + "x" * 32, 3600, FakeClock()).issue("admin", Role.ADMIN, 0)
     expired, _ = TokenIssuer(SECRET, 3600, FakeClock(datetime.now(UTC) - timedelta(days=2))).issue("admin",
-                                                                                                  Role.ADMIN)
+                                                                                                  Role.ADMIN, 0)
+    # signed with the engine's own secret, for a user that does not exist (a removed user's token)
+    removed, _ = TokenIssuer(SECRET, 3600, FakeClock(datetime.now(UTC))).issue("removed-admin", Role.ADMIN, 0)
     unsigned = jwt.encode(claims, None, algorithm="none")
     return [f"GET /api/services HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n"
-            .encode() for t in (forged, expired, unsigned)]
+            .encode() for t in (forged, expired, removed, unsigned)]
 
 
 def _stream(name: str, requests: list[bytes], port: int, stop: Event, seen: Counter[str]) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from contract.roles import RoleName
 
@@ -18,12 +18,14 @@ __all__ = [
     "LogLevel",
     "LogQuery",
     "Name",
+    "PasswordChange",
     "Probability",
     "ServiceCreate",
     "ServiceUpdate",
     "StrictModel",
     "TokenRequest",
     "UserCreate",
+    "UserUpdate",
     "check_url",
 ]
 
@@ -167,14 +169,42 @@ class TokenRequest(BaseModel):
     password: Text = Field(min_length=1, max_length=200)
 
 
+Password = Annotated[str, StringConstraints(min_length=8, max_length=200), AfterValidator(_no_nul)]
+
+
 class UserCreate(BaseModel):
     """POST /api/users (admin)."""
 
     model_config = ConfigDict(extra="forbid")
 
     username: Name
-    password: Text = Field(min_length=8, max_length=200)
+    password: Password
     role: RoleName
+
+
+class UserUpdate(BaseModel):
+    """PUT /api/users/<id> (admin): a new role, a new password, or both; either ends the user's tokens."""
+
+    model_config = ConfigDict(extra="forbid")  # no stripping: whitespace in a password is part of it
+
+    role: RoleName | None = None
+    password: Password | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if self.role is None and self.password is None:
+            raise ValueError("give a role, a password, or both")
+        return self
+
+
+class PasswordChange(BaseModel):
+    """PUT /api/auth/password: the caller's own password, proven by the current one; the caller's other tokens
+    end."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    currentPassword: Text = Field(min_length=1, max_length=200)
+    newPassword: Password
 
 
 Duration = Annotated[float, Field(gt=0, le=86_400_000, description="milliseconds")]

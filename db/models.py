@@ -291,6 +291,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    # every token carries the version it was issued at; raising it ends them all (logout, new password or role)
+    token_version: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
 
 
 # health history (migration 0008): state changes kept exactly, checks rolled up per instance per minute and per day

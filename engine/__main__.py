@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from contract.errors import MonitorError
-from contract.roles import ADMIN_PASSWORD_FILE, Role
+from contract.roles import ADMIN_PASSWORD_FILE, DASHBOARD_SECRET_VAR, Role
 from contract.settings import SECRET_VARS, Settings, effective, markdown
 from engine.api import create_app
 from engine.fleet.processes import spawn, stop_all
@@ -48,6 +48,7 @@ def _dashboard(settings: Settings, runtime: Runtime) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}  # it signs and checks no token
     env["DATABASE_URL"] = runtime.database.url
     env["API_URL"] = settings.api_base_url
+    env[DASHBOARD_SECRET_VAR] = runtime.dashboard_secret  # this child's alone: its calls may name the browser
     argv = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
         "--server.port", str(settings.dashboard_port), "--server.address", settings.api_host,

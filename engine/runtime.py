@@ -10,6 +10,7 @@ capabilities do the work.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,6 +41,7 @@ from engine.loadtest.manager import LoadTestLimits, LoadTestManager
 from engine.scaling.manager import ScalingManager
 from engine.scheduler import JobScheduler
 from engine.security.ratelimit import RateLimiter
+from engine.security.revocation import TokenVersions
 from engine.security.secretfile import read_or_create
 from engine.security.ssrf import Policy
 from engine.security.tokens import TokenIssuer
@@ -94,6 +96,9 @@ class Runtime:
 
         # security
         self.tokens = tokens
+        self.token_versions = TokenVersions(self.sessions, self.clock)
+        # the dashboard this engine starts proves itself with it, and only then may name its browser's address
+        self.dashboard_secret = secrets.token_urlsafe(32)
         self.first_admin = first_admin
         self.api_limiter = RateLimiter(s.rate_limit, s.rate_burst, self.clock)
         self.proxy_limiter = RateLimiter(s.proxy_rate_limit, s.proxy_rate_burst, self.clock)

@@ -57,7 +57,7 @@ def delete_form(users: Sequence[UserOut]) -> None:
         chosen = st.selectbox("User", list(by_id), key="user-delete",
                               format_func=lambda i: f"{by_id[i].username} ({by_id[i].role})")
         confirm = st.checkbox("Yes, remove this user", key="user-delete-confirm",
-                              help="Tokens already issued to them stay valid until they expire.")
+                              help="Their sessions end at once.")
         submitted = st.form_submit_button("Remove user", key="user-delete-submit")
     if submitted and chosen is not None:
         if not confirm:

@@ -145,7 +145,9 @@ def db_engine(database_url: str) -> Iterator[Engine]:
     """A migrated engine shared by the run."""
     engine = make_engine(database_url)
     migrate(engine)
+    _DATABASES.append(engine)
     yield engine
+    _DATABASES.remove(engine)
     engine.dispose()
 
 
@@ -195,9 +197,22 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return settings_for(database_url, tmp_path)
 
 
+_DATABASES: list[Engine] = []  # the run's test database, once db_engine has made it
+
+
 def token_for(role: Role, username: str | None = None) -> str:
-    """A valid bearer token for a user with this role (users are not looked up per request)."""
-    token, _ = TokenIssuer(TEST_JWT_SECRET, 3600, SystemClock()).issue(username or f"test-{role.label}", role)
+    """A valid bearer token for a user with this role: the user is added to the test database unless there (with
+    a password nobody can log in with), and the token carries its current token version, as the API checks."""
+    name = username or f"test-{role.label}"
+    assert _DATABASES, "token_for needs the test database (a fixture that depends on db_engine)"
+    with _DATABASES[0].begin() as c:
+        row = c.execute(text("SELECT role, token_version FROM users WHERE username = :n"), {"n": name}).first()
+        if row is None:  # looked up first: an insert that conflicts would still use up an id
+            row = c.execute(text("INSERT INTO users (username, password_hash, role) VALUES (:n, '!', :r) "
+                                 "RETURNING role, token_version"), {"n": name, "r": role.label}).one()
+    held, version = row
+    assert held == role.label, f"user {name!r} exists with the role {held}, not {role.label}"
+    token, _ = TokenIssuer(TEST_JWT_SECRET, 3600, SystemClock()).issue(name, role, version)
     return token
 
 

@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import streamlit as st
+
 from contract.alerting import AlertOut, AlertRuleOut, SilenceOut
 from contract.audit import AuditEntryOut
 from contract.chaos import SimulationOut, StopAllOut
@@ -24,6 +26,7 @@ from contract.responses import (
     TokenOut,
     UserOut,
 )
+from contract.roles import CLIENT_ADDRESS_HEADER, DASHBOARD_SECRET_HEADER, DASHBOARD_SECRET_VAR
 from contract.scaling import AutoscalerOut, ScaleOut, ScalingOut
 from contract.traffic import BreakerOut, BreakersOut, LoadBalancerOut
 from ui import session
@@ -32,11 +35,12 @@ from ui.client import TIMEOUT_S, ApiCallFailed, ApiClient, plain
 __all__ = [
     "DEFAULT_API_URL", "SCALE_TIMEOUT_S", "TEST_SEND_TIMEOUT_S", "TIMEOUT_S", "ApiCallFailed", "ApiClient",
     "acknowledge_incident", "alert_channels", "alert_rules", "alerts", "api_url", "audit", "audit_csv",
+    "browser_headers", "change_password",
     "circuit_breakers", "clear_logs",
     "create_alert_channel", "create_alert_rule", "create_service", "create_silence", "create_user", "default_client",
     "delete_alert_channel", "delete_alert_rule", "delete_service", "delete_user", "deliveries", "expire_silence",
     "health", "incident", "incident_stats", "incidents", "list_users", "load_balancer", "load_test_status", "login",
-    "plain", "recent_checks", "reset_all_breakers", "reset_breaker", "scale_down", "scale_up", "scaling",
+    "logout", "plain", "recent_checks", "reset_all_breakers", "reset_breaker", "scale_down", "scale_up", "scaling",
     "set_algorithm", "set_autoscaler", "silences", "simulate_database_overload", "simulate_memory_leak",
     "simulate_network_latency", "simulate_service_failure", "start_load_test", "stop_all_simulations",
     "stop_load_test", "stop_simulation", "system_metrics", "test_alert_channel", "update_alert_channel",
@@ -56,14 +60,36 @@ def api_url() -> str:
     return os.environ.get("API_URL") or DEFAULT_API_URL
 
 
+def browser_headers(address: str | None) -> dict[str, str]:
+    """The browser's address for the API to count (failed logins, rate limits) instead of this dashboard's, proven
+    by the secret the engine gave the dashboard it started; nothing without either (a dashboard started by hand, a
+    browser on this host)."""
+    secret = os.environ.get(DASHBOARD_SECRET_VAR)
+    if not secret or not address:
+        return {}
+    return {CLIENT_ADDRESS_HEADER: address, DASHBOARD_SECRET_HEADER: secret}
+
+
 def default_client(token: str | None = None, timeout: float = TIMEOUT_S) -> ApiClient:
-    """A client for the API at api_url(), sending `token`, else the logged-in session's token."""
-    return ApiClient(api_url(), token=token if token is not None else session.token(), timeout=timeout)
+    """A client for the API at api_url(), sending `token`, else the logged-in session's token, and the browser's
+    address."""
+    return ApiClient(api_url(), token=token if token is not None else session.token(), timeout=timeout,
+                     headers=browser_headers(st.context.ip_address))
 
 
 def login(username: str, password: str) -> TokenOut:
     """Exchange credentials for a token (no token sent)."""
-    return ApiClient(api_url()).login(username, password)
+    return ApiClient(api_url(), headers=browser_headers(st.context.ip_address)).login(username, password)
+
+
+def logout() -> MessageOut:
+    """End every token of the logged-in user."""
+    return default_client().logout()
+
+
+def change_password(current: str, new: str) -> TokenOut:
+    """A new password for the logged-in user: a fresh token; the user's other sessions end."""
+    return default_client().change_password(current, new)
 
 
 def create_service(body: Mapping[str, Any]) -> ServiceOut:

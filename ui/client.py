@@ -95,9 +95,10 @@ class ApiClient(AlertingCalls):
         token: str | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout: float = TIMEOUT_S,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
         self._transport = transport
         self._timeout = timeout
 
@@ -157,6 +158,14 @@ class ApiClient(AlertingCalls):
     def login(self, username: str, password: str) -> TokenOut:
         """POST /api/auth/token; wrong credentials are a 401, too many tries a 429."""
         return self._call(TokenOut, "POST", "/api/auth/token", {"username": username, "password": password})
+
+    def logout(self) -> MessageOut:
+        """POST /api/auth/logout: every token of this user ends."""
+        return self._call(MessageOut, "POST", "/api/auth/logout")
+
+    def change_password(self, current: str, new: str) -> TokenOut:
+        """PUT /api/auth/password: a fresh token; the user's other tokens end (a wrong current password is 403)."""
+        return self._call(TokenOut, "PUT", "/api/auth/password", {"currentPassword": current, "newPassword": new})
 
     def create_service(self, body: Mapping[str, Any]) -> ServiceOut:
         """POST /api/services: the created service."""

@@ -1,7 +1,9 @@
-"""The login form: username and password exchanged for a token through the API, kept by ui.session."""
+"""The login form: username and password exchanged for a token through the API, kept by ui.session; logging out
+and changing one's own password, also through the API."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import streamlit as st
@@ -9,9 +11,11 @@ import streamlit as st
 from contract.roles import ADMIN_PASSWORD_FILE
 from ui import api, session
 
-__all__ = ["PASSWORD_WIDGET", "login_form", "require_login"]
+__all__ = ["PASSWORD_WIDGET", "log_out", "login_form", "password_form", "require_login"]
 
 PASSWORD_WIDGET = "login-password"  # noqa: S105 - a widget key
+PASSWORD_KEYS = ("own-password-current", "own-password-new")
+PASSWORD_CHANGED = "Password changed; your other sessions have ended."  # noqa: S105 - a message
 
 
 def _first_start_hint() -> str:
@@ -59,3 +63,34 @@ def require_login() -> None:
     if not session.logged_in():
         login_form()
         st.stop()
+
+
+def log_out() -> None:
+    """End the user's tokens through the API (every session of theirs), then forget the login here; the API out of
+    reach does not keep anyone logged in."""
+    with contextlib.suppress(api.ApiCallFailed):  # then the token lapses at its expiry; forgotten here now anyway
+        api.logout()
+    session.logout()
+
+
+def password_form() -> None:
+    """The logged-in user's own password: the current one and a new one through PUT /api/auth/password; the fresh
+    token it answers replaces the session's (the user's other sessions end)."""
+    with st.form("own-password", border=False, clear_on_submit=True):
+        current = st.text_input("Current password", type="password", key=PASSWORD_KEYS[0],
+                                autocomplete="current-password")
+        new = st.text_input("New password", type="password", key=PASSWORD_KEYS[1], autocomplete="new-password",
+                            help="At least 8 characters.")
+        submitted = st.form_submit_button("Change password", key="own-password-submit")
+    if not submitted:
+        return
+    try:
+        answer = api.change_password(current, new)
+    except api.ApiCallFailed as exc:
+        if exc.status == 401:
+            session.expire()
+            st.rerun()
+        st.error(exc.text())
+        return
+    session.store(answer.token, answer.role, session.username() or "", answer.expiresAt)
+    st.success(PASSWORD_CHANGED)

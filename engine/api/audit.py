@@ -23,6 +23,7 @@ from contract.events import AuditEvent
 from contract.roles import Role
 from db import audit
 from db.models import AuditRow
+from engine.api.auth import client_address
 from engine.api.context import runtime
 from engine.api.routing import ApiBlueprint
 
@@ -119,7 +120,7 @@ def install_audit_trail(app: Flask) -> None:
             at=rt.clock.now(),
             actor=None if claims is None else _clean(claims.username, 100),
             actor_role=None if claims is None else claims.role.label,
-            client=_clean(request.remote_addr, 64),
+            client=_clean(client_address(), 64),
             method=request.method,
             route=_clean(rule.rule if rule is not None else request.path, 200) or "/",
             action=request.endpoint if rule is not None else None,

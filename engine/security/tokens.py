@@ -1,4 +1,5 @@
-"""JWT bearer tokens (HS256) with an injected clock."""
+"""JWT bearer tokens (HS256) with an injected clock; each carries its user's token version (`ver`), which the API
+compares with the database's (engine.security.revocation)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class Claims:
     username: str
     role: Role
     expires_at: datetime
+    version: int
 
 
 class TokenIssuer:
@@ -33,11 +35,12 @@ class TokenIssuer:
         self._ttl = timedelta(seconds=ttl_seconds)
         self._clock = clock
 
-    def issue(self, username: str, role: Role) -> tuple[str, datetime]:
-        """A signed token and when it expires."""
+    def issue(self, username: str, role: Role, version: int) -> tuple[str, datetime]:
+        """A signed token of the user's current token version, and when it expires."""
         now = self._clock.now()
         expires = now + self._ttl
-        claims = {"sub": username, "role": role.label, "iat": int(now.timestamp()), "exp": int(expires.timestamp())}
+        claims = {"sub": username, "role": role.label, "ver": version, "iat": int(now.timestamp()),
+                  "exp": int(expires.timestamp())}
         return jwt.encode(claims, self._secret, algorithm="HS256"), expires.replace(microsecond=0)
 
     def verify(self, token: str) -> Claims:
@@ -45,12 +48,15 @@ class TokenIssuer:
         try:
             data = jwt.decode(
                 token, self._secret, algorithms=["HS256"],
-                options={"verify_exp": False, "verify_iat": False, "require": ["sub", "role", "exp"]},
+                options={"verify_exp": False, "verify_iat": False, "require": ["sub", "role", "exp", "ver"]},
             )
             role = Role.parse(str(data["role"]))
+            version = data["ver"]
+            if type(version) is not int:
+                raise TypeError("ver is not an integer")
             expires = datetime.fromtimestamp(int(data["exp"]), tz=self._clock.now().tzinfo)
         except (jwt.InvalidTokenError, ValueError, TypeError, OverflowError) as exc:
             raise Unauthorized(f"invalid token: {type(exc).__name__}") from None
         if expires <= self._clock.now():
             raise Unauthorized("token expired")
-        return Claims(str(data["sub"]), role, expires)
+        return Claims(str(data["sub"]), role, expires, version)

@@ -1,4 +1,4 @@
-"""Users and roles: argon2 password hashes, the first admin, authentication."""
+"""Users and roles: argon2 password hashes, the first admin, authentication, changes that end a user's tokens."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from db.models import User
 from engine.security.secretfile import write_secret
 
 __all__ = [
-    "STRONG", "FirstAdmin", "HashCost", "Passwords", "authenticate", "create_user", "ensure_admin", "passwords",
-    "use_hash_cost",
+    "STRONG", "FirstAdmin", "HashCost", "Passwords", "admins_locked", "authenticate", "create_user", "ensure_admin",
+    "passwords", "revoke_tokens", "set_password", "set_role", "use_hash_cost",
 ]
 
 MIN_PASSWORD = 8
@@ -87,16 +87,48 @@ def use_hash_cost(cost: HashCost) -> HashCost:
     return previous
 
 
+def _check_length(password: str, field: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValidationFailed([{"field": field, "message": f"must be at least {MIN_PASSWORD} characters"}])
+
+
 def create_user(session: Session, username: str, password: str, role: Role) -> User:
     """Add a user (the caller commits); the password is stored only as an argon2 hash."""
-    if len(password) < MIN_PASSWORD:
-        raise ValidationFailed([{"field": "password", "message": f"must be at least {MIN_PASSWORD} characters"}])
+    _check_length(password, "password")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"user {username!r} already exists", [{"field": "username", "message": "taken"}])
     user = User(username=username, password_hash=passwords().hash(password), role=role.label)
     session.add(user)
     session.flush()
     return user
+
+
+def revoke_tokens(user: User) -> None:
+    """Raise the user's token version (the caller commits): every token issued to them before ends."""
+    user.token_version = User.token_version + 1  # in the UPDATE itself: two revocations at once both count
+
+
+def set_password(user: User, password: str, field: str = "password") -> None:
+    """A new password (its argon2 hash); the user's tokens end. `field` names it in a validation error."""
+    _check_length(password, field)
+    user.password_hash = passwords().hash(password)
+    revoke_tokens(user)
+
+
+def admins_locked(session: Session) -> int:
+    """How many admins there are, their rows locked until the caller's transaction ends: two admins demoting or
+    removing each other at once cannot both pass the last-admin rule."""
+    return len(session.scalars(select(User.id).where(User.role == Role.ADMIN.label).with_for_update()).all())
+
+
+def set_role(session: Session, user: User, role: Role) -> None:
+    """A new role; the user's tokens end. The last admin keeps the admin role (409)."""
+    if role is Role.parse(user.role):
+        return
+    if user.role == Role.ADMIN.label and admins_locked(session) == 1:
+        raise Conflict("the last admin cannot lose the admin role")
+    user.role = role.label
+    revoke_tokens(user)
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:

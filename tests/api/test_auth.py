@@ -34,6 +34,8 @@ BODIES = {
     ("POST", "/api/services"): {"name": "matrix", "url": "http://127.0.0.1:7999"},
     ("PUT", "/api/services/<int:service_id>"): {"weight": 2},
     ("POST", "/api/users"): {"username": "matrixuser", "password": "long-enough-pw", "role": "viewer"},
+    ("PUT", "/api/users/<int:user_id>"): {"role": "operator"},
+    ("PUT", "/api/auth/password"): {"currentPassword": "not-the-password", "newPassword": "long-enough-pw"},
     ("POST", "/api/auth/token"): {"username": "admin", "password": "admin-password-for-tests"},
     ("PUT", "/api/load-balancer"): {"algorithm": "p2c"},
     ("PUT", "/api/circuit-breakers/<service_name>"): {"failureThreshold": 3},
@@ -55,12 +57,12 @@ def path_of(rule):
 
 def expired_token():
     past = FakeClock(datetime(2020, 1, 1, tzinfo=UTC))
-    return TokenIssuer(TEST_JWT_SECRET, 60, past).issue("test-admin", Role.ADMIN)[0]
+    return TokenIssuer(TEST_JWT_SECRET, 60, past).issue("test-admin", Role.ADMIN, 0)[0]
 
 
 def forged_token():
     return TokenIssuer("another-secret-of-enough-length-xx", 3600, FakeClock(datetime.now(UTC))).issue(
-        "test-admin", Role.ADMIN)[0]
+        "test-admin", Role.ADMIN, 0)[0]
 
 
 def none_alg_token():
@@ -127,7 +129,10 @@ POLICY = {
     "DELETE /api/services/<int:service_id>/slo": Role.OPERATOR,
     "GET /api/users": Role.ADMIN,
     "POST /api/users": Role.ADMIN,
+    "PUT /api/users/<int:user_id>": Role.ADMIN,
     "DELETE /api/users/<int:user_id>": Role.ADMIN,
+    "POST /api/auth/logout": Role.VIEWER,
+    "PUT /api/auth/password": Role.VIEWER,
     "GET /api/alert-channels": Role.OPERATOR,
     "GET /api/alert-channels/<int:channel_id>": Role.OPERATOR,
     "POST /api/alert-channels": Role.ADMIN,
@@ -244,6 +249,8 @@ def shared(db_engine, database_url, tmp_path_factory) -> Iterator[Shared]:
     try:
         rt.start()
         app = create_app(rt)
+        for role in Role:
+            token_of(role)  # each role's user exists before the state is taken
         yield Shared(rt, app, state_of(rt, app))
     finally:
         rt.stop()
@@ -381,7 +388,7 @@ def test_oversized_body_is_413(client, runtime):
     r = client.post("/api/services", json={"name": "big", "url": "http://127.0.0.1:1", "x": "y" * 70_000})
     assert r.status_code == 413 and r.json["details"] == [{"field": "body", "message": "larger than 65536 bytes"}]
     with runtime.sessions() as s:
-        assert s.scalars(select(User.username)).all() == ["admin"]
+        assert s.scalars(select(User.username)).all() == ["admin", "test-operator"]  # the client's own: no more
 
 
 def test_users_admin_flow_and_no_hashes_in_responses(admin, anon):

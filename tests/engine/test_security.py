@@ -99,10 +99,10 @@ def test_parse_allowlist():
 def test_token_round_trip_and_expiry_with_the_fake_clock():
     clock = FakeClock(datetime(2026, 5, 1, tzinfo=UTC))
     issuer = TokenIssuer(SECRET, ttl_seconds=60, clock=clock)
-    token, expires = issuer.issue("ana", Role.OPERATOR)
+    token, expires = issuer.issue("ana", Role.OPERATOR, 4)
     claims = issuer.verify(token)
-    assert (claims.username, claims.role, claims.expires_at, expires) == (
-        "ana", Role.OPERATOR, datetime(2026, 5, 1, 0, 1, tzinfo=UTC), datetime(2026, 5, 1, 0, 1, tzinfo=UTC))
+    assert (claims.username, claims.role, claims.version, claims.expires_at, expires) == (
+        "ana", Role.OPERATOR, 4, datetime(2026, 5, 1, 0, 1, tzinfo=UTC), datetime(2026, 5, 1, 0, 1, tzinfo=UTC))
     clock.advance(59)
     assert issuer.verify(token).username == "ana"
     clock.advance(1)

@@ -138,13 +138,13 @@ def test_action_buttons_need_the_operator_role(dash_env, role, disabled):
 def _expired_token() -> str:
     """Signed with the right secret but lapsed two hours ago (the session still thinks it is valid)."""
     clock = FakeClock(datetime.now(UTC) - timedelta(hours=2))
-    return TokenIssuer(TEST_JWT_SECRET, 60, clock).issue("test-operator", Role.OPERATOR)[0]
+    return TokenIssuer(TEST_JWT_SECRET, 60, clock).issue("test-operator", Role.OPERATOR, 0)[0]
 
 
 def _foreign_token() -> str:
     """Well-formed but signed with another secret (e.g. the engine's secret changed)."""
     return TokenIssuer("another-secret-0123456789-abcdefghijkl", 3600, SystemClock()).issue(
-        "test-operator", Role.OPERATOR)[0]
+        "test-operator", Role.OPERATOR, 0)[0]
 
 
 @pytest.mark.parametrize("make_token", [_expired_token, _foreign_token, lambda: "not-a-jwt"],

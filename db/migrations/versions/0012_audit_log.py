@@ -5,13 +5,13 @@ A trigger refuses UPDATE, DELETE and TRUNCATE on audit_log unless the transactio
 rows past AUDIT_RETENTION_DAYS.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 from alembic import op
 
 revision = '0012'
-down_revision = '0010'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

@@ -34,10 +34,22 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
+def _integral(value: Any) -> Any:
+    """value with every float that has no fraction made an int: JSON Schema's integer is any number without one
+    (`3.0` is one), which pydantic's strict mode would refuse; a float field takes an int as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
 def _validate(model: type[M], data: Any, status: int, prefix: tuple[str, ...] = (), *, strict: bool = False) -> M:
     try:
         if strict:  # JSON's own types: a re-encoded parsed body, already bounded in size and depth
-            return model.model_validate_json(json.dumps(data), strict=True)
+            return model.model_validate_json(json.dumps(_integral(data)), strict=True)
         return model.model_validate(data)
     except ValidationError as exc:
         details: list[dict[str, str]] = []

@@ -48,3 +48,11 @@ def test_the_documented_algorithms_are_the_ones_the_balancer_takes(client):
     for name in names:
         assert client.put("/api/load-balancer", json={"algorithm": name}).status_code == 200, name
     assert client.put("/api/load-balancer", json={"algorithm": "fastest"}).status_code == 400
+
+
+def test_an_integer_written_with_a_zero_fraction_is_an_integer(client):
+    # JSON Schema's integer is a number without a fraction: 60.0 is one, 60.5 is not
+    assert client.post("/api/alert-rules", json={**RULE, "forSeconds": 60.0}).json["forSeconds"] == 60
+    response = client.post("/api/alert-rules", json={**RULE, "name": "other", "forSeconds": 60.5})
+    assert response.status_code == 422
+    assert [d["field"] for d in response.json["details"]] == ["forSeconds"]

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run serve test bench lint clean
+.PHONY: run serve test bench fuzz lint clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -47,6 +47,10 @@ bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench.db_outage
 	$(BIN)/python -m bench.hostile_client --rounds 3
 	$(BIN)/python -m bench.alert_rules
+
+## fuzz: schemathesis over every operation of a running engine on a fresh database, 100 examples each, every check
+fuzz: $(VENV)/.dev-deps
+	$(BIN)/python -m bench.schemathesis_run $(FUZZ_ARGS)
 
 ## lint: ruff, mypy and the import contracts (layers, no cycles: [tool.importlinter] in pyproject.toml)
 lint: $(VENV)/.dev-deps

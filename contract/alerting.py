@@ -14,7 +14,7 @@ from typing import Self
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from contract.requests import MAX_ID, Name, StrictModel, Text
+from contract.requests import MAX_ID, Id, Name, StrictModel, Text
 
 __all__ = [
     "NEEDS_THRESHOLD",
@@ -90,7 +90,8 @@ class AlertRuleIn(StrictModel):
                     "window (the short one is a twelfth of it)")
     forSeconds: int = Field(default=0, ge=0, le=86_400, description="how long the condition holds before firing")
     severity: Severity = Severity.WARNING
-    channels: list[int] = Field(default_factory=list, max_length=20, description="alert channel ids")
+    channels: list[Id] = Field(default_factory=list, max_length=20, json_schema_extra={"uniqueItems": True},
+                               description="alert channel ids")
     repeatSeconds: int | None = Field(default=None, ge=10, le=7 * 86_400,
                                       description="re-notify every this many seconds while firing; none = never")
 

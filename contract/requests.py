@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from contract.roles import RoleName
 
 __all__ = [
     "MAX_ID",
     "Duration",
+    "Id",
     "InstanceIn",
     "LogLevel",
     "LogQuery",
@@ -33,6 +35,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"
 Path = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^/[^\s?#]*$")]
 MAX_INSTANCES = 50
 MAX_ID = 2**31 - 1  # every id is a PostgreSQL integer
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]  # an id in a body: a larger number never reaches the database
 
 
 def check_url(value: str) -> str:
@@ -66,6 +69,17 @@ def _no_nul(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+def _iso_date_time(value: object) -> object:
+    # pydantic would also read a bare number as seconds since 1970; the document promises an RFC 3339 date-time
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_date_time)]  # a date-time in a query string
 
 
 def _launch_command(value: str) -> str:
@@ -116,8 +130,8 @@ class ServiceCreate(StrictModel):
 
     model_config = ConfigDict(
         extra="forbid", str_strip_whitespace=True,
-        json_schema_extra={"anyOf": [{"required": ["url"]}, {"required": ["instances"]},
-                                     {"required": ["launchCommand"]}]},
+        json_schema_extra={"anyOf": [{"required": [f], "properties": {f: {"not": {"type": "null"}}}}
+                                     for f in ("url", "instances", "launchCommand")]},
     )
 
     name: Name
@@ -157,7 +171,7 @@ class LogQuery(StrictModel):
     level: LogLevel | None = None
     source: Text | None = Field(default=None, max_length=100)
     q: Text | None = Field(default=None, max_length=200)
-    since: datetime | None = None
+    since: IsoDateTime | None = None
 
 
 class TokenRequest(BaseModel):

@@ -120,7 +120,7 @@ class ResilienceOut(BaseModel):
 class AlgorithmChange(StrictModel):
     """PUT /api/load-balancer (the name is checked against the registry of algorithms)."""
 
-    algorithm: str = Field(min_length=1, max_length=40)
+    algorithm: str = Field(min_length=1, max_length=40, json_schema_extra={"enum": [a.value for a in Algorithm]})
 
 
 class BreakerChange(StrictModel):

@@ -7,8 +7,11 @@ capabilities, and nothing below imports it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
-from werkzeug.routing import IntegerConverter, Map
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter, Map, ValidationError
 
 from contract.requests import MAX_ID
 from engine import VERSION
@@ -56,12 +59,20 @@ def declared_routes() -> list[Route]:
 
 
 class IdConverter(IntegerConverter):
-    """A path id: a PostgreSQL integer, at most 2^31 - 1; a larger number matches no route (404), so it never
-    reaches the database."""
+    """A path id: a PostgreSQL integer, at most 2^31 - 1; a larger number is 404 for every method of the path, so it
+    never reaches the database."""
 
     def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = None, max: int | None = None,
                  signed: bool = False) -> None:
         super().__init__(map, fixed_digits, min, MAX_ID if max is None else max, signed)
+
+    def to_python(self, value: str) -> Any:
+        """The id; 404 past the bound. Not werkzeug's ValidationError: once the rule of one method of a path is
+        chosen, that reads as "no rule for this method" and answers 405 naming the path's other methods."""
+        try:
+            return super().to_python(value)
+        except ValidationError:
+            raise NotFound() from None
 
 
 def create_app(rt: Runtime) -> Flask:

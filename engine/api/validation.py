@@ -1,7 +1,13 @@
-"""Request bodies and query strings parsed into contract models; a wrong field is a ValidationFailed naming it."""
+"""Request bodies and query strings parsed into contract models; a wrong field is a ValidationFailed naming it.
+
+Bodies are validated as JSON in pydantic's strict mode: a value must have the JSON type its schema says (`false` is
+not the integer 0, `"5"` not the number 5), as the OpenAPI document promises; ISO dates and enum values are strings
+in JSON and stay accepted.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from flask import Request
@@ -28,8 +34,22 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
-def _validate(model: type[M], data: Any, status: int, prefix: tuple[str, ...] = ()) -> M:
+def _integral(value: Any) -> Any:
+    """value with every float that has no fraction made an int: JSON Schema's integer is any number without one
+    (`3.0` is one), which pydantic's strict mode would refuse; a float field takes an int as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def _validate(model: type[M], data: Any, status: int, prefix: tuple[str, ...] = (), *, strict: bool = False) -> M:
     try:
+        if strict:  # JSON's own types: a re-encoded parsed body, already bounded in size and depth
+            return model.model_validate_json(json.dumps(_integral(data)), strict=True)
         return model.model_validate(data)
     except ValidationError as exc:
         details: list[dict[str, str]] = []
@@ -43,7 +63,7 @@ def _validate(model: type[M], data: Any, status: int, prefix: tuple[str, ...] = 
 def validate_as(model: type[M], data: Any, field: str) -> M:
     """Validate a part of a body (a free-form object checked against a model chosen by another field): a wrong
     value is 422 naming it under `field` (e.g. `config.to`)."""
-    return _validate(model, data, 422, (field,))
+    return _validate(model, data, 422, (field,), strict=True)
 
 
 MAX_DEPTH = 32  # objects and arrays within each other; no request of ours needs more than a few
@@ -74,7 +94,7 @@ def parse_body(model: type[M], request: Request) -> M:
         raise ValidationFailed([{"field": "body", "message": "request body must be a JSON object"}], status=400)
     if _depth(data) > MAX_DEPTH:
         raise too_deep
-    return _validate(model, data, 422)
+    return _validate(model, data, 422, strict=True)
 
 
 def parse_query(model: type[M], request: Request) -> M:

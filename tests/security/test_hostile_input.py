@@ -3,9 +3,12 @@ deeply for the JSON parser or for us, and ids no PostgreSQL integer can hold."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from contract.requests import MAX_ID
+from engine.api import declared_routes
 from engine.api.validation import MAX_DEPTH
 
 
@@ -44,6 +47,19 @@ def test_an_id_past_a_postgresql_integer_is_404_and_never_reaches_the_database(a
         assert response.status_code == 404, (path, id_, response.status_code)
         assert "out of range" not in response.get_data(as_text=True)
     assert admin.open(path.format(id=MAX_ID), method=method, json={}).status_code == 404  # could exist: looked up
+
+
+ID_ROUTES = [r for r in declared_routes() if "<int:" in r.rule]
+
+
+@pytest.mark.parametrize("route", ID_ROUTES, ids=lambda r: f"{r.method} {r.rule}")
+def test_an_id_past_a_postgresql_integer_is_404_for_every_method_of_a_path(admin, route):
+    # a path with several methods (GET, PUT, DELETE /api/services/<id>) must not answer 405 for the methods whose
+    # rule is not the first one tried
+    path = re.sub(r"<int:\w+>", str(MAX_ID + 1), route.rule)
+    response = admin.open(path, method=route.method, json={})
+    assert response.status_code == 404, (route.method, path, response.status_code, response.headers.get("Allow"))
+    assert response.json["error"]
 
 
 def test_public_health_names_the_kind_of_a_database_failure_not_its_hosts_or_users(anon, runtime):

@@ -9,6 +9,7 @@ app sees them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from waitress.wasyncore import _SocketMap
 
 __all__ = ["ApiLimits", "ApiServer", "EngineLoop"]
+
+log = logging.getLogger("engine.hosting")
 
 T = TypeVar("T")
 
@@ -207,6 +210,10 @@ class ApiServer:
             for dispatcher in list(sockets.values()):
                 dispatcher.close()
 
-        server.trigger.pull_trigger(close_all)  # type: ignore[attr-defined]
+        try:
+            server.trigger.pull_trigger(close_all)  # type: ignore[attr-defined]
+        except OSError:  # the wake-up pipe is closed (the loop ended on its own): close what is left from here
+            log.warning("the API server's loop had ended before stop; closing its sockets from the caller")
+            close_all()
         thread.join(timeout)
         server.task_dispatcher.shutdown(timeout=max(1, round(timeout)))

@@ -297,11 +297,13 @@ class Runtime:
     def stop(self) -> None:
         """Stop everything in reverse; buffered rows are written before the database closes. A second call does
         nothing more."""
-        self.api.stop()
         try:
-            self.chaos.stop_all()  # faults lifted, memory freed, overload cancelled; rows say "stopped"
+            self.api.stop()
         finally:
-            self._stop_rest()
+            try:
+                self.chaos.stop_all()  # faults lifted, memory freed, overload cancelled; rows say "stopped"
+            finally:
+                self._stop_rest()
 
     def _stop_rest(self) -> None:
         if self.loop.running:

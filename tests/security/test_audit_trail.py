@@ -18,12 +18,12 @@ from engine.runtime import Runtime
 from tests.conftest import token_for
 
 PASSWORD = "admin-password-for-tests"  # the test engine's admin
-def viewer() -> dict[str, str]:
+def viewer_headers() -> dict[str, str]:
     """A viewer's authorization header (made in a test: a user's token needs the test database)."""
     return {"Authorization": "Bearer " + token_for(Role.VIEWER)}
 
 
-def admin() -> dict[str, str]:
+def admin_headers() -> dict[str, str]:
     """The admin's authorization header."""
     return {"Authorization": "Bearer " + token_for(Role.ADMIN, "admin")}
 
@@ -46,7 +46,7 @@ def test_actions_refusals_and_logins_are_recorded_and_reads_are_not(runtime, cli
     assert client.get("/api/services/1").status_code == 200
     assert anon.post("/api/auth/token", json={"username": "admin", "password": "guess-1"}).status_code == 401
     assert anon.post("/api/auth/token", json={"username": "admin", "password": PASSWORD}).status_code == 200
-    assert anon.delete("/api/services/1", headers=viewer()).status_code == 403
+    assert anon.delete("/api/services/1", headers=viewer_headers()).status_code == 403
     assert anon.delete("/api/services/1").status_code == 401  # no token
     assert client.post("/api/services", data="not json", content_type="application/json").status_code == 400
     assert client.put("/api/services/1", json={"weight": 0}).status_code == 422
@@ -76,8 +76,8 @@ def test_rate_limited_and_unmatched_calls_are_recorded(clean_db, settings):
     rt = Runtime.open(settings.replace(rate_limit=0.001, rate_burst=1))
     try:
         c = create_app(rt).test_client()
-        assert c.post("/api/nothing-here", headers=viewer()).status_code == 404
-        assert c.post("/api/load-test/stop", headers=viewer()).status_code == 429  # the bucket of one is spent
+        assert c.post("/api/nothing-here", headers=viewer_headers()).status_code == 404
+        assert c.post("/api/load-test/stop", headers=viewer_headers()).status_code == 429  # the bucket of one is spent
         rows = audit_rows(rt)
     finally:
         rt.stop()
@@ -166,7 +166,7 @@ def test_filters_and_cursor(runtime, client, admin, anon):
     for name in ("a", "b", "c"):
         client.post("/api/services", json={"name": name, "url": "http://127.0.0.1:7999"})
     anon.post("/api/auth/token", json={"username": "nobody", "password": "x"})
-    anon.delete("/api/services/1", headers=viewer())
+    anon.delete("/api/services/1", headers=viewer_headers())
     audit_rows(runtime)
 
     def ids(**params):
@@ -208,7 +208,7 @@ def test_csv_parses_back_to_the_same_rows(runtime, client, admin, anon):
     client.post("/api/services", json={"name": "orders", "url": "http://127.0.0.1:7999"})
     anon.post("/api/auth/token", json={"username": 'quote"comma,line\nbreak', "password": "x"})
     anon.post("/api/auth/token", json={"username": "=HYPERLINK(1)", "password": "x"})
-    anon.delete("/api/services/1", headers=viewer())
+    anon.delete("/api/services/1", headers=viewer_headers())
     audit_rows(runtime)
     entries = admin.get("/api/audit").json
     for r in (admin.get("/api/audit?format=csv"), admin.get("/api/audit", headers={"Accept": "text/csv"})):

@@ -15,11 +15,10 @@ import pytest
 from sqlalchemy import text
 
 from bench.outage_rig import OutagePostgres
-from contract.roles import Role
 from db.session import make_engine
 from engine.api import create_app
 from engine.runtime import Runtime
-from tests.conftest import settings_for, token_for, wait_for
+from tests.conftest import settings_for, wait_for
 from tests.engine.receivers import Hook, hook
 
 pytestmark = pytest.mark.e2e
@@ -45,8 +44,12 @@ def test_the_monitor_database_alert_is_delivered_during_the_outage_and_nothing_i
     settings = settings_for(postgres.url, tmp_path).replace(alert_interval=0.25)
     rt = Runtime.open(settings)
     rt.start(app=create_app(rt))
-    api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=10,
-                       headers={"Authorization": "Bearer " + token_for(Role.ADMIN)})
+    api = httpx.Client(base_url=settings.api_base_url, trust_env=False, timeout=10)
+    # logged in on this engine's own database (token_for's users live in the shared test database)
+    assert settings.admin_password is not None
+    login = api.post("/api/auth/token", json={"username": "admin",
+                                              "password": settings.admin_password.get_secret_value()})
+    api.headers["Authorization"] = "Bearer " + login.json()["token"]
     try:
         with hook() as receiver:
             channel = api.post("/api/alert-channels", json={"name": "pager", "type": "webhook",

@@ -3,8 +3,9 @@
 `python -m bench.schemathesis_run [--examples 100] [--seed N] [-- extra schemathesis options]` creates a database on
 DATABASE_URL's server (else an embedded PostgreSQL), starts `python -m engine serve` on it with the rate and login
 limits raised, takes an admin token and runs the `schemathesis` command line against /api/openapi.json: every phase
-(examples, coverage, fuzzing, stateful), positive and negative data, every check. It prints the failures per check
-and exits 1 when there is any. The engine and every process it started are stopped and the database dropped.
+(examples, coverage, fuzzing, stateful), positive and negative data, every check, in two passes: first every operation
+but those that end the caller's own tokens (logout, own password, changing or removing a user), then those, with a
+fresh token. It prints the failures per check and exits 1 when there is any. The engine and every process it started are stopped and the database dropped.
 
 The engine runs in a scratch directory with an empty PATH: the fuzzer's launch commands (managed services) name
 programs that then cannot be found, and INSTANCE_ALLOWLIST keeps every instance URL on loopback.
@@ -37,6 +38,9 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")  # what the checks expect
 ADMIN = "admin"
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
+# logging out, changing one's own password, changing or removing a user (the fuzzer's admin among them): operations
+# that end the caller's tokens, so they run after the others
+REVOKING = r"^/api/(auth/logout|auth/password|users/\{user_id\})$"
 
 
 def _free_port() -> int:
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.schemathesis_run", description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=100, help="test cases per operation and phase")
     parser.add_argument("--seed", type=int, default=None, help="repeat a run's data (printed at its start)")
-    parser.add_argument("--events", type=Path, default=None, help="keep schemathesis' NDJSON events in this file")
+    parser.add_argument("--events", type=Path, default=None, help="keep schemathesis' NDJSON events (NAME-0 and NAME-1: one file a pass)")
     parser.add_argument("extra", nargs="*", help="more `schemathesis run` options, after --")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
@@ -139,22 +143,31 @@ def main(argv: list[str] | None = None) -> int:
                                       stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_ready(base, engine)
-            token = httpx.post(f"{base}/api/auth/token", json={"username": ADMIN, "password": password},
-                               timeout=10).raise_for_status().json()["token"]
-            command = [
-                str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG),
-                "run", f"{base}/api/openapi.json",
-                "--mode", "all", "--phases", "examples,coverage,fuzzing,stateful",
-                "--max-examples", str(args.examples), "--seed", str(seed), "--workers", "1",
-                "--header", f"Authorization: Bearer {token}", "--continue-on-failure",
-                "--request-timeout", "30", "--suppress-health-check", "all", "--no-color",
-                "--report", "ndjson", "--report-ndjson-path", str(events.resolve()),
-                *args.extra,
-            ]
-            began = time.monotonic()
-            result = subprocess.run(command, cwd=tmp, check=False)
-            print(f"schemathesis exited {result.returncode} after {time.monotonic() - began:.0f} s", flush=True)
-            ran, counts = read_events(events)
+            ran, counts, failed_passes = Counter[str](), Counter[str](), 0
+            # the operations that end the caller's own tokens run last, in a pass of their own: before them, every
+            # operation is called with a token that stays valid
+            for n, selection in enumerate((["--exclude-path-regex", REVOKING], ["--include-path-regex", REVOKING])):
+                token = httpx.post(f"{base}/api/auth/token", json={"username": ADMIN, "password": password},
+                                   timeout=10).raise_for_status().json()["token"]
+                pass_events = events.with_name(f"{events.stem}-{n}{events.suffix}")
+                command = [
+                    str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG),
+                    "run", f"{base}/api/openapi.json", *selection,
+                    "--mode", "all", "--phases", "examples,coverage,fuzzing,stateful",
+                    "--max-examples", str(args.examples), "--seed", str(seed), "--workers", "1",
+                    "--header", f"Authorization: Bearer {token}", "--continue-on-failure",
+                    "--request-timeout", "30", "--suppress-health-check", "all", "--no-color",
+                    "--report", "ndjson", "--report-ndjson-path", str(pass_events.resolve()),
+                    *args.extra,
+                ]
+                began = time.monotonic()
+                result = subprocess.run(command, cwd=tmp, check=False)
+                print(f"schemathesis pass {n + 1} exited {result.returncode} after {time.monotonic() - began:.0f} s",
+                      flush=True)
+                pass_ran, pass_counts = read_events(pass_events)
+                ran.update(pass_ran)
+                counts.update(pass_counts)
+                failed_passes += result.returncode != 0
         finally:
             stop(engine)
             errors = [line for line in Path(tmp, "engine.log").read_text(errors="replace").splitlines()
@@ -165,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in sorted(ran):
         print(f"  {name}: {ran[name]}, {counts[name]}")
     print(f"failures: {total}")
-    return 1 if total or result.returncode else 0
+    return 1 if total or failed_passes else 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ DATABASE_URL's server (else an embedded PostgreSQL), starts `python -m engine se
 limits raised, takes an admin token and runs the `schemathesis` command line against /api/openapi.json: every phase
 (examples, coverage, fuzzing, stateful), positive and negative data, every check, in two passes: first every operation
 but those that end the caller's own tokens (logout, own password, changing or removing a user), then those, with a
-fresh token. It prints the failures per check and exits 1 when there is any. The engine and every process it started are stopped and the database dropped.
+fresh token. It prints the failures per check and exits 1 when there is any. The engine and every process it started
+are stopped and the database dropped.
 
 The engine runs in a scratch directory with an empty PATH: the fuzzer's launch commands (managed services) name
 programs that then cannot be found, and INSTANCE_ALLOWLIST keeps every instance URL on loopback.
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.schemathesis_run", description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=100, help="test cases per operation and phase")
     parser.add_argument("--seed", type=int, default=None, help="repeat a run's data (printed at its start)")
-    parser.add_argument("--events", type=Path, default=None, help="keep schemathesis' NDJSON events (NAME-0 and NAME-1: one file a pass)")
+    parser.add_argument("--events", type=Path, default=None,
+                        help="keep schemathesis' NDJSON events (NAME-0 and NAME-1: one file a pass)")
     parser.add_argument("extra", nargs="*", help="more `schemathesis run` options, after --")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from contract.requests import StrictModel, Text
+from contract.requests import IsoDateTime, StrictModel, Text
 
 __all__ = ["AUDIT_CSV_COLUMNS", "MAX_AUDIT_ROWS", "AuditEntryOut", "AuditQuery"]
 
@@ -22,8 +22,8 @@ class AuditQuery(StrictModel):
     action: Text | None = Field(default=None, max_length=100, description="the operation, e.g. users.add_user")
     outcome: str | None = Field(default=None, pattern=r"^[1-5](\d\d|xx)$",
                                 description="an HTTP status (403) or a class of them (4xx)")
-    since: datetime | None = Field(default=None, description="at or after (no zone: UTC)")
-    until: datetime | None = Field(default=None, description="before (no zone: UTC)")
+    since: IsoDateTime | None = Field(default=None, description="at or after (no zone: UTC)")
+    until: IsoDateTime | None = Field(default=None, description="before (no zone: UTC; at or before since: no rows)")
     before: int | None = Field(default=None, ge=1, le=MAX_AUDIT_ID,
                                description="cursor: only rows with a smaller id (the last id of the previous page)")
     limit: int = Field(default=100, ge=1, le=MAX_AUDIT_ROWS)
@@ -34,13 +34,6 @@ class AuditQuery(StrictModel):
     def _utc(cls, value: datetime | None) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
-    @field_validator("until")
-    @classmethod
-    def _after_since(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        since = info.data.get("since")
-        if value is not None and since is not None and value <= since:
-            raise ValueError("until must be after since")
-        return value
 
 
 class AuditEntryOut(BaseModel):

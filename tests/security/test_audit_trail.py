@@ -183,6 +183,7 @@ def test_filters_and_cursor(runtime, client, admin, anon):
     assert ids(outcome="2xx", limit=2, before=2) == [1]  # the next page
     assert ids(since=(datetime.now(UTC) + timedelta(minutes=1)).isoformat()) == []
     assert ids(until=(datetime.now(UTC) + timedelta(minutes=1)).isoformat()) == [5, 4, 3, 2, 1]
+    assert ids(since="2026-01-02T00:00:00Z", until="2026-01-01T00:00:00Z") == []  # an empty window holds nothing
     [login] = admin.get("/api/audit?action=users.issue_token").json
     assert login == {"id": 4, "at": login["at"], "actor": None, "actorRole": None, "client": "127.0.0.1",
                      "method": "POST", "route": "/api/auth/token", "action": "users.issue_token",
@@ -191,7 +192,7 @@ def test_filters_and_cursor(runtime, client, admin, anon):
 
 BAD_QUERIES = [
     ("limit=0", "limit"), ("limit=10001", "limit"), ("outcome=abc", "outcome"), ("outcome=6xx", "outcome"),
-    ("since=yesterday", "since"), ("since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "until"),
+    ("since=yesterday", "since"), ("until=0.5", "until"),
     ("before=0", "before"), ("format=xml", "format"), ("nope=1", "nope"), ("actor=a&actor=b", "actor"),
 ]
 

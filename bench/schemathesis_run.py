@@ -3,10 +3,10 @@
 `python -m bench.schemathesis_run [--examples 100] [--seed N] [-- extra schemathesis options]` creates a database on
 DATABASE_URL's server (else an embedded PostgreSQL), starts `python -m engine serve` on it with the rate and login
 limits raised, takes an admin token and runs the `schemathesis` command line against /api/openapi.json: every phase
-(examples, coverage, fuzzing, stateful), positive and negative data, every check, in two passes: first every operation
-but those that end the caller's own tokens (logout, own password, changing or removing a user), then those, with a
-fresh token. It prints the failures per check and exits 1 when there is any. The engine and every process it started
-are stopped and the database dropped.
+(examples, coverage, fuzzing, stateful), positive and negative data, every check: first every operation but those
+that end the caller's own tokens (own password, logout, changing or removing a user), then each of those in a pass
+of its own with a fresh token. It prints the failures per check and exits 1 when there is any. The engine and every
+process it started are stopped and the database dropped.
 
 The engine runs in a scratch directory with an empty PATH: the fuzzer's launch commands (managed services) name
 programs that then cannot be found, and INSTANCE_ALLOWLIST keeps every instance URL on loopback.
@@ -39,9 +39,10 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")  # what the checks expect
 ADMIN = "admin"
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
-# logging out, changing one's own password, changing or removing a user (the fuzzer's admin among them): operations
-# that end the caller's tokens, so they run after the others
-REVOKING = r"^/api/(auth/logout|auth/password|users/\{user_id\})$"
+# operations that end the caller's tokens run after the others, one pass each with a fresh token, in this order:
+# changing one's own password (the fuzzer does not know it: refused), logging out, changing or removing a user (the
+# fuzzer's admin among them: no login may follow)
+REVOKING = (r"^/api/auth/password$", r"^/api/auth/logout$", r"^/api/users/\{user_id\}$")
 
 
 def _free_port() -> int:
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=100, help="test cases per operation and phase")
     parser.add_argument("--seed", type=int, default=None, help="repeat a run's data (printed at its start)")
     parser.add_argument("--events", type=Path, default=None,
-                        help="keep schemathesis' NDJSON events (NAME-0 and NAME-1: one file a pass)")
+                        help="keep schemathesis' NDJSON events (NAME-0 to NAME-3: one file a pass)")
     parser.add_argument("extra", nargs="*", help="more `schemathesis run` options, after --")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             ran, counts, failed_passes = Counter[str](), Counter[str](), 0
             # the operations that end the caller's own tokens run last, in a pass of their own: before them, every
             # operation is called with a token that stays valid
-            for n, selection in enumerate((["--exclude-path-regex", REVOKING], ["--include-path-regex", REVOKING])):
+            passes = [["--exclude-path-regex", "|".join(REVOKING)]] + [["--include-path-regex", r] for r in REVOKING]
+            for n, selection in enumerate(passes):
                 token = httpx.post(f"{base}/api/auth/token", json={"username": ADMIN, "password": password},
                                    timeout=10).raise_for_status().json()["token"]
                 pass_events = events.with_name(f"{events.stem}-{n}{events.suffix}")

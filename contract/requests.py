@@ -23,6 +23,8 @@ __all__ = [
     "PasswordChange",
     "Probability",
     "ServiceCreate",
+    "ServiceQuery",
+    "ServiceSort",
     "ServiceUpdate",
     "StrictModel",
     "TokenRequest",
@@ -162,6 +164,43 @@ class ServiceUpdate(StrictModel):
     def instance_specs(self) -> dict[str, int | None] | None:
         """The new instances, URL -> weight (None = keep or default), or None when unchanged."""
         return None if self.instances is None else _specs(self.instances)
+
+
+class ServiceSort(StrEnum):
+    """Orders of GET /api/services: by id (registration), by name, or worst status first (then by name)."""
+
+    ID = "id"
+    NAME = "name"
+    STATUS = "status"
+
+
+_STATES = ("healthy", "degraded", "unhealthy", "unknown")
+
+
+def _status_list(value: str) -> str:
+    names = [n.strip().lower() for n in value.split(",") if n.strip()]
+    wrong = [n for n in names if n not in _STATES]
+    if wrong or not names:
+        given = ", ".join(wrong) or repr(value)
+        raise ValueError(f"give one or more of {', '.join(_STATES)}, comma-separated (not {given})")
+    return ",".join(dict.fromkeys(names))
+
+
+class ServiceQuery(StrictModel):
+    """GET /api/services query string: filters, order and a page; without limit every matching service."""
+
+    status: Annotated[str, AfterValidator(_status_list)] | None = Field(
+        default=None, max_length=100,
+        description="healthy, degraded, unhealthy or unknown; a comma list is any of them")
+    name: Text | None = Field(default=None, min_length=1, max_length=100,
+                              description="part of the name, any case")
+    sort: ServiceSort = ServiceSort.ID
+    limit: int | None = Field(default=None, ge=1, le=1000, description="at most this many services; none = all")
+    offset: int = Field(default=0, ge=0, le=1_000_000, description="services to skip first")
+
+    def statuses(self) -> tuple[str, ...]:
+        """The status filter as a tuple, empty for none."""
+        return tuple(self.status.split(",")) if self.status else ()
 
 
 class LogQuery(StrictModel):

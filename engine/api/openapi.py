@@ -107,6 +107,9 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     ok_key = "default" if route.raw else str(route.ok_status)
     responses: dict[str, Any] = {ok_key: {"description": "the upstream's answer" if route.raw else "OK",
                                           "content": content}}
+    if route.headers:
+        responses[ok_key]["headers"] = {name: {"description": text, "schema": {"type": "integer"}}
+                                        for name, text in route.headers}
     op["security"] = [{"bearerAuth": []}] if route.role is not None else []
     codes = _error_codes(route, has_path_params="{" in path)
     error = {"application/json": {"schema": _ref(ErrorOut)}}

@@ -51,6 +51,7 @@ class Route:
     operation_id: str = ""
     same_shape: tuple[int, ...] = ()
     raw: bool = False  # the answer is whatever the upstream sent (the proxy)
+    headers: tuple[tuple[str, str], ...] = ()  # (name, description) of integer headers the ok answer carries
 
 
 @dataclass
@@ -80,6 +81,7 @@ class ApiBlueprint:
         same_shape: tuple[int, ...] = (),
         methods: tuple[str, ...] = (),
         raw: bool = False,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> Callable[[View], View]:
         """Register view for method+rule. role None = public; body/query models are parsed and passed in.
 
@@ -87,7 +89,8 @@ class ApiBlueprint:
         Flask response of its own (CSV, the proxy's upstream answer, a status other than ok's).
 
         `errors` lists statuses answered with the error shape; `same_shape` those answered with the ok model;
-        `methods` registers one view for several methods; `raw` documents an answer of any type (the proxy).
+        `methods` registers one view for several methods; `raw` documents an answer of any type (the proxy);
+        `headers` documents integer headers of the ok answer as (name, description) (the view sets them).
         """
 
         def decorate(view: View) -> View:
@@ -110,7 +113,7 @@ class ApiBlueprint:
                 op_id = view.__name__ if len(every) == 1 else f"{view.__name__}_{m.lower()}"
                 self.routes.append(
                     Route(m, rule, summary, self.tag, role, body, query, ok[0], ok[1], errors, csv,
-                          operation_id=op_id, same_shape=same_shape, raw=raw)
+                          operation_id=op_id, same_shape=same_shape, raw=raw, headers=headers)
                 )
             return handler
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask import Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contract.errors import Conflict, NotFound, ProcessError, ValidationFailed
-from contract.requests import ServiceCreate, ServiceUpdate
+from contract.requests import ServiceCreate, ServiceQuery, ServiceUpdate
 from contract.responses import DeletedOut, InstanceOut, ServiceOut
 from contract.roles import Role
 from contract.states import HealthState
-from db import queries
+from db import fleet, queries
 from db.models import Instance, Service
 from engine.api.auth import authorize
 from engine.api.context import runtime
-from engine.api.routing import ApiBlueprint
+from engine.api.routing import ApiBlueprint, serialize
+from engine.fleet.registry import spec_of
 from engine.security.ssrf import refusal
 from engine.store.logs import event_logger
 
@@ -55,6 +57,19 @@ def service_out(service: Service, load: int) -> ServiceOut:
     )
 
 
+def row_out(row: fleet.ServiceRow, load: int) -> ServiceOut:
+    """A service read by db.fleet as the API shows it (the same fields as service_out)."""
+    return ServiceOut(
+        id=row.id, name=row.name, url=row.instances[0].url if row.instances else None,
+        status=HealthState(row.status), instanceCount=len(row.instances), load=load,
+        lastHealthCheck=_iso(row.last_health_check), managed=row.managed, healthPath=row.health_path,
+        metricsPath=row.metrics_path, weight=row.weight, createdAt=_iso(row.created_at),
+        instances=[InstanceOut(id=i.id, url=i.url, status=HealthState(i.status),
+                               lastHealthCheck=_iso(i.last_health_check), latencyMs=i.latency_ms, weight=i.weight,
+                               lastError=i.last_error) for i in row.instances],
+    )
+
+
 def _out(service: Service) -> ServiceOut:
     return service_out(service, runtime().traffic.in_flight(service.name))
 
@@ -83,12 +98,23 @@ def _name_taken(session: Session, name: str, other_than: int | None = None) -> N
         raise Conflict(f"a service named {name!r} already exists", [{"field": "name", "message": "taken"}])
 
 
-@api.route("GET", "/api/services", summary="List services with their instances", role=Role.VIEWER,
-           ok=(200, list[ServiceOut]), errors=(503,))
-def list_services() -> list[ServiceOut]:
-    """Every service with its instances."""
-    with runtime().sessions() as session:
-        return [_out(s) for s in queries.list_services(session)]
+TOTAL_HEADER = "X-Total-Count"
+
+
+@api.route("GET", "/api/services", summary="List services with their instances: filtered, ordered, paged",
+           role=Role.VIEWER, query=ServiceQuery, ok=(200, list[ServiceOut]), errors=(503,),
+           headers=((TOTAL_HEADER, "services the filters match, before limit and offset"),))
+def list_services(query: ServiceQuery) -> Response:
+    """The services matching status and name, in sort order; without limit all of them (as before paging)."""
+    rt = runtime()
+    wanted = fleet.FleetFilter(query.statuses(), query.name)
+    with rt.sessions() as session:
+        rows = fleet.service_page(session, wanted, query.sort.value, query.limit, query.offset)
+        paged = query.limit is not None or query.offset > 0
+        total = fleet.count_services(session, wanted) if paged else len(rows)
+    response = serialize([row_out(r, rt.traffic.in_flight(r.name)) for r in rows])
+    response.headers[TOTAL_HEADER] = str(total)
+    return response
 
 
 @api.route("GET", "/api/services/<int:service_id>", summary="One service", role=Role.VIEWER,
@@ -124,9 +150,10 @@ def create_service(body: ServiceCreate) -> ServiceOut:
             session.add(service)
             session.flush()
             result = _out(service)
+            spec = spec_of(service)
     except IntegrityError as exc:
         raise Conflict(f"a service named {body.name!r} already exists") from exc
-    rt.reload_registry()
+    rt.registry.put(spec)  # a new service has no SLO and changes no other: the rest of the snapshot stands
     log.info("service %s registered with %d instance(s)", body.name, len(urls),
              extra={"meta": {"service": body.name, "instances": urls}})
     return result

@@ -1,6 +1,7 @@
-"""Overview: system KPIs, one card per service coloured by status with its uptime (24 h, 30 d), a heartbeat of
-its latest checks and its open incidents, CPU and memory per service (a heatmap row each) with the failure
-simulations shaded on them, and a banner while one is active; live."""
+"""Overview: system KPIs; up to ui.fleet.CARD_LIMIT services a card each, coloured by status, with its uptime (24 h,
+30 d), a heartbeat of its latest checks and its open incidents; past that, counts per status and a table of services
+(worst first) filtered by status and name; CPU and memory per service (a heatmap row each, the table's first rows on a
+large fleet) with the failure simulations shaded on them, and a banner while one is active; live."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ import streamlit as st
 
 from contract.history import CheckOut
 from contract.settings import Settings
-from db import history, incidents, queries, series
+from db import fleet, history, queries, series
 from db.models import Simulation
 from ui import api, cards, chaos, charts, data, login
-from ui.format import fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status
+from ui import fleet as fleet_view
+from ui.format import NA, fmt_mb, fmt_ms, fmt_pct, fmt_rate, fmt_status
 from ui.history import CardHistory, card_histories
 
 REFRESH_S = 5
 CHART_WINDOW = timedelta(minutes=15)
 CHART_POINTS = 300  # buckets per row at most: 15 minutes in 5 s buckets is 180
+CHART_ROWS = 30  # services on the heatmaps of a large fleet: the table's first (worst) rows
 SETTINGS = Settings.from_env()
 MIN_STEP = SETTINGS.collect_interval  # a bucket is never shorter than one measurement
 GRACE = history.grace_for(SETTINGS.health_interval)  # a state counts as observed this long after its last check
@@ -28,10 +31,10 @@ login.require_login()
 st.title("Overview")
 
 
-def show_kpis(o: queries.Overview, services: list[data.ServiceSummary]) -> None:
+def show_kpis(o: queries.Overview, counts: fleet_view.FleetCounts) -> None:
     """Two rows of KPIs; a figure nobody measured shows n/a."""
-    instances = sum(s.instance_count for s in services)
-    healthy = sum(s.healthy_count for s in services)
+    instances = counts.total_instances
+    healthy = counts.instances.get("healthy", 0)
     top = st.columns(4)
     top[0].metric("Active services", f"{o.active_services} / {o.total_services}", border=True,
                   help="Services whose latest health check is healthy or degraded, of all registered.")
@@ -59,6 +62,19 @@ def show_cards(services: list[data.ServiceSummary], now: datetime, past: dict[in
         st.info("No services registered yet. Register one on the Services page.")
         return
     st.html(cards.service_cards(services, now, past, open_incidents))
+
+
+def show_table(table: pd.DataFrame, total: int) -> None:
+    """The matching services, a row each, worst first."""
+    st.caption(f"{len(table):,d} of {total:,d} services match · worst first")
+    st.dataframe(
+        table, hide_index=True, placeholder=NA, key="overview-services",
+        column_config={
+            "uptime 24 h %": st.column_config.NumberColumn(format="%.2f", help="Up = healthy or degraded"),
+            "uptime 30 d %": st.column_config.NumberColumn(format="%.2f"),
+            "last check": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", help="UTC"),
+        },
+    )
 
 
 def show_banner(simulations: list[Simulation], now: datetime) -> None:
@@ -96,26 +112,44 @@ def heartbeats(service_ids: list[int]) -> dict[int, list[CheckOut]] | None:
 
 @st.fragment(run_every=REFRESH_S)
 def live() -> None:
-    """Everything that moves: read once, then draw KPIs, cards and charts."""
+    """Everything that moves: read once, then draw KPIs, cards (or the table) and charts."""
     now = datetime.now(UTC)
     with data.reading() as db_session:
-        o = queries.overview(db_session, now)
-        services = data.summarize_services(queries.services_frame(db_session))
-        metrics = series.metric_series(db_session, [s.name for s in services], now - CHART_WINDOW, now,
-                                       max_points=CHART_POINTS, min_step=MIN_STEP)
-        simulations = queries.simulations(db_session, since=now - CHART_WINDOW)
-        # uptime is the stored history; the heartbeat is the engine's memory (the API)
-        ids = [s.id for s in services]
-        past = card_histories(db_session, ids, now, GRACE, heartbeats(ids))
-        open_incidents: dict[str, list[str]] = {}
-        for incident in incidents.open_incidents(db_session):
-            if incident.service_name is not None:
-                open_incidents.setdefault(incident.service_name, []).append(incident.title)
-    show_banner(simulations, now)
-    show_kpis(o, services)
+        counts = fleet_view.FleetCounts(fleet.status_counts(db_session), fleet.instance_counts(db_session))
+    large = counts.total_services > fleet_view.CARD_LIMIT
+    banner_box, kpi_box = st.container(), st.container()  # filled once read; the filters come first
     st.subheader("Services")
-    show_cards(services, now, past, open_incidents)
+    if large:
+        fleet_view.show_counts(counts)
+        wanted = fleet_view.filters("overview")
+    with data.reading() as db_session:
+        o = queries.overview(db_session, now)
+        simulations = queries.simulations(db_session, since=now - CHART_WINDOW)
+        open_incidents = fleet_view.open_incident_titles(db_session)
+        if large:
+            rows = fleet.service_page(db_session, wanted, sort="status")
+            ids = [r.id for r in rows]
+            past = card_histories(db_session, ids, now, GRACE, None)  # no heartbeat: a call per service
+            charted = [r.name for r in rows[:CHART_ROWS]]
+        else:
+            services = fleet_view.summaries(fleet.service_page(db_session))
+            # uptime is the stored history; the heartbeat is the engine's memory (the API)
+            ids = [s.id for s in services]
+            past = card_histories(db_session, ids, now, GRACE, heartbeats(ids))
+            charted = [s.name for s in services]
+        metrics = series.metric_series(db_session, charted, now - CHART_WINDOW, now,
+                                       max_points=CHART_POINTS, min_step=MIN_STEP)
+    with banner_box:
+        show_banner(simulations, now)
+    with kpi_box:
+        show_kpis(o, counts)
+    if large:
+        show_table(fleet_view.service_table(rows, past, open_incidents), counts.total_services)
+    else:
+        show_cards(services, now, past, open_incidents)
     st.subheader("Resources")
+    if large:
+        st.caption(f"The table's first {min(CHART_ROWS, len(charted))} services.")
     show_charts(metrics, simulations, now)
     st.caption(f"Updated {now:%H:%M:%S} UTC · refreshes every {REFRESH_S} s")
 

@@ -1,18 +1,19 @@
-"""Services: every instance with its latest check (live); one service's history (check latency over time and
+"""Services: counts per status and every instance with its latest check, filtered by its service's status and
+name (live); one service's history (check latency over time and
 90 daily uptime bars); forms to register, edit and delete (operators)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pandas as pd
 import streamlit as st
 
 from contract.history import UptimeWindow
 from contract.settings import Settings
-from db import history, queries
+from db import fleet, history
 from ui import api, data, forms, login, session
-from ui.format import NA, fmt_status
+from ui import fleet as fleet_view
+from ui.format import NA
 from ui.history import daily_bars, fmt_uptime, latency_chart
 from ui.session import Role
 
@@ -31,29 +32,23 @@ st.title("Services")
 data.show_flash()
 
 
-def instance_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """db.queries.services_frame as the columns the table shows."""
-    return pd.DataFrame({
-        "service": frame["service"],
-        "status": [fmt_status(s) for s in frame["service_status"]],
-        "instance URL": frame["url"],
-        "instance status": [fmt_status(s) if isinstance(s, str) else None for s in frame["status"]],
-        "latency ms": frame["latency_ms"],
-        "last check": frame["last_health_check"],
-        "last error": frame["last_error"],
-    })
-
-
 @st.fragment(run_every=REFRESH_S)
 def live_table() -> None:
-    """One row per instance; unmeasured cells read n/a."""
+    """Counts per status, the filters, then one row per instance of the matching services; unmeasured cells read
+    n/a."""
     with data.reading() as db_session:
-        frame = queries.services_frame(db_session)
-    if frame.empty:
+        counts = fleet_view.FleetCounts(fleet.status_counts(db_session), fleet.instance_counts(db_session))
+    if not counts.total_services:
         st.info("No services registered yet: register one below.")
         return
+    fleet_view.show_counts(counts)
+    wanted = fleet_view.filters("services")
+    with data.reading() as db_session:
+        rows = fleet.service_page(db_session, wanted)
+    table = fleet_view.instance_table(rows)
+    st.caption(f"{len(rows):,d} of {counts.total_services:,d} services match · {len(table):,d} instance rows")
     st.dataframe(
-        instance_table(frame),
+        table,
         hide_index=True,
         placeholder=NA,
         key="services-table",
@@ -170,7 +165,7 @@ def delete_form(services: list[data.ServiceSummary]) -> None:
 live_table()
 
 with data.reading(page=True) as db_session:
-    summaries = data.summarize_services(queries.services_frame(db_session))
+    summaries = fleet_view.summaries(fleet.service_page(db_session))
 
 if summaries:
     st.subheader("History")

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from contract.states import SystemStatus
 from db.models import (
     BreakerTransitionRow,
-    Instance,
     LoadTest,
     LoadTestSample,
     LogEntry,
@@ -53,7 +52,6 @@ __all__ = [
     "scaling_events",
     "scaling_steps",
     "service_id_named",
-    "services_frame",
     "simulations",
 ]
 
@@ -149,33 +147,6 @@ def overview(session: Session, now: datetime, window_s: float = 60.0) -> Overvie
         cpu_percent=float(cpu) if cpu is not None else None,
         memory_mb=float(mem) if mem is not None else None,
     )
-
-
-def services_frame(session: Session) -> pd.DataFrame:
-    """One row per instance, with its service: what the Services page tabulates."""
-    rows = session.execute(
-        select(
-            Service.id.label("service_id"),
-            Service.name.label("service"),
-            Service.status.label("service_status"),
-            Service.managed,
-            Service.weight,
-            Service.health_path,
-            Service.metrics_path,
-            Instance.id.label("instance_id"),
-            Instance.url,
-            Instance.status,
-            Instance.latency_ms,
-            Instance.last_health_check,
-            Instance.last_error,
-        )
-        .outerjoin(Instance, Instance.service_id == Service.id)
-        .order_by(Service.id, Instance.id)
-    ).all()
-    return pd.DataFrame(rows, columns=[
-        "service_id", "service", "service_status", "managed", "weight", "health_path", "metrics_path",
-        "instance_id", "url", "status", "latency_ms", "last_health_check", "last_error",
-    ])
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,6 @@ __all__ = [
     "reading",
     "session_factory",
     "show_flash",
-    "summarize_services",
     "timeline_start",
     "utc_times",
     "value_or_none",
@@ -287,36 +286,6 @@ def utc_times(values: Sequence[str | None]) -> pd.DatetimeIndex:
 def value_or_none(v: Any) -> Any:
     """None for pandas' missing markers (NaN, NaT, NA), else the value."""
     return None if v is None or (not isinstance(v, list | tuple | dict) and pd.isna(v)) else v
-
-
-def summarize_services(frame: pd.DataFrame) -> list[ServiceSummary]:
-    """Group db.queries.services_frame (one row per instance) into one summary per service, by id."""
-    rows_of: dict[int, list[Any]] = {}
-    for row in frame.itertuples(index=False):  # a loop over tuples: a groupby costs ~2 ms a service
-        service_id: Any = row.service_id
-        rows_of.setdefault(int(service_id), []).append(row)
-    out = []
-    for service_id in sorted(rows_of):
-        first = rows_of[service_id][0]
-        instances = [r for r in rows_of[service_id] if value_or_none(r.instance_id) is not None]
-        checks = [r.last_health_check for r in instances if value_or_none(r.last_health_check) is not None]
-        last = max(checks) if checks else None
-        out.append(
-            ServiceSummary(
-                id=service_id,
-                name=str(first.service),
-                status=str(value_or_none(first.service_status) or "unknown"),
-                managed=bool(first.managed),
-                weight=int(first.weight),
-                health_path=str(first.health_path),
-                metrics_path=value_or_none(first.metrics_path),
-                urls=tuple(str(r.url) for r in instances),
-                instance_count=len(instances),
-                healthy_count=sum(r.status == "healthy" for r in instances),
-                last_check=last.to_pydatetime() if isinstance(last, pd.Timestamp) else last,
-            )
-        )
-    return out
 
 
 PICKS_COLUMNS = ["service", "instance_id", "url", "health", "ejected", "picks", "in_flight", "share"]

@@ -12,12 +12,14 @@ import pandas as pd
 import pytest
 
 from contract.traffic import PickOut
+from db.fleet import InstanceRow, ServiceRow
 from db.models import Simulation
 from db.queries import logs_csv
 from ui import forms
 from ui.chaos import active_banner, countdown
 from ui.charts import annotate_simulations, line_mode, per_service_heatmap
-from ui.data import breaker_segments, picks_frame, summarize_services, timeline_start
+from ui.data import breaker_segments, picks_frame, timeline_start
+from ui.fleet import summaries
 from ui.format import (
     breaker_label,
     fmt_ago,
@@ -88,18 +90,14 @@ def test_update_body_holds_only_changed_fields():
         "instances": ["http://a:1", "http://b:2"]}
 
 
-def test_summarize_services_counts_instances():
-    frame = pd.DataFrame(
-        [
-            [1, "orders", "healthy", True, 2, "/health", "/metrics", 10, "http://a:1", "healthy", 3.0, T0, None],
-            [1, "orders", "healthy", True, 2, "/health", "/metrics", 11, "http://a:2", "unhealthy", None,
-             T0 + timedelta(seconds=5), "refused"],
-            [2, "lonely", "unknown", False, 1, "/health", None, None, None, None, None, None, None],
-        ],
-        columns=["service_id", "service", "service_status", "managed", "weight", "health_path", "metrics_path",
-                 "instance_id", "url", "status", "latency_ms", "last_health_check", "last_error"],
-    )
-    orders, lonely = summarize_services(frame)
+def test_summaries_count_instances():
+    rows = [
+        ServiceRow(1, "orders", "healthy", None, True, "/health", "/metrics", 2, None, instances=(
+            InstanceRow(10, "http://a:1", "healthy", T0, 3.0, 1, None),
+            InstanceRow(11, "http://a:2", "unhealthy", T0 + timedelta(seconds=5), None, 1, "refused"))),
+        ServiceRow(2, "lonely", "unknown", None, False, "/health", None, 1, None),
+    ]
+    orders, lonely = summaries(rows)
     assert (orders.id, orders.name, orders.instance_count, orders.healthy_count) == (1, "orders", 2, 1)
     assert orders.urls == ("http://a:1", "http://a:2")
     assert orders.last_check == T0 + timedelta(seconds=5)

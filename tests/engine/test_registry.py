@@ -19,7 +19,8 @@ def test_put_keeps_id_order_and_replaces_by_id():
     assert [s.id for s in r.services()] == [2, 5, 7, 9]
     r.put(spec(5, "renamed", "http://127.0.0.1:1"))
     assert [s.name for s in r.services()] == ["b", "renamed", "g", "i"]
-    assert r.by_name("e") is None and r.by_name("renamed").instances[0].url == "http://127.0.0.1:1"
+    renamed = r.by_name("renamed")
+    assert r.by_name("e") is None and renamed is not None and renamed.instances[0].url == "http://127.0.0.1:1"
 
 
 def test_drop_removes_only_that_id():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy import CursorResult, Select, delete, func, or_, select, text, true, update
@@ -28,6 +28,7 @@ from db.models import (
 __all__ = [
     "LogFilter",
     "Overview",
+    "ServiceBrief",
     "active_simulations",
     "admin_count",
     "breaker_transitions",
@@ -51,6 +52,7 @@ __all__ = [
     "scaling_event_rows",
     "scaling_events",
     "scaling_steps",
+    "service_briefs",
     "service_id_named",
     "simulations",
 ]
@@ -78,6 +80,20 @@ def ping(session: Session) -> None:
 def list_services(session: Session) -> list[Service]:
     """Every service with its instances, by id."""
     return list(session.scalars(select(Service).order_by(Service.id)).all())
+
+
+class ServiceBrief(NamedTuple):
+    """A service's name, status and whether it is managed, without its instances."""
+
+    name: str
+    status: str
+    managed: bool
+
+
+def service_briefs(session: Session) -> list[ServiceBrief]:
+    """Every service's name, status and managed flag, by id (one column query, no instances: a picker's choices)."""
+    rows = session.execute(select(Service.name, Service.status, Service.managed).order_by(Service.id))
+    return [ServiceBrief(name, status, bool(managed)) for name, status, managed in rows]
 
 
 def get_service(session: Session, service_id: int) -> Service | None:

@@ -199,7 +199,7 @@ def expire_form(silences: list[SilenceOut]) -> None:
 
 
 with data.reading(page=True) as db_session:
-    service_names = [s.name for s in queries.list_services(db_session)]
+    service_names = [s.name for s in queries.service_briefs(db_session)]
     rules = alerting_reads.alert_rules(db_session)
     channels = alerting_reads.channel_names(db_session)
     silences = alerting_reads.silences(db_session, datetime.now(UTC))

@@ -223,7 +223,7 @@ def show_history(simulations: list[Simulation]) -> None:
 
 
 with data.reading(page=True) as db_session:
-    services = {s.name: bool(s.managed) for s in queries.list_services(db_session)}
+    services = {s.name: s.managed for s in queries.service_briefs(db_session)}
     active_ids = tuple(r.id for r in queries.active_simulations(db_session))
     history = queries.simulations(db_session, limit=HISTORY_LIMIT)
 

@@ -140,7 +140,7 @@ def show_incident(incident_id: str) -> None:
 
 
 with data.reading(page=True) as db_session:
-    service_names = [s.name for s in queries.list_services(db_session)]
+    service_names = [s.name for s in queries.service_briefs(db_session)]
     listed: list[IncidentOut] = alerting_reads.incidents(db_session, limit=LIST_LIMIT)
 
 c1, c2, c3 = st.columns(3)

@@ -278,7 +278,7 @@ def compare(runs: dict[int, LoadTestOut]) -> None:
 initial = data.fetch_or_none(api.load_test_status, page=True)
 running_id = initial.id if initial is not None and initial.status == "running" else None
 with data.reading(page=True) as db_session:
-    names = [s.name for s in queries.list_services(db_session)]
+    names = [s.name for s in queries.service_briefs(db_session)]
     history = {r.id: lt.stored_run(r) for r in queries.load_tests(db_session, HISTORY_LIMIT)}
 
 with st.expander("New load test", icon=":material/speed:", expanded=running_id is None):

@@ -232,7 +232,7 @@ if initial is not None:
 
 st.subheader("Transitions")
 with data.reading(page=True) as db_session:
-    names = [s.name for s in queries.list_services(db_session)]
+    names = [s.name for s in queries.service_briefs(db_session)]
 left, right = st.columns(2)
 window = left.selectbox("Window", list(WINDOWS), index=1, key="tl-window")
 chosen = right.selectbox("Service", [ANY, *names], key="tl-service")

@@ -193,7 +193,7 @@ def _url() -> str:
 
 @st.cache_data(ttl=CHOICES_CACHE_S, show_spinner=False)
 def _choices(_session: Session, url: str) -> dict[str, str | None]:
-    registered = {s.name: s.status for s in queries.list_services(_session)}
+    registered = {s.name: s.status for s in queries.service_briefs(_session)}
     kept = metric_service_names(_session)
     return {name: registered.get(name) for name in sorted({*registered, *kept})}
 

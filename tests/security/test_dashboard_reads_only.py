@@ -83,6 +83,7 @@ def test_every_table_and_the_pages_reads_answer(dashboard: sessionmaker[Session]
         for table in Base.metadata.sorted_tables:
             session.execute(text(f"SELECT count(*) FROM {table.name}")).scalar_one()
         assert [s.name for s in queries.list_services(session)] == ["shop"]
+        assert queries.service_briefs(session) == [queries.ServiceBrief("shop", "healthy", False)]
         assert queries.overview(session, datetime.now(UTC)).total_services == 1
         assert len(queries.logs_frame(session, queries.LogFilter(limit=10))) >= 0
         assert storage_queries.storage_frame(session, datetime.now(UTC), 7) is not None

@@ -54,6 +54,7 @@ from engine.store.writer import BatchWriter
 from engine.telemetry.exporter import Telemetry
 from engine.traffic.breakers import BreakerBook
 from engine.traffic.http import make_async_client
+from engine.traffic.listener import ListenerLimits, ProxyListener, TokenGate
 from engine.traffic.outlier import OutlierEjector
 from engine.traffic.recorder import TrafficRecorder
 from engine.traffic.resilience import ResilienceCounters, RetryBudget
@@ -181,6 +182,10 @@ class Runtime:
             ("alert-evaluation", self._evaluate_alerts, s.alert_interval, s.alert_interval),
             ("database-probe", self._probe_database, s.alert_interval, 0.0),
         ], observe=self.telemetry.observe_job)
+        self.proxy = ProxyListener(
+            self.router, TokenGate(tokens, self.token_versions, self.clock), self.proxy_limiter, s.api_host,
+            s.proxy_port, ListenerLimits(max_header_bytes=s.max_header_bytes, max_body_bytes=s.route_max_body,
+                                         idle_timeout_s=s.api_idle_timeout, connections=s.proxy_connection_limit))
         self.api = ApiServer(s.api_host, s.api_port, ApiLimits(
             threads=s.api_threads, connections=s.api_connection_limit, idle_timeout_s=s.api_idle_timeout,
             max_header_bytes=s.max_header_bytes, max_body_bytes=s.max_body_bytes))
@@ -287,16 +292,25 @@ class Runtime:
         self.fleet.restore(skip=frozenset(DEMO_SERVICES) if demo else frozenset())
         self.loop.start()
         self.loop.run_soon(self._start_jobs()).result(10)
+        self.loop.run_soon(self.proxy.start()).result(10)
         if app is not None:
             self.api.start(app)
             if self.settings.metrics_token is None:
                 log.warning("METRICS_TOKEN is unset: GET /metrics answers without a token (it names the services "
                             "and instance URLs the engine watches); set it to require a scrape token")
-        log.info("engine started", extra={"meta": {"apiPort": self.settings.api_port, "demo": demo}})
+        log.info("engine started", extra={"meta": {"apiPort": self.settings.api_port, "proxyUrl": self.proxy.url,
+                                                    "demo": demo}})
 
     def stop(self) -> None:
         """Stop everything in reverse; buffered rows are written before the database closes. A second call does
         nothing more."""
+        try:
+            if self.loop.running:  # traffic first: no new connection, requests in flight finish briefly
+                self.loop.run_soon(self.proxy.stop()).result(self.proxy.limits.grace_s + 3)
+        finally:
+            self._stop_api()
+
+    def _stop_api(self) -> None:
         try:
             self.api.stop()
         finally:

@@ -41,7 +41,8 @@ LINGER_S = 2.0  # how long a refused client's remaining bytes are read and dropp
 
 
 class EngineLoop:
-    """One asyncio event loop on a daemon thread: the traffic plane and the scheduled jobs run on it."""
+    """One asyncio event loop on a daemon thread: the traffic plane and the scheduled jobs run on it (uvloop's
+    where it is installed, the standard one otherwise)."""
 
     def __init__(self, name: str = "engine-loop") -> None:
         self._name = name
@@ -55,7 +56,7 @@ class EngineLoop:
 
     def start(self) -> None:
         """Create the loop and run it on its thread."""
-        loop = asyncio.new_event_loop()
+        loop = _new_loop()
         self._thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
         self._thread.start()
         self._loop = loop
@@ -78,6 +79,14 @@ class EngineLoop:
         if thread is not None:
             thread.join(timeout)
         loop.close()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # not on Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 @dataclass(frozen=True)

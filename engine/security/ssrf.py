@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
@@ -203,7 +204,9 @@ async def checked_addresses(host: str, port: int, policy: Policy) -> list[IP]:
         addresses = [literal]
     else:
         policy.check(host, ())
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        # socket.getaddrinfo in a thread, as asyncio's own loop does it (uvloop's would bypass the socket module)
+        infos = await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM))
         addresses = list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos))
     if not addresses:
         raise OSError(f"host {host!r} does not resolve")

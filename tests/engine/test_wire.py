@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import uvloop
 
 from engine.security.ssrf import AddressRefused, Policy
 from engine.traffic.wire import ConnectionClosed, HttpClient, ResponseTooLarge, Url, parse_url
@@ -125,11 +126,21 @@ async def scripted(host: str = "127.0.0.1", port: int | None = None) -> tuple[as
     return server, port, seen
 
 
-def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
-    return asyncio.run(asyncio.wait_for(scenario(), 30))
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
-def test_keep_alive_reuses_one_connection_and_keeps_raw_headers():
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_factory(request: pytest.FixtureRequest) -> LoopFactory:
+    """Each test on asyncio's own loop and on uvloop (what the engine runs on)."""
+    return asyncio.new_event_loop if request.param == "asyncio" else uvloop.new_event_loop
+
+
+def run(scenario: Callable[[], Awaitable[Any]], loop_factory: LoopFactory) -> Any:
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_keep_alive_reuses_one_connection_and_keeps_raw_headers(loop_factory):
     async def scenario() -> tuple[Seen, list[Any], int, int]:
         server, port, seen = await scripted()
         client = HttpClient(LOOPBACK)
@@ -140,7 +151,7 @@ def test_keep_alive_reuses_one_connection_and_keeps_raw_headers():
             await client.close()
             server.close()
 
-    seen, out, open_, port = run(scenario)
+    seen, out, open_, port = run(scenario, loop_factory)
     assert seen.connections == 1 and len(seen.requests) == 20 and open_ == 1
     assert {(r.status, r.body) for r in out} == {(200, b"ok")}
     assert out[0].raw_headers == ((b"Content-Length", b"2"), (b"X-Pair", b"A"), (b"X-Pair", b"b"))
@@ -148,7 +159,7 @@ def test_keep_alive_reuses_one_connection_and_keeps_raw_headers():
     assert head.startswith(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port)
 
 
-def test_concurrent_requests_stay_under_the_per_host_cap():
+def test_concurrent_requests_stay_under_the_per_host_cap(loop_factory):
     async def scenario() -> tuple[Seen, list[Any]]:
         server, port, seen = await scripted()
         client = HttpClient(LOOPBACK, per_host=3)
@@ -160,12 +171,12 @@ def test_concurrent_requests_stay_under_the_per_host_cap():
             await client.close()
             server.close()
 
-    seen, out = run(scenario)
+    seen, out = run(scenario, loop_factory)
     assert seen.connections == 3 and len(seen.requests) == 12
     assert {r.body for r in out} == {b"hello chunked world"}
 
 
-def test_request_body_headers_and_bodiless_answers():
+def test_request_body_headers_and_bodiless_answers(loop_factory):
     async def scenario() -> list[Any]:
         server, port, seen = await scripted()
         client = HttpClient(LOOPBACK)
@@ -185,7 +196,7 @@ def test_request_body_headers_and_bodiless_answers():
             await client.close()
             server.close()
 
-    echo, empty_post, head, after_head, no_content, not_modified, last, seen = run(scenario)
+    echo, empty_post, head, after_head, no_content, not_modified, last, seen = run(scenario, loop_factory)
     assert (echo.status, echo.body) == (201, b"payload")
     sent_head = seen.requests[0][2]
     assert b"X-One: 1\r\n" in sent_head and b"X-Two: 2\r\n" in sent_head and b"Content-Length: 7\r\n" in sent_head
@@ -200,7 +211,7 @@ def test_request_body_headers_and_bodiless_answers():
     assert seen.connections == 1
 
 
-def test_connection_close_and_until_close_bodies_are_honoured():
+def test_connection_close_and_until_close_bodies_are_honoured(loop_factory):
     async def scenario() -> tuple[list[Any], Seen]:
         server, port, seen = await scripted()
         client = HttpClient(LOOPBACK)
@@ -213,12 +224,12 @@ def test_connection_close_and_until_close_bodies_are_honoured():
             await client.close()
             server.close()
 
-    (closing, until_close, ok), seen = run(scenario)
+    (closing, until_close, ok), seen = run(scenario, loop_factory)
     assert closing.body == b"close" and until_close.body == b"all of it" and ok.body == b"ok"
     assert seen.connections == 3  # neither of the first two went back to the pool
 
 
-def test_a_body_past_the_cap_raises_and_the_rest_is_not_read():
+def test_a_body_past_the_cap_raises_and_the_rest_is_not_read(loop_factory):
     async def scenario() -> tuple[list[BaseException], Seen, Any]:
         server, port, seen = await scripted()
         client = HttpClient(LOOPBACK, max_body=100_000)
@@ -237,13 +248,13 @@ def test_a_body_past_the_cap_raises_and_the_rest_is_not_read():
             await client.close()
             server.close()
 
-    errors, seen, within = run(scenario)
+    errors, seen, within = run(scenario, loop_factory)
     assert len(within.body) == 100_000
     assert [type(e) for e in errors] == [ResponseTooLarge, ResponseTooLarge]
     assert seen.sent < 32 * 1024 * 1024  # stopped long before the 64 MiB an endless answer would send
 
 
-def test_total_timeout_covers_a_slow_answer():
+def test_total_timeout_covers_a_slow_answer(loop_factory):
     async def scenario() -> tuple[float, int]:
         server, port, _ = await scripted()
         client = HttpClient(LOOPBACK)
@@ -257,12 +268,12 @@ def test_total_timeout_covers_a_slow_answer():
             await client.close()
             server.close()
 
-    took, open_ = run(scenario)
+    took, open_ = run(scenario, loop_factory)
     assert 0.25 < took < 1.5
     assert open_ == 0  # the timed-out connection is dropped, not pooled
 
 
-def test_a_connection_that_ends_without_an_answer_is_an_error_unless_reused_and_idempotent():
+def test_a_connection_that_ends_without_an_answer_is_an_error_unless_reused_and_idempotent(loop_factory):
     async def scenario() -> tuple[list[str], Seen]:
         server, port, seen = await scripted()
         client = HttpClient(LOOPBACK)
@@ -278,12 +289,12 @@ def test_a_connection_that_ends_without_an_answer_is_an_error_unless_reused_and_
             await client.close()
             server.close()
 
-    out, seen = run(scenario)
+    out, seen = run(scenario, loop_factory)
     assert len(out) == 2 and all("closed the connection before answering" in o for o in out)
     assert len(seen.requests) == 2  # a fresh connection's failure is not retried
 
 
-def test_a_reused_connection_closed_before_any_answer_is_retried_once_for_idempotent_methods_only():
+def test_a_reused_connection_closed_before_any_answer_is_retried_once_for_idempotent_methods_only(loop_factory):
     async def scenario() -> tuple[list[str], Seen]:
         server, port, seen = await scripted()
         client = HttpClient(LOOPBACK)
@@ -302,7 +313,7 @@ def test_a_reused_connection_closed_before_any_answer_is_retried_once_for_idempo
             await client.close()
             server.close()
 
-    out, seen = run(scenario)
+    out, seen = run(scenario, loop_factory)
     assert out == ["GET: 200 b'ok'", "POST: the server closed the connection before answering"]
     # GET: /then-drop, the dropped GET, its retry on a fresh connection; POST: /then-drop (on that one), dropped POST
     assert [(m, p) for m, p, _, _ in seen.requests] == [("GET", "/then-drop"), ("GET", "/ok"), ("GET", "/ok"),
@@ -368,7 +379,7 @@ def test_a_pooled_connection_the_server_closed_is_replaced():
     assert counts == {"connections": 3, "requests": 3}  # each on a new connection, each sent once
 
 
-def test_a_refused_address_is_never_dialled():
+def test_a_refused_address_is_never_dialled(loop_factory):
     async def scenario() -> tuple[str, Seen]:
         server, port, seen = await scripted("127.0.0.2")
         client = HttpClient(ONLY_ONE)
@@ -380,12 +391,12 @@ def test_a_refused_address_is_never_dialled():
             await client.close()
             server.close()
 
-    reason, seen = run(scenario)
+    reason, seen = run(scenario, loop_factory)
     assert reason == "refused: 127.0.0.2 is not in INSTANCE_ALLOWLIST"
     assert seen.connections == 0
 
 
-def test_a_name_that_resolves_elsewhere_later_is_refused_at_the_next_dial(monkeypatch):
+def test_a_name_that_resolves_elsewhere_later_is_refused_at_the_next_dial(monkeypatch, loop_factory):
     name = "rebind.test"
     answer = {"address": "127.0.0.1"}
     real = socket.getaddrinfo
@@ -412,7 +423,7 @@ def test_a_name_that_resolves_elsewhere_later_is_refused_at_the_next_dial(monkey
             server.close()
             moved.close()
 
-    status, reason, seen, moved_seen = run(scenario)
+    status, reason, seen, moved_seen = run(scenario, loop_factory)
     assert status == 200 and seen.connections == 1
     assert reason == "refused: 127.0.0.2 is not in INSTANCE_ALLOWLIST"
     assert moved_seen.connections == 0

@@ -54,11 +54,12 @@ from engine.store.writer import BatchWriter
 from engine.telemetry.exporter import Telemetry
 from engine.traffic.breakers import BreakerBook
 from engine.traffic.http import make_async_client
-from engine.traffic.listener import ListenerLimits, ProxyListener, TokenGate
+from engine.traffic.listener import ListenerLimits, ProxyListener
 from engine.traffic.outlier import OutlierEjector
 from engine.traffic.recorder import TrafficRecorder
 from engine.traffic.resilience import ResilienceCounters, RetryBudget
 from engine.traffic.router import Router
+from engine.traffic.tokengate import TokenGate
 from engine.traffic.window import RollingWindow
 
 if TYPE_CHECKING:

@@ -34,5 +34,7 @@ def forwardable_raw(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes,
             continue
         out.append((name, value))
     if named:
-        out = [(k, v) for k, v in out if k.lower() not in named]
+        named -= HOP_BY_HOP_BYTES  # `Connection: keep-alive` names nothing left to drop
+        if named:
+            out = [(k, v) for k, v in out if k.lower() not in named]
     return out

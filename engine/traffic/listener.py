@@ -6,8 +6,7 @@ rate-limit bucket, the same header rules (engine.traffic.forwarding) and the sam
 while an upstream answers, so proxied traffic is bounded by the loop, not by the API's worker threads.
 
     ProxyListener             the listening socket, its connections, the idle sweep, start and stop
-    ├── TokenGate             bearer token -> claims: verified once per token (bounded cache, expiry honoured),
-    │                         revocation read from TokenVersions' cache on the loop, a miss read in an executor
+    ├── TokenGate             bearer token -> claims (engine.traffic.tokengate)
     └── _Connection           one client: keep-alive, pipelined requests answered in order, limits on header
                               bytes (431), body bytes (413), idle and half-sent requests (closed), garbage (400)
 """
@@ -28,15 +27,14 @@ import httptools
 from contract.errors import ApiError, Forbidden, RateLimited, Unauthorized
 from contract.responses import ErrorOut
 from contract.roles import Role
-from engine.clock import Clock
 from engine.security.ratelimit import RateLimiter
-from engine.security.revocation import TokenVersions
-from engine.security.tokens import Claims, TokenIssuer
+from engine.security.tokens import Claims
 from engine.store.logs import event_logger
 from engine.traffic.forwarding import HOP_BY_HOP_BYTES, forwardable_raw
 from engine.traffic.router import Router
+from engine.traffic.tokengate import TokenGate
 
-__all__ = ["ListenerLimits", "ProxyListener", "TokenGate"]
+__all__ = ["ListenerLimits", "ProxyListener"]
 
 log = event_logger("proxy")
 bugs = logging.getLogger("engine.traffic.listener")
@@ -59,48 +57,6 @@ class ListenerLimits:
     connections: int = 10_000
     linger_s: float = 2.0
     grace_s: float = 2.0
-
-
-class TokenGate:
-    """Operator bearer tokens: each verified once (signature, claims) and kept until it expires, at most max_tokens
-    of them; its user's version and role come from TokenVersions (REVOCATION_TTL_S old at most), whose cache is read
-    on the loop and whose database read runs in the default executor, one read per user at a time."""
-
-    def __init__(self, issuer: TokenIssuer, versions: TokenVersions, clock: Clock, max_tokens: int = 10_000) -> None:
-        self._issuer = issuer
-        self._versions = versions
-        self._clock = clock
-        self._max_tokens = max_tokens
-        self._verified: dict[str, Claims] = {}
-        self._reads: dict[str, asyncio.Future[tuple[int, Role] | None]] = {}
-
-    def verify(self, token: str) -> Claims:
-        """The token's claims (Unauthorized when invalid or expired); never touches the database."""
-        claims = self._verified.get(token)
-        if claims is None:
-            claims = self._issuer.verify(token)
-            if len(self._verified) >= self._max_tokens:
-                del self._verified[next(iter(self._verified))]  # the oldest verified goes first
-            self._verified[token] = claims
-        elif claims.expires_at <= self._clock.now():
-            del self._verified[token]
-            raise Unauthorized("token expired")
-        return claims
-
-    async def current(self, claims: Claims) -> None:
-        """Nothing when the token is current; Unauthorized when revoked, Unavailable when it cannot be told."""
-        hit, current = self._versions.cached(claims.username)
-        if not hit:
-            current = await self._read(claims.username)
-        TokenVersions.judge(claims, current)
-
-    async def _read(self, username: str) -> tuple[int, Role] | None:
-        future = self._reads.get(username)
-        if future is None:
-            future = asyncio.get_running_loop().run_in_executor(None, self._versions.current, username)
-            self._reads[username] = future
-            future.add_done_callback(lambda _: self._reads.pop(username, None))
-        return await asyncio.shield(future)
 
 
 class _Request(NamedTuple):
@@ -532,7 +488,8 @@ class _Connection(asyncio.Protocol):
             if token and scheme.lower() == b"bearer":
                 try:
                     claims = listener.gate.verify(token.decode("latin-1"))
-                    await listener.gate.current(claims)
+                    if not listener.gate.known_current(claims):  # no coroutine on the common path
+                        await listener.gate.current(claims)
                 except ApiError as exc:  # 401, or 503 when the database cannot tell
                     claims, error = None, exc
         wait = listener.limiter.hit("user:" + claims.username if claims is not None else "addr:" + self._peer)

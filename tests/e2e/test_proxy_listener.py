@@ -9,7 +9,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -272,7 +272,9 @@ def test_idle_and_half_sent_requests_do_not_hold_others_and_are_closed_after_the
         assert time.monotonic() - began < 5
         assert wait_for(lambda: len(rt.proxy.connections) <= 1, 5), len(rt.proxy.connections)
         for s in stalled:
-            assert _read_all(s) == b""  # closed, no answer to half a request
+            s.settimeout(1)
+            with suppress(ConnectionResetError):  # closed (reset or end of stream), never answered; a timeout fails
+                assert s.recv(100) == b""
             s.close()
 
 

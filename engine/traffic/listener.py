@@ -24,7 +24,7 @@ from typing import NamedTuple, cast
 
 import httptools
 
-from contract.errors import ApiError, Forbidden, RateLimited, Unauthorized
+from contract.errors import ApiError, ConfigError, Forbidden, RateLimited, Unauthorized
 from contract.responses import ErrorOut
 from contract.roles import Role
 from engine.security.ratelimit import RateLimiter
@@ -153,8 +153,11 @@ class ProxyListener:
         """Bind now (a taken port fails the start) and accept connections on the running loop."""
         loop = asyncio.get_running_loop()
         self.stopping = False
-        self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port, backlog=1024,
-                                                reuse_address=True)
+        try:
+            self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port, backlog=1024,
+                                                    reuse_address=True)
+        except OSError as exc:
+            raise ConfigError("PROXY_PORT", f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(self._sweep())
         log.info("traffic listener on %s", self.url, extra={"meta": {"proxyPort": self.port}})

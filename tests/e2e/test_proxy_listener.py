@@ -17,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from contract.errors import ConfigError
 from contract.roles import Role
 from contract.settings import Settings
 from engine.clock import Clock, FakeClock
@@ -296,6 +297,36 @@ def test_keep_alive_serves_many_requests_on_one_connection_and_pipelined_ones_in
         last = _read_all(s)
         assert last.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in last
     assert sum(len(e.seen) for e in echoes) == 7
+
+
+def test_http10_closes_unless_kept_alive_and_expect_100_continue_is_answered(fast, echoes):
+    rt, client = fast
+    token = client.headers["Authorization"].split()[1]
+    answer = _raw(rt.proxy.port, f"GET /proxy/echo/old HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in answer  # then closed: _raw returned
+    with socket.create_connection(("127.0.0.1", rt.proxy.port), timeout=5) as s:
+        s.sendall(f"GET /proxy/echo/kept HTTP/1.0\r\nConnection: keep-alive\r\nAuthorization: Bearer {token}\r\n\r\n"
+                  .encode())
+        [(status, headers, _)] = _read_responses(s, 1)
+        assert (status, headers["connection"]) == (200, "keep-alive")
+        s.sendall(f"POST /proxy/echo/exp HTTP/1.1\r\nAuthorization: Bearer {token}\r\nExpect: 100-continue\r\n"
+                  "Content-Length: 5\r\n\r\n".encode())
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before the body is sent
+        s.sendall(b"hello")
+        [(status, _, body)] = _read_responses(s, 1)
+        assert status == 200 and json.loads(body)["body"] == base64.b64encode(b"hello").decode()
+
+
+def test_a_taken_port_fails_the_start_naming_the_setting(clean_db, settings):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        rt = Runtime.open(settings.replace(proxy_port=taken.getsockname()[1]))
+        try:
+            with pytest.raises(ConfigError, match="PROXY_PORT"):
+                rt.start()
+        finally:
+            rt.stop()
 
 
 def test_stop_leaves_no_listening_socket(clean_db, settings, echoes):

@@ -474,7 +474,7 @@ class _Connection(asyncio.Protocol):
         upstream = await self._listener.router.send(
             _unquote(service), request.method.decode(), _unquote(path), query=query.decode("utf-8", "surrogateescape"),
             headers=forward, body=request.body, key=key)
-        head = b"".join(b"%s: %s\r\n" % pair for pair in forwardable_raw(upstream.raw_headers))
+        head = b"".join([b"%s: %s\r\n" % pair for pair in forwardable_raw(upstream.raw_headers)])
         head += b"X-Upstream-Instance: %s\r\nX-Upstream-Attempts: %d\r\n" % (
             upstream.instance_url.encode("latin-1", "replace"), upstream.attempts)
         return upstream.status, head, upstream.body

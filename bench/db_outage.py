@@ -259,7 +259,7 @@ class _Live:
 
 
 def _engine_env(cfg: Config, url: str, workdir: Path, port: int) -> dict[str, str]:
-    return {"DATABASE_URL": url, "DATA_DIR": str(workdir / "data"), "API_PORT": str(port),
+    return {"DATABASE_URL": url, "DATA_DIR": str(workdir / "data"), "API_PORT": str(port), "PROXY_PORT": "0",
             "DEMO_PORT_BASE": str(cfg.port_base), "COLLECT_INTERVAL": str(cfg.collect_interval),
             "HEALTH_INTERVAL": str(cfg.health_interval), "ADMIN_PASSWORD": PASSWORD, "RATE_LIMIT_PER_S": "1000",
             "RATE_LIMIT_BURST": "10000", "ALERT_INTERVAL": "0.5"}

@@ -249,7 +249,7 @@ def main() -> int:
     ok = True
     with scratch_database() as url, tempfile.TemporaryDirectory(prefix="mm-hostile-") as work:
         port = free_port()
-        env = {"DATABASE_URL": url, "DATA_DIR": str(Path(work) / "data"), "API_PORT": str(port),
+        env = {"DATABASE_URL": url, "DATA_DIR": str(Path(work) / "data"), "API_PORT": str(port), "PROXY_PORT": "0",
                "JWT_SECRET": SECRET, "ADMIN_PASSWORD": "hostile-client-admin-password", "LOG_LEVEL": "WARNING",
                "RATE_LIMIT_PER_S": "1000000", "RATE_LIMIT_BURST": "1000000"}
         engine = EngineProcess(env, Path(work) / "engine.log", demo=False)

@@ -49,6 +49,7 @@ from engine.clock import SystemClock
 from engine.fleet.processes import free_port, spawn, stop_all
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.checker import HealthState
+from engine.hosting import new_event_loop
 from engine.loadtest.generator import Generator, Plan, Sample, Tally
 from engine.loadtest.hdr import Histogram
 from engine.loadtest.sender import router_sender
@@ -377,14 +378,17 @@ def main() -> int:
 def trial_main(args: argparse.Namespace) -> int:
     """Child side: one trial, its result as one JSON line (with --profile, a cProfile table on stderr)."""
     coro = ours_trial(args.url, args.ours_trial, args.seconds, args.users)
+    runner = asyncio.Runner(loop_factory=lambda: new_event_loop(not args.no_uvloop))  # as the engine's loop
     if not args.profile:
-        print(json.dumps(asyncio.run(coro)))
+        with runner:
+            print(json.dumps(runner.run(coro)))
         return 0
     import cProfile
     import pstats
 
     profiler = cProfile.Profile()
-    result = profiler.runcall(asyncio.run, coro)
+    with runner:
+        result = profiler.runcall(runner.run, coro)
     pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
     print(json.dumps(result))
     return 0
@@ -397,5 +401,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=TRIAL_S)
     parser.add_argument("--users", type=int, default=USERS)
     parser.add_argument("--profile", action="store_true", help="child mode: cProfile the trial (top 30 by tottime)")
+    parser.add_argument("--no-uvloop", action="store_true", help="child mode: asyncio's own loop (as ENGINE_UVLOOP=false)")
     cli = parser.parse_args()
     sys.exit(trial_main(cli) if cli.ours_trial is not None else main())

@@ -58,7 +58,7 @@ def engine_env(database_url: str, data_dir: Path, empty_bin: Path, password: str
         "HOME": str(data_dir), "LANG": os.environ.get("LANG", "C.UTF-8"), "PATH": str(empty_bin),
         "PYTHONPATH": str(ROOT),
         "DATABASE_URL": database_url, "DATA_DIR": str(data_dir),
-        "API_HOST": "127.0.0.1", "API_PORT": str(_free_port()), "DEMO_PORT_BASE": "20000",
+        "API_HOST": "127.0.0.1", "API_PORT": str(_free_port()), "PROXY_PORT": "0", "DEMO_PORT_BASE": "20000",
         "JWT_SECRET": secrets.token_urlsafe(48), "ADMIN_PASSWORD": password,
         "RATE_LIMIT_PER_S": "100000", "RATE_LIMIT_BURST": "1000000",
         "LOGIN_ATTEMPTS": "1000000", "LOGIN_REFILL_S": "0.001",

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     api_host: str = Field(
         default="127.0.0.1", validation_alias="API_HOST", description="address the REST API and the dashboard bind")
     api_port: int = Field(default=5000, ge=1, le=65535, validation_alias="API_PORT", description="REST API port")
+    proxy_port: int = Field(
+        default=5080, ge=0, le=65535, validation_alias="PROXY_PORT",
+        description="traffic listener port (`/proxy/<service>/<path>` served on the engine's event loop, on "
+                    "`API_HOST`); 0 = a free port picked at start")
+    proxy_connection_limit: int = Field(
+        default=4096, ge=1, le=100_000, validation_alias="PROXY_CONNECTION_LIMIT",
+        description="open traffic-listener connections at most; past it a new one is answered 503 and closed")
     api_url: str | None = Field(
         default=None, validation_alias="API_URL",
         description="where the dashboard finds the API; unset = `http://API_HOST:API_PORT`")
@@ -160,10 +167,12 @@ class Settings(BaseSettings):
         default=65_536, gt=0, validation_alias="MAX_BODY_BYTES", description="largest request body; larger is 413")
     max_header_bytes: int = Field(
         default=65_536, ge=1024, validation_alias="MAX_HEADER_BYTES",
-        description="largest request line and headers of an API request together; larger is 431")
+        description="largest request line and headers of an API or traffic-listener request together; larger is "
+                    "431")
     api_idle_timeout: int = Field(
         default=30, ge=1, validation_alias="API_IDLE_TIMEOUT_S",
-        description="seconds an API connection may stay idle, or a request half sent, before the server closes it")
+        description="seconds an API or traffic-listener connection may stay idle, or a request half sent, before "
+                    "the server closes it")
     api_threads: int = Field(
         default=16, ge=1, le=256, validation_alias="API_THREADS",
         description="API worker threads: requests handled at once (a request is read whole before a thread takes it)")
@@ -178,10 +187,15 @@ class Settings(BaseSettings):
     route_max_body: int = Field(
         default=10 * 1024 * 1024, gt=0, validation_alias="ROUTE_MAX_BODY_BYTES",
         description="largest body of an instance's answer a routed request (proxy, load test) reads; a larger one "
-                    "is a 502 and the rest is not read")
+                    "is a 502 and the rest is not read; also the largest request body the traffic listener takes "
+                    "(larger is 413)")
     route_retries: int = Field(
         default=2, ge=0, validation_alias="ROUTE_RETRIES",
         description="retries of an idempotent routed request after a failure")
+    engine_uvloop: bool = Field(
+        default=True, validation_alias="ENGINE_UVLOOP",
+        description="run the engine's event loop and load-test worker processes on uvloop when it is installed; "
+                    "`false`: asyncio's own loop")
     retry_budget_percent: float = Field(
         default=20.0, gt=0, validation_alias="RETRY_BUDGET_PERCENT",
         description="retries in flight at most this % of routed requests in flight")

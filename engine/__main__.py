@@ -115,6 +115,7 @@ def run(settings: Settings, *, demo: bool, dashboard: bool) -> None:
     try:
         runtime.start(demo=demo, app=create_app(runtime))
         print(f"API        {settings.api_base_url}/api/health", flush=True)
+        print(f"Traffic    {runtime.proxy.url}/proxy/<service>/<path>  (operator token)", flush=True)
         if dashboard:
             children.append(_dashboard(settings, runtime))
             print(f"Dashboard  http://{settings.api_host}:{settings.dashboard_port}", flush=True)

@@ -54,10 +54,12 @@ from engine.store.writer import BatchWriter
 from engine.telemetry.exporter import Telemetry
 from engine.traffic.breakers import BreakerBook
 from engine.traffic.http import make_async_client
+from engine.traffic.listener import ListenerLimits, ProxyListener
 from engine.traffic.outlier import OutlierEjector
 from engine.traffic.recorder import TrafficRecorder
 from engine.traffic.resilience import ResilienceCounters, RetryBudget
 from engine.traffic.router import Router
+from engine.traffic.tokengate import TokenGate
 from engine.traffic.window import RollingWindow
 
 if TYPE_CHECKING:
@@ -122,7 +124,7 @@ class Runtime:
                                    bucket_seconds=s.collect_interval, timeout=s.health_timeout)
 
         # traffic: the router sends on the engine loop
-        self.loop = EngineLoop()
+        self.loop = EngineLoop(use_uvloop=s.engine_uvloop)
         self.breakers = BreakerBook(self.clock, self.writer)
         self.ejector = OutlierEjector(self.clock, s.eject_consecutive, s.eject_base_s, s.eject_max_percent)
         self.resilience = ResilienceCounters(self.clock)
@@ -163,7 +165,7 @@ class Runtime:
         self.loadtests = LoadTestManager(
             self.registry, self.router, self.sessions, self.writer, self.clock, self.loop.run_soon,
             LoadTestLimits(s.max_rps, s.max_duration, s.max_users, s.loadtest_backlog_s, s.loadtest_process_rps,
-                           drain_s=s.route_timeout * (s.route_retries + 1) + 1.0),
+                           drain_s=s.route_timeout * (s.route_retries + 1) + 1.0, uvloop=s.engine_uvloop),
         )
 
         # jobs on the loop: checks at once (a fresh start shows a status within a second), scrapes half an
@@ -181,6 +183,10 @@ class Runtime:
             ("alert-evaluation", self._evaluate_alerts, s.alert_interval, s.alert_interval),
             ("database-probe", self._probe_database, s.alert_interval, 0.0),
         ], observe=self.telemetry.observe_job)
+        self.proxy = ProxyListener(
+            self.router, TokenGate(tokens, self.token_versions, self.clock), self.proxy_limiter, s.api_host,
+            s.proxy_port, ListenerLimits(max_header_bytes=s.max_header_bytes, max_body_bytes=s.route_max_body,
+                                         idle_timeout_s=s.api_idle_timeout, connections=s.proxy_connection_limit))
         self.api = ApiServer(s.api_host, s.api_port, ApiLimits(
             threads=s.api_threads, connections=s.api_connection_limit, idle_timeout_s=s.api_idle_timeout,
             max_header_bytes=s.max_header_bytes, max_body_bytes=s.max_body_bytes))
@@ -287,16 +293,25 @@ class Runtime:
         self.fleet.restore(skip=frozenset(DEMO_SERVICES) if demo else frozenset())
         self.loop.start()
         self.loop.run_soon(self._start_jobs()).result(10)
+        self.loop.run_soon(self.proxy.start()).result(10)
         if app is not None:
             self.api.start(app)
             if self.settings.metrics_token is None:
                 log.warning("METRICS_TOKEN is unset: GET /metrics answers without a token (it names the services "
                             "and instance URLs the engine watches); set it to require a scrape token")
-        log.info("engine started", extra={"meta": {"apiPort": self.settings.api_port, "demo": demo}})
+        log.info("engine started", extra={"meta": {"apiPort": self.settings.api_port, "proxyUrl": self.proxy.url,
+                                                    "demo": demo}})
 
     def stop(self) -> None:
         """Stop everything in reverse; buffered rows are written before the database closes. A second call does
         nothing more."""
+        try:
+            if self.loop.running:  # traffic first: no new connection, requests in flight finish briefly
+                self.loop.run_soon(self.proxy.stop()).result(self.proxy.limits.grace_s + 3)
+        finally:
+            self._stop_api()
+
+    def _stop_api(self) -> None:
         try:
             self.api.stop()
         finally:

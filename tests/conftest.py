@@ -179,6 +179,7 @@ def settings_for(database_url: str, data_dir: Path) -> Settings:
         database_url=database_url,
         data_dir=data_dir,
         api_port=free_port(),
+        proxy_port=0,
         demo_port_base=free_port_base(MANAGED_PORTS),
         flush_interval=0.05,
         health_interval=0.5,

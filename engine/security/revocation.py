@@ -50,11 +50,25 @@ class TokenVersions:
 
     def check(self, claims: Claims) -> None:
         """Nothing if the token is current; Unauthorized if its user is gone or its version or role changed."""
-        current = self.current(claims.username)
+        self.judge(claims, self.current(claims.username))
+
+    @staticmethod
+    def judge(claims: Claims, current: tuple[int, Role] | None) -> None:
+        """Nothing if current (a user's version and role as read) holds the token's; Unauthorized otherwise."""
         if current is None:
             raise Unauthorized("the token's user no longer exists")
         if current != (claims.version, claims.role):
             raise Unauthorized("token revoked (logged out, or the password or role changed): log in again")
+
+    def cached(self, username: str) -> tuple[bool, tuple[int, Role] | None]:
+        """(True, the user's version and role) when a read at most ttl seconds old is held, else (False, None):
+        never reads the database, so an event loop may call it (and call current() off the loop on a miss)."""
+        now = self._clock.monotonic()
+        with self._lock:
+            entry = self._entries.get(username)
+        if entry is not None and now - entry.read_at < self._ttl:
+            return True, entry.current
+        return False, None
 
     def current(self, username: str) -> tuple[int, Role] | None:
         """The user's token version and role (None: no such user), at most ttl seconds old."""

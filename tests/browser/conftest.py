@@ -254,7 +254,7 @@ def running_app(browser_database: str, seeded: Seeded, database_relay: Relay,
     # the dashboard's way to the API, a relay too (the test's own client goes straight to the API)
     api_link = Relay(lambda: socket.create_connection(("127.0.0.1", api_port), timeout=5))
     env = dict(os.environ, API_URL=f"http://127.0.0.1:{api_link.port}", DATABASE_URL=relayed,
-               DATA_DIR=str(data_dir), API_PORT=str(api_port), DASHBOARD_PORT=str(dashboard_port),
+               DATA_DIR=str(data_dir), API_PORT=str(api_port), PROXY_PORT="0", DASHBOARD_PORT=str(dashboard_port),
                DEMO_PORT_BASE=str(free_port_base(MANAGED_PORTS)), ADMIN_PASSWORD=ADMIN_PASSWORD,
                JWT_SECRET=TEST_JWT_SECRET, HEALTH_INTERVAL="1", COLLECT_INTERVAL="1", STATUS_PAGE_ENABLED="true",
                STATUS_PAGE_TITLE="Browser test status")

@@ -2,7 +2,8 @@
 
 Every request except GET of the health path is recorded as a `Seen` (method, raw path, raw query, headers in
 the order received, raw body) and answered with JSON describing it. A request header `X-Echo-Status: <code>` picks
-the answer's status; `fail_status`, when set, answers every recorded request with that status instead.
+the answer's status, `X-Echo-Delay-Ms: <ms>` delays it; `fail_status`, when set, answers every recorded request
+with that status instead.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,6 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         seen = Seen(echo.name, self.command, path, query.encode("latin-1"), tuple(self.headers.items()), body)
         echo.record(seen)
+        if seen.header("X-Echo-Delay-Ms"):
+            time.sleep(float(seen.header("X-Echo-Delay-Ms")[0]) / 1000)
         status = echo.fail_status or int(seen.header("X-Echo-Status")[0] if seen.header("X-Echo-Status") else 200)
         answer = json.dumps({
             "instance": seen.instance, "method": seen.method, "path": seen.path, "query": query,

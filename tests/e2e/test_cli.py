@@ -58,7 +58,7 @@ def descendants(pid):
 def test_up_serves_everything_and_ctrl_c_stops_everything(pg_dir):
     api_port, dash_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(DATA_DIR=str(pg_dir), API_PORT=str(api_port), DASHBOARD_PORT=str(dash_port),
+    env.update(DATA_DIR=str(pg_dir), API_PORT=str(api_port), PROXY_PORT="0", DASHBOARD_PORT=str(dash_port),
                DEMO_PORT_BASE=str(free_port_base(20)), HEALTH_INTERVAL="1", COLLECT_INTERVAL="1")
     env.pop("ADMIN_PASSWORD", None)
     env.pop("JWT_SECRET", None)

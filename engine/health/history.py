@@ -39,14 +39,18 @@ class MinuteRollup:
 
     def __init__(self) -> None:
         self._open: dict[tuple[int, int, datetime], _Counts] = {}
+        self._oldest: datetime | None = None  # the earliest minute held (closed() scans nothing before it ends)
 
     def add(self, service_id: int, instance_id: int, at: datetime, state: HealthState,
             latency_ms: float | None) -> None:
         """Count one check result (its raw, undamped state)."""
-        key = (service_id, instance_id, minute_of(at))
+        minute = minute_of(at)
+        key = (service_id, instance_id, minute)
         counts = self._open.get(key)
         if counts is None:
             counts = self._open[key] = _Counts()
+            if self._oldest is None or minute < self._oldest:
+                self._oldest = minute
         counts.checks += 1
         if state is HealthState.HEALTHY:
             counts.up += 1
@@ -62,10 +66,15 @@ class MinuteRollup:
     def closed(self, now: datetime) -> list[CheckRollupEvent]:
         """Rows of every minute that ended at or before now, removed from memory."""
         current = minute_of(now)
-        return self._take([k for k in self._open if k[2] < current])
+        if self._oldest is None or self._oldest >= current:
+            return []  # nothing held ended yet: no scan of every instance's counts
+        taken = self._take([k for k in self._open if k[2] < current])
+        self._oldest = min((k[2] for k in self._open), default=None)
+        return taken
 
     def drain(self) -> list[CheckRollupEvent]:
         """Rows of every minute held, the open one too (at stop: a restart adds the rest of that minute)."""
+        self._oldest = None
         return self._take(list(self._open))
 
     @property

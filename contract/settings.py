@@ -183,6 +183,10 @@ class Settings(BaseSettings):
     route_retries: int = Field(
         default=2, ge=0, validation_alias="ROUTE_RETRIES",
         description="retries of an idempotent routed request after a failure")
+    engine_uvloop: bool = Field(
+        default=True, validation_alias="ENGINE_UVLOOP",
+        description="run the engine's event loop and load-test worker processes on uvloop when it is installed; "
+                    "`false`: asyncio's own loop")
     retry_budget_percent: float = Field(
         default=20.0, gt=0, validation_alias="RETRY_BUDGET_PERCENT",
         description="retries in flight at most this % of routed requests in flight")

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from waitress.parser import HTTPRequestParser
     from waitress.wasyncore import _SocketMap
 
-__all__ = ["ApiLimits", "ApiServer", "EngineLoop"]
+__all__ = ["ApiLimits", "ApiServer", "EngineLoop", "new_event_loop"]
 
 log = logging.getLogger("engine.hosting")
 
@@ -40,11 +40,25 @@ T = TypeVar("T")
 LINGER_S = 2.0  # how long a refused client's remaining bytes are read and dropped before the close
 
 
-class EngineLoop:
-    """One asyncio event loop on a daemon thread: the traffic plane and the scheduled jobs run on it."""
+def new_event_loop(use_uvloop: bool = True) -> asyncio.AbstractEventLoop:
+    """A new event loop: uvloop's when use_uvloop and it is installed, else asyncio's own."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
-    def __init__(self, name: str = "engine-loop") -> None:
+
+class EngineLoop:
+    """One asyncio event loop on a daemon thread: the traffic plane and the scheduled jobs run on it (uvloop's
+    when use_uvloop and it is installed)."""
+
+    def __init__(self, name: str = "engine-loop", *, use_uvloop: bool = True) -> None:
         self._name = name
+        self.use_uvloop = use_uvloop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -55,7 +69,7 @@ class EngineLoop:
 
     def start(self) -> None:
         """Create the loop and run it on its thread."""
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop(self.use_uvloop)
         self._thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
         self._thread.start()
         self._loop = loop

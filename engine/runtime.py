@@ -124,7 +124,7 @@ class Runtime:
                                    bucket_seconds=s.collect_interval, timeout=s.health_timeout)
 
         # traffic: the router sends on the engine loop
-        self.loop = EngineLoop()
+        self.loop = EngineLoop(use_uvloop=s.engine_uvloop)
         self.breakers = BreakerBook(self.clock, self.writer)
         self.ejector = OutlierEjector(self.clock, s.eject_consecutive, s.eject_base_s, s.eject_max_percent)
         self.resilience = ResilienceCounters(self.clock)
@@ -165,7 +165,7 @@ class Runtime:
         self.loadtests = LoadTestManager(
             self.registry, self.router, self.sessions, self.writer, self.clock, self.loop.run_soon,
             LoadTestLimits(s.max_rps, s.max_duration, s.max_users, s.loadtest_backlog_s, s.loadtest_process_rps,
-                           drain_s=s.route_timeout * (s.route_retries + 1) + 1.0),
+                           drain_s=s.route_timeout * (s.route_retries + 1) + 1.0, uvloop=s.engine_uvloop),
         )
 
         # jobs on the loop: checks run each at its phase (HealthChecker.run, started with the jobs); the

@@ -50,6 +50,7 @@ class LoadTestLimits:
     backlog_s: float = 1.0
     process_rps: float = 5000.0
     drain_s: float = 10.0
+    uvloop: bool = True  # worker processes run on uvloop when it is installed
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,8 @@ class LoadTestManager:
             return
         merger = _SecondMerger(run.workers, lambda s: self._on_second(run, s))
         pool = WorkerPool(self._router, spec, req.method, req.path, run.workers,
-                          lambda share, shares: self._plan(req, share, shares), self.limits.drain_s)
+                          lambda share, shares: self._plan(req, share, shares), self.limits.drain_s,
+                          uvloop=self.limits.uvloop)
         send = router_sender(self._router, req.service, req.method, req.path)
         gen = Generator(self._plan(req, 0, run.workers), send, self._clock.monotonic, lambda s: merger.add(0, s),
                         drain_s=self.limits.drain_s)

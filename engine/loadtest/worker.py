@@ -25,6 +25,7 @@ from typing import Any
 from engine.clock import SystemClock
 from engine.fleet.registry import Registry, ServiceSpec
 from engine.health.checker import HealthState
+from engine.hosting import new_event_loop
 from engine.loadtest.generator import Generator, Plan, Sample, Tally
 from engine.loadtest.sender import router_sender
 from engine.security.ssrf import Policy
@@ -55,6 +56,7 @@ class WorkerSpec:
     path: str
     plan: Plan
     drain_s: float
+    uvloop: bool = True
 
 
 class _NoWriter:
@@ -73,7 +75,8 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
     """Child process entry."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the engine stops us
-    asyncio.run(_work(conn, spec))
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(spec.uvloop)) as runner:
+        runner.run(_work(conn, spec))
 
 
 async def _work(conn: Connection, spec: WorkerSpec) -> None:
@@ -107,7 +110,7 @@ class WorkerPool:
     """Starts shares 1..n-1 in worker processes and feeds their seconds to `add(share, sample)`."""
 
     def __init__(self, router: Router, service: ServiceSpec, method: str, path: str, shares: int,
-                 plan_of: Callable[[int, int], Plan], drain_s: float) -> None:
+                 plan_of: Callable[[int, int], Plan], drain_s: float, *, uvloop: bool = True) -> None:
         self._router = router
         self._service = service
         self._method = method
@@ -115,6 +118,7 @@ class WorkerPool:
         self._shares = shares
         self._plan_of = plan_of
         self._drain_s = drain_s
+        self._uvloop = uvloop
         self._procs: list[BaseProcess] = []
         self._conns: list[Connection] = []
         self._ready: list[asyncio.Future[None]] = []
@@ -126,7 +130,7 @@ class WorkerPool:
         return WorkerSpec(service, self._router.algorithm, self._router.breakers.get(self._service.name).config,
                           self._router.timeout_s, self._router.max_retries, self._router.policy,
                           self._router.max_body_bytes, self._method, self._path,
-                          self._plan_of(share, self._shares), self._drain_s)
+                          self._plan_of(share, self._shares), self._drain_s, self._uvloop)
 
     async def start(self, add: Callable[[int, Sample], None], finished: Callable[[int], None],
                     monotonic: Callable[[], float]) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
@@ -25,7 +26,6 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_exceptions import ClientConnectorError
-from aiohttp.resolver import ThreadedResolver
 
 from contract.settings import parse_allowlist
 
@@ -36,6 +36,7 @@ __all__ = [
     "GuardedConnector",
     "GuardedResolver",
     "Policy",
+    "SocketResolver",
     "channel_refusal",
     "checked_addresses",
     "forbidden",
@@ -203,12 +204,34 @@ async def checked_addresses(host: str, port: int, policy: Policy) -> list[IP]:
         addresses = [literal]
     else:
         policy.check(host, ())
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await _getaddrinfo(host, port)
         addresses = list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos))
     if not addresses:
         raise OSError(f"host {host!r} does not resolve")
     policy.check(host, addresses)
     return addresses
+
+
+async def _getaddrinfo(host: str, port: int, family: int = 0) -> list[Any]:
+    """socket.getaddrinfo in a thread, as asyncio's own loop does it on any loop (uvloop's would bypass the
+    socket module)."""
+    return await asyncio.get_running_loop().run_in_executor(
+        None, functools.partial(socket.getaddrinfo, host, port, family, socket.SOCK_STREAM))
+
+
+class SocketResolver(AbstractResolver):
+    """aiohttp's resolver over socket.getaddrinfo in a thread, whatever the event loop."""
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+                      ) -> list[ResolveResult]:
+        """Every IPv4 / IPv6 address of host."""
+        infos = await _getaddrinfo(host, port, family)
+        return [ResolveResult(hostname=host, host=str(address[0]), port=int(address[1]), family=fam, proto=proto,
+                              flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
+                for fam, _, proto, _, address in infos if fam in (socket.AF_INET, socket.AF_INET6)]
+
+    async def close(self) -> None:
+        """Nothing to close."""
 
 
 class GuardedResolver(AbstractResolver):
@@ -217,7 +240,7 @@ class GuardedResolver(AbstractResolver):
 
     def __init__(self, policy: Policy, inner: AbstractResolver | None = None) -> None:
         self.policy = policy
-        self._inner = inner or ThreadedResolver()
+        self._inner = inner or SocketResolver()
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
                       ) -> list[ResolveResult]:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 from urllib.parse import quote
 
-import aiohttp
 from yarl import URL
 
 from contract.errors import ApiError, NotFound, Unavailable
@@ -21,7 +20,7 @@ from contract.states import HealthState
 from engine.chaos.faults import InjectedStatus
 from engine.clock import Clock
 from engine.fleet.registry import Registry, ServiceSpec
-from engine.security.ssrf import AddressRefused, GuardedConnector, Policy
+from engine.security.ssrf import AddressRefused, Policy
 from engine.store.logs import event_logger
 from engine.traffic.balancer import Algorithm, Balancer, Target, make_balancer
 from engine.traffic.breaker import CircuitBreaker
@@ -29,6 +28,7 @@ from engine.traffic.breakers import BreakerBook
 from engine.traffic.outlier import OutlierEjector
 from engine.traffic.recorder import TrafficRecorder
 from engine.traffic.resilience import ResilienceCounters, RetryBudget, backoff_s
+from engine.traffic.wire import HttpClient, ResponseTooLarge, Url
 
 __all__ = [
     "CircuitOpen", "FaultHook", "NoInstance", "Request", "Router", "Upstream", "UpstreamRefused", "UpstreamTimeout",
@@ -84,20 +84,23 @@ _QUERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 @functools.lru_cache(maxsize=4096)
-def _url(base: str, path: str, query: str) -> URL:
-    """A parsed URL, cached: parsing one costs about as much as the rest of the router's bookkeeping.
+def _url(base: str, path: str, query: str) -> Url:
+    """Where a request goes, cached: parsing costs about as much as the rest of the router's bookkeeping.
 
-    The path is quoted; the query goes out as given (yarl would re-quote it: `%2F` -> `/`, `%7E` -> `~`), only
-    spaces, control characters and non-ASCII are percent-encoded (as UTF-8; surrogate escapes as their bytes).
+    The path is quoted (and its dot segments resolved); the query goes out as given, only spaces, control
+    characters and non-ASCII are percent-encoded (as UTF-8; surrogate escapes as their bytes).
     """
     url = URL(base + "/" + path.lstrip("/"))
-    if not query:
-        return url
-    return URL(f"{url}?{quote(query, safe=_QUERY_SAFE, errors='surrogateescape')}", encoded=True)
+    target = url.raw_path_qs or "/"
+    if query:
+        target += "?" + quote(query, safe=_QUERY_SAFE, errors="surrogateescape")
+    if url.raw_host is None or url.port is None or url.scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL with a host: {base!r}")
+    return Url(url.scheme, url.raw_host, url.port, target)
 
 
 class Upstream(NamedTuple):
-    """What the instance answered (after retries); raw_headers as aiohttp received them (bytes pairs)."""
+    """What the instance answered (after retries); raw_headers as received (bytes pairs)."""
 
     status: int
     raw_headers: tuple[tuple[bytes, bytes], ...]
@@ -127,10 +130,6 @@ class _Attempt(NamedTuple):
     upstream: Upstream | None
     failure: str | None  # None = success (any status < 500)
     error: type[ApiError] | None = None  # what a failure without an answer raises when no retry follows
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class Router:
@@ -166,7 +165,6 @@ class Router:
         self.budget = budget
         self._clock = clock
         self.timeout_s = timeout_s
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.max_retries = max_retries
         self.policy = policy
         self.max_body_bytes = max_body_bytes
@@ -178,21 +176,21 @@ class Router:
         self.algorithm = Algorithm(algorithm)
         self._balancers: dict[str, Balancer] = {}
         self.targets: dict[int, Target] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        """Open the connection pool (inside the engine loop): it dials only addresses the policy allows, checked
-        when each is resolved (the DNS cache holds checked answers only) and for IP literals at each request."""
+        """Open the connection pools (inside the engine loop): they dial only addresses the policy allows, each
+        resolved and checked at the dial (an IP literal checked itself)."""
         self._loop = asyncio.get_running_loop()
-        connector = GuardedConnector(self.policy, limit=1000, limit_per_host=200, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
+        self._client = HttpClient(self.policy, per_host=200, connect_timeout=self.timeout_s, timeout=self.timeout_s,
+                                  max_body=self.max_body_bytes)
 
     async def close(self) -> None:
-        """Close the connection pool."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the connection pools."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     def set_algorithm(self, name: str) -> None:
         """Switch every service to a fresh balancer of this algorithm (UnknownAlgorithm lists the valid ones)."""
@@ -234,7 +232,7 @@ class Router:
         spec = self._registry.by_name(service)
         if spec is None:
             raise NotFound("service", service)
-        if self._session is None:
+        if self._client is None:
             raise Unavailable("the engine's traffic loop is not running")
         request = Request(method.upper(), path, query, tuple(headers), body, key)
         self.counters.add("requests")
@@ -306,7 +304,6 @@ class Router:
     async def _attempt(
         self, spec: ServiceSpec, target: Target, breaker: CircuitBreaker, request: Request, attempt: int
     ) -> _Attempt:
-        assert self._session is not None
         url = _url(target.url, request.path, request.query)
         target.in_flight += 1
         target.picks += 1
@@ -330,7 +327,7 @@ class Router:
             upstream = Upstream(injected.status, _INJECTED_HEADERS, body, target.url, attempt, (end - start) * 1e3)
             if injected.status >= 500:
                 failure = f"HTTP {injected.status} (injected)"
-        except (TimeoutError, _TooLarge, aiohttp.ClientError, OSError, ApiError) as exc:
+        except (TimeoutError, ResponseTooLarge, OSError, ValueError, ApiError) as exc:
             failure, error = self._failure(exc)
         finally:
             target.in_flight -= 1
@@ -355,37 +352,20 @@ class Router:
                                                  "times": ejection.times}})
         return _Attempt(upstream, failure, error)
 
-    async def _exchange(self, request: Request, url: URL) -> tuple[int, tuple[tuple[bytes, bytes], ...], bytes]:
-        """Send one request; its status, raw headers and body (_TooLarge past max_body_bytes)."""
-        assert self._session is not None
-        async with self._session.request(
-            request.method, url, headers=request.headers or None, data=request.body or None,
-            allow_redirects=False, timeout=self._timeout,
-        ) as response:
-            length = response.content_length
-            if length is not None and length <= self.max_body_bytes:
-                data = await response.read()
-            else:
-                data = await self._read_capped(response)
-        return response.status, response.raw_headers, data
+    async def _exchange(self, request: Request, url: Url) -> tuple[int, tuple[tuple[bytes, bytes], ...], bytes]:
+        """Send one request; its status, raw headers and body (ResponseTooLarge past max_body_bytes)."""
+        client = self._client
+        if client is None:
+            raise Unavailable("the engine's traffic loop is not running")
+        return await client.request(request.method, url, request.headers, request.body, self.timeout_s,
+                                    self.max_body_bytes)
 
     def _failure(self, exc: BaseException) -> tuple[str, type[ApiError] | None]:
         """What failed in an attempt without an answer, and what it raises when no retry follows (None: 503)."""
         if isinstance(exc, TimeoutError):
             return f"timeout after {self.timeout_s:g} s", UpstreamTimeout
-        if isinstance(exc, _TooLarge):
+        if isinstance(exc, ResponseTooLarge):
             return f"response body larger than {self.max_body_bytes} bytes", UpstreamTooLarge
-        if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, AddressRefused):
-            return str(exc.os_error.strerror), UpstreamRefused
+        if isinstance(exc, AddressRefused):
+            return str(exc.strerror), UpstreamRefused
         return f"{type(exc).__name__}: {exc}"[:200], None
-
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
-        """The body, when it is no larger than max_body_bytes (_TooLarge as soon as it is: the rest is not read)."""
-        if response.content_length is not None:
-            raise _TooLarge
-        body = bytearray()
-        async for chunk in response.content.iter_any():
-            body += chunk
-            if len(body) > self.max_body_bytes:
-                raise _TooLarge
-        return bytes(body)

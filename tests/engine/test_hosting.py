@@ -3,6 +3,7 @@ refuses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -11,8 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+import uvloop
 
-from engine.hosting import ApiLimits, ApiServer
+from engine.hosting import ApiLimits, ApiServer, EngineLoop
 from tests.conftest import free_port
 
 
@@ -82,3 +84,18 @@ def test_the_server_names_itself_and_refuses_as_the_api_does(server):
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 Bad Request") and json.loads(body)["error"] == "Bad Request"
+
+
+@pytest.mark.parametrize(("use_uvloop", "kind"), [(True, uvloop.Loop), (False, asyncio.BaseEventLoop)])
+def test_the_engine_loop_runs_on_uvloop_unless_told_not_to(use_uvloop, kind):
+    engine = EngineLoop(use_uvloop=use_uvloop)
+    engine.start()
+    try:
+        async def which() -> asyncio.AbstractEventLoop:
+            return asyncio.get_running_loop()
+
+        loop = engine.run_soon(which()).result(5)
+    finally:
+        engine.stop()
+    assert isinstance(loop, kind)
+    assert isinstance(loop, uvloop.Loop) is use_uvloop

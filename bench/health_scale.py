@@ -15,8 +15,10 @@ own counters (mm_health_checks_started / late / skipped, mm_health_intervals_ove
 
 Peer, in the same run, after ours is stopped: Prometheus (pinned to CPU 1 with nginx) scraping
 prometheus-blackbox-exporter (pinned to CPU 0) with an http_2xx module for the same 10,000 targets on the peer's
-port every 5 s. CPU per probe = blackbox_exporter's CPU seconds / probes nginx logged on the peer's port in the
-window (Prometheus' own CPU is printed, not counted). The goal: ours <= 0.5x the peer's.
+port every 5 s, and then again for the first PEER_KEPT of them (a fleet it keeps up with: at 10,000 it may fall
+behind, and a probe cut off by the scrape timeout costs less than one done). CPU per probe = blackbox_exporter's CPU
+seconds / probes nginx logged on the peer's port in the window (Prometheus' own CPU is printed, not counted). The
+lower of the two is compared. The goal: ours <= 0.5x the peer's.
 
 Other work on the machine moves these figures: the run waits up to SETTLE_S for a quiet moment (load average
 under QUIET_LOAD), and prints the load average and the CPU others used during each window.
@@ -54,6 +56,7 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 BLACKBOX = shutil.which("prometheus-blackbox-exporter") or "/usr/bin/prometheus-blackbox-exporter"
 ENGINE_CPU, TARGET_CPU = "0", "1"
 INSTANCES, PER_SERVICE = 10_000, 50
+PEER_KEPT = 1_000  # the peer again at a fleet it keeps up with on its core: its CPU per probe when not overloaded
 INTERVAL_S = 5.0
 WARMUP_S, MEASURE_S = 20.0, 60.0
 GOAL_DEVIATION_S, GOAL_RATIO = 0.25, 0.5
@@ -206,7 +209,7 @@ class Window:
     requests: int
     instances_seen: int
     min_per_instance: int
-    checked_every_round: int  # instances with at least floor(window / interval) requests
+    checked_every_round: int  # instances whose requests were never more than 1.5 intervals apart, none missing
     p99_deviation_s: float
     max_deviation_s: float
 
@@ -224,14 +227,19 @@ def read_window(log: Path, port: int, t0: float, t1: float, interval: float) -> 
                     times[parts[1]].append(at)
     deviations: list[float] = []
     counts = []
+    kept = 0
     for stamps in times.values():
         stamps.sort()
         counts.append(len(stamps))
-        deviations.extend(abs((b - a) - interval) for a, b in itertools.pairwise(stamps))
-    rounds = math.floor((t1 - t0) / interval)
+        gaps = [b - a for a, b in itertools.pairwise(stamps)]
+        deviations.extend(abs(g - interval) for g in gaps)
+        # every round: no gap of a missed check inside the window, nor at its edges
+        edges = (stamps[0] - t0, t1 - stamps[-1])
+        if max(gaps, default=interval) < 1.5 * interval and max(edges) < 1.5 * interval:
+            kept += 1
     deviations.sort()
     p99 = deviations[min(len(deviations) - 1, int(len(deviations) * 0.99))] if deviations else math.nan
-    return Window(sum(counts), len(times), min(counts, default=0), sum(1 for c in counts if c >= rounds), p99,
+    return Window(sum(counts), len(times), min(counts, default=0), kept, p99,
                   deviations[-1] if deviations else math.nan)
 
 
@@ -314,14 +322,16 @@ def measure_ours(tmp: Path, database_url: str, ours: int, measure_s: float) -> t
     return (c1 - c0) / max(window.requests, 1), window, counters
 
 
-def measure_peer(tmp: Path, peer: int, measure_s: float) -> tuple[float, Window, float, float, float]:
-    """Prometheus + blackbox over the fleet; blackbox's CPU per probe, nginx's record, Prometheus' CPU per probe,
-    load, others' cores."""
+def measure_peer(tmp: Path, peer: int, measure_s: float, instances: int) -> tuple[float, Window, float, float, float]:
+    """Prometheus + blackbox over the first `instances` of the fleet; blackbox's CPU per probe, nginx's record,
+    Prometheus' CPU per probe, load, others' cores."""
     bb_port, prom_port = free_port(), free_port()
+    tmp = tmp / f"peer-{instances}"
+    tmp.mkdir()
     (tmp / "blackbox.yml").write_text(BLACKBOX_CONF)
     targets = tmp / "targets.yml"
     targets.write_text("- targets:\n" + "".join(f"  - http://{address(k)}:{peer}/health\n"
-                                                 for k in range(INSTANCES)))
+                                                 for k in range(instances)))
     (tmp / "prometheus.yml").write_text(PROMETHEUS_CONF.format(targets=targets, blackbox=bb_port))
     blackbox = start(["taskset", "-c", ENGINE_CPU, BLACKBOX, f"--config.file={tmp / 'blackbox.yml'}",
                       f"--web.listen-address=127.0.0.1:{bb_port}", "--log.level=warn"], tmp / "blackbox.log")
@@ -343,17 +353,18 @@ def measure_peer(tmp: Path, peer: int, measure_s: float) -> tuple[float, Window,
             stop(prometheus)
         stop(blackbox)
     flush_wait()
-    window = read_window(tmp / "access.log", peer, t0, t1, INTERVAL_S)
+    window = read_window(tmp.parent / "access.log", peer, t0, t1, INTERVAL_S)
     probes = max(window.requests, 1)
     return (b1 - b0) / probes, window, (p1 - p0) / probes, others.load, busy
 
 
-def describe(name: str, window: Window, measure_s: float) -> str:
+def describe(name: str, window: Window, measure_s: float, instances: int) -> str:
     """One line of what nginx saw."""
-    rounds = math.floor(measure_s / INTERVAL_S)
-    return (f"{name}: {window.requests} requests in {measure_s:g} s over {window.instances_seen} instances; "
-            f"{window.checked_every_round} checked >= {rounds} times, fewest {window.min_per_instance}; interval "
-            f"deviation p99 {window.p99_deviation_s * 1000:.0f} ms, max {window.max_deviation_s * 1000:.0f} ms")
+    due = instances * measure_s / INTERVAL_S
+    return (f"{name}: {window.requests} requests in {measure_s:g} s ({due:.0f} due) over {window.instances_seen} of "
+            f"{instances} instances; {window.checked_every_round} checked every round (no gap over 1.5 intervals), "
+            f"fewest requests {window.min_per_instance}; interval deviation p99 {window.p99_deviation_s * 1000:.0f} "
+            f"ms, max {window.max_deviation_s * 1000:.0f} ms")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,27 +383,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{INSTANCES} instances inserted through the db layer in {time.monotonic() - began:.1f} s", flush=True)
         with nginx(tmp, ours_port, peer_port):
             ours_cpu, ours_window, counters = measure_ours(tmp, database_url, ours_port, args.measure)
-            print(describe("ours", ours_window, args.measure))
+            print(describe("ours", ours_window, args.measure, INSTANCES))
             started, late, skipped, overrun = (counters.get(f"mm_health_{k}_total", 0.0) for k in (
                 "checks_started", "checks_late", "checks_skipped", "intervals_overrun"))
             print(f"ours: engine counters in the window: started {started:.0f}, late {late:.0f}, skipped "
                   f"{skipped:.0f}, intervals overrun {overrun:.0f}; load {counters['load']:.2f}, "
                   f"others used {counters['others_cores']:.2f} cores")
             print(f"ours: CPU per check {ours_cpu * 1e3:.3f} ms (engine process, all threads)", flush=True)
-            ok = (ours_window.checked_every_round == INSTANCES
-                  and ours_window.p99_deviation_s <= GOAL_DEVIATION_S)
+            ok = ours_window.checked_every_round == INSTANCES and ours_window.p99_deviation_s <= GOAL_DEVIATION_S
             if args.skip_peer:
                 return 0 if ok else 1
-            peer_cpu, peer_window, prom_cpu, peer_load, peer_busy = measure_peer(tmp, peer_port, args.measure)
-            print(describe("blackbox", peer_window, args.measure))
-            print(f"blackbox: CPU per probe {peer_cpu * 1e3:.3f} ms (blackbox_exporter; Prometheus "
-                  f"{prom_cpu * 1e3:.3f} ms per probe more); load {peer_load:.2f}, others used {peer_busy:.2f} cores")
+            peers = {}
+            for count in (INSTANCES, PEER_KEPT):
+                peer_cpu, peer_window, prom_cpu, peer_load, peer_busy = measure_peer(tmp, peer_port, args.measure,
+                                                                                     count)
+                print(describe(f"blackbox at {count}", peer_window, args.measure, count))
+                print(f"blackbox at {count}: CPU per probe {peer_cpu * 1e3:.3f} ms (blackbox_exporter; Prometheus "
+                      f"{prom_cpu * 1e3:.3f} ms per probe more); load {peer_load:.2f}, others used {peer_busy:.2f} "
+                      "cores", flush=True)
+                peers[count] = peer_cpu
+    # the peer's cheapest figure is the one compared: at 10,000 it may not keep up, and a probe cut off costs less
+    peer_cpu = min(peers.values())
     ratio = ours_cpu / peer_cpu if peer_cpu > 0 else math.inf
     within = ratio <= GOAL_RATIO
-    print(f"CPU per check: ours {ours_cpu * 1e3:.3f} ms, blackbox {peer_cpu * 1e3:.3f} ms, ratio {ratio:.3f}x "
-          f"(goal <= {GOAL_RATIO:g}x: {'ok' if within else 'OVER'}); every instance every round: "
-          f"{'ok' if ours_window.checked_every_round == INSTANCES else 'NO'}; p99 interval deviation "
-          f"{ours_window.p99_deviation_s * 1000:.0f} ms (goal <= {GOAL_DEVIATION_S * 1000:.0f} ms)")
+    every = ours_window.checked_every_round == INSTANCES
+    print(f"CPU per check: ours {ours_cpu * 1e3:.3f} ms, blackbox {peer_cpu * 1e3:.3f} ms (its lower figure), ratio "
+          f"{ratio:.3f}x (goal <= {GOAL_RATIO:g}x: {'ok' if within else 'OVER'}); ours every instance every round: "
+          f"{'ok' if every else 'NO'}; p99 interval deviation {ours_window.p99_deviation_s * 1000:.0f} ms (goal <= "
+          f"{GOAL_DEVIATION_S * 1000:.0f} ms: {'ok' if ours_window.p99_deviation_s <= GOAL_DEVIATION_S else 'OVER'})")
     return 0 if ok and within else 1
 
 

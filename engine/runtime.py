@@ -10,6 +10,7 @@ capabilities do the work.
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -69,6 +70,7 @@ __all__ = ["Runtime"]
 T = TypeVar("T")
 
 log = event_logger("engine")
+FREEZE_FROM = 1000  # instances from which the heap is frozen once a fleet is connected (Runtime._freeze_heap)
 
 
 class Runtime:
@@ -171,6 +173,8 @@ class Runtime:
         # jobs on the loop: checks run each at its phase (HealthChecker.run, started with the jobs); the
         # health-check job settles each interval (aggregates, closed minutes, overruns) and evaluates alerts
         self._health_task: asyncio.Task[None] | None = None
+        self._fleet_seen: object = None  # the registry snapshot of the last interval, and the last one frozen
+        self._frozen_fleet: object = None
         self.jobs = JobScheduler([
             ("health-check", self._check_health, s.health_interval, 0.0),
             ("collect-metrics", self.collector.run_once, s.collect_interval, s.collect_interval / 2),
@@ -372,7 +376,24 @@ class Runtime:
 
     async def _check_health(self) -> None:
         self.health.settle()
-        self._evaluate()  # a state change is judged at once, not up to an alert interval later
+        self._freeze_heap()
+        self._evaluate()  # a state change is judged within an interval, not up to an alert interval later
+
+    def _freeze_heap(self) -> None:
+        """Once a fleet has been checked for a whole interval (its connections made), collect once and move every
+        object alive to the collector's permanent generation: later collections no longer walk the fleet's
+        objects (tens per instance), so a full collection does not stall the loop for a large fleet's checks. Only
+        for fleets of FREEZE_FROM instances or more: a small one's collections are short anyway, and what is frozen
+        is never collected if it later becomes cyclic garbage."""
+        fleet = self.registry.services()
+        if fleet is self._frozen_fleet or sum(len(s.instances) for s in fleet) < FREEZE_FROM:
+            return
+        if fleet is not self._fleet_seen:
+            self._fleet_seen = fleet  # changed: freeze at the next interval, once its instances are connected
+            return
+        gc.collect()
+        gc.freeze()
+        self._frozen_fleet = fleet  # a state change is judged at once, not up to an alert interval later
 
     async def _evaluate_alerts(self) -> None:
         self._evaluate()

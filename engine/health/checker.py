@@ -462,8 +462,8 @@ class HealthChecker:
             self._log_transition(service, instance, previous, changed, result)
         self._record_instance(service.id, instance.id, tracker.state, now, result)
         self._rollup.add(service.id, instance.id, now, result.state, result.latency_ms)
-        self._recent.add(service.id, RecentCheck(instance.id, now, result.state, result.latency_ms,
-                                                 result.status_code, result.error))
+        self._recent.record(service.id, instance.id, now, result.state, result.latency_ms, result.status_code,
+                            result.error)
         mono = self._clock.monotonic()
         last = self._state_rows.get(instance.id)
         if (last is None or last[1] is not tracker.state or last[2] != result.error

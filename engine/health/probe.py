@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -23,6 +24,7 @@ from engine.traffic.http import failure_text
 __all__ = ["Fetch", "FetchError", "ProbeClient", "httpx_fetch"]
 
 Fetch = Callable[[str, float], Awaitable[int]]
+IDLE_S = 120.0  # a kept connection unused this long is closed
 
 
 class FetchError(Exception):
@@ -32,7 +34,7 @@ class FetchError(Exception):
 class _Conn(asyncio.Protocol):
     """One connection to one instance; one request at a time."""
 
-    __slots__ = ("body_read", "closed", "done", "keep", "limit", "parser", "status", "transport", "waiter")
+    __slots__ = ("body_read", "closed", "done", "keep", "limit", "parser", "status", "transport", "used_at", "waiter")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -44,10 +46,10 @@ class _Conn(asyncio.Protocol):
         self.keep = True
         self.closed = False
         self.done = False
+        self.used_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass of asyncio's
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None or self.done:
@@ -62,7 +64,7 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         if not self.done:
             self._finish(FetchError("ConnectError: connection closed before the answer"))
-
+        self.transport = None  # no cycle through the transport left behind
     # httptools callbacks
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -114,6 +116,7 @@ class ProbeClient:
         self._idle: dict[tuple[str, int], _Conn] = {}
         self._requests: dict[str, tuple[tuple[str, int], bytes]] = {}  # url -> (key, request bytes)
         self.connects = 0  # new connections made (a kept-alive one reused is not counted)
+        self._swept_at = 0.0
 
     async def get(self, url: str, timeout: float) -> int:
         """The status of a GET of url (its body read up to the limit); TimeoutError past timeout, FetchError when
@@ -140,8 +143,18 @@ class ProbeClient:
             old = self._idle.pop(key, None)
             if old is not None:
                 old._close()
+            conn.used_at = now = loop.time()
             self._idle[key] = conn
+            if now - self._swept_at >= IDLE_S:
+                self._sweep(now)
         return status
+
+    def _sweep(self, now: float) -> None:
+        """Close connections idle for IDLE_S (an instance removed, or checked less often than that)."""
+        self._swept_at = now
+        stale = [key for key, conn in self._idle.items() if now - conn.used_at >= IDLE_S]
+        for key in stale:
+            self._idle.pop(key)._close()
 
     def _prepare(self, url: str) -> tuple[tuple[str, int], bytes]:
         parts = urlsplit(url)

@@ -153,7 +153,9 @@ class ScheduleCounts:
 @dataclass
 class PhasePlan:
     """Which instances are due when: each at start + k * interval + phase_of(id), k = 0, 1, ... (pure: the caller
-    passes the time). An instance added after the start is due at once, then at its phase."""
+    passes the time). Every instance is also checked once at once when first seen (the first fleet at the start,
+    and each one added later), so a fresh start or a new instance has a state within a moment; such a check has no
+    due time (None) and is never late."""
 
     interval: float
     start: float
@@ -171,8 +173,7 @@ class PhasePlan:
                        key=lambda slot: (slot[0], slot[2].id))
         first = not self._order and not self._known
         ids = {slot[2].id for slot in order}
-        if not first:
-            self._asap.extend((s, i) for _, s, i in order if i.id not in self._known)
+        self._asap.extend((s, i) for _, s, i in order if i.id not in self._known)
         self._known = ids
         self._order = order
         self._phases = [slot[0] for slot in order]
@@ -183,10 +184,11 @@ class PhasePlan:
             self._index = 0
             self._cycle += 1
 
-    def due(self, now: float) -> list[tuple[ServiceSpec, InstanceSpec, float]]:
-        """Every (service, instance, due time) due at or before now and not handed out yet, oldest first; a slot
-        more than an interval old is passed over (counted in `missed`): the same instance is due again since."""
-        out: list[tuple[ServiceSpec, InstanceSpec, float]] = [(s, i, now) for s, i in self._asap]
+    def due(self, now: float) -> list[tuple[ServiceSpec, InstanceSpec, float | None]]:
+        """Every (service, instance, due time) due at or before now and not handed out yet, oldest first (the
+        first checks of instances first seen: due time None); a slot more than an interval old is passed over
+        (counted in `missed`): the same instance is due again since."""
+        out: list[tuple[ServiceSpec, InstanceSpec, float | None]] = [(s, i, None) for s, i in self._asap]
         self._asap.clear()
         order = self._order
         n = len(order)
@@ -265,7 +267,8 @@ class HealthChecker:
         self._logged_overrun_at: float | None = None
         self._interval: float | None = None
         self._in_flight: set[int] = set()
-        self._waiting: deque[tuple[ServiceSpec, InstanceSpec, float]] = deque()
+        self._first_checks: set[int] = set()  # in flight, and a first check (no due time)
+        self._waiting: deque[tuple[ServiceSpec, InstanceSpec, float | None]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def mark_healthy(self, instance_id: int) -> None:
@@ -363,22 +366,26 @@ class HealthChecker:
             for task in list(self._tasks):
                 task.cancel()
 
-    def _dispatch(self, service: ServiceSpec, instance: InstanceSpec, due_at: float, now: float,
+    def _dispatch(self, service: ServiceSpec, instance: InstanceSpec, due_at: float | None, now: float,
                   late_s: float) -> None:
         if instance.id in self._in_flight:
-            self.counts.skipped += 1  # its previous check still runs (a timeout longer than the interval)
+            if instance.id not in self._first_checks:  # a first check still running stands for this one
+                self.counts.skipped += 1  # its previous check still runs (a timeout longer than the interval)
             return
         if len(self._in_flight) >= self._concurrency:
             self._waiting.append((service, instance, due_at))
             return
         self._start(service, instance, due_at, now, late_s)
 
-    def _start(self, service: ServiceSpec, instance: InstanceSpec, due_at: float, now: float,
+    def _start(self, service: ServiceSpec, instance: InstanceSpec, due_at: float | None, now: float,
                late_s: float) -> None:
-        delay = now - due_at
-        if delay > late_s:
-            self.counts.late += 1
-        self.counts.max_delay_s = max(self.counts.max_delay_s, delay)
+        if due_at is not None:
+            delay = now - due_at
+            if delay > late_s:
+                self.counts.late += 1
+            self.counts.max_delay_s = max(self.counts.max_delay_s, delay)
+        else:
+            self._first_checks.add(instance.id)
         self.counts.started += 1
         self._in_flight.add(instance.id)
         self.counts.in_flight = len(self._in_flight)
@@ -392,6 +399,7 @@ class HealthChecker:
             self._apply(service, instance, result, self._clock.now(), aggregate_now=True)
         finally:
             self._in_flight.discard(instance.id)
+            self._first_checks.discard(instance.id)
             self.counts.in_flight = len(self._in_flight)
             self._start_waiting(late_s)
 
@@ -400,7 +408,7 @@ class HealthChecker:
         now = asyncio.get_running_loop().time()
         while self._waiting and len(self._in_flight) < self._concurrency:
             service, instance, due_at = self._waiting.popleft()
-            if now - due_at >= interval or instance.id in self._in_flight:
+            if (due_at is not None and now - due_at >= interval) or instance.id in self._in_flight:
                 self.counts.skipped += 1  # its next due time has come: that one is its check
                 continue
             self._start(service, instance, due_at, now, late_s)

@@ -5,6 +5,7 @@ SSRF guard's and the failure texts. Plans take the time as an argument; the rest
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 from collections import Counter
@@ -29,11 +30,13 @@ def fleet(n: int, port: int = 9000, service_id: int = 1) -> tuple[ServiceSpec, .
 def test_phases_spread_evenly_and_each_instance_is_due_once_per_interval():
     plan = PhasePlan(5.0, start=100.0)
     plan.set_fleet(fleet(1000), 100.0)
+    first = plan.due(100.0)  # a fresh start: every instance once at once, with no due time, then at its phase
+    assert len(first) == 1000 and {at for _, _, at in first} == {None}
     due: list[tuple[int, float]] = []
     t = 100.0
     while t < 115.0:  # three intervals in 10 ms steps
         t = round(t + 0.01, 2)
-        due.extend((i.id, at) for _, i, at in plan.due(t))
+        due.extend((i.id, at) for _, i, at in plan.due(t) if at is not None)
     per_instance = Counter(iid for iid, _ in due)
     assert set(per_instance.values()) == {3} and len(per_instance) == 1000
     buckets = Counter(int((at - 100.0) % 5.0 * 2) for _, at in due)  # half-second slices of the interval
@@ -45,10 +48,11 @@ def test_phases_spread_evenly_and_each_instance_is_due_once_per_interval():
 def test_a_caller_late_by_more_than_an_interval_gets_no_burst_and_the_misses_are_counted():
     plan = PhasePlan(1.0, start=0.0)
     plan.set_fleet(fleet(100), 0.0)
+    assert len(plan.due(0.0)) == 100  # the first checks at once
     assert len(plan.due(0.999)) == 100
     late = plan.due(4.5)  # a loop stalled 3.5 s: only the last interval's slots are still worth a check
     assert sorted(i.id for _, i, _ in late) == list(range(1, 101))  # each once, no burst of the missed ones
-    assert all(4.5 - at < 1.0 for _, _, at in late)
+    assert all(at is not None and 4.5 - at < 1.0 for _, _, at in late)
     # due at 1 + phase and 2 + phase: missed; at 3 + phase: missed when phase <= 0.5 (more than a second ago)
     assert plan.missed == 200 + sum(phase_of(k, 1.0) <= 0.5 for k in range(1, 101))
 
@@ -56,6 +60,7 @@ def test_a_caller_late_by_more_than_an_interval_gets_no_burst_and_the_misses_are
 def test_an_instance_added_later_is_due_at_once_and_a_removed_one_no_more():
     plan = PhasePlan(5.0, start=0.0)
     plan.set_fleet(fleet(2), 0.0)
+    assert [at for _, _, at in plan.due(0.0)] == [None, None]
     assert {i.id for _, i, _ in plan.due(5.0)} == {1, 2}
     plan.set_fleet(fleet(3), 5.2)
     assert [i.id for _, i, _ in plan.due(5.2)] == [3]
@@ -89,9 +94,10 @@ async def serve(handler: Handler, n: int = 1) -> Served:
     """n servers; handler(request number) -> (status, body)."""
     served = Served()
     connections = served.connections
+    accepted = itertools.count(1)
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = len(connections) + 1
+        conn = next(accepted)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -157,7 +163,7 @@ def test_a_slow_instance_delays_no_other_and_the_schedule_is_kept():
         checker.settle()
         c = checker.counts
         assert c.late == 0 and c.skipped == 0 and c.overrun_intervals == 0, c
-        assert 9 * 4 <= c.started <= 9 * 5
+        assert 9 * 5 <= c.started <= 9 * 6  # the first checks at once, then four or five intervals
         assert all(checker.state_of(k) is HealthState.HEALTHY for k in range(1, 10))
         assert sum(fast.connections.values()) >= 8 * 4 and len(fast.connections) == 8  # one kept each
         assert probe.connects == 9

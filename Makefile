@@ -47,6 +47,7 @@ bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench.db_outage
 	$(BIN)/python -m bench.hostile_client --rounds 3
 	$(BIN)/python -m bench.alert_rules
+	$(BIN)/python -m bench.health_scale
 
 ## fuzz: schemathesis over every operation of a running engine on a fresh database, 100 examples each, every check
 fuzz: $(VENV)/.dev-deps

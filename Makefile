@@ -49,6 +49,7 @@ bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench.alert_rules
 	$(BIN)/python -m bench.fleet_views
 	$(BIN)/python -m bench.proxy_vs_nginx
+	$(BIN)/python -m bench.health_scale
 
 ## fuzz: schemathesis over every operation of a running engine on a fresh database, 100 examples each, every check
 fuzz: $(VENV)/.dev-deps

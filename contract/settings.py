@@ -75,7 +75,8 @@ class Settings(BaseSettings):
         default=8501, ge=1, le=65535, validation_alias="DASHBOARD_PORT",
         description="Streamlit port")
     health_interval: float = Field(
-        default=5.0, gt=0, validation_alias="HEALTH_INTERVAL", description="seconds between health check rounds")
+        default=5.0, gt=0, validation_alias="HEALTH_INTERVAL",
+        description="seconds between two checks of an instance (each instance at its own phase of the interval)")
     health_timeout: float = Field(
         default=2.0, gt=0, validation_alias="HEALTH_TIMEOUT",
         description="seconds before a check or scrape counts as a timeout")

@@ -10,6 +10,7 @@ capabilities do the work.
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -34,8 +35,9 @@ from engine.clock import Clock, SystemClock
 from engine.fleet.demo import DEMO_SERVICES, start_demo_fleet
 from engine.fleet.managed import ManagedFleet
 from engine.fleet.registry import Registry
-from engine.health.checker import HealthChecker
+from engine.health.checker import HealthChecker, ScheduleCounts
 from engine.health.collector import Collector
+from engine.health.probe import ProbeClient
 from engine.hosting import ApiLimits, ApiServer, EngineLoop
 from engine.loadtest.manager import LoadTestLimits, LoadTestManager
 from engine.scaling.manager import ScalingManager
@@ -70,6 +72,7 @@ __all__ = ["Runtime"]
 T = TypeVar("T")
 
 log = event_logger("engine")
+FREEZE_FROM = 1000  # instances from which the heap is frozen once a fleet is connected (Runtime._freeze_heap)
 
 
 class Runtime:
@@ -106,7 +109,7 @@ class Runtime:
         self.proxy_limiter = RateLimiter(s.proxy_rate_limit, s.proxy_rate_burst, self.clock)
         self.login_limiter = RateLimiter(1.0 / s.login_refill, s.login_attempts, self.clock)
 
-        # health: checks and scrapes share one outbound client
+        # health: checks on their own lean client (a kept-alive connection per instance), scrapes on the shared one
         self.registry = Registry()
         # every routed request feeds the alert rules' rolling window (the last hour) and the SLO counters
         self.window = RollingWindow(self.clock)
@@ -116,7 +119,8 @@ class Runtime:
         instances = Policy.instances(s.instance_allowlist)  # where checks, scrapes, the proxy and load tests may go
         self._client = make_async_client(max(s.health_timeout, 1.0), instances,
                                          max_connections=s.health_concurrency)
-        self.health = HealthChecker(self.registry, self._client, self.writer, self.clock, timeout=s.health_timeout,
+        self._probe = ProbeClient(instances)
+        self.health = HealthChecker(self.registry, self._probe.get, self.writer, self.clock, timeout=s.health_timeout,
                                     degraded_ms=s.degraded_ms, fall=s.fall, rise=s.rise,
                                     concurrency=s.health_concurrency, faults=self.faults,
                                     recent=s.health_recent_checks)
@@ -168,8 +172,11 @@ class Runtime:
                            drain_s=s.route_timeout * (s.route_retries + 1) + 1.0, uvloop=s.engine_uvloop),
         )
 
-        # jobs on the loop: checks at once (a fresh start shows a status within a second), scrapes half an
-        # interval later, so a round of checks never shares the loop with a round of scrapes
+        # jobs on the loop: checks run each at its phase (HealthChecker.run, started with the jobs); the
+        # health-check job settles each interval (aggregates, closed minutes, overruns) and evaluates alerts
+        self._health_task: asyncio.Task[None] | None = None
+        self._fleet_seen: object = None  # the registry snapshot of the last interval, and the last one frozen
+        self._frozen_fleet: object = None
         self.jobs = JobScheduler([
             ("health-check", self._check_health, s.health_interval, 0.0),
             ("collect-metrics", self.collector.run_once, s.collect_interval, s.collect_interval / 2),
@@ -259,6 +266,10 @@ class Runtime:
         """An instance's damped health (unknown before its first check)."""
         return self.health.state_of(instance_id)
 
+    def health_schedule(self) -> ScheduleCounts:
+        """What the phased health-check schedule did so far (the exporter reads it)."""
+        return self.health.counts
+
     def reload_registry(self) -> None:
         """Refresh the in-memory fleet from the database (after every API change)."""
         with self.sessions() as session:
@@ -338,6 +349,7 @@ class Runtime:
     async def _start_jobs(self) -> None:
         await self.router.start()
         await self.notifier.start()
+        self._health_task = asyncio.get_running_loop().create_task(self.health.run(self.settings.health_interval))
         self.jobs.start()
 
     async def _stop_jobs(self) -> None:
@@ -351,6 +363,7 @@ class Runtime:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._client.aclose()
+        await self._probe.aclose()
         await self.router.close()
 
     # -- the jobs that run a capability's blocking work off the loop -------------------------
@@ -377,8 +390,25 @@ class Runtime:
         await asyncio.to_thread(self.slos.trim_scheduled)
 
     async def _check_health(self) -> None:
-        await self.health.run_once()
-        self._evaluate()  # a state change is judged at once, not up to an alert interval later
+        self.health.settle()
+        self._freeze_heap()
+        self._evaluate()  # a state change is judged within an interval, not up to an alert interval later
+
+    def _freeze_heap(self) -> None:
+        """Once a fleet has been checked for a whole interval (its connections made), collect once and move every
+        object alive to the collector's permanent generation: later collections no longer walk the fleet's
+        objects (tens per instance), so a full collection does not stall the loop for a large fleet's checks. Only
+        for fleets of FREEZE_FROM instances or more: a small one's collections are short anyway, and what is frozen
+        is never collected if it later becomes cyclic garbage."""
+        fleet = self.registry.services()
+        if fleet is self._frozen_fleet or sum(len(s.instances) for s in fleet) < FREEZE_FROM:
+            return
+        if fleet is not self._fleet_seen:
+            self._fleet_seen = fleet  # changed: freeze at the next interval, once its instances are connected
+            return
+        gc.collect()
+        gc.freeze()
+        self._frozen_fleet = fleet  # a state change is judged at once, not up to an alert interval later
 
     async def _evaluate_alerts(self) -> None:
         self._evaluate()

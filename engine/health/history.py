@@ -39,14 +39,18 @@ class MinuteRollup:
 
     def __init__(self) -> None:
         self._open: dict[tuple[int, int, datetime], _Counts] = {}
+        self._oldest: datetime | None = None  # the earliest minute held (closed() scans nothing before it ends)
 
     def add(self, service_id: int, instance_id: int, at: datetime, state: HealthState,
             latency_ms: float | None) -> None:
         """Count one check result (its raw, undamped state)."""
-        key = (service_id, instance_id, minute_of(at))
+        minute = minute_of(at)
+        key = (service_id, instance_id, minute)
         counts = self._open.get(key)
         if counts is None:
             counts = self._open[key] = _Counts()
+            if self._oldest is None or minute < self._oldest:
+                self._oldest = minute
         counts.checks += 1
         if state is HealthState.HEALTHY:
             counts.up += 1
@@ -62,10 +66,15 @@ class MinuteRollup:
     def closed(self, now: datetime) -> list[CheckRollupEvent]:
         """Rows of every minute that ended at or before now, removed from memory."""
         current = minute_of(now)
-        return self._take([k for k in self._open if k[2] < current])
+        if self._oldest is None or self._oldest >= current:
+            return []  # nothing held ended yet: no scan of every instance's counts
+        taken = self._take([k for k in self._open if k[2] < current])
+        self._oldest = min((k[2] for k in self._open), default=None)
+        return taken
 
     def drain(self) -> list[CheckRollupEvent]:
         """Rows of every minute held, the open one too (at stop: a restart adds the rest of that minute)."""
+        self._oldest = None
         return self._take(list(self._open))
 
     @property
@@ -95,22 +104,32 @@ class RecentCheck:
 
 
 class RecentChecks:
-    """The latest `size` results per instance; written by the engine loop, read by API threads."""
+    """The latest `size` results per instance; written by the engine loop, read by API threads.
+
+    Each result is held as a plain tuple of atomic values (time, state, latency, status, error), which the garbage
+    collector stops tracking: a full fleet's rings (10,000 instances x 120 results) add nothing to a collection's
+    work, so the loop does not stall on them."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._lock = threading.Lock()
-        self._rings: dict[int, deque[RecentCheck]] = {}
+        self._rings: dict[int, deque[tuple[datetime, str, float | None, int | None, str | None]]] = {}
         self._service_of: dict[int, int] = {}
 
     def add(self, service_id: int, check: RecentCheck) -> None:
         """Keep one result; the oldest of the instance's falls out past `size`."""
+        self.record(service_id, check.instance_id, check.at, check.state, check.latency_ms, check.status_code,
+                    check.error)
+
+    def record(self, service_id: int, instance_id: int, at: datetime, state: HealthState, latency_ms: float | None,
+               status_code: int | None, error: str | None) -> None:
+        """Keep one result (as add, without building a RecentCheck)."""
         with self._lock:
-            ring = self._rings.get(check.instance_id)
+            ring = self._rings.get(instance_id)
             if ring is None:
-                ring = self._rings[check.instance_id] = deque(maxlen=self.size)
-            ring.append(check)
-            self._service_of[check.instance_id] = service_id
+                ring = self._rings[instance_id] = deque(maxlen=self.size)
+                self._service_of[instance_id] = service_id
+            ring.append((at, state.value, latency_ms, status_code, error))
 
     def forget(self, instance_id: int) -> None:
         """Drop a removed instance's results."""
@@ -121,6 +140,8 @@ class RecentChecks:
     def latest(self, service_id: int, limit: int) -> list[RecentCheck]:
         """The service's latest results over all its instances, newest first, at most limit."""
         with self._lock:
-            rings = [list(ring) for iid, ring in self._rings.items() if self._service_of.get(iid) == service_id]
+            rings = [[RecentCheck(iid, at, HealthState(state), latency, status, error)
+                      for at, state, latency, status, error in ring]
+                     for iid, ring in self._rings.items() if self._service_of.get(iid) == service_id]
         newest_first = heapq.merge(*(reversed(r) for r in rings), key=lambda c: c.at, reverse=True)
         return list(islice(newest_first, limit))

@@ -18,7 +18,7 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy.exc import SQLAlchemyError
 
 from contract.states import HealthState
-from engine.health.checker import aggregate
+from engine.health.checker import ScheduleCounts, aggregate
 from engine.traffic.breaker import BreakerState
 from engine.traffic.recorder import LATENCY_BOUNDS_MS, RoutedTotals
 
@@ -90,6 +90,10 @@ class Observed(Protocol):
         """An instance's damped health."""
         ...
 
+    def health_schedule(self) -> ScheduleCounts:
+        """What the phased health-check schedule did so far."""
+        ...
+
 
 class Telemetry:
     """The engine's Prometheus registry: its own instruments plus the live collector; render() is a scrape."""
@@ -144,6 +148,7 @@ class EngineCollector:
     def collect(self) -> Iterator[Metric]:
         """Every family."""
         yield from self._health()
+        yield from self._schedule()
         yield from self._breakers()
         yield from self._routed()
         yield from self._writer()
@@ -185,6 +190,19 @@ class EngineCollector:
         yield service_state
         yield healthy
         yield instances
+
+    def _schedule(self) -> Iterator[Metric]:
+        c = self._engine.health_schedule()
+        yield CounterMetricFamily("mm_health_checks_started", "Health checks started by the phased schedule",
+                                  value=c.started)
+        yield CounterMetricFamily("mm_health_checks_late", "Health checks started more than 250 ms (or a quarter "
+                                  "interval) after their due time", value=c.late)
+        yield CounterMetricFamily("mm_health_checks_skipped", "Health checks due but not started within their "
+                                  "interval (the previous one still running, or no free slot)", value=c.skipped)
+        yield CounterMetricFamily("mm_health_intervals_overrun", "Health-check intervals in which a check was late "
+                                  "or skipped: the interval was not kept", value=c.overrun_intervals)
+        yield GaugeMetricFamily("mm_health_checks_in_flight", "Health checks sent and not yet answered",
+                                value=c.in_flight)
 
     def _breakers(self) -> Iterator[Metric]:
         book = self._engine.breakers

@@ -16,6 +16,7 @@ from contract.loadtest import LoadTestOut
 from contract.states import HealthState
 from engine import VERSION
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.health.checker import ScheduleCounts
 from engine.telemetry.exporter import UNMATCHED_ROUTE, Telemetry
 from engine.traffic.breaker import BreakerState
 from engine.traffic.recorder import LATENCY_BOUNDS_MS, TrafficRecorder
@@ -49,6 +50,8 @@ STATES = {11: HealthState.HEALTHY, 12: HealthState.DEGRADED, 21: HealthState.UNH
 
 
 class FakeHealth:
+    counts = ScheduleCounts()
+
     def state_of(self, instance_id: int) -> HealthState:
         return STATES.get(instance_id, HealthState.UNKNOWN)
 
@@ -206,6 +209,9 @@ class FakeEngine:
 
     def health_of(self, instance_id: int) -> HealthState:
         return HealthState.UNKNOWN
+
+    def health_schedule(self) -> ScheduleCounts:
+        return ScheduleCounts()
 
 
 def over(engine: Any) -> Telemetry:

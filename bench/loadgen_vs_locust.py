@@ -401,6 +401,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=TRIAL_S)
     parser.add_argument("--users", type=int, default=USERS)
     parser.add_argument("--profile", action="store_true", help="child mode: cProfile the trial (top 30 by tottime)")
-    parser.add_argument("--no-uvloop", action="store_true", help="child mode: asyncio's own loop (as ENGINE_UVLOOP=false)")
+    parser.add_argument("--no-uvloop", action="store_true",
+                        help="child mode: asyncio's own loop (as ENGINE_UVLOOP=false)")
     cli = parser.parse_args()
     sys.exit(trial_main(cli) if cli.ours_trial is not None else main())

@@ -350,6 +350,14 @@ class _Pool:
             handle = self.loop.call_at(deadline, _expire_waiter, waiter)
             try:
                 conn = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    given = waiter.result()  # handed over just as this request was cancelled: pass it on
+                    if given is not None:
+                        self.release(given)
+                    else:
+                        self._wake(None)
+                raise
             finally:
                 handle.cancel()
             if conn is not None and not conn.closed:

@@ -427,17 +427,22 @@ class _Pool:
         for conn in list(self._members):
             conn.close()
 
-    def sweep(self, now: float) -> float | None:
-        """Expire requests past their deadline; the earliest deadline still ahead, or None."""
+    def sweep(self, now: float, idle_timeout: float) -> float | None:
+        """Expire requests past their deadline and close connections idle too long (idle counts from the last
+        request's deadline, so at most its timeout more); when the next of either falls due, or None."""
         earliest: float | None = None
         for conn in list(self._members):
-            deadline = conn.in_flight_until()
-            if deadline is None:
-                continue
-            if deadline <= now:
+            due = conn.in_flight_until()
+            if due is None:  # idle (in the pool, or handed over and about to send: its deadline is ahead)
+                due = conn.deadline + idle_timeout
+                if due <= now and conn in self.idle:
+                    conn.close()
+                    continue
+            elif due <= now:
                 conn.expire()
-            elif earliest is None or deadline < earliest:
-                earliest = deadline
+                continue
+            if earliest is None or due < earliest:
+                earliest = due
         return earliest
 
 
@@ -447,7 +452,11 @@ def _expire_waiter(waiter: asyncio.Future[_Connection | None]) -> None:
 
 
 class HttpClient:
-    """Keep-alive HTTP/1.1 pools under an SSRF policy; use on one event loop (the first request's)."""
+    """Keep-alive HTTP/1.1 pools under an SSRF policy; use on one event loop (the first request's).
+
+    per_host caps the connections to one (scheme, host, port); timeout is a request's default total timeout,
+    connect_timeout bounds a dial within it; a connection idle for idle_timeout (counted from its last request's
+    deadline) is closed; max_body is the default cap on an answer's body."""
 
     def __init__(
         self,
@@ -456,6 +465,7 @@ class HttpClient:
         per_host: int = 200,
         connect_timeout: float = 5.0,
         timeout: float = 5.0,
+        idle_timeout: float = 30.0,
         max_body: int = 10 * 1024 * 1024,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -465,14 +475,22 @@ class HttpClient:
         self.per_host = per_host
         self.connect_timeout = connect_timeout
         self.timeout = timeout
+        self.idle_timeout = idle_timeout
         self.max_body = max_body
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        self._ssl_context = ssl_context
         self.closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pools: dict[str, _Pool] = {}
         # requests' deadlines are enforced by one timer at the earliest deadline known (not a timer per request)
         self._sweep_at: float | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context of https pools (the default one, made on first use: it reads the CA store)."""
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -538,14 +556,17 @@ class HttpClient:
         self._sweeper = self.loop.call_at(when, self._sweep)
 
     def _sweep(self) -> None:
-        """Time out what is past its deadline; schedule the next sweep at the earliest deadline left."""
+        """Time out what is past its deadline, close what sat idle too long; schedule the next sweep at the
+        earliest of both left."""
         self._sweeper = self._sweep_at = None
         now = self.loop.time()
         earliest: float | None = None
-        for pool in list(self._pools.values()):
-            ahead = pool.sweep(now)
+        for key, pool in list(self._pools.items()):
+            ahead = pool.sweep(now, self.idle_timeout)
             if ahead is not None and (earliest is None or ahead < earliest):
                 earliest = ahead
+            if pool.size == 0 and not pool.waiters:
+                del self._pools[key]  # an instance no longer called keeps nothing here
         if earliest is not None:
             self._schedule_sweep(earliest)
 

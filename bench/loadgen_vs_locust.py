@@ -3,7 +3,7 @@
 Target: nginx, one worker pinned to CPU 1, answering "ok" from memory with keep-alive, so the target is
 never the limit. Both clients are pinned to CPU 0, one at a time.
 
-Ours: the open-model Generator (engine.loadtest.generator) sending through the Router
+Ours: the open-model Generator (engine.loadtest.generator) sending through the Router on uvloop (the engine loop's kind)
 (engine.loadtest.sender.router_sender),
 in a child process per trial. A trial of rate r holds when shortfall = 1 - ok / (r * duration) <= 1 %,
 where ok counts only answers that arrived within the schedule's seconds: dropped, failed, and still
@@ -67,6 +67,7 @@ USERS = 16
 CLIENT_CPU, TARGET_CPU = "0", "1"
 TRIAL_S = 5.0
 START_RATE, GROWTH, BISECT_STEPS = 1000.0, 1.3, 4
+GOAL = 1.3  # ours / Locust's
 MAX_SHORTFALL = 0.01
 LOCUST_S = 11
 NOISE_CORES = 0.05  # CPU (in cores) other work may take during a measurement
@@ -368,10 +369,10 @@ def main() -> int:
         print(f"note: {lab.disturbed} of {lab.kept} measurements kept had other work on the machine "
               f"(> {NOISE_CORES:g} cores): these figures are partly the machine's; rerun when it is quiet")
     ratio = ours / theirs if theirs else 0.0
-    ok = ratio >= 1.0
+    ok = ratio >= GOAL
     print(f"load generator vs Locust FastHttpUser, {USERS} users, one core: ours {ours:.0f} req/s held "
           f"(<=1 % shortfall), locust {theirs:.0f} req/s, ratio {ratio:.2f}x "
-          f"(limit >= 1.00: {'ok' if ok else 'UNDER'})")
+          f"(limit >= {GOAL:.2f}: {'ok' if ok else 'UNDER'})")
     return 0 if ok else 1
 
 
@@ -401,6 +402,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=TRIAL_S)
     parser.add_argument("--users", type=int, default=USERS)
     parser.add_argument("--profile", action="store_true", help="child mode: cProfile the trial (top 30 by tottime)")
-    parser.add_argument("--no-uvloop", action="store_true", help="child mode: asyncio's own loop (as ENGINE_UVLOOP=false)")
+    parser.add_argument("--no-uvloop", action="store_true",
+                        help="child mode: asyncio's own loop (as ENGINE_UVLOOP=false)")
     cli = parser.parse_args()
     sys.exit(trial_main(cli) if cli.ours_trial is not None else main())

@@ -28,7 +28,7 @@ from engine.traffic.breakers import BreakerBook
 from engine.traffic.outlier import OutlierEjector
 from engine.traffic.recorder import TrafficRecorder
 from engine.traffic.resilience import ResilienceCounters, RetryBudget, backoff_s
-from engine.traffic.wire import HttpClient, ResponseTooLarge, Url
+from engine.traffic.wire import HttpClient, Prepared, ResponseTooLarge, Url, prepare
 
 __all__ = [
     "CircuitOpen", "FaultHook", "NoInstance", "Request", "Router", "Upstream", "UpstreamRefused", "UpstreamTimeout",
@@ -84,8 +84,8 @@ _QUERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 @functools.lru_cache(maxsize=4096)
-def _url(base: str, path: str, query: str) -> Url:
-    """Where a request goes, cached: parsing costs about as much as the rest of the router's bookkeeping.
+def _prepared(method: str, base: str, path: str, query: str) -> Prepared:
+    """A request ready to send, cached: parsing costs about as much as the rest of the router's bookkeeping.
 
     The path is quoted (and its dot segments resolved); the query goes out as given, only spaces, control
     characters and non-ASCII are percent-encoded (as UTF-8; surrogate escapes as their bytes).
@@ -96,7 +96,7 @@ def _url(base: str, path: str, query: str) -> Url:
         target += "?" + quote(query, safe=_QUERY_SAFE, errors="surrogateescape")
     if url.raw_host is None or url.port is None or url.scheme not in ("http", "https"):
         raise ValueError(f"not an http(s) URL with a host: {base!r}")
-    return Url(url.scheme, url.raw_host, url.port, target)
+    return prepare(method, Url(url.scheme, url.raw_host, url.port, target))
 
 
 class Upstream(NamedTuple):
@@ -178,6 +178,7 @@ class Router:
         self.targets: dict[int, Target] = {}
         self._client: HttpClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deferred: list[tuple[str, int, CircuitBreaker, float]] = []  # successes recorded on the next turn
 
     async def start(self) -> None:
         """Open the connection pools (inside the engine loop): they dial only addresses the policy allows, each
@@ -286,6 +287,11 @@ class Router:
         breaker.record_success(latency_ms)
         self.ejector.observe(service, instance_id, False, 0)
 
+    def _record_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for service, instance_id, breaker, latency_ms in deferred:
+            self._record_success(service, instance_id, breaker, latency_ms)
+
     def _choose(self, spec: ServiceSpec, request: Request, tried: set[int]) -> tuple[Target, CircuitBreaker]:
         """Candidates -> breaker admission -> balancer pick (plain function: no coroutine on the hot path)."""
         serving = self.candidates(spec)
@@ -304,7 +310,7 @@ class Router:
     async def _attempt(
         self, spec: ServiceSpec, target: Target, breaker: CircuitBreaker, request: Request, attempt: int
     ) -> _Attempt:
-        url = _url(target.url, request.path, request.query)
+        url = _prepared(request.method, target.url, request.path, request.query)
         target.in_flight += 1
         target.picks += 1
         self._traffic.begin(spec.name)
@@ -316,7 +322,11 @@ class Router:
         try:
             if self.faults is not None and self.faults.armed:
                 await self.faults.before_send(spec.name, target.url)
-            status, raw_headers, data = await self._exchange(request, url)
+            client = self._client
+            if client is None:
+                raise Unavailable("the engine's traffic loop is not running")
+            status, raw_headers, data = await client.request(request.method, url, request.headers, request.body,
+                                                             self.timeout_s, self.max_body_bytes)
             end = self._now()
             upstream = Upstream(status, raw_headers, data, target.url, attempt, (end - start) * 1e3)
             if status >= 500:
@@ -337,7 +347,10 @@ class Router:
         if failure is None and self._loop is not None and breaker.quietly_closed(latency):
             # a fast success on a CLOSED breaker changes no decision, so its bookkeeping runs right after
             # the answer is handed back (next loop turn) instead of before it: the caller does not wait
-            self._loop.call_soon(self._record_success, spec.name, target.id, breaker, latency)
+            deferred = self._deferred
+            deferred.append((spec.name, target.id, breaker, latency))
+            if len(deferred) == 1:  # one callback records every success of this loop turn
+                self._loop.call_soon(self._record_deferred)
             return _Attempt(upstream, None)
         if failure is None:
             self._record_success(spec.name, target.id, breaker, latency)
@@ -351,14 +364,6 @@ class Router:
                         failure, extra={"meta": {"service": spec.name, "instance": target.url,
                                                  "times": ejection.times}})
         return _Attempt(upstream, failure, error)
-
-    async def _exchange(self, request: Request, url: Url) -> tuple[int, tuple[tuple[bytes, bytes], ...], bytes]:
-        """Send one request; its status, raw headers and body (ResponseTooLarge past max_body_bytes)."""
-        client = self._client
-        if client is None:
-            raise Unavailable("the engine's traffic loop is not running")
-        return await client.request(request.method, url, request.headers, request.body, self.timeout_s,
-                                    self.max_body_bytes)
 
     def _failure(self, exc: BaseException) -> tuple[str, type[ApiError] | None]:
         """What failed in an attempt without an answer, and what it raises when no retry follows (None: 503)."""

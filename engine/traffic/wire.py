@@ -31,7 +31,10 @@ import httptools
 
 from engine.security.ssrf import Policy, checked_addresses
 
-__all__ = ["ConnectionClosed", "HttpClient", "ProtocolError", "Response", "ResponseTooLarge", "Url", "parse_url"]
+__all__ = [
+    "ConnectionClosed", "HttpClient", "Prepared", "ProtocolError", "Response", "ResponseTooLarge", "Url", "parse_url",
+    "prepare",
+]
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # these say Content-Length: 0 when they carry nothing
@@ -94,15 +97,33 @@ def parse_url(url: str) -> Url:
     return Url(scheme, parts.hostname, parts.port or _DEFAULT_PORTS[scheme], target)
 
 
+class Prepared:
+    """A (method, url) pair ready to send: its request line and Host header as bytes, the whole request when it
+    carries no headers or body, and its pool's key (make one with prepare(); reuse it)."""
+
+    __slots__ = ("bare", "body_method", "head", "head_only", "idempotent", "method", "pool_key", "url")
+
+    def __init__(self, method: str, url: Url) -> None:
+        if not method.isascii() or not method.isalpha():
+            raise ValueError(f"not an HTTP method: {method!r}")
+        host = f"[{url.host}]" if ":" in url.host else url.host
+        if url.port != _DEFAULT_PORTS[url.scheme]:
+            host = f"{host}:{url.port}"
+        self.method = method
+        self.url = url
+        self.head = f"{method} {url.target} HTTP/1.1\r\nHost: {host}\r\n".encode("idna" if not host.isascii()
+                                                                                    else "ascii")
+        self.body_method = method in _BODY_METHODS
+        self.bare = self.head + (b"Content-Length: 0\r\n\r\n" if self.body_method else b"\r\n")
+        self.head_only = method == "HEAD"
+        self.idempotent = method in IDEMPOTENT
+        self.pool_key = f"{url.scheme}://{host}"  # a str: its hash is computed once
+
+
 @lru_cache(maxsize=4096)
-def _head(method: str, url: Url) -> bytes:
-    """The request line and Host header of (method, url): built once per pair."""
-    if not method.isascii() or not method.isalpha():
-        raise ValueError(f"not an HTTP method: {method!r}")
-    host = f"[{url.host}]" if ":" in url.host else url.host
-    if url.port != _DEFAULT_PORTS[url.scheme]:
-        host = f"{host}:{url.port}"
-    return f"{method} {url.target} HTTP/1.1\r\nHost: {host}\r\n".encode("idna" if not host.isascii() else "ascii")
+def prepare(method: str, url: str | Url) -> Prepared:
+    """The Prepared request of (method, url), cached; ValueError for a method or URL that cannot be sent."""
+    return Prepared(method, parse_url(url) if isinstance(url, str) else url)
 
 
 def _bytes(text: str | bytes) -> bytes:
@@ -142,6 +163,7 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.keep_alive = False
         self._waiter: asyncio.Future[Response] | None = None
+        self.deadline = 0.0  # when the request in flight times out
         self._error: BaseException | None = None
         self._head_only = False
         self._max_body = 0
@@ -244,10 +266,12 @@ class _Connection(asyncio.Protocol):
 
     # -- the client's side
 
-    def send(self, data: bytes, head_only: bool, max_body: int) -> asyncio.Future[Response]:
-        """Write one request; the future gets its answer."""
+    def send(self, data: bytes, head_only: bool, max_body: int, deadline: float) -> asyncio.Future[Response]:
+        """Write one request; the future gets its answer (TimeoutError once the client's sweep finds the deadline
+        passed)."""
         assert self.transport is not None
         self._waiter = waiter = self.pool.loop.create_future()
+        self.deadline = deadline
         self._head_only = head_only
         self._max_body = max_body
         self._received = self._headers_done = self._until_close = self._interim = False
@@ -270,6 +294,11 @@ class _Connection(asyncio.Protocol):
         self.close()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
+
+    def in_flight_until(self) -> float | None:
+        """The deadline of the request in flight, or None."""
+        waiter = self._waiter
+        return None if waiter is None or waiter.done() else self.deadline
 
     def expire(self) -> None:
         """The request's time is up: fail it with TimeoutError and drop the connection."""
@@ -321,6 +350,14 @@ class _Pool:
             handle = self.loop.call_at(deadline, _expire_waiter, waiter)
             try:
                 conn = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    given = waiter.result()  # handed over just as this request was cancelled: pass it on
+                    if given is not None:
+                        self.release(given)
+                    else:
+                        self._wake(None)
+                raise
             finally:
                 handle.cancel()
             if conn is not None and not conn.closed:
@@ -390,6 +427,24 @@ class _Pool:
         for conn in list(self._members):
             conn.close()
 
+    def sweep(self, now: float, idle_timeout: float) -> float | None:
+        """Expire requests past their deadline and close connections idle too long (idle counts from the last
+        request's deadline, so at most its timeout more); when the next of either falls due, or None."""
+        earliest: float | None = None
+        for conn in list(self._members):
+            due = conn.in_flight_until()
+            if due is None:  # idle (in the pool, or handed over and about to send: its deadline is ahead)
+                due = conn.deadline + idle_timeout
+                if due <= now and conn in self.idle:
+                    conn.close()
+                    continue
+            elif due <= now:
+                conn.expire()
+                continue
+            if earliest is None or due < earliest:
+                earliest = due
+        return earliest
+
 
 def _expire_waiter(waiter: asyncio.Future[_Connection | None]) -> None:
     if not waiter.done():
@@ -397,7 +452,11 @@ def _expire_waiter(waiter: asyncio.Future[_Connection | None]) -> None:
 
 
 class HttpClient:
-    """Keep-alive HTTP/1.1 pools under an SSRF policy; use on one event loop (the first request's)."""
+    """Keep-alive HTTP/1.1 pools under an SSRF policy; use on one event loop (the first request's).
+
+    per_host caps the connections to one (scheme, host, port); timeout is a request's default total timeout,
+    connect_timeout bounds a dial within it; a connection idle for idle_timeout (counted from its last request's
+    deadline) is closed; max_body is the default cap on an answer's body."""
 
     def __init__(
         self,
@@ -406,6 +465,7 @@ class HttpClient:
         per_host: int = 200,
         connect_timeout: float = 5.0,
         timeout: float = 5.0,
+        idle_timeout: float = 30.0,
         max_body: int = 10 * 1024 * 1024,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -415,11 +475,22 @@ class HttpClient:
         self.per_host = per_host
         self.connect_timeout = connect_timeout
         self.timeout = timeout
+        self.idle_timeout = idle_timeout
         self.max_body = max_body
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        self._ssl_context = ssl_context
         self.closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._pools: dict[str, _Pool] = {}
+        # requests' deadlines are enforced by one timer at the earliest deadline known (not a timer per request)
+        self._sweep_at: float | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context of https pools (the default one, made on first use: it reads the CA store)."""
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -435,28 +506,28 @@ class HttpClient:
     async def request(
         self,
         method: str,
-        url: str | Url,
+        url: str | Url | Prepared,
         headers: Iterable[Header] = (),
         body: bytes = b"",
         timeout: float | None = None,
         max_body: int | None = None,
     ) -> Response:
         """Send one request and read its answer (redirects are answers). Raises TimeoutError, ResponseTooLarge,
-        AddressRefused, ValueError (a URL or header that cannot be sent) or another OSError."""
+        AddressRefused, ValueError (a URL or header that cannot be sent) or another OSError. url may be a
+        Prepared request (of this method): the fast path, nothing is parsed or built but headers and body."""
         if self.closed:
             raise ConnectionClosed("the client is closed")
-        if url.__class__ is str:
-            url = parse_url(url)
-        assert isinstance(url, Url)
-        head = _head(method, url)
-        data = _render(head, method, headers, body) if headers or body or method in _BODY_METHODS else head + b"\r\n"
+        prepared = url if isinstance(url, Prepared) else prepare(method, url)
+        data = _render(prepared.head, prepared.method, headers, body) if headers or body else prepared.bare
         loop = self._loop or self.loop
         deadline = loop.time() + (self.timeout if timeout is None else timeout)
+        sweep_at = self._sweep_at
+        if sweep_at is None or deadline < sweep_at:
+            self._schedule_sweep(deadline)
         limit = self.max_body if max_body is None else max_body
-        pool = self._pools.get((url.scheme, url.host, url.port))
+        pool = self._pools.get(prepared.pool_key)
         if pool is None:
-            pool = self._pools[(url.scheme, url.host, url.port)] = _Pool(self, url)
-        head_only = method == "HEAD"
+            pool = self._pools[prepared.pool_key] = _Pool(self, prepared.url)
         retried = False
         while True:
             conn = pool.take()
@@ -464,26 +535,47 @@ class HttpClient:
                 conn.reused = True
             else:
                 conn = await pool.acquire(deadline)
-            waiter = conn.send(data, head_only, limit)
-            handle = loop.call_at(deadline, conn.expire)
+            waiter = conn.send(data, prepared.head_only, limit, deadline)
             try:
                 response = await waiter
             except _Stale:
-                if conn.reused and not retried and method in IDEMPOTENT:
+                if conn.reused and not retried and prepared.idempotent:
                     retried = True
                     continue
                 raise ConnectionClosed("the server closed the connection before answering") from None
             except BaseException:
                 conn.close()  # timed out, too large, cancelled: what else arrives is not read
                 raise
-            finally:
-                handle.cancel()
             pool.release(conn)
             return response
+
+    def _schedule_sweep(self, when: float) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._sweep_at = when
+        self._sweeper = self.loop.call_at(when, self._sweep)
+
+    def _sweep(self) -> None:
+        """Time out what is past its deadline, close what sat idle too long; schedule the next sweep at the
+        earliest of both left."""
+        self._sweeper = self._sweep_at = None
+        now = self.loop.time()
+        earliest: float | None = None
+        for key, pool in list(self._pools.items()):
+            ahead = pool.sweep(now, self.idle_timeout)
+            if ahead is not None and (earliest is None or ahead < earliest):
+                earliest = ahead
+            if pool.size == 0 and not pool.waiters:
+                del self._pools[key]  # an instance no longer called keeps nothing here
+        if earliest is not None:
+            self._schedule_sweep(earliest)
 
     async def close(self) -> None:
         """Close every connection; later requests raise ConnectionClosed."""
         self.closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = self._sweep_at = None
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()

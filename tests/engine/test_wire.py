@@ -438,3 +438,54 @@ def test_urls_parse_once_and_bad_ones_are_refused():
             parse_url(bad)
     with pytest.raises(ValueError):
         asyncio.run(HttpClient(LOOPBACK).request("GET", "http://127.0.0.1:9/", headers=[("X", "a\r\nB: c")]))
+
+
+def test_each_request_times_out_at_its_own_deadline(loop_factory):
+    async def scenario() -> tuple[list[str], list[float]]:
+        server, port, _ = await scripted()
+        client = HttpClient(LOOPBACK)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        ended: list[float] = []
+
+        async def one(delay: float, timeout: float) -> str:
+            await asyncio.sleep(delay)
+            try:
+                r = await client.request("GET", f"http://127.0.0.1:{port}/slow", timeout=timeout)
+                return f"{r.status}"
+            except TimeoutError:
+                return "timeout"
+            finally:
+                ended.append(loop.time() - start)
+
+        try:
+            out = list(await asyncio.gather(one(0.0, 0.8), one(0.1, 0.2), one(0.0, 3.0)))
+            return out, ended
+        finally:
+            await client.close()
+            server.close()
+
+    out, ended = run(scenario, loop_factory)
+    assert out == ["timeout", "timeout", "200"]
+    # the later request with the shorter timeout ends first, each at its own deadline
+    assert 0.28 <= ended[0] < 0.6 and 0.78 <= ended[1] < 1.4
+
+
+def test_idle_connections_are_closed_after_the_idle_timeout(loop_factory):
+    async def scenario() -> tuple[int, int, int, Seen]:
+        server, port, seen = await scripted()
+        client = HttpClient(LOOPBACK, timeout=0.2, idle_timeout=0.3)
+        try:
+            await asyncio.gather(*(client.request("GET", f"http://127.0.0.1:{port}/chunked") for _ in range(3)))
+            pooled = client.connections()
+            await asyncio.sleep(1.2)  # past the last deadline (0.2 s) and the idle timeout (0.3 s)
+            left = client.connections()
+            await client.request("GET", f"http://127.0.0.1:{port}/ok")
+            return pooled, left, client.connections(), seen
+        finally:
+            await client.close()
+            server.close()
+
+    pooled, left, after, seen = run(scenario, loop_factory)
+    assert (pooled, left, after) == (3, 0, 1)
+    assert seen.connections == 4  # the next request dialled afresh

@@ -90,7 +90,8 @@ class Settings(BaseSettings):
         default=2, gt=0, validation_alias="HEALTH_RISE",
         description="consecutive better results before an instance's state improves")
     health_concurrency: int = Field(
-        default=50, gt=0, validation_alias="HEALTH_CONCURRENCY", description="checks in flight at once")
+        default=50, gt=0, validation_alias="HEALTH_CONCURRENCY",
+        description="checks (and metric scrapes) in flight at once")
     collect_interval: float = Field(
         default=5.0, gt=0, validation_alias="COLLECT_INTERVAL", description="metrics bucket length in seconds")
     flush_interval: float = Field(

@@ -36,8 +36,8 @@ from engine.fleet.demo import DEMO_SERVICES, start_demo_fleet
 from engine.fleet.managed import ManagedFleet
 from engine.fleet.registry import Registry
 from engine.health.checker import HealthChecker, ScheduleCounts
-from engine.health.collector import Collector
-from engine.health.probe import ProbeClient
+from engine.health.collector import SCRAPE_BODY_BYTES, Collector
+from engine.health.probe import check_fetch
 from engine.hosting import ApiLimits, ApiServer, EngineLoop
 from engine.loadtest.manager import LoadTestLimits, LoadTestManager
 from engine.scaling.manager import ScalingManager
@@ -55,7 +55,6 @@ from engine.store.outage import UNAVAILABLE
 from engine.store.writer import BatchWriter
 from engine.telemetry.exporter import Telemetry
 from engine.traffic.breakers import BreakerBook
-from engine.traffic.http import make_async_client
 from engine.traffic.listener import ListenerLimits, ProxyListener
 from engine.traffic.outlier import OutlierEjector
 from engine.traffic.recorder import TrafficRecorder
@@ -63,6 +62,7 @@ from engine.traffic.resilience import ResilienceCounters, RetryBudget
 from engine.traffic.router import Router
 from engine.traffic.tokengate import TokenGate
 from engine.traffic.window import RollingWindow
+from engine.traffic.wire import HttpClient
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -72,6 +72,7 @@ __all__ = ["Runtime"]
 T = TypeVar("T")
 
 log = event_logger("engine")
+HEALTH_IDLE_S = 120.0  # a check's or scrape's kept connection unused this long is closed
 FREEZE_FROM = 1000  # instances from which the heap is frozen once a fleet is connected (Runtime._freeze_heap)
 
 
@@ -109,7 +110,7 @@ class Runtime:
         self.proxy_limiter = RateLimiter(s.proxy_rate_limit, s.proxy_rate_burst, self.clock)
         self.login_limiter = RateLimiter(1.0 / s.login_refill, s.login_attempts, self.clock)
 
-        # health: checks on their own lean client (a kept-alive connection per instance), scrapes on the shared one
+        # health: checks and scrapes on one client (a kept-alive connection per instance serves both)
         self.registry = Registry()
         # every routed request feeds the alert rules' rolling window (the last hour) and the SLO counters
         self.window = RollingWindow(self.clock)
@@ -117,15 +118,15 @@ class Runtime:
         self.traffic = TrafficRecorder(listeners=(self.window.add, self.slos.record))
         self.faults = FaultLayer(self.clock)
         instances = Policy.instances(s.instance_allowlist)  # where checks, scrapes, the proxy and load tests may go
-        self._client = make_async_client(max(s.health_timeout, 1.0), instances,
-                                         max_connections=s.health_concurrency)
-        self._probe = ProbeClient(instances)
-        self.health = HealthChecker(self.registry, self._probe.get, self.writer, self.clock, timeout=s.health_timeout,
-                                    degraded_ms=s.degraded_ms, fall=s.fall, rise=s.rise,
+        self._client = HttpClient(instances, per_host=4, connect_timeout=s.health_timeout, timeout=s.health_timeout,
+                                  idle_timeout=HEALTH_IDLE_S, max_body=SCRAPE_BODY_BYTES)
+        self.health = HealthChecker(self.registry, check_fetch(self._client), self.writer, self.clock,
+                                    timeout=s.health_timeout, degraded_ms=s.degraded_ms, fall=s.fall, rise=s.rise,
                                     concurrency=s.health_concurrency, faults=self.faults,
                                     recent=s.health_recent_checks)
         self.collector = Collector(self.registry, self._client, self.writer, self.traffic, self.clock,
-                                   bucket_seconds=s.collect_interval, timeout=s.health_timeout)
+                                   bucket_seconds=s.collect_interval, timeout=s.health_timeout,
+                                   concurrency=s.health_concurrency)
 
         # traffic: the router sends on the engine loop
         self.loop = EngineLoop(use_uvloop=s.engine_uvloop)
@@ -362,8 +363,7 @@ class Runtime:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._client.aclose()
-        await self._probe.aclose()
+        await self._client.close()
         await self.router.close()
 
     # -- the jobs that run a capability's blocking work off the loop -------------------------

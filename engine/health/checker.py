@@ -22,15 +22,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-import httpx
-
 from contract.events import InstanceHealthEvent, InstanceTransitionEvent, ServiceHealthEvent, ServiceTransitionEvent
 from contract.states import HealthState
 from engine.chaos.faults import FaultLayer, InjectedConnectionError, InjectedStatus
 from engine.clock import Clock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.history import MinuteRollup, RecentCheck, RecentChecks
-from engine.health.probe import Fetch, FetchError, httpx_fetch
+from engine.health.probe import Fetch, FetchError
 from engine.store.logs import event_logger
 from engine.store.writer import BatchWriter
 
@@ -47,9 +45,6 @@ __all__ = [
 ]
 
 log = event_logger("health")
-# a check is judged on its status and latency: this much of the body is read (so a small one keeps the connection
-# for the next check), the rest never is
-CHECK_BODY_BYTES = 64 * 1024
 # an instance's state row (status, last check, latency, error) is rewritten when its state or error changes, and
 # otherwise at most this often: not one database update per check
 STATE_ROW_EVERY_S = 30.0
@@ -228,7 +223,7 @@ class HealthChecker:
     def __init__(
         self,
         registry: Registry,
-        client: httpx.AsyncClient | Fetch,
+        fetch: Fetch,
         writer: BatchWriter,
         clock: Clock,
         *,
@@ -242,7 +237,7 @@ class HealthChecker:
     ) -> None:
         self._registry = registry
         self._faults = faults
-        self._fetch: Fetch = httpx_fetch(client, CHECK_BODY_BYTES) if isinstance(client, httpx.AsyncClient) else client
+        self._fetch = fetch
         self._writer = writer
         self._clock = clock
         self._timeout = timeout

@@ -1,20 +1,21 @@
-"""Metrics collection: one row per service per bucket, CPU and memory scraped from Prometheus."""
+"""Metrics collection: one row per service per bucket, CPU and memory scraped from Prometheus (on the engine's
+HTTP client, engine.traffic.wire: the checks' kept-alive connections serve the scrapes too)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from contract.events import MetricEvent
 from engine.clock import Clock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
+from engine.health.probe import FetchError, failure_text, prepared_get
 from engine.store.logs import event_logger
 from engine.store.writer import BatchWriter
-from engine.traffic.http import BodyTooLarge, failure_text, read_capped
 from engine.traffic.recorder import TrafficRecorder
+from engine.traffic.wire import HttpClient, Prepared, ResponseTooLarge
 
 __all__ = ["SCRAPE_BODY_BYTES", "Collector", "ProcessSample", "parse_process_metrics"]
 
@@ -59,18 +60,20 @@ def cpu_percent(previous: ProcessSample | None, current: ProcessSample) -> float
 
 
 class Collector:
-    """Each call to run_once closes one bucket: traffic counters + a scrape of every instance."""
+    """Each call to run_once closes one bucket: traffic counters + a scrape of every instance (at most
+    `concurrency` at a time)."""
 
     def __init__(
         self,
         registry: Registry,
-        client: httpx.AsyncClient,
+        client: HttpClient,
         writer: BatchWriter,
         traffic: TrafficRecorder,
         clock: Clock,
         *,
         bucket_seconds: float,
         timeout: float,
+        concurrency: int = 100,
     ) -> None:
         self._registry = registry
         self._client = client
@@ -80,6 +83,8 @@ class Collector:
         self._bucket = bucket_seconds
         self.latest: dict[str, MetricEvent] = {}  # the newest row per service (the autoscaler reads it)
         self._timeout = timeout
+        self._limit = asyncio.Semaphore(concurrency)
+        self._prepared: dict[str, Prepared] = {}
         self._last: dict[int, ProcessSample] = {}
         self.failures: dict[int, str] = {}  # instance id -> why its last scrape failed (absent: it succeeded)
 
@@ -89,12 +94,15 @@ class Collector:
         assert service.metrics_path is not None
         url = instance.url.rstrip("/") + service.metrics_path
         try:
-            text = await asyncio.wait_for(self._fetch(url), self._timeout)
+            async with self._limit:
+                text = await self._fetch(url)
             sample = parse_process_metrics(text, self._clock.monotonic())
-        except BodyTooLarge as exc:
-            self._failed(service, instance, f"metrics {exc}")
-        except (TimeoutError, httpx.HTTPError) as exc:
+        except ResponseTooLarge as exc:
+            self._failed(service, instance, f"metrics body larger than {exc.limit} bytes")
+        except OSError as exc:  # TimeoutError, the SSRF policy's refusal, a failed connection or answer
             self._failed(service, instance, failure_text(exc, self._timeout))
+        except FetchError as exc:
+            self._failed(service, instance, str(exc))
         except ValueError as exc:
             self._failed(service, instance, f"unreadable metrics: {exc}"[:300])
         else:
@@ -103,10 +111,11 @@ class Collector:
         return None
 
     async def _fetch(self, url: str) -> str:
-        async with self._client.stream("GET", url) as response:
-            response.raise_for_status()
-            body = await read_capped(response, SCRAPE_BODY_BYTES)
-            return body.decode(response.encoding or "utf-8", errors="replace")
+        prepared = prepared_get(url, self._prepared)
+        response = await self._client.request("GET", prepared, timeout=self._timeout, max_body=SCRAPE_BODY_BYTES)
+        if not 200 <= response.status < 300:
+            raise FetchError(f"metrics answered HTTP {response.status}")
+        return response.body.decode("utf-8", errors="replace")
 
     def _failed(self, service: ServiceSpec, instance: InstanceSpec, reason: str) -> None:
         if self.failures.get(instance.id) != reason:

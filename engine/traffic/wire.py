@@ -4,8 +4,8 @@ It owns keep-alive connection pools (one per scheme, host and port, each capped)
 SSRF policy allows: every address a name resolves to is checked, an IP literal is checked itself, and only checked
 addresses are dialled; `checked_addresses` in engine.security.ssrf), the request's total timeout (dial, wait for a
 pooled connection, send, answer), reading an answer (Content-Length, chunked, until close; no body for HEAD, 1xx,
-204 and 304), a cap on the body (past it: ResponseTooLarge and the connection is closed, nothing more is read) and
-the raw header pairs as bytes.
+204 and 304), a cap on the body (past it: ResponseTooLarge, or with truncate=True the answer with the body's first
+max_body bytes; either way the connection is closed, the rest is not read) and the raw header pairs as bytes.
 
 A connection goes back to its pool when the answer said it may stay open (`Connection: close` and HTTP/1.0 without
 keep-alive close it). A pooled connection the server has closed meanwhile is dropped before anything is sent on it;
@@ -81,6 +81,10 @@ class _Stale(Exception):
     """A connection ended after the request was written and before any byte of an answer."""
 
 
+class _Truncated(Exception):
+    """Raised out of the parser once a truncated answer went back: nothing more of it is parsed."""
+
+
 @lru_cache(maxsize=4096)
 def parse_url(url: str) -> Url:
     """An absolute http(s) URL as a Url (cached); ValueError for anything else. The path and query go out as
@@ -98,12 +102,13 @@ def parse_url(url: str) -> Url:
 
 
 class Prepared:
-    """A (method, url) pair ready to send: its request line and Host header as bytes, the whole request when it
-    carries no headers or body, and its pool's key (make one with prepare(); reuse it)."""
+    """A (method, url) pair ready to send: its request line, Host header and fixed headers (sent with every use) as
+    bytes, the whole request when it carries no other headers and no body, and its pool's key (make one with
+    prepare(); reuse it)."""
 
     __slots__ = ("bare", "body_method", "head", "head_only", "idempotent", "method", "pool_key", "url")
 
-    def __init__(self, method: str, url: Url) -> None:
+    def __init__(self, method: str, url: Url, headers: Iterable[Header] = ()) -> None:
         if not method.isascii() or not method.isalpha():
             raise ValueError(f"not an HTTP method: {method!r}")
         host = f"[{url.host}]" if ":" in url.host else url.host
@@ -113,6 +118,8 @@ class Prepared:
         self.url = url
         self.head = f"{method} {url.target} HTTP/1.1\r\nHost: {host}\r\n".encode("idna" if not host.isascii()
                                                                                     else "ascii")
+        if headers:
+            self.head = _render(self.head, "", headers, b"")[:-2]  # the fixed headers, without the blank line
         self.body_method = method in _BODY_METHODS
         self.bare = self.head + (b"Content-Length: 0\r\n\r\n" if self.body_method else b"\r\n")
         self.head_only = method == "HEAD"
@@ -121,9 +128,10 @@ class Prepared:
 
 
 @lru_cache(maxsize=4096)
-def prepare(method: str, url: str | Url) -> Prepared:
-    """The Prepared request of (method, url), cached; ValueError for a method or URL that cannot be sent."""
-    return Prepared(method, parse_url(url) if isinstance(url, str) else url)
+def prepare(method: str, url: str | Url, headers: tuple[Header, ...] = ()) -> Prepared:
+    """The Prepared request of (method, url) with fixed headers, cached; ValueError for a method, URL or header
+    that cannot be sent."""
+    return Prepared(method, parse_url(url) if isinstance(url, str) else url, headers)
 
 
 def _bytes(text: str | bytes) -> bytes:
@@ -167,6 +175,7 @@ class _Connection(asyncio.Protocol):
         self._error: BaseException | None = None
         self._head_only = False
         self._max_body = 0
+        self._truncate = False
         self._received = False
         self._headers_done = False
         self._interim = False
@@ -190,6 +199,8 @@ class _Connection(asyncio.Protocol):
         self._received = True
         try:
             self.parser.feed_data(data)
+        except _Truncated:
+            self.close()  # the answer went back with the body's first max_body bytes; the rest is never read
         except Exception as exc:  # a callback's own error first (ResponseTooLarge), else the parser's
             self._fail(self._error or ProtocolError(f"invalid HTTP answer: {exc}"))
         if self._head_only and self._waiter is None:
@@ -240,17 +251,23 @@ class _Connection(asyncio.Protocol):
             if self._head_only:
                 self._complete()
             return
-        if length is not None and length > self._max_body:
+        if length is not None and length > self._max_body and not self._truncate:
             self._error = ResponseTooLarge(self._max_body)
             raise self._error
         self._until_close = length is None and not chunked
 
     def on_body(self, body: bytes) -> None:
-        """A piece of the body (at most max_body bytes in all)."""
+        """A piece of the body (at most max_body bytes in all: past them the answer fails, or when truncating goes
+        back with its first max_body bytes)."""
         self._size += len(body)
         if self._size > self._max_body:
-            self._error = ResponseTooLarge(self._max_body)
-            raise self._error
+            if not self._truncate:
+                self._error = ResponseTooLarge(self._max_body)
+                raise self._error
+            self._body.append(body[:len(body) - (self._size - self._max_body)])
+            self.keep_alive = False
+            self._complete()
+            raise _Truncated
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -266,7 +283,8 @@ class _Connection(asyncio.Protocol):
 
     # -- the client's side
 
-    def send(self, data: bytes, head_only: bool, max_body: int, deadline: float) -> asyncio.Future[Response]:
+    def send(self, data: bytes, head_only: bool, max_body: int, truncate: bool, deadline: float
+             ) -> asyncio.Future[Response]:
         """Write one request; the future gets its answer (TimeoutError once the client's sweep finds the deadline
         passed)."""
         assert self.transport is not None
@@ -274,6 +292,7 @@ class _Connection(asyncio.Protocol):
         self.deadline = deadline
         self._head_only = head_only
         self._max_body = max_body
+        self._truncate = truncate
         self._received = self._headers_done = self._until_close = self._interim = False
         self._error = None
         self._headers = []
@@ -511,10 +530,13 @@ class HttpClient:
         body: bytes = b"",
         timeout: float | None = None,
         max_body: int | None = None,
+        truncate: bool = False,
     ) -> Response:
         """Send one request and read its answer (redirects are answers). Raises TimeoutError, ResponseTooLarge,
         AddressRefused, ValueError (a URL or header that cannot be sent) or another OSError. url may be a
-        Prepared request (of this method): the fast path, nothing is parsed or built but headers and body."""
+        Prepared request (of this method): the fast path, nothing is parsed or built but headers and body.
+        truncate=True: a body longer than max_body is not an error, the answer keeps its first max_body bytes (and
+        the connection is closed, not pooled)."""
         if self.closed:
             raise ConnectionClosed("the client is closed")
         prepared = url if isinstance(url, Prepared) else prepare(method, url)
@@ -535,7 +557,7 @@ class HttpClient:
                 conn.reused = True
             else:
                 conn = await pool.acquire(deadline)
-            waiter = conn.send(data, prepared.head_only, limit, deadline)
+            waiter = conn.send(data, prepared.head_only, limit, truncate, deadline)
             try:
                 response = await waiter
             except _Stale:

@@ -65,7 +65,7 @@ def test_a_service_down_60_s_of_10_minutes_is_90_percent_up_and_its_incident_sho
                 rt.alerting.evaluate()
                 clock.advance(STEP_S)
     finally:
-        loop.run_until_complete(rt._client.aclose())
+        loop.run_until_complete(rt._client.close())
         loop.close()
     rt.writer.flush()
 

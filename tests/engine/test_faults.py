@@ -6,7 +6,6 @@ import asyncio
 import random
 import time
 
-import httpx
 import pytest
 
 from engine.chaos.faults import Fault, FaultLayer, InjectedConnectionError, InjectedStatus
@@ -14,6 +13,7 @@ from engine.clock import FakeClock, SystemClock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.checker import HealthChecker, HealthState
 from engine.traffic.breaker import BreakerConfig, BreakerState
+from tests.engine.fetch_double import fetch_by_port
 from tests.engine.test_health import Collect
 from tests.engine.test_router import Backend, make_router, run
 
@@ -107,9 +107,8 @@ def test_health_checks_see_an_injected_failure_as_unhealthy_and_latency_as_slow(
     registry = Registry()
     registry.replace((service,))
     faults = FaultLayer(clock, random.Random(4))
-    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200)))
-    checker = HealthChecker(registry, client, Collect(), clock, timeout=1.0, degraded_ms=500.0,  # type: ignore[arg-type]
-                            fall=1, rise=1, concurrency=5, faults=faults)
+    checker = HealthChecker(registry, fetch_by_port(lambda _port: 200), Collect(), clock,  # type: ignore[arg-type]
+                            timeout=1.0, degraded_ms=500.0, fall=1, rise=1, concurrency=5, faults=faults)
     asyncio.run(checker.run_once())
     assert checker.state_of(1) is HealthState.HEALTHY
     faults.add(Fault(1, "orders", clock.monotonic() + 60, fail=True))

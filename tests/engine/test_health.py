@@ -1,16 +1,18 @@
-"""Health checks: classification, fall/rise damping, aggregation, and a round over mock HTTP with a fake clock."""
+"""Health checks: classification, fall/rise damping, aggregation, and a round over scripted answers with a fake
+clock."""
 
 from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
 from contract.events import InstanceHealthEvent, LogEvent, ServiceHealthEvent
 from engine.clock import FakeClock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.checker import HealthChecker, HealthState, InstanceTracker, aggregate, classify
+from engine.health.probe import FetchError
+from tests.engine.fetch_double import fetch_by_port
 
 H, D, U, K = HealthState.HEALTHY, HealthState.DEGRADED, HealthState.UNHEALTHY, HealthState.UNKNOWN
 
@@ -91,9 +93,8 @@ def make_checker(handler, clock, fall=2, rise=2, ports=(9001, 9002)):
     registry = Registry()
     registry.replace((service,))
     writer = Collect()
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     checker = HealthChecker(
-        registry, client, writer, clock,  # type: ignore[arg-type]
+        registry, fetch_by_port(handler), writer, clock,  # type: ignore[arg-type]
         timeout=1.0, degraded_ms=500.0, fall=fall, rise=rise, concurrency=10,
     )
     return checker, writer
@@ -103,11 +104,11 @@ def test_round_marks_dead_instance_after_fall_threshold(caplog):
     clock = FakeClock()
     down = {"9002": False}
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.port == 9002 and down["9002"]:
-            raise httpx.ConnectError("connection refused", request=request)
+    def handler(port: int) -> int:
+        if port == 9002 and down["9002"]:
+            raise FetchError("ConnectError: connection refused")
         clock.advance(0.020)  # the instance takes 20 ms to answer
-        return httpx.Response(200, json={"status": "ok"})
+        return 200
 
     checker, writer = make_checker(handler, clock)
     asyncio.run(checker.run_once())
@@ -132,9 +133,9 @@ def test_slow_instance_is_degraded_not_unhealthy():
     clock = FakeClock()
     delay = {"s": 0.01}
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(_port: int) -> int:
         clock.advance(delay["s"])
-        return httpx.Response(200)
+        return 200
 
     checker, writer = make_checker(handler, clock, fall=1, ports=(9001,))
     asyncio.run(checker.run_once())
@@ -150,16 +151,16 @@ def test_hanging_instance_times_out_without_delaying_the_other():
     clock = FakeClock()
     seen: list[str] = []
 
-    async def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.port == 9001:
+    async def handler(port: int) -> int:
+        if port == 9001:
             seen.append("9001 sent")
             try:
                 await asyncio.sleep(30)
             except asyncio.CancelledError:
                 seen.append("9001 cut")
                 raise
-        seen.append(f"{request.url.port} answered")
-        return httpx.Response(200)
+        seen.append(f"{port} answered")
+        return 200
 
     checker, writer = make_checker(handler, clock, fall=1)
     checker._timeout = 0.2

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -17,7 +16,9 @@ from engine.clock import FakeClock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.checker import HealthChecker
 from engine.health.history import RecentChecks, minute_of
+from engine.health.probe import FetchError
 from engine.store.writer import BatchWriter
+from tests.engine.fetch_double import fetch_by_port
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
@@ -42,13 +43,13 @@ class Fleet:
         self.clock = clock
         self.down = False
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.url.port == 9002:
+    def __call__(self, port: int) -> int:
+        if port == 9002:
             if self.down:
-                raise httpx.ConnectError("connection refused", request=request)
-            return httpx.Response(503)
+                raise FetchError("ConnectError: connection refused")
+            return 503
         self.clock.advance(0.010)
-        return httpx.Response(200)
+        return 200
 
 
 def spec(ports=(9001, 9002), service_id=1):
@@ -61,9 +62,8 @@ def make(writer, clock, handler, *, recent=120, registry=None):
     if registry is None:
         registry = Registry()
         registry.replace((spec(),))
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    checker = HealthChecker(registry, client, writer, clock, timeout=1.0, degraded_ms=500.0, fall=2, rise=2,
-                            concurrency=10, recent=recent)
+    checker = HealthChecker(registry, fetch_by_port(handler), writer, clock, timeout=1.0, degraded_ms=500.0, fall=2,
+                            rise=2, concurrency=10, recent=recent)
     return checker, registry
 
 
@@ -195,10 +195,10 @@ def test_through_the_real_writer_to_exact_uptime(sessions):
     clock = FakeClock(T0)
     writer = BatchWriter(sessions, clock)
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.port == 9002 and down:
-            raise httpx.ConnectError("refused", request=request)
-        return httpx.Response(200)
+    def handler(port: int) -> int:
+        if port == 9002 and down:
+            raise FetchError("ConnectError: refused")
+        return 200
 
     checker, _ = make(writer, clock, handler, registry=registry)
     for k in range(36):

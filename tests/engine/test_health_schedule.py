@@ -1,6 +1,6 @@
 """Phased health checks: phases spread over the interval, a slow instance delays no other, an interval that cannot
-be kept is counted and logged; the probe client keeps one connection per instance, bounds bodies and keeps the
-SSRF guard's and the failure texts. Plans take the time as an argument; the rest is real HTTP on loopback."""
+be kept is counted and logged; checks on the wire client keep one connection per instance, bound bodies and keep
+the SSRF guard's and the failure texts. Plans take the time as an argument; the rest is real HTTP on loopback."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import pytest
 from engine.clock import SystemClock
 from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.checker import HealthChecker, HealthState, PhasePlan, phase_of
-from engine.health.probe import FetchError, ProbeClient
+from engine.health.probe import FetchError, check_fetch
 from engine.security.ssrf import Policy
+from engine.traffic.wire import HttpClient
 
 LOOPBACK = Policy.instances(("127.0.0.0/8",))
 
@@ -132,12 +133,12 @@ class Collect:
 
 
 def checker_over(urls: list[str], *, concurrency: int = 10, timeout: float = 2.0
-                 ) -> tuple[HealthChecker, ProbeClient]:
+                 ) -> tuple[HealthChecker, HttpClient]:
     registry = Registry()
     registry.replace((ServiceSpec(1, "orders", "/health", None, 1, False,
                                   tuple(InstanceSpec(k, 1, u) for k, u in enumerate(urls, start=1))),))
-    probe = ProbeClient(LOOPBACK)
-    checker = HealthChecker(registry, probe.get, Collect(), SystemClock(), timeout=timeout,  # type: ignore[arg-type]
+    probe = HttpClient(LOOPBACK)
+    checker = HealthChecker(registry, check_fetch(probe), Collect(), SystemClock(), timeout=timeout,  # type: ignore[arg-type]
                             degraded_ms=1000.0, fall=1, rise=1, concurrency=concurrency)
     return checker, probe
 
@@ -166,8 +167,8 @@ def test_a_slow_instance_delays_no_other_and_the_schedule_is_kept():
         assert 9 * 5 <= c.started <= 9 * 6  # the first checks at once, then four or five intervals
         assert all(checker.state_of(k) is HealthState.HEALTHY for k in range(1, 10))
         assert sum(fast.connections.values()) >= 8 * 4 and len(fast.connections) == 8  # one kept each
-        assert probe.connects == 9
-        await probe.aclose()
+        assert len(slow_one.connections) == 1
+        await probe.close()
         fast.close()
         slow_one.close()
 
@@ -192,7 +193,7 @@ def test_an_instance_slower_than_its_interval_is_skipped_not_stacked_and_the_ove
         assert checker.state_of(1) is HealthState.UNHEALTHY and checker.state_of(2) is HealthState.HEALTHY
         lines = [r.getMessage() for r in caplog.records if "cannot keep" in r.getMessage()]
         assert len(lines) == 1 and "0.4 s interval" in lines[0]
-        await probe.aclose()
+        await probe.close()
         hanging.close()
         fast.close()
 
@@ -213,13 +214,13 @@ def test_too_few_slots_for_the_interval_make_checks_late_or_skipped_and_the_inte
         c = checker.counts
         assert c.late + c.skipped >= 3 and c.overrun_intervals == 1, c
         assert c.started <= 14  # never more than the one slot allows
-        await probe.aclose()
+        await probe.close()
         served.close()
 
     asyncio.run(scenario())
 
 
-def test_probe_keeps_alive_bounds_bodies_and_says_why_it_failed():
+def test_checks_keep_alive_bound_bodies_and_say_why_they_failed():
     async def scenario() -> None:
         big = b"x" * (200 * 1024)
 
@@ -227,22 +228,25 @@ def test_probe_keeps_alive_bounds_bodies_and_says_why_it_failed():
             return (503, big) if n == 3 else (204, b"")
 
         served = await serve(answer)
-        probe = ProbeClient(LOOPBACK, body_limit=64 * 1024)
+        probe = HttpClient(LOOPBACK)
+        get = check_fetch(probe, body_limit=64 * 1024)
         url = served.urls()[0] + "/health"
-        assert [await probe.get(url, 1.0) for _ in range(2)] == [204, 204]
-        assert probe.connects == 1
-        assert await probe.get(url, 1.0) == 503  # 64 KiB of 200 read: the connection is not reused after it
-        assert await probe.get(url, 1.0) == 204 and probe.connects == 2 and len(served.connections) == 2
+        assert [await get(url, 1.0) for _ in range(2)] == [204, 204]
+        assert len(served.connections) == 1
+        assert await get(url, 1.0) == 503  # 64 KiB of 200 read: the connection is not reused after it
+        assert await get(url, 1.0) == 204 and len(served.connections) == 2
         served.close()
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             unused = s.getsockname()[1]
         with pytest.raises(FetchError, match=r"^ConnectError"):
-            await probe.get(f"http://127.0.0.1:{unused}/health", 1.0)
+            await get(f"http://127.0.0.1:{unused}/health", 1.0)
         with pytest.raises(FetchError, match=r"^refused: 10\.0\.0\.1 is not in INSTANCE_ALLOWLIST"):
-            await probe.get("http://10.0.0.1:80/health", 1.0)
+            await get("http://10.0.0.1:80/health", 1.0)
         with pytest.raises(FetchError, match="link-local"):
-            await ProbeClient(Policy.instances(("*",))).get("http://169.254.169.254/latest", 1.0)
+            await check_fetch(HttpClient(Policy.instances(("*",))))("http://169.254.169.254/latest", 1.0)
+        with pytest.raises(FetchError, match=r"^unsupported URL"):
+            await get("ftp://127.0.0.1/health", 1.0)
 
         async def never(_n: int) -> tuple[int, bytes]:
             await asyncio.sleep(10)
@@ -250,8 +254,8 @@ def test_probe_keeps_alive_bounds_bodies_and_says_why_it_failed():
 
         hanging = await serve(never)
         with pytest.raises(TimeoutError):
-            await probe.get(hanging.urls()[0] + "/health", 0.2)
-        await probe.aclose()
+            await get(hanging.urls()[0] + "/health", 0.2)
+        await probe.close()
         hanging.close()
 
     asyncio.run(scenario())

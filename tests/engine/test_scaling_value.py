@@ -7,7 +7,6 @@ import asyncio
 from dataclasses import asdict
 from typing import Any, cast
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -18,6 +17,8 @@ from engine.fleet.registry import InstanceSpec, Registry, ServiceSpec
 from engine.health.collector import Collector
 from engine.scaling.manager import ScalingManager
 from engine.traffic.recorder import TrafficRecorder
+from engine.traffic.wire import HttpClient
+from tests.engine.test_collector import LOOPBACK, metrics_servers
 
 INFLIGHT = AutoscalerConfig(metric=AutoscalerMetric.INFLIGHT)
 
@@ -74,8 +75,7 @@ process_cpu_seconds_total {cpu}
 # TYPE process_resident_memory_bytes gauge
 process_resident_memory_bytes {rss}
 """
-PORTS = {1: 9001, 2: 9002}
-CPU_PER_BUCKET = {9001: 4.0, 9002: 2.0}  # CPU-seconds per 5 s bucket: 80 % and 40 %, a mean of 60 %
+CPU_PER_BUCKET = [4.0, 2.0]  # CPU-seconds per 5 s bucket of instances 1 and 2: 80 % and 40 %, a mean of 60 %
 
 
 class FleetDouble:
@@ -99,28 +99,38 @@ class FleetDouble:
 
 
 def measured(clock: FakeClock) -> tuple[Registry, Collector]:
-    """A collector that closed two 5 s buckets of orders (2 instances): 60 % CPU, 600 MB, p95 of 190 ms."""
-    cpu = {9001: 0.0, 9002: 0.0}
+    """A collector that closed two 5 s buckets of orders (2 instances on loopback): 60 % CPU, 600 MB, p95 of
+    190 ms."""
+    cpu = [0.0, 0.0]
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        port = request.url.port or 0
-        cpu[port] += CPU_PER_BUCKET[port]
-        return httpx.Response(200, text=EXPOSITION.format(cpu=cpu[port], rss=300 * 2**20))
+    def answer(k: int) -> tuple[int, bytes]:
+        cpu[k] += CPU_PER_BUCKET[k]
+        return 200, EXPOSITION.format(cpu=cpu[k], rss=300 * 2**20).encode()
 
     registry = Registry()
-    registry.replace((ServiceSpec(1, "orders", "/health", "/metrics", 1, True, tuple(
-        InstanceSpec(i, 1, f"http://127.0.0.1:{port}") for i, port in PORTS.items())),))
     traffic = TrafficRecorder()
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    collector = Collector(registry, client, cast(Any, WriterDouble()), traffic, clock, bucket_seconds=5.0,
-                          timeout=1.0)
-    asyncio.run(collector.run_once())  # the first scrape: no CPU rate yet
-    clock.advance(5.0)
-    for ms in range(10, 201, 10):  # 20 requests, 10..200 ms: the nearest-rank p95 is the 19th, 190 ms
-        traffic.begin("orders")
-        traffic.record("orders", float(ms), True)
-    asyncio.run(collector.run_once())
-    return registry, collector
+
+    async def scenario() -> Collector:
+        servers = await metrics_servers(answer, 2)
+        registry.replace((ServiceSpec(1, "orders", "/health", "/metrics", 1, True, tuple(
+            InstanceSpec(k + 1, 1, f"http://127.0.0.1:{port}") for k, (_, port) in enumerate(servers))),))
+        client = HttpClient(LOOPBACK)
+        collector = Collector(registry, client, cast(Any, WriterDouble()), traffic, clock, bucket_seconds=5.0,
+                              timeout=1.0)
+        try:
+            await collector.run_once()  # the first scrape: no CPU rate yet
+            clock.advance(5.0)
+            for ms in range(10, 201, 10):  # 20 requests, 10..200 ms: the nearest-rank p95 is the 19th, 190 ms
+                traffic.begin("orders")
+                traffic.record("orders", float(ms), True)
+            await collector.run_once()
+            return collector
+        finally:
+            await client.close()
+            for server, _ in servers:
+                server.close()
+
+    return registry, asyncio.run(scenario())
 
 
 class WriterDouble:

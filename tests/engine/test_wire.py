@@ -16,7 +16,7 @@ import pytest
 import uvloop
 
 from engine.security.ssrf import AddressRefused, Policy
-from engine.traffic.wire import ConnectionClosed, HttpClient, ResponseTooLarge, Url, parse_url
+from engine.traffic.wire import ConnectionClosed, HttpClient, ResponseTooLarge, Url, parse_url, prepare
 from tests.conftest import free_port
 
 LOOPBACK = Policy.instances(("127.0.0.0/8",))
@@ -252,6 +252,78 @@ def test_a_body_past_the_cap_raises_and_the_rest_is_not_read(loop_factory):
     assert len(within.body) == 100_000
     assert [type(e) for e in errors] == [ResponseTooLarge, ResponseTooLarge]
     assert seen.sent < 32 * 1024 * 1024  # stopped long before the 64 MiB an endless answer would send
+
+
+def test_a_truncating_read_keeps_the_status_and_the_first_bytes_and_does_not_pool_the_connection(loop_factory):
+    async def scenario() -> tuple[list[Any], Seen]:
+        server, port, seen = await scripted()
+        client = HttpClient(LOOPBACK)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            out = [await client.request("GET", base + path, max_body=1000, truncate=True)
+                   for path in ("/big/1000", "/big/1000", "/big/5000", "/endless", "/ok")]
+            await asyncio.sleep(0.3)  # the server notices the reader went
+            return out, seen
+        finally:
+            await client.close()
+            server.close()
+
+    out, seen = run(scenario, loop_factory)
+    assert [(r.status, len(r.body)) for r in out] == [(200, 1000), (200, 1000), (200, 1000), (200, 1000), (200, 2)]
+    assert out[3].body == b"y" * 1000
+    # exactly the cap: read whole, the connection kept; past it (twice): each closed, so /ok needs a third
+    assert seen.connections == 3
+    assert seen.sent < 32 * 1024 * 1024
+
+
+def test_fixed_headers_of_a_prepared_request_go_with_every_use(loop_factory):
+    async def scenario() -> Seen:
+        server, port, seen = await scripted()
+        client = HttpClient(LOOPBACK)
+        prepared = prepare("GET", f"http://127.0.0.1:{port}/ok", (("User-Agent", "mm"), ("Accept", "*/*")))
+        try:
+            await client.request("GET", prepared)
+            await client.request("GET", prepared, headers=[("X-More", "1")])
+            return seen
+        finally:
+            await client.close()
+            server.close()
+
+    seen = run(scenario, loop_factory)
+    bare, more = seen.requests[0][2], seen.requests[1][2]
+    assert bare.endswith(b"\r\nUser-Agent: mm\r\nAccept: */*\r\n\r\n")
+    assert b"User-Agent: mm\r\nAccept: */*\r\nX-More: 1\r\n\r\n" in more
+    with pytest.raises(ValueError):
+        prepare("GET", "http://127.0.0.1/ok", (("X-Bad", "a\r\nInjected: 1"),))
+
+
+def test_a_redirect_is_an_answer_and_the_environment_proxy_is_not_used(monkeypatch, loop_factory):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+
+    async def scenario() -> tuple[Any, Seen]:
+        other, other_port, other_seen = await scripted()
+
+        async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:%d/ok\r\nContent-Length: 0\r\n\r\n"
+                         % other_port)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(redirect, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = HttpClient(LOOPBACK)
+        try:
+            return await client.request("GET", f"http://127.0.0.1:{port}/health"), other_seen
+        finally:
+            await client.close()
+            server.close()
+            other.close()
+
+    answer, other_seen = run(scenario, loop_factory)
+    assert answer.status == 302 and dict(answer.raw_headers)[b"Location"].endswith(b"/ok")
+    assert other_seen.requests == []
 
 
 def test_total_timeout_covers_a_slow_answer(loop_factory):

@@ -387,16 +387,19 @@ def cpu_per_request(args: argparse.Namespace) -> int:
             per: list[float] = []
             for _ in range(REPEATS):
                 before = {t.id: t.user_time + t.system_time for t in child.threads()}
-                total0 = sum(child.cpu_times()[:2])
+                user0, system0 = child.cpu_times()[:2]
                 run, requests = wrk_counted(eng.route, CONNECTIONS, eng.auth)
-                total = sum(child.cpu_times()[:2]) - total0
+                user1, system1 = child.cpu_times()[:2]
+                total, system = user1 + system1 - user0 - system0, system1 - system0
                 after = {t.id: t.user_time + t.system_time - before.get(t.id, 0.0) for t in child.threads()}
                 busiest = max(after.values())
                 us = total / requests * 1e6
                 per.append(us)
-                print(f"{requests:>8} requests  {run.rps:>7,.0f} req/s  engine CPU {total:5.2f} s = {us:6.1f} us/request"
-                      f" (busiest thread {busiest / requests * 1e6:6.1f} us, the rest {(total - busiest) / requests * 1e6:5.1f} us)"
-                      f"  other work {run.other_cores:.2f} cores, load {run.load:.1f}", flush=True)
+                print(f"{requests:>8} requests  {run.rps:>7,.0f} req/s  engine CPU {total:5.2f} s"
+                      f" = {us:6.1f} us/request (kernel {system / requests * 1e6:5.1f} us;"
+                      f" busiest thread {busiest / requests * 1e6:6.1f} us, the rest"
+                      f" {(total - busiest) / requests * 1e6:5.1f} us)  other work {run.other_cores:.2f} cores,"
+                      f" load {run.load:.1f}", flush=True)
             h50, h99, under = health_p99_under_load(eng)
     print(f"median engine CPU per request: {statistics.median(per):.1f} us")
     print(f"/api/health while saturated: p50 {h50:.1f} ms, p99 {h99:.1f} ms (listener {under.rps:,.0f} req/s)")
@@ -445,7 +448,8 @@ def engine_child(profiled: bool) -> int:
     stop.wait()
     if profiler is not None:
         rt.loop.run_soon(_call(profiler.disable)).result(5)
-        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+        top = int(os.environ.get("PROFILE_TOP", "25"))  # rows of the table
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
         sys.stdout.flush()
     rt.stop()
     return 0

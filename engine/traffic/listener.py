@@ -553,7 +553,7 @@ def _answer_head(raw_headers: Iterable[tuple[bytes, bytes]], instance_url: str, 
     for name, value in raw_headers:
         low = name.lower()
         if low in HOP_BY_HOP_BYTES:
-            if low == b"connection":
+            if low == b"connection" and value != b"keep-alive":  # keep-alive (the usual) names nothing to drop
                 named = (named or set()) | {v.strip().lower() for v in value.split(b",")}
             continue
         lines.append(b"%s: %s\r\n" % (name, value))

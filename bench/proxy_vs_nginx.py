@@ -440,6 +440,8 @@ def engine_child(profiled: bool) -> int:
 
     rt = Runtime.open(Settings.from_env())
     rt.start(app=create_app(rt))
+    if os.environ.get("BENCH_SWITCH_INTERVAL_S"):  # --switch-interval: the engine's GIL_SWITCH_INTERVAL_S replaced
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL_S"]))
     profiler = cProfile.Profile() if profiled else None
     if profiler is not None:
         rt.loop.run_soon(_call(profiler.enable)).result(5)
@@ -486,12 +488,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", action="store_true", help="also profile the engine during one saturated run")
     parser.add_argument("--cpu", action="store_true", help="only the engine's CPU per proxied request")
+    parser.add_argument("--switch-interval", type=float, metavar="S",
+                        help="the engine's GIL switch interval instead of its own (e.g. 0.005, Python's default)")
     parser.add_argument("--seconds", type=float, default=RUN_S, help="seconds of each wrk run")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="runs of each figure (the median counts)")
     parser.add_argument("--engine-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--slow-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     cli = parser.parse_args()
     RUN_S, REPEATS = cli.seconds, cli.repeats
+    if cli.switch_interval:
+        os.environ["BENCH_SWITCH_INTERVAL_S"] = str(cli.switch_interval)
     if cli.engine_child:
         sys.exit(engine_child(cli.profile))
     if cli.slow_upstream:

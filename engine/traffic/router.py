@@ -237,7 +237,7 @@ class Router:
             raise NotFound("service", service)
         if self._client is None:
             raise Unavailable("the engine's traffic loop is not running")
-        request = Request(method.upper(), path, query, tuple(headers), body, key)
+        request: Request = _new(Request, (method.upper(), path, query, tuple(headers), body, key))
         self.counters.add("requests")
         self.budget.request_started()
         try:

@@ -19,6 +19,8 @@ The proxy rate limit is lifted for the run (PROXY_RATE_LIMIT_PER_S): the figure 
 Other work on the machine moves these figures: each run records the CPU other processes used meanwhile (in cores)
 and the load average, and the end says how many runs were disturbed (> NOISE_CORES). `--profile` runs the engine
 child under cProfile (its loop thread) during one saturated run and prints the top functions by own time.
+`--cpu` measures only the engine's CPU per proxied request (its CPU seconds over wrk's requests, split by thread):
+a figure other work on the machine moves much less than req/s.
 """
 
 from __future__ import annotations
@@ -369,6 +371,53 @@ def main(args: argparse.Namespace) -> int:
     return 0 if all(ok for _, _, ok, _ in verdicts) else 1
 
 
+def cpu_per_request(args: argparse.Namespace) -> int:
+    """The engine's CPU microseconds per proxied request at saturation, its loop's and its other threads', and
+    /api/health p99 while saturated; REPEATS runs, each line printed."""
+    print(f"engine on CPU {PROXY_CPU}; upstreams and wrk on CPU {UPSTREAM_CPU}; {REPEATS} runs of {RUN_S} s; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    a, b = os_port(), os_port()
+    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp, scratch_database() as database_url:
+        work = Path(tmp)
+        upstreams = [f"http://127.0.0.1:{a}", f"http://127.0.0.1:{b}"]
+        with nginx(work, UPSTREAM_CONF.format(tmp=tmp, a=a, b=b), UPSTREAM_CPU, upstreams[0] + "/ok"), \
+                engine(work, database_url, upstreams, "up") as eng:
+            wrk(eng.route, CONNECTIONS, eng.auth, 2)  # warm: pools, caches
+            child = psutil.Process(eng.process.pid)  # taskset execs the engine: same pid
+            per: list[float] = []
+            for _ in range(REPEATS):
+                before = {t.id: t.user_time + t.system_time for t in child.threads()}
+                user0, system0 = child.cpu_times()[:2]
+                run, requests = wrk_counted(eng.route, CONNECTIONS, eng.auth)
+                user1, system1 = child.cpu_times()[:2]
+                total, system = user1 + system1 - user0 - system0, system1 - system0
+                after = {t.id: t.user_time + t.system_time - before.get(t.id, 0.0) for t in child.threads()}
+                busiest = max(after.values())
+                us = total / requests * 1e6
+                per.append(us)
+                print(f"{requests:>8} requests  {run.rps:>7,.0f} req/s  engine CPU {total:5.2f} s"
+                      f" = {us:6.1f} us/request (kernel {system / requests * 1e6:5.1f} us;"
+                      f" busiest thread {busiest / requests * 1e6:6.1f} us, the rest"
+                      f" {(total - busiest) / requests * 1e6:5.1f} us)  other work {run.other_cores:.2f} cores,"
+                      f" load {run.load:.1f}", flush=True)
+            h50, h99, under = health_p99_under_load(eng)
+    print(f"median engine CPU per request: {statistics.median(per):.1f} us")
+    print(f"/api/health while saturated: p50 {h50:.1f} ms, p99 {h99:.1f} ms (listener {under.rps:,.0f} req/s)")
+    return 0
+
+
+def wrk_counted(url: str, connections: int, headers: dict[str, str] | None = None) -> tuple[Run, int]:
+    """wrk as wrk() does, and how many requests it completed."""
+    argv = ["taskset", "-c", UPSTREAM_CPU, WRK, "-t1", f"-c{connections}", f"-d{RUN_S:g}s"]
+    for key, value in (headers or {}).items():
+        argv += ["-H", f"{key}: {value}"]
+    with Watch() as watch:
+        out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=RUN_S + 30, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return Run(rps, 0.0, 0.0, 0, watch.cores, watch.load), requests
+
+
 def profile(work: Path, database_url: str, upstreams: list[str]) -> None:
     """One saturated run against an engine child under cProfile; its table goes to the child's log, shown here."""
     with engine(work, database_url, upstreams, "profiled", profile=True) as eng:
@@ -391,6 +440,8 @@ def engine_child(profiled: bool) -> int:
 
     rt = Runtime.open(Settings.from_env())
     rt.start(app=create_app(rt))
+    if os.environ.get("BENCH_SWITCH_INTERVAL_S"):  # --switch-interval: the engine's GIL_SWITCH_INTERVAL_S replaced
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL_S"]))
     profiler = cProfile.Profile() if profiled else None
     if profiler is not None:
         rt.loop.run_soon(_call(profiler.enable)).result(5)
@@ -399,7 +450,8 @@ def engine_child(profiled: bool) -> int:
     stop.wait()
     if profiler is not None:
         rt.loop.run_soon(_call(profiler.disable)).result(5)
-        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+        top = int(os.environ.get("PROFILE_TOP", "25"))  # rows of the table
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
         sys.stdout.flush()
     rt.stop()
     return 0
@@ -435,14 +487,19 @@ def slow_child(port: int) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", action="store_true", help="also profile the engine during one saturated run")
+    parser.add_argument("--cpu", action="store_true", help="only the engine's CPU per proxied request")
+    parser.add_argument("--switch-interval", type=float, metavar="S",
+                        help="the engine's GIL switch interval instead of its own (e.g. 0.005, Python's default)")
     parser.add_argument("--seconds", type=float, default=RUN_S, help="seconds of each wrk run")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="runs of each figure (the median counts)")
     parser.add_argument("--engine-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--slow-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     cli = parser.parse_args()
     RUN_S, REPEATS = cli.seconds, cli.repeats
+    if cli.switch_interval:
+        os.environ["BENCH_SWITCH_INTERVAL_S"] = str(cli.switch_interval)
     if cli.engine_child:
         sys.exit(engine_child(cli.profile))
     if cli.slow_upstream:
         sys.exit(slow_child(cli.slow_upstream))
-    sys.exit(main(cli))
+    sys.exit(cpu_per_request(cli) if cli.cpu else main(cli))

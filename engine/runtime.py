@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import secrets
+import sys
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -74,6 +75,11 @@ T = TypeVar("T")
 log = event_logger("engine")
 HEALTH_IDLE_S = 120.0  # a check's or scrape's kept connection unused this long is closed
 FREEZE_FROM = 1000  # instances from which the heap is frozen once a fleet is connected (Runtime._freeze_heap)
+# The engine loop and the API's waitress threads share one GIL. A busy loop (a saturated traffic listener) holds
+# it until a waiting thread's switch interval runs out, and an API request waits for it at each of its hand-offs
+# (reader thread -> worker, every database round trip, the write): at Python's default 5 ms that is up to 5 ms a
+# hand-off. 1 ms bounds each to 1 ms; a thread that waits for nothing asks for no switch, so it costs nothing then.
+GIL_SWITCH_INTERVAL_S = 0.001
 
 
 class Runtime:
@@ -134,7 +140,7 @@ class Runtime:
         self.ejector = OutlierEjector(self.clock, s.eject_consecutive, s.eject_base_s, s.eject_max_percent)
         self.resilience = ResilienceCounters(self.clock)
         self.retry_budget = RetryBudget(s.retry_budget_percent, s.retry_budget_min)
-        self.router = Router(self.registry, self.health_of, self.breakers, self.ejector, self.traffic,
+        self.router = Router(self.registry, self.health.state_of, self.breakers, self.ejector, self.traffic,
                              self.resilience, self.retry_budget, self.clock, algorithm=s.lb_algorithm,
                              timeout_s=s.route_timeout, max_retries=s.route_retries, policy=instances,
                              max_body_bytes=s.route_max_body, faults=self.faults)
@@ -303,6 +309,7 @@ class Runtime:
         if demo:
             start_demo_fleet(self.sessions, self.fleet, self.settings.demo_seed)
         self.fleet.restore(skip=frozenset(DEMO_SERVICES) if demo else frozenset())
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.loop.start()
         self.loop.run_soon(self._start_jobs()).result(10)
         self.loop.run_soon(self.proxy.start()).result(10)

@@ -41,8 +41,10 @@ class RateLimiter:
     def hit(self, key: str) -> float | None:
         """Take one token: None if allowed, else the seconds to wait (nothing is taken then)."""
         now = self._clock.monotonic()
+        burst = float(self.burst)
         with self._lock:
-            tokens = self._level(key, now)
+            tokens, at = self._buckets.get(key, (burst, now))  # _level(), inlined: this runs per proxied request
+            tokens = min(burst, tokens + (now - at) * self.rate)
             if tokens < 1.0:
                 return (1.0 - tokens) / self.rate
             self._buckets[key] = (tokens - 1.0, now)

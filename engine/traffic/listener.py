@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import NamedTuple, cast
@@ -452,50 +452,63 @@ class _Connection(asyncio.Protocol):
         if request.method not in METHODS:
             raise _HttpError(405, "The method is not allowed for the requested URL.",
                              [(b"Allow", _ALLOW)])
-        forward: list[tuple[str, str]] = []
+        forward: list[tuple[bytes, bytes]] = []  # as received: the client sends them on as they came
         auth: bytes | None = None
         key: str | None = None
-        named: set[str] | None = None
-        for name, value in request.headers:
-            low = name.lower()
+        named: set[bytes] | None = None
+        for pair in request.headers:
+            low = pair[0].lower()
             if low in HOP_BY_HOP_BYTES:
                 if low == b"authorization" and auth is None:
-                    auth = value
+                    auth = pair[1]
                 elif low == b"connection":
-                    named = (named or set()) | {v.strip().lower() for v in value.decode("latin-1").split(",")}
+                    named = (named or set()) | {v.strip().lower() for v in pair[1].split(b",")}
                 continue
-            text = value.decode("latin-1")
             if key is None and low == b"x-route-key":
-                key = text
-            forward.append((name.decode("latin-1"), text))
+                key = pair[1].decode("latin-1")
+            forward.append(pair)
         if named:
-            forward = [(k, v) for k, v in forward if k.lower() not in named]
-        await self._authorize(auth)
+            forward = [pair for pair in forward if pair[0].lower() not in named]
+        pending = self._authorize(auth)
+        if pending is not None:  # the user's token version must be read: the only await before routing
+            await pending
         upstream = await self._listener.router.send(
             _unquote(service), request.method.decode(), _unquote(path), query=query.decode("utf-8", "surrogateescape"),
             headers=forward, body=request.body, key=key)
-        head = b"".join([b"%s: %s\r\n" % pair for pair in forwardable_raw(upstream.raw_headers)])
-        head += b"X-Upstream-Instance: %s\r\nX-Upstream-Attempts: %d\r\n" % (
-            upstream.instance_url.encode("latin-1", "replace"), upstream.attempts)
-        return upstream.status, head, upstream.body
+        return upstream.status, _answer_head(upstream.raw_headers, upstream.instance_url, upstream.attempts), \
+            upstream.body
 
-    async def _authorize(self, auth: bytes | None) -> None:
+    def _authorize(self, auth: bytes | None) -> Coroutine[None, None, None] | None:
         """As the API's `/proxy` route: the caller's bucket spent first (its user's, else its address'), then an
-        operator token required."""
-        listener = self._listener
+        operator token required. Decided here when the token's user is cached (raises, or None: allowed); else the
+        coroutine that reads it and decides."""
         claims: Claims | None = None
         error: ApiError | None = None
         if auth is not None:
             scheme, _, raw = auth.partition(b" ")
             token = raw.strip()
             if token and scheme.lower() == b"bearer":
+                gate = self._listener.gate
                 try:
-                    claims = listener.gate.verify(token.decode("latin-1"))
-                    if not listener.gate.known_current(claims):  # no coroutine on the common path
-                        await listener.gate.current(claims)
-                except ApiError as exc:  # 401, or 503 when the database cannot tell
+                    claims = gate.verify(token.decode("latin-1"))
+                    if not gate.known_current(claims):
+                        return self._authorize_read(claims)
+                except ApiError as exc:  # 401
                     claims, error = None, exc
-        wait = listener.limiter.hit("user:" + claims.username if claims is not None else "addr:" + self._peer)
+        self._admit(claims, error)
+        return None
+
+    async def _authorize_read(self, claims: Claims) -> None:
+        current: Claims | None = claims
+        error: ApiError | None = None
+        try:
+            await self._listener.gate.current(claims)
+        except ApiError as exc:  # 401, or 503 when the database cannot tell
+            current, error = None, exc
+        self._admit(current, error)
+
+    def _admit(self, claims: Claims | None, error: ApiError | None) -> None:
+        wait = self._listener.limiter.hit("user:" + claims.username if claims is not None else "addr:" + self._peer)
         if wait is not None:
             raise RateLimited(wait)
         if claims is None:
@@ -531,6 +544,24 @@ class _Connection(asyncio.Protocol):
         self._done = True
         if self._transport is not None:
             self._transport.abort()
+
+
+def _answer_head(raw_headers: Iterable[tuple[bytes, bytes]], instance_url: str, attempts: int) -> bytes:
+    """The upstream's header lines that cross the hop (forwardable_raw's rules, in one pass), then ours."""
+    lines = []
+    named: set[bytes] | None = None
+    for name, value in raw_headers:
+        low = name.lower()
+        if low in HOP_BY_HOP_BYTES:
+            if low == b"connection" and value != b"keep-alive":  # keep-alive (the usual) names nothing to drop
+                named = (named or set()) | {v.strip().lower() for v in value.split(b",")}
+            continue
+        lines.append(b"%s: %s\r\n" % (name, value))
+    if named and named - HOP_BY_HOP_BYTES:  # it names more to drop (`Connection: keep-alive` does not): rare
+        lines = [b"%s: %s\r\n" % pair for pair in forwardable_raw(raw_headers)]
+    lines.append(b"X-Upstream-Instance: %s\r\nX-Upstream-Attempts: %d\r\n" % (
+        instance_url.encode("latin-1", "replace"), attempts))
+    return b"".join(lines)
 
 
 def _unquote(raw: bytes) -> str:

@@ -38,6 +38,11 @@ class OutlierEjector:
         self._times: dict[int, int] = {}
         self._ejected: dict[int, Ejection] = {}
 
+    @property
+    def any_ejected(self) -> bool:
+        """Whether any ejection is held (possibly one whose time is up): when not, is_ejected() is False for all."""
+        return bool(self._ejected)
+
     def is_ejected(self, instance_id: int) -> bool:
         """Out of rotation now? (An ejection whose time is up ends here.)"""
         if instance_id not in self._ejected:  # the common case, without the lock

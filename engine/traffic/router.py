@@ -28,7 +28,7 @@ from engine.traffic.breakers import BreakerBook
 from engine.traffic.outlier import OutlierEjector
 from engine.traffic.recorder import TrafficRecorder
 from engine.traffic.resilience import ResilienceCounters, RetryBudget, backoff_s
-from engine.traffic.wire import HttpClient, Prepared, ResponseTooLarge, Url, prepare
+from engine.traffic.wire import Header, HttpClient, Prepared, ResponseTooLarge, Url, prepare
 
 __all__ = [
     "CircuitOpen", "FaultHook", "NoInstance", "Request", "Router", "Upstream", "UpstreamRefused", "UpstreamTimeout",
@@ -116,7 +116,7 @@ class Request(NamedTuple):
     method: str
     path: str
     query: str = ""
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[Header, ...] = ()
     body: bytes = b""
     key: str | None = None
 
@@ -126,10 +126,11 @@ class Request(NamedTuple):
         return self.method.upper() in RETRYABLE_METHODS
 
 
-class _Attempt(NamedTuple):
-    upstream: Upstream | None
-    failure: str | None  # None = success (any status < 500)
-    error: type[ApiError] | None = None  # what a failure without an answer raises when no retry follows
+# an attempt's answer, its failure (None = success: any status < 500) and what a failure without an answer raises
+# when no retry follows; a plain tuple, as is Upstream's making below (tuple.__new__, not its Python __new__): the
+# router makes one of each per request
+_Attempt = tuple[Upstream | None, str | None, type[ApiError] | None]
+_new = tuple.__new__
 
 
 class Router:
@@ -205,16 +206,17 @@ class Router:
     def candidates(self, spec: ServiceSpec) -> list[Target]:
         """Instances that may take a request: healthy or degraded, and not ejected."""
         out = []
+        targets, health_of = self.targets, self._health_of
+        is_ejected = self.ejector.is_ejected if self.ejector.any_ejected else None  # none: no call per instance
+        healthy, degraded = HealthState.HEALTHY, HealthState.DEGRADED
         for inst in spec.instances:
-            target = self.targets.get(inst.id)
+            target = targets.get(inst.id)
             if target is None or target.url != inst.url:
-                target = self.targets[inst.id] = Target(inst.id, inst.url, inst.weight)
+                target = targets[inst.id] = Target(inst.id, inst.url, inst.weight)
             target.weight = inst.weight
-            health = self._health_of(inst.id)
+            health = health_of(inst.id)
             # identity checks, not a set lookup: an Enum's __hash__ is Python code, and this runs per request
-            if (health is HealthState.HEALTHY or health is HealthState.DEGRADED) and not self.ejector.is_ejected(
-                inst.id
-            ):
+            if (health is healthy or health is degraded) and (is_ejected is None or not is_ejected(inst.id)):
                 out.append(target)
         return out
 
@@ -225,7 +227,7 @@ class Router:
         path: str,
         *,
         query: str = "",
-        headers: Iterable[tuple[str, str]] = (),
+        headers: Iterable[Header] = (),
         body: bytes = b"",
         key: str | None = None,
     ) -> Upstream:
@@ -235,16 +237,15 @@ class Router:
             raise NotFound("service", service)
         if self._client is None:
             raise Unavailable("the engine's traffic loop is not running")
-        request = Request(method.upper(), path, query, tuple(headers), body, key)
+        request: Request = _new(Request, (method.upper(), path, query, tuple(headers), body, key))
         self.counters.add("requests")
         self.budget.request_started()
         try:
-            tried: set[int] = set()
-            target, breaker = self._choose(spec, request, tried)
+            target, breaker = self._choose(spec, request, None)
             result = await self._attempt(spec, target, breaker, request, 1)
-            if result.failure is None and result.upstream is not None:
-                return result.upstream  # the common case: no retry machinery
-            return await self._retry(spec, request, tried, result)
+            if result[1] is None and result[0] is not None:
+                return result[0]  # the common case: no retry machinery
+            return await self._retry(spec, request, {target.id}, result)
         finally:
             self.budget.request_ended()
 
@@ -264,17 +265,18 @@ class Router:
                 result = await self._attempt(spec, target, breaker, request, attempt + 1)
             finally:
                 self.budget.retry_ended()
-            if result.failure is None and result.upstream is not None:
+            if result[1] is None and result[0] is not None:
                 self.counters.add("retry_successes")
-                return result.upstream
+                return result[0]
 
     def _give_up(self, result: _Attempt) -> Upstream:
-        if result.upstream is not None:
-            return result.upstream  # a 5xx answer goes back as is
-        if result.error is UpstreamTimeout:
+        upstream, failure, error = result
+        if upstream is not None:
+            return upstream  # a 5xx answer goes back as is
+        if error is UpstreamTimeout:
             self.counters.add("timeouts")
             raise UpstreamTimeout(f"no answer within {self.timeout_s:g} s")
-        raise (result.error or Unavailable)(f"upstream failed: {result.failure}")
+        raise (error or Unavailable)(f"upstream failed: {failure}")
 
     def _balancer(self, service: str) -> Balancer:
         balancer = self._balancers.get(service)
@@ -289,11 +291,15 @@ class Router:
 
     def _record_deferred(self) -> None:
         deferred, self._deferred = self._deferred, []
-        for service, instance_id, breaker, latency_ms in deferred:
-            self._record_success(service, instance_id, breaker, latency_ms)
+        record, observe = self._traffic.record, self.ejector.observe
+        for service, instance_id, breaker, latency_ms in deferred:  # _record_success's work, inlined
+            record(service, latency_ms, True)
+            breaker.record_success(latency_ms)
+            observe(service, instance_id, False, 0)
 
-    def _choose(self, spec: ServiceSpec, request: Request, tried: set[int]) -> tuple[Target, CircuitBreaker]:
-        """Candidates -> breaker admission -> balancer pick (plain function: no coroutine on the hot path)."""
+    def _choose(self, spec: ServiceSpec, request: Request, tried: set[int] | None) -> tuple[Target, CircuitBreaker]:
+        """Candidates -> breaker admission -> balancer pick (plain function: no coroutine on the hot path); a retry
+        passes the instances tried (the pick is added) and goes elsewhere when it can."""
         serving = self.candidates(spec)
         if not serving:
             self.counters.add("fallbacks")
@@ -304,7 +310,8 @@ class Router:
             raise CircuitOpen(f"circuit breaker of {spec.name} is {breaker.state.value}")
         fresh = ([t for t in serving if t.id not in tried] or serving) if tried else serving  # retries go elsewhere
         target = self._balancer(spec.name).pick(fresh, request.key)
-        tried.add(target.id)
+        if tried is not None:
+            tried.add(target.id)
         return target, breaker
 
     async def _attempt(
@@ -328,7 +335,7 @@ class Router:
             status, raw_headers, data = await client.request(request.method, url, request.headers, request.body,
                                                              self.timeout_s, self.max_body_bytes)
             end = self._now()
-            upstream = Upstream(status, raw_headers, data, target.url, attempt, (end - start) * 1e3)
+            upstream = _new(Upstream, (status, raw_headers, data, target.url, attempt, (end - start) * 1e3))
             if status >= 500:
                 failure = f"HTTP {status}"
         except InjectedStatus as injected:
@@ -351,10 +358,10 @@ class Router:
             deferred.append((spec.name, target.id, breaker, latency))
             if len(deferred) == 1:  # one callback records every success of this loop turn
                 self._loop.call_soon(self._record_deferred)
-            return _Attempt(upstream, None)
+            return upstream, None, None
         if failure is None:
             self._record_success(spec.name, target.id, breaker, latency)
-            return _Attempt(upstream, None)
+            return upstream, None, None
         self._traffic.record(spec.name, latency, False)
         breaker.record_failure(failure)
         ejection = self.ejector.observe(spec.name, target.id, True, len(spec.instances))
@@ -363,7 +370,7 @@ class Router:
                         target.url, spec.name, ejection.until - self._clock.monotonic(), self.ejector.consecutive,
                         failure, extra={"meta": {"service": spec.name, "instance": target.url,
                                                  "times": ejection.times}})
-        return _Attempt(upstream, failure, error)
+        return upstream, failure, error
 
     def _failure(self, exc: BaseException) -> tuple[str, type[ApiError] | None]:
         """What failed in an attempt without an answer, and what it raises when no retry follows (None: 503)."""

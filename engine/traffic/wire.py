@@ -32,7 +32,7 @@ import httptools
 from engine.security.ssrf import Policy, checked_addresses
 
 __all__ = [
-    "ConnectionClosed", "HttpClient", "Prepared", "ProtocolError", "Response", "ResponseTooLarge", "Url", "parse_url",
+    "ConnectionClosed", "Header", "HttpClient", "Prepared", "ProtocolError", "Response", "ResponseTooLarge", "Url", "parse_url",
     "prepare",
 ]
 

@@ -32,8 +32,8 @@ import httptools
 from engine.security.ssrf import Policy, checked_addresses
 
 __all__ = [
-    "ConnectionClosed", "Header", "HttpClient", "Prepared", "ProtocolError", "Response", "ResponseTooLarge", "Url", "parse_url",
-    "prepare",
+    "ConnectionClosed", "Header", "HttpClient", "Prepared", "ProtocolError", "Response", "ResponseTooLarge", "Url",
+    "parse_url", "prepare",
 ]
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})

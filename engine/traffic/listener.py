@@ -356,7 +356,9 @@ class _Connection(asyncio.Protocol):
                 self._read_paused = True
             return
         self._busy = True
-        self._dispatch(item)
+        # on the next loop turn: the turn's reads are all parsed first, then their requests go out together
+        # (alternated with dispatching at once in the parser callback: about 10 us a request less CPU)
+        asyncio.get_running_loop().call_soon(self._dispatch, item)
 
     def _dispatch(self, item: _Request | _Refusal) -> None:
         """Answer item (the connection is busy): a request whose first attempt went out on a pooled connection is

@@ -28,11 +28,11 @@ from engine.traffic.breakers import BreakerBook
 from engine.traffic.outlier import OutlierEjector
 from engine.traffic.recorder import TrafficRecorder
 from engine.traffic.resilience import ResilienceCounters, RetryBudget, backoff_s
-from engine.traffic.wire import Header, HttpClient, Prepared, ResponseTooLarge, Url, prepare
+from engine.traffic.wire import Exchange, Header, HttpClient, Prepared, ResponseTooLarge, Url, prepare
 
 __all__ = [
-    "CircuitOpen", "FaultHook", "NoInstance", "Request", "Router", "Upstream", "UpstreamRefused", "UpstreamTimeout",
-    "UpstreamTooLarge",
+    "CircuitOpen", "FaultHook", "Flight", "NoInstance", "Request", "Router", "Upstream", "UpstreamRefused",
+    "UpstreamTimeout", "UpstreamTooLarge",
 ]
 
 log = event_logger("router")
@@ -124,6 +124,22 @@ class Request(NamedTuple):
     def retryable(self) -> bool:
         """Idempotent methods may be sent again."""
         return self.method.upper() in RETRYABLE_METHODS
+
+
+class Flight:
+    """A request routed by Router.begin(): its first attempt, written on a pooled connection (exchange) or not yet
+    sent (exchange None); Router.land() or Router.resume() finishes it."""
+
+    __slots__ = ("breaker", "exchange", "request", "result", "spec", "start", "target")
+
+    def __init__(self, spec: ServiceSpec, request: Request, target: Target, breaker: CircuitBreaker) -> None:
+        self.spec = spec
+        self.request = request
+        self.target = target
+        self.breaker = breaker
+        self.start: float | None = None  # when the attempt began (its bookkeeping done)
+        self.exchange: Exchange | None = None
+        self.result: _Attempt | None = None  # the first attempt's outcome, when it failed
 
 
 # an attempt's answer, its failure (None = success: any status < 500) and what a failure without an answer raises
@@ -232,20 +248,82 @@ class Router:
         key: str | None = None,
     ) -> Upstream:
         """Route one request; raises NotFound, CircuitOpen, NoInstance or UpstreamTimeout, else the answer."""
+        flight = self.begin(service, method, path, query=query, headers=headers, body=body, key=key)
+        upstream = self.land(flight)
+        return upstream if upstream is not None else await self.resume(flight)
+
+    def begin(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        headers: Iterable[Header] = (),
+        body: bytes = b"",
+        key: str | None = None,
+    ) -> Flight:
+        """send()'s steps up to its first wait, with no coroutine: the instance chosen and, when a pooled connection
+        is idle and no fault is armed, the request written. Raises what send() raises before any wait. Then land()
+        once the exchange's future is done (None: resume() finishes it), else resume()."""
         spec = self._registry.by_name(service)
         if spec is None:
             raise NotFound("service", service)
-        if self._client is None:
+        client = self._client
+        if client is None:
             raise Unavailable("the engine's traffic loop is not running")
         request: Request = _new(Request, (method.upper(), path, query, tuple(headers), body, key))
         self.counters.add("requests")
         self.budget.request_started()
         try:
             target, breaker = self._choose(spec, request, None)
-            result = await self._attempt(spec, target, breaker, request, 1)
-            if result[1] is None and result[0] is not None:
-                return result[0]  # the common case: no retry machinery
-            return await self._retry(spec, request, {target.id}, result)
+            flight = Flight(spec, request, target, breaker)
+            faults = self.faults
+            if faults is None or not faults.armed:
+                url = _prepared(request.method, target.url, request.path, request.query)
+                exchange = client.start(url, request.headers, request.body, self.timeout_s, self.max_body_bytes)
+                if exchange is not None:
+                    self._begin_attempt(spec, target)
+                    flight.start = self._now()
+                    flight.exchange = exchange
+        except BaseException:
+            self.budget.request_ended()
+            raise
+        return flight
+
+    def land(self, flight: Flight) -> Upstream | None:
+        """The flight's answer when its exchange holds a successful one (all its bookkeeping done); else None."""
+        exchange = flight.exchange
+        if exchange is None or not exchange.waiter.done():
+            return None
+        response = HttpClient.done(exchange)
+        if response is None:
+            return None
+        flight.exchange = None
+        target = flight.target
+        target.in_flight -= 1
+        start = flight.start
+        assert start is not None
+        end = self._now()
+        status, raw_headers, data = response
+        upstream: Upstream = _new(Upstream, (status, raw_headers, data, target.url, 1, (end - start) * 1e3))
+        result = self._conclude(flight.spec, target, flight.breaker, start, end, upstream,
+                                f"HTTP {status}" if status >= 500 else None, None)
+        if result[1] is None:
+            self.budget.request_ended()
+            return upstream
+        flight.result = result
+        return None
+
+    async def resume(self, flight: Flight) -> Upstream:
+        """The rest of a flight begin() started and land() did not finish: its attempt's answer, then retries."""
+        try:
+            result = flight.result
+            if result is None:
+                result = await self._attempt(flight.spec, flight.target, flight.breaker, flight.request, 1, flight)
+                if result[1] is None and result[0] is not None:
+                    return result[0]  # the common case: no retry machinery
+            return await self._retry(flight.spec, flight.request, {flight.target.id}, result)
         finally:
             self.budget.request_ended()
 
@@ -314,26 +392,38 @@ class Router:
             tried.add(target.id)
         return target, breaker
 
-    async def _attempt(
-        self, spec: ServiceSpec, target: Target, breaker: CircuitBreaker, request: Request, attempt: int
-    ) -> _Attempt:
-        url = _prepared(request.method, target.url, request.path, request.query)
+    def _begin_attempt(self, spec: ServiceSpec, target: Target) -> None:
         target.in_flight += 1
         target.picks += 1
         self._traffic.begin(spec.name)
-        start = self._now()
+
+    async def _attempt(
+        self, spec: ServiceSpec, target: Target, breaker: CircuitBreaker, request: Request, attempt: int,
+        flight: Flight | None = None,
+    ) -> _Attempt:
+        """One attempt on target (a flight's first: its bookkeeping and maybe its request already done)."""
+        start = flight.start if flight is not None else None
+        if start is None:
+            url = _prepared(request.method, target.url, request.path, request.query)
+            self._begin_attempt(spec, target)
+            start = self._now()
         end = start
         upstream: Upstream | None = None
         failure: str | None = None
         error: type[ApiError] | None = None
         try:
-            if self.faults is not None and self.faults.armed:
-                await self.faults.before_send(spec.name, target.url)
             client = self._client
-            if client is None:
-                raise Unavailable("the engine's traffic loop is not running")
-            status, raw_headers, data = await client.request(request.method, url, request.headers, request.body,
-                                                             self.timeout_s, self.max_body_bytes)
+            exchange = flight.exchange if flight is not None else None
+            if exchange is not None:
+                assert client is not None
+                status, raw_headers, data = await client.finish(exchange)
+            else:
+                if self.faults is not None and self.faults.armed:
+                    await self.faults.before_send(spec.name, target.url)
+                if client is None:
+                    raise Unavailable("the engine's traffic loop is not running")
+                status, raw_headers, data = await client.request(request.method, url, request.headers, request.body,
+                                                                 self.timeout_s, self.max_body_bytes)
             end = self._now()
             upstream = _new(Upstream, (status, raw_headers, data, target.url, attempt, (end - start) * 1e3))
             if status >= 500:
@@ -350,6 +440,11 @@ class Router:
             target.in_flight -= 1
         if upstream is None:
             end = self._now()
+        return self._conclude(spec, target, breaker, start, end, upstream, failure, error)
+
+    def _conclude(self, spec: ServiceSpec, target: Target, breaker: CircuitBreaker, start: float, end: float,
+                  upstream: Upstream | None, failure: str | None, error: type[ApiError] | None) -> _Attempt:
+        """An attempt's outcome recorded (a quiet success on the next loop turn)."""
         latency = (end - start) * 1000.0
         if failure is None and self._loop is not None and breaker.quietly_closed(latency):
             # a fast success on a CLOSED breaker changes no decision, so its bookkeeping runs right after

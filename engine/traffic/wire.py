@@ -32,8 +32,8 @@ import httptools
 from engine.security.ssrf import Policy, checked_addresses
 
 __all__ = [
-    "ConnectionClosed", "Header", "HttpClient", "Prepared", "ProtocolError", "Response", "ResponseTooLarge", "Url",
-    "parse_url", "prepare",
+    "ConnectionClosed", "Exchange", "Header", "HttpClient", "Prepared", "ProtocolError", "Response", "ResponseTooLarge",
+    "Url", "parse_url", "prepare",
 ]
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
@@ -158,6 +158,19 @@ def _render(head: bytes, method: str, headers: Iterable[Header], body: bytes) ->
     if body:
         parts.append(body)
     return b"".join(parts)
+
+
+class Exchange(NamedTuple):
+    """A request written on a connection: what finish() needs to read its answer (or send it once more)."""
+
+    pool: _Pool
+    conn: _Connection
+    waiter: asyncio.Future[Response]
+    prepared: Prepared
+    data: bytes
+    limit: int
+    truncate: bool
+    deadline: float
 
 
 class _Connection(asyncio.Protocol):
@@ -541,28 +554,66 @@ class HttpClient:
             raise ConnectionClosed("the client is closed")
         prepared = url if isinstance(url, Prepared) else prepare(method, url)
         data = _render(prepared.head, prepared.method, headers, body) if headers or body else prepared.bare
-        loop = self._loop or self.loop
-        deadline = loop.time() + (self.timeout if timeout is None else timeout)
-        sweep_at = self._sweep_at
-        if sweep_at is None or deadline < sweep_at:
-            self._schedule_sweep(deadline)
-        limit = self.max_body if max_body is None else max_body
+        pool, limit, deadline = self._arm(prepared, timeout, max_body)
+        conn = pool.take()
+        if conn is not None:
+            conn.reused = True
+        else:
+            conn = await pool.acquire(deadline)
+        return await self.finish(
+            Exchange(pool, conn, conn.send(data, prepared.head_only, limit, truncate, deadline), prepared, data, limit,
+                     truncate, deadline))
+
+    def start(self, prepared: Prepared, headers: Iterable[Header], body: bytes, timeout: float, max_body: int
+              ) -> Exchange | None:
+        """request()'s first step without a coroutine: the request written on an idle pooled connection, or None
+        (closed client, no idle connection, a header that cannot be sent) and nothing done: request() then. Its
+        answer: done(), else finish()."""
+        if self.closed:
+            return None
+        try:
+            data = _render(prepared.head, prepared.method, headers, body) if headers or body else prepared.bare
+        except ValueError:
+            return None
         pool = self._pools.get(prepared.pool_key)
-        if pool is None:
-            pool = self._pools[prepared.pool_key] = _Pool(self, prepared.url)
+        conn = pool.take() if pool is not None else None
+        if conn is None:
+            return None
+        assert pool is not None
+        conn.reused = True
+        pool, limit, deadline = self._arm(prepared, timeout, max_body)
+        return Exchange(pool, conn, conn.send(data, prepared.head_only, limit, False, deadline), prepared, data,
+                        limit, False, deadline)
+
+    @staticmethod
+    def done(exchange: Exchange) -> Response | None:
+        """The exchange's answer once its future holds one (the connection goes back to its pool), else None: the
+        future failed (finish() raises what request() would), or is pending."""
+        waiter = exchange.waiter
+        if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
+            return None
+        exchange.pool.release(exchange.conn)
+        return waiter.result()
+
+    async def finish(self, exchange: Exchange) -> Response:
+        """The answer of an exchange started (request()'s rest: a stale pooled connection retried once when
+        idempotent)."""
+        pool, conn, waiter, prepared = exchange.pool, exchange.conn, exchange.waiter, exchange.prepared
         retried = False
         while True:
-            conn = pool.take()
-            if conn is not None:
-                conn.reused = True
-            else:
-                conn = await pool.acquire(deadline)
-            waiter = conn.send(data, prepared.head_only, limit, truncate, deadline)
             try:
                 response = await waiter
             except _Stale:
                 if conn.reused and not retried and prepared.idempotent:
                     retried = True
+                    fresh = pool.take()
+                    if fresh is not None:
+                        fresh.reused = True
+                    else:
+                        fresh = await pool.acquire(exchange.deadline)
+                    conn = fresh
+                    waiter = conn.send(exchange.data, prepared.head_only, exchange.limit, exchange.truncate,
+                                       exchange.deadline)
                     continue
                 raise ConnectionClosed("the server closed the connection before answering") from None
             except BaseException:
@@ -570,6 +621,18 @@ class HttpClient:
                 raise
             pool.release(conn)
             return response
+
+    def _arm(self, prepared: Prepared, timeout: float | None, max_body: int | None) -> tuple[_Pool, int, float]:
+        """The request's pool, body cap and deadline (the sweep scheduled by it when it is the earliest)."""
+        loop = self._loop or self.loop
+        deadline = loop.time() + (self.timeout if timeout is None else timeout)
+        sweep_at = self._sweep_at
+        if sweep_at is None or deadline < sweep_at:
+            self._schedule_sweep(deadline)
+        pool = self._pools.get(prepared.pool_key)
+        if pool is None:
+            pool = self._pools[prepared.pool_key] = _Pool(self, prepared.url)
+        return pool, self.max_body if max_body is None else max_body, deadline
 
     def _schedule_sweep(self, when: float) -> None:
         if self._sweeper is not None:

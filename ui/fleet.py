@@ -23,8 +23,7 @@ from ui.format import fmt_status
 from ui.history import CardHistory
 
 __all__ = ["CARD_LIMIT", "STATES", "FleetCounts", "filters", "instance_table", "open_incident_titles",
-           "service_table", "show_counts",
-           "summaries"]
+           "service_table", "show_counts", "summaries"]
 
 CARD_LIMIT = 12  # services; more and the Overview shows the table
 STATES: tuple[str, ...] = tuple(s.value for s in (HealthState.HEALTHY, HealthState.DEGRADED, HealthState.UNHEALTHY,

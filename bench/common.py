@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import statistics
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +24,17 @@ def demo_target(port_base: int = 18100) -> Iterator[LoopbackInstance]:
         yield instance
     finally:
         stop_all([instance.process])
+
+
+def median_ms(run: Callable[[], object], repeat: int = 7) -> float:
+    """Median milliseconds of `repeat` runs after one warm-up."""
+    run()
+    samples = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - began) * 1000)
+    return statistics.median(samples)
 
 
 def median_us(samples_s: list[float]) -> float:

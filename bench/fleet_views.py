@@ -22,7 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.common import scratch_database
+from bench.common import median_ms, scratch_database
 from bench.outage_rig import ROOT, EngineProcess, free_port, wait_until
 
 PASSWORD = "bench-admin-password"
@@ -48,17 +48,6 @@ QUERIES = {
 def instance_urls(service: int, instances: int) -> list[str]:
     """Loopback addresses nothing listens on: 127.1.x.y, a port per instance."""
     return [f"http://127.1.{service // 250}.{service % 250 + 1}:{9000 + k}" for k in range(instances)]
-
-
-def median_ms(run: Callable[[], object], repeat: int = 7) -> float:
-    """Median milliseconds of `repeat` runs after one warm-up."""
-    run()
-    samples = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        run()
-        samples.append((time.perf_counter() - began) * 1000)
-    return statistics.median(samples)
 
 
 @contextmanager

@@ -16,7 +16,6 @@ instances checked every 5 s for 30 days. Usage: python -m bench.uptime_query [--
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 
-from bench.common import scratch_database
+from bench.common import median_ms, scratch_database
 from contract.roles import Role
 from contract.settings import Settings
 from db import history, partitions
@@ -41,17 +40,6 @@ from engine.security.tokens import TokenIssuer
 INSTANCES = 20
 SID = 1
 SECRET = "bench-secret-0123456789-abcdefghijklmnop"
-
-
-def timed(run: Callable[[], object], repeat: int = 7) -> float:
-    """Median milliseconds of `repeat` runs after one warm-up."""
-    run()
-    samples = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        run()
-        samples.append((time.perf_counter() - began) * 1000)
-    return statistics.median(samples)
 
 
 def instance_id(service: int, k: int) -> int:
@@ -187,14 +175,14 @@ def main() -> int:
             client.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token
             body: Any = client.get(f"/api/services/{SID}/uptime?window=30d").json
             assert body["checks"] > 0.99 * INSTANCES * 12 * 1440 * 30, body  # the whole month was read
-            endpoint_ms = timed(lambda: client.get(f"/api/services/{SID}/uptime?window=30d").json)
+            endpoint_ms = median_ms(lambda: client.get(f"/api/services/{SID}/uptime?window=30d").json)
         finally:
             rt.stop()
         results = {
             "endpoint (HTTP, auth, queries, JSON)": endpoint_ms,
-            "ours: db.history queries": timed(queries),
-            "checks from minutes, partitioned": timed(minutes_only("instance_checks_1m")),
-            "checks from minutes, plain table": timed(minutes_only("checks_plain")),
+            "ours: db.history queries": median_ms(queries),
+            "checks from minutes, partitioned": median_ms(minutes_only("instance_checks_1m")),
+            "checks from minutes, plain table": median_ms(minutes_only("checks_plain")),
         }
         engine.dispose()
     for name, ms in results.items():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -257,6 +258,8 @@ class HealthChecker:
         self._state_rows: dict[int, tuple[float, HealthState, str | None]] = {}  # last state row: (at, state, error)
         self._urls: dict[tuple[str, str], str] = {}
         self._seen_fleet: tuple[ServiceSpec, ...] | None = None  # the registry snapshot gone instances were sought in
+        # held while gone instances are sought and while a starter marks one healthy (it runs on an API thread)
+        self._marks = threading.Lock()
         self.counts = ScheduleCounts()
         self._settled = ScheduleCounts()
         self._logged_overrun_at: float | None = None
@@ -268,9 +271,10 @@ class HealthChecker:
 
     def mark_healthy(self, instance_id: int) -> None:
         """An instance its starter just saw answer its health path: healthy from now, not unknown."""
-        tracker = self._trackers.setdefault(instance_id, InstanceTracker(self._fall, self._rise))
-        if tracker.observe(HealthState.HEALTHY) is not None:
-            self._marked_at[instance_id] = self._clock.now()  # the next result records the change at this time
+        with self._marks:
+            tracker = self._trackers.setdefault(instance_id, InstanceTracker(self._fall, self._rise))
+            if tracker.observe(HealthState.HEALTHY) is not None:
+                self._marked_at[instance_id] = self._clock.now()  # the next result records the change at this time
 
     def recent(self, service_id: int, limit: int) -> list[RecentCheck]:
         """The service's latest check results (all instances), newest first; at most `recent` per instance."""
@@ -328,7 +332,7 @@ class HealthChecker:
         pairs = [(s, i) for s in services for i in s.instances]
         results = await asyncio.gather(*(self.check(s, i) for s, i in pairs))
         now = self._clock.now()
-        self._forget_gone(services, now)
+        self._forget_gone(now)
         for (service, instance), result in zip(pairs, results, strict=True):
             self._apply(service, instance, result, now, aggregate_now=False)
         self._settle_services(services, now)
@@ -414,7 +418,7 @@ class HealthChecker:
         minute)."""
         services = self._registry.services()
         now = self._clock.now()
-        self._forget_gone(services, now)
+        self._forget_gone(now)
         self._settle_services(services, now)
         late = self.counts.late - self._settled.late
         skipped = self.counts.skipped - self._settled.skipped
@@ -436,15 +440,19 @@ class HealthChecker:
 
     # -- recording --------------------------------------------------------------------------------
 
-    def _forget_gone(self, services: tuple[ServiceSpec, ...], now: datetime) -> None:
-        if services is self._seen_fleet:
-            return
-        self._seen_fleet = services
-        live_ids = {i.id for s in services for i in s.instances}
-        for gone in set(self._trackers) - live_ids:
-            del self._trackers[gone]
-            self._marked_at.pop(gone, None)
-            self._state_rows.pop(gone, None)
+    def _forget_gone(self, now: datetime) -> None:
+        # the registry's snapshot of now, not the caller's: an instance registered since (and marked healthy by
+        # its starter, which reloads the registry first) is not gone
+        with self._marks:
+            services = self._registry.services()
+            if services is self._seen_fleet:
+                return
+            self._seen_fleet = services
+            live_ids = {i.id for s in services for i in s.instances}
+            for gone in set(self._trackers) - live_ids:
+                del self._trackers[gone]
+                self._marked_at.pop(gone, None)
+                self._state_rows.pop(gone, None)
         for gone in set(self._recorded) - live_ids:
             self._record_instance(self._recorded[gone][0], gone, HealthState.UNKNOWN, now, None)
             self._recent.forget(gone)

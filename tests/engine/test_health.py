@@ -169,3 +169,39 @@ def test_hanging_instance_times_out_without_delaying_the_other():
     assert checker.state_of(1) is U and checker.state_of(2) is H
     latest = {e.instance_id: e for e in writer.events if isinstance(e, InstanceHealthEvent)}
     assert latest[1].error == "timeout after 0.2 s"
+
+
+class ScaledUpDuringSettle(Registry):
+    """A registry that gains an instance (registered, then marked healthy by its starter on an API thread) right
+    after the settling job has read its snapshot: the interleaving of a scale-up with the interval's settle."""
+
+    def __init__(self, before: ServiceSpec, after: ServiceSpec) -> None:
+        super().__init__()
+        self.replace((before,))
+        self._after = after
+        self.checker: HealthChecker | None = None
+
+    def services(self) -> tuple[ServiceSpec, ...]:
+        snapshot = super().services()
+        if self.checker is not None and snapshot[0] is not self._after:
+            checker, self.checker = self.checker, None
+            self.replace((self._after,))
+            checker.mark_healthy(self._after.instances[-1].id)
+        return snapshot
+
+
+def test_an_instance_started_while_the_interval_settles_stays_healthy():
+    before = ServiceSpec(1, "orders", "/health", None, 1, False, (InstanceSpec(1, 1, "http://127.0.0.1:9001"),))
+    after = ServiceSpec(1, "orders", "/health", None, 1, False,
+                        (*before.instances, InstanceSpec(2, 1, "http://127.0.0.1:9002")))
+    registry = ScaledUpDuringSettle(before, after)
+    checker = HealthChecker(
+        registry, fetch_by_port(lambda port: (200, 1.0)), Collect(), FakeClock(),  # type: ignore[arg-type]
+        timeout=1.0, degraded_ms=500.0, fall=2, rise=2, concurrency=10,
+    )
+    registry.checker = checker
+    checker.settle()  # reads the fleet without instance 2; instance 2 is registered and marked meanwhile
+    assert checker.state_of(2) is HealthState.HEALTHY  # not forgotten as gone: the balancer may pick it at once
+    registry.replace((before,))
+    checker.settle()
+    assert checker.state_of(2) is HealthState.UNKNOWN  # gone once the registry no longer has it

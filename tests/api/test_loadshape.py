@@ -32,7 +32,7 @@ def live(clean_db, settings, echo):
         yield pair
 
 
-def rows(rt) -> int:
+def rows(rt):
     with rt.sessions() as s:
         return s.scalar(select(func.count()).select_from(LoadTest))
 
@@ -81,7 +81,7 @@ FRAMING = ["Host", "Content-Length", "Transfer-Encoding", "Connection", "Upgrade
            "Proxy-Authorization", "proxy-connection", "content-length"]
 
 
-def refused(c, body: dict) -> list[dict[str, str]]:
+def refused(c, body):
     r = c.post("/api/load-test/start", json=body)
     assert r.status_code == 422, r.json
     return r.json["details"]

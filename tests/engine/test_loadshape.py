@@ -3,6 +3,7 @@ the route key pattern."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -43,7 +44,7 @@ def test_request_k_is_due_at_the_earliest_time_the_integral_reaches_k(shape):
     assert scheduled_total(start, stages) == total
     dues = list(due_offsets(start, stages, range(total)))
     end = sum(d for d, _ in stages)
-    assert dues[0] == 0.0 and all(a <= b for a, b in zip(dues, dues[1:], strict=False)) and dues[-1] <= end
+    assert dues[0] == 0.0 and all(a <= b for a, b in itertools.pairwise(dues)) and dues[-1] <= end
     for k, t in enumerate(dues):
         assert exact_n(start, stages, t) == pytest.approx(k, abs=1e-6), (k, t)  # N(due k) = k
         if k > 0:  # and not earlier: just before it fewer than k were due

@@ -196,7 +196,7 @@ def test_an_instance_started_while_the_interval_settles_stays_healthy():
                         (*before.instances, InstanceSpec(2, 1, "http://127.0.0.1:9002")))
     registry = ScaledUpDuringSettle(before, after)
     checker = HealthChecker(
-        registry, fetch_by_port(lambda port: (200, 1.0)), Collect(), FakeClock(),  # type: ignore[arg-type]
+        registry, fetch_by_port(lambda port: 200), Collect(), FakeClock(),  # type: ignore[arg-type]
         timeout=1.0, degraded_ms=500.0, fall=2, rise=2, concurrency=10,
     )
     registry.checker = checker

@@ -109,7 +109,8 @@ def stop_run(run_id: int) -> ExperimentRunOut:
 
 @api.route("GET", "/api/experiment-runs/<int:run_id>/report",
            summary="A run's report: HTML (attachment), or its JSON with Accept application/json",
-           role=Role.VIEWER, query=ExperimentReportQuery, ok=(200, ExperimentRunDetailOut), errors=(400, 404, 503))
+           role=Role.VIEWER, query=ExperimentReportQuery, ok=(200, ExperimentRunDetailOut), errors=(404, 503),
+           html=True)
 def report(run_id: int, query: ExperimentReportQuery) -> ExperimentRunDetailOut | Response:
     """?compare=<run id> adds the comparison with another run."""
     manager = runtime().experiments

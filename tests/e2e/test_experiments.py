@@ -58,7 +58,7 @@ def cli(engine, document, tmp_path, name="doc.json"):
     env = {**os.environ, "API_URL": settings.api_base_url, "API_TOKEN": token}
     done = subprocess.run([sys.executable, "-m", "engine", "experiment", "run", str(path), "--report", str(report),
                            "--json", str(tmp_path / "report.json")], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, check=False)
     return done.returncode, done.stdout + done.stderr, report
 
 

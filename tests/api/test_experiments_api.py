@@ -7,6 +7,7 @@ A runtime behind the Flask test client against one real demo process; the run te
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -48,13 +49,13 @@ DOC = {
 
 def count(rt_or_sessions, model) -> int:
     with rt_or_sessions() as s:
-        return s.scalar(select(func.count()).select_from(model))
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
 
 
 def changed(**parts):
     doc = copy.deepcopy(DOC)
     for dotted, value in parts.items():
-        node = doc
+        node: Any = doc
         *path, last = dotted.split("__")
         for key in path:
             node = node[int(key)] if isinstance(node, list) else node[key]

@@ -8,7 +8,7 @@ result is the worst window's figure, failing if any window failed. A window or r
 Latency figures come from the corrected histogram (measured from each request's due time) in ms; errorRate and
 availability are % of completed requests; dropped is a count; rps is requests sent per second of the span.
 Each window length keeps one running sum and subtracts the second that leaves it, so add() costs the same for a
-10-second and a 3600-second window; the seconds themselves are kept once, as sparse histograms.
+10-second and a 3600-second window; the seconds themselves are kept once, packed (a few kB each).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from contract.experiments import (
     threshold_text,
 )
 from engine.loadtest.generator import Tally
-from engine.loadtest.hdr import Histogram
+from engine.loadtest.hdr import Histogram, Packed
 
 __all__ = ["ThresholdBook", "second_figures"]
 
@@ -56,15 +56,14 @@ def second_figures(second: int, planned: float, tally: Tally) -> ExperimentSecon
 
 @dataclass(frozen=True)
 class _Second:
-    """One second of load as windows keep it: counts and the corrected histogram in sparse form."""
+    """One second of load as windows keep it: counts and the corrected histogram, packed."""
 
     second: int
     sent: int
     ok: int
     failed: int
     dropped: int
-    max_us: int
-    latency: dict[str, int]
+    latency: Packed
 
 
 @dataclass
@@ -79,27 +78,24 @@ class _Span:
     latency: Histogram = field(default_factory=Histogram)
     seconds: deque[_Second] = field(default_factory=deque)
 
-    def add(self, tally: Tally, second: _Second | None) -> None:
-        """Take in one second (a window needs it kept); a window lets go of the seconds now older than its length."""
-        self.sent += tally.sent
-        self.ok += tally.ok
-        self.failed += tally.failed
-        self.dropped += tally.dropped
-        self.latency.merge(tally.corrected)
-        if self.length is None or second is None:
+    def add(self, second: _Second) -> None:
+        """Take in one second; a window lets go of the seconds now older than its length."""
+        self.sent += second.sent
+        self.ok += second.ok
+        self.failed += second.failed
+        self.dropped += second.dropped
+        self.latency.merge(second.latency)
+        if self.length is None:
             return
         self.seconds.append(second)
-        leaving = False
         while self.seconds[0].second <= second.second - self.length:
             old = self.seconds.popleft()
             self.sent -= old.sent
             self.ok -= old.ok
             self.failed -= old.failed
             self.dropped -= old.dropped
-            self.latency.subtract(Histogram.from_sparse(old.latency))
-            leaving = True
-        if leaving:  # the histogram cannot know its max once values leave; the seconds still in it do
-            self.latency.max = max(s.max_us for s in self.seconds) if self.latency.count else 0
+            # the histogram cannot know its max once values leave; the seconds still in the window do
+            self.latency.subtract(old.latency, max_us=max(s.latency.max for s in self.seconds))
 
     def figures(self, metrics: set[ThresholdMetric], elapsed_s: int) -> dict[ThresholdMetric, float | None]:
         """Each metric's figure over the span (None where it has nothing to measure)."""
@@ -146,17 +142,15 @@ class ThresholdBook:
         self._metrics: dict[int | None, set[ThresholdMetric]] = {length: set() for length in self._spans}
         for t in self._thresholds:
             self._metrics[t.windowS].add(t.metric)
-        self._windowed = any(length is not None for length in self._spans)
 
     def add(self, second: int, tally: Tally) -> list[int]:
         """Feed one merged second of the load phase (0-based, in order); returns the indices of thresholds with
         abortOnFail that fail now and are past their delayS (the runner halts on a non-empty answer)."""
-        kept = _Second(second, tally.sent, tally.ok, tally.failed, tally.dropped, tally.corrected.max,
-                       tally.corrected.to_sparse()) if self._windowed else None
+        kept = _Second(second, tally.sent, tally.ok, tally.failed, tally.dropped, tally.corrected.pack())
         elapsed_s = second + 1
         figures: dict[int | None, dict[ThresholdMetric, float | None]] = {}
         for length, span in self._spans.items():
-            span.add(tally, kept)
+            span.add(kept)
             figures[length] = span.figures(self._metrics[length], elapsed_s)
         halt: list[int] = []
         for index, (t, outcome) in enumerate(zip(self._thresholds, self._outcomes, strict=True)):

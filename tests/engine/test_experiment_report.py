@@ -7,12 +7,15 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from plotly.offline import get_plotlyjs
 
 from contract.experiments import (
     ExperimentEventKind,
     ExperimentEventOut,
     ExperimentRunDetailOut,
     ExperimentRunOut,
+    ExperimentRunStatus,
+    RunPhase,
     ThresholdMetric,
     ThresholdResultOut,
 )
@@ -80,8 +83,6 @@ def test_the_report_refers_to_nothing_on_the_network(page):
 
 
 def test_plotly_js_is_inline_once_and_the_file_stays_reasonable(page):
-    from plotly.offline import get_plotlyjs
-
     assert page.count(get_plotlyjs()) == 1
     assert len(page) < len(get_plotlyjs()) + 500_000
 
@@ -209,3 +210,17 @@ def test_compare_of_detailed_runs_carries_their_summaries_only():
     assert type(got.a) is ExperimentRunOut and type(got.b) is ExperimentRunOut
     assert "seconds" not in got.model_dump()["a"]
     assert [row.change for row in got.thresholds] == [pytest.approx(221.3), pytest.approx(248.5), None]
+
+
+def test_a_run_just_started_renders_with_nothing_measured_yet(run):
+    fresh = run.model_copy(update={"status": ExperimentRunStatus.RUNNING, "phase": RunPhase.BEFORE, "verdict": None,
+                                   "reason": None, "endedAt": None, "seconds": [], "events": [], "steadyState": [],
+                                   "thresholds": [t.model_copy(update={"ok": None, "figure": None, "failedAtS": None,
+                                                                       "aborted": False}) for t in run.thresholds]})
+    page = render_html(fresh)
+    assert '<div class="verdict none" id="verdict">NO VERDICT</div>' in page and "ended n/a" in page
+    assert '<td>p95 &lt; 100</td><td class="n"><span class="na">n/a</span></td>' in page
+    assert page.count('<td colspan="7" class="na">none</td>') == 1  # no probe results yet
+    figure = json_block(page, "figure")
+    assert [s for s in figure["layout"]["shapes"] if s["type"] == "rect"] == []
+    assert all(trace["x"] == [] for trace in figure["data"])

@@ -104,6 +104,20 @@ def test_subtract_keeps_max_as_a_bound_without_max_us_and_refuses_counts_it_does
     assert h.counts == before and h.count == 2
 
 
+def test_packed_form_merges_and_subtracts_as_the_histogram_does():
+    h, window = Histogram(), Histogram()
+    for v in (0, 255, 256, 70_000, 70_001, MAX_US):
+        h.record(v)
+    packed = h.pack()
+    assert list(packed.indices) == [i for i, n in enumerate(h.counts) if n] and sum(packed.counts) == 6
+    assert packed.indices.itemsize * len(packed.indices) + packed.counts.itemsize * len(packed.counts) <= 6 * 6
+    window.merge(packed)
+    assert window.counts == h.counts and (window.count, window.max, window.total_us) == (6, MAX_US, h.total_us)
+    window.merge(h)
+    window.subtract(packed, max_us=MAX_US)
+    assert window.counts == h.counts and window.count == 6
+
+
 def test_wire_form_round_trips():
     h = Histogram()
     for v in (3, 300, 30_000, 3_000_000):

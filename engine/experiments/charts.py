@@ -21,7 +21,8 @@ __all__ = ["EVENT_COLOURS", "fault_spans", "run_figure"]
 
 _LATENCY = {ThresholdMetric.P50, ThresholdMetric.P90, ThresholdMetric.P95, ThresholdMetric.P99, ThresholdMetric.P999,
             ThresholdMetric.MAX, ThresholdMetric.MEAN}
-_ROW = {ThresholdMetric.RPS: 1, ThresholdMetric.DROPPED: 1, ThresholdMetric.ERROR_RATE: 3}
+# a line where the chart plots the same unit per second (dropped is a count over a span: no line)
+_ROW = {ThresholdMetric.RPS: 1, ThresholdMetric.ERROR_RATE: 3}
 EVENT_COLOURS = {
     ExperimentEventKind.PHASE: "#6b7280", ExperimentEventKind.STAGE: "#0ea5e9",
     ExperimentEventKind.SCALE: "#7c3aed", ExperimentEventKind.THRESHOLD: "#d97706",

@@ -142,10 +142,12 @@ class ThresholdBook:
         self._metrics: dict[int | None, set[ThresholdMetric]] = {length: set() for length in self._spans}
         for t in self._thresholds:
             self._metrics[t.windowS].add(t.metric)
+        self._halted = False
 
     def add(self, second: int, tally: Tally) -> list[int]:
         """Feed one merged second of the load phase (0-based, in order); returns the indices of thresholds with
-        abortOnFail that fail now and are past their delayS (the runner halts on a non-empty answer)."""
+        abortOnFail that fail now and are past their delayS (the runner halts on a non-empty answer). The first
+        non-empty answer marks its thresholds aborted; seconds fed after it (in-flight requests) judge, not halt."""
         kept = _Second(second, tally.sent, tally.ok, tally.failed, tally.dropped, tally.corrected.pack())
         elapsed_s = second + 1
         figures: dict[int | None, dict[ThresholdMetric, float | None]] = {}
@@ -168,8 +170,11 @@ class ThresholdBook:
                 if outcome.failed_at_s is None:
                     outcome.failed_at_s = float(elapsed_s)
                 if t.abortOnFail and elapsed_s >= t.delayS:
-                    outcome.aborted = True
                     halt.append(index)
+        if halt and not self._halted:  # the runner halts on this answer: these are the thresholds that halted it
+            self._halted = True
+            for index in halt:
+                self._outcomes[index].aborted = True
         return halt
 
     def results(self) -> list[ThresholdResultOut]:

@@ -117,9 +117,9 @@ def test_the_figure_shades_the_fault_and_marks_the_halt_on_one_axis(page):
     assert not any(name.startswith("phase:") for name in lines)  # phases are in the timeline table
     texts = [a["text"] for a in figure["layout"]["annotations"]]
     assert "fault: network-latency 200 ms on checkout" in texts and "halt: halted: p99 &lt; 150 over 3 s" in texts
-    # each latency threshold as a horizontal line on the latency row
-    hlines = {s["y0"]: s["yref"] for s in shapes if s["type"] == "line" and s.get("xref") == "x2 domain"}
-    assert hlines == {100: "y2", 150: "y2"}
+    # each latency threshold as a horizontal line on the latency row, the error rate's on the error rate's axis
+    hlines = sorted((s["y0"], s["xref"], s["yref"]) for s in shapes if s["type"] == "line" and s.get("x1") == 1)
+    assert hlines == [(1, "x3 domain", "y4"), (100, "x2 domain", "y2"), (150, "x2 domain", "y2")]
     traces = {t["name"]: t for t in figure["data"]}
     assert set(traces) == {"planned", "sent", "dropped", "p50", "p95", "p99", "failed", "error rate %"}
     assert traces["p95"]["x"][0] == 1 and traces["p95"]["y"][5] == 231.0 and traces["planned"]["y"][0] == 18

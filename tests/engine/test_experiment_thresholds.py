@@ -176,6 +176,14 @@ def test_abort_on_fail_is_returned_only_from_delay_s_on_and_the_earlier_failure_
     assert book.verdict() is Verdict.FAIL
 
 
+def test_only_the_thresholds_of_the_first_halting_answer_are_marked_aborted():
+    book = ThresholdBook([threshold("errorRate < 10", abortOnFail=True),
+                          threshold("p99 < 50", abortOnFail=True)])
+    # second 0 fails on errors; the slow requests still in flight land after the halt
+    assert run(book, [tally(FAST, failed=100), tally(SLOW)]) == [[0], [0, 1]]
+    assert [(r.ok, r.aborted) for r in book.results()] == [(False, True), (False, False)]
+
+
 def test_abort_on_fail_without_delay_acts_in_the_first_failing_second_of_a_window():
     book = ThresholdBook([threshold("p99 < 50", windowS=3, abortOnFail=True)])
     assert run(book, [tally(FAST), tally(FAST), tally(SLOW)]) == [[], [], [0]]

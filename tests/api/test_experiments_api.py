@@ -7,6 +7,7 @@ A runtime behind the Flask test client against one real demo process; the run te
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import pytest
@@ -169,3 +170,20 @@ def test_a_run_left_running_is_interrupted_at_the_next_start(registered, runtime
         assert (row.status, row.phase, row.ended_at is not None) == ("interrupted", "done", True)
     finally:
         rt2.stop()
+
+
+def test_the_engines_stop_stops_a_running_experiment_and_ends_its_faults(live, db_engine):
+    rt, c = live
+    doc = changed(name="long", load__stages=[{"durationS": 30, "targetRps": 10}], faults__0__atS=0.2,
+                  faults__0__durationS=30, thresholds=[])
+    eid = c.post("/api/experiments", json=doc).json["id"]
+    run = c.post(f"/api/experiments/{eid}/run").json
+    assert wait_for(lambda: any(e.kind == "fault-start" for e in rt.experiments.run_detail(run["id"]).events), 10)
+    began = time.monotonic()
+    rt.stop()
+    assert time.monotonic() - began < 10
+    with db_engine.connect() as conn:
+        status, reason, ended = conn.execute(text("SELECT status, reason, ended_at FROM experiment_runs WHERE id = :i"),
+                                             {"i": run["id"]}).one()
+        active = conn.scalar(text("SELECT count(*) FROM simulations WHERE status = 'active'"))
+    assert (status, reason, ended is not None, active) == ("stopped", "the engine stopped", True, 0)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from contract.roles import Role
 from engine.api import create_app
@@ -187,3 +188,40 @@ def test_the_requests_reach_the_target_as_the_document_writes_them(engine):
     assert all(s.method == "GET" and s.header("Accept") == ["text/plain"] for s in gets)
     keys = sorted(s.header("X-Route-Key")[0] for s in posts + gets)
     assert set(keys) == {"user-0", "user-1", "user-2"}
+
+
+def test_reports_and_the_comparison_of_two_runs(engine):
+    _rt, api, _echo, _settings, _token = engine
+    runs = {r["experimentName"]: r["id"] for r in api.get("/api/experiment-runs").json()}
+    a, b = runs["ramp"], runs["latency-halts"]
+    page = api.get(f"/api/experiment-runs/{b}/report", params={"compare": a})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-disposition"] == f"attachment; filename=experiment-run-{b}.html"
+    as_json = api.get(f"/api/experiment-runs/{b}/report", headers={"Accept": "application/json"}).json()
+    assert (as_json["id"], as_json["status"]) == (b, "halted")
+    compared = api.get(f"/api/experiment-runs/{a}/compare/{b}").json()
+    assert (compared["a"]["id"], compared["b"]["id"]) == (a, b)
+    assert api.get(f"/api/experiment-runs/{a}/compare/999").status_code == 404
+
+
+def test_the_timeline_holds_the_targets_breaker_and_health_changes(engine):
+    rt, api, _echo, _settings, _token = engine
+    doc = {"name": "failure", "load": {"service": "echo", "stages": [{"durationS": 6, "targetRps": 10}],
+                                       "startRps": 10},
+           "faults": [{"kind": "service-failure", "atS": 1, "durationS": 3}]}
+    eid = api.post("/api/experiments", json=doc).json()["id"]
+    run = api.post(f"/api/experiments/{eid}/run").json()
+    # while it runs, its row follows it second by second
+    assert wait_for(lambda: len(rt.experiments.run_detail(run["id"]).seconds) >= 2, 10)
+    with rt.sessions() as s:
+        assert wait_for(lambda: s.scalar(text("SELECT jsonb_array_length(result->'seconds') FROM experiment_runs "
+                                              "WHERE id = :i"), {"i": run["id"]}) or 0, 5) >= 1
+    done = wait_for(lambda: (d := api.get(f"/api/experiment-runs/{run['id']}").json())["status"] != "running" and d,
+                    20)
+    assert done["status"] == "completed" and done["verdict"] == "pass"  # no threshold: nothing failed
+    assert sum(s["failed"] for s in done["seconds"]) > 0
+    seen = {e["kind"] for e in done["events"]}
+    assert {"breaker", "health", "fault-start", "fault-end"} <= seen, done["events"]
+    breaker = next(e for e in done["events"] if e["kind"] == "breaker")
+    assert 1 <= breaker["atS"] <= 7 and "echo" in breaker["title"]
+    assert wait_for(lambda: api.get("/api/services").json()[0]["status"] == "healthy", 20)

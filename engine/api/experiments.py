@@ -87,10 +87,7 @@ def run_experiment(experiment_id: int) -> ExperimentRunOut:
            query=ExperimentRunQuery, ok=(200, list[ExperimentRunOut]), errors=(400, 503))
 def list_runs(query: ExperimentRunQuery) -> list[ExperimentRunOut]:
     """Runs (of one experiment with experimentId); the running one as it is now."""
-    rt = runtime()
-    with rt.sessions() as session:
-        ids = [r.id for r in queries.list_runs(session, query.limit, query.experimentId)]
-    return [rt.experiments.run_out(i) for i in ids]
+    return runtime().experiments.list_runs(query.limit, query.experimentId)
 
 
 @api.route("GET", "/api/experiment-runs/<int:run_id>", summary="One run: thresholds, probes, seconds, timeline",

@@ -187,6 +187,13 @@ class ExperimentManager:
                 raise NotFound("experiment run", str(run_id))
             return queries.run_out(row)
 
+    def list_runs(self, limit: int, experiment_id: int | None = None) -> list[ExperimentRunOut]:
+        """Runs, newest first (of one experiment when given); the running one as it is now."""
+        live = self._live
+        with self._sessions() as session:
+            return [live.out() if live is not None and live.id == row.id and not live.stored else queries.run_out(row)
+                    for row in queries.list_runs(session, limit, experiment_id)]
+
     def running(self) -> int | None:
         """The id of the run in progress, if any."""
         live = self._live

@@ -190,6 +190,14 @@ def test_the_requests_reach_the_target_as_the_document_writes_them(engine):
     assert set(keys) == {"user-0", "user-1", "user-2"}
 
 
+def test_the_cli_exits_2_naming_the_field_when_the_document_is_refused(engine, tmp_path):
+    doc = json.loads(json.dumps(RAMP))
+    doc["name"], doc["load"]["service"] = "refused", "nope"
+    code, output, report = cli(engine, doc, tmp_path)
+    assert code == 2 and "load.service: no registered service named 'nope'" in output, output
+    assert not report.exists()
+
+
 def test_reports_and_the_comparison_of_two_runs(engine):
     _rt, api, _echo, _settings, _token = engine
     runs = {r["experimentName"]: r["id"] for r in api.get("/api/experiment-runs").json()}

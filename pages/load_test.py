@@ -104,7 +104,8 @@ def show_status(s: LoadTestOut) -> None:
     (a, b, c, d), (e, f, g, h), (i, j, k, m) = rows
     with a.container(key="lt-status"):  # smaller type: "interrupted" and its emoji fit a quarter of the page
         st.metric("Status", load_test_label(s.status), border=True)
-    b.metric("Requested rate", fmt_rps(s.requestsPerSecond), border=True)
+    b.metric("Requested rate", fmt_rps(s.requestsPerSecond), border=True,
+             help="The stages' peak; the chart draws each stage." if s.stages else None)
     c.metric("Achieved rate", fmt_rps(s.achievedRps), border=True,
              help="Requests sent over the elapsed time.")
     d.metric("Shortfall", fmt_pct(s.shortfallPercent), border=True,

@@ -29,6 +29,7 @@ from engine.clock import Clock
 from engine.fleet.registry import Registry
 from engine.loadtest.generator import Generator, Plan, Sample, Tally
 from engine.loadtest.results import latency_pair
+from engine.loadtest.schedule import cumulative
 from engine.loadtest.sender import router_sender
 from engine.loadtest.worker import WorkerPool
 from engine.store.logs import event_logger
@@ -73,6 +74,16 @@ class LoadTestRequest:
     def ramp(self) -> tuple[tuple[float, float], ...]:
         """The stages as (duration s, target req/s) pairs (empty: the constant rate)."""
         return tuple((s.durationS, s.targetRps) for s in self.stages)
+
+    def due_by(self, elapsed_s: float) -> float:
+        """Requests the schedule holds in its first elapsed_s seconds (the rate's integral; all shares)."""
+        if self.stages:
+            return cumulative(self.start_rps or 0.0, self.ramp, elapsed_s)
+        return self.rate * min(elapsed_s, self.duration_s)
+
+    def planned(self, second: int) -> float:
+        """Requests due in second `second` of the run (1-based), constant or staged."""
+        return self.due_by(float(second)) - self.due_by(float(second - 1))
 
 
 @dataclass
@@ -337,10 +348,20 @@ class LoadTestManager:
             endTime=run.ended_at.isoformat() if run.ended_at else None,
             inFlight=gen.in_flight if live and gen else 0, backlog=gen.backlog if live and gen else 0,
             achievedRps=None if achieved is None else round(achieved, 2),
-            shortfallPercent=None if achieved is None else round(max(0.0, 100.0 * (1 - achieved / req.rate)), 2),
+            shortfallPercent=_shortfall(req, t.sent, run.elapsed_s),
             elapsedSeconds=round(run.elapsed_s, 3), sent=t.sent, errors=dict(t.errors),
             latency=latency_pair(t.corrected, t.uncorrected), **_shape_out(req),
         )
+
+
+def _shortfall(req: LoadTestRequest, sent: int, elapsed_s: float) -> float | None:
+    """How far below the schedule so far the run sent, %: a staged run against the rate's integral up to now."""
+    if elapsed_s <= 0:
+        return None
+    if req.stages:
+        due = req.due_by(elapsed_s)
+        return None if due <= 0 else round(max(0.0, 100.0 * (1 - sent / due)), 2)
+    return round(max(0.0, 100.0 * (1 - sent / elapsed_s / req.rate)), 2)
 
 
 def _shape_out(req: LoadTestRequest) -> dict[str, Any]:

@@ -81,10 +81,12 @@ def scheduled_total(start_rps: float, stages: Iterable[StageLike | tuple[float, 
     return math.floor(n + _tolerance(n))
 
 
-def planned(start_rps: float, stages: Iterable[StageLike | tuple[float, float]], second: int) -> float:
-    """The requests due in second `second` of the run (1-based: [second - 1, second)), the rate's integral there."""
+def planned(start_rps: float | None, stages: Iterable[StageLike | tuple[float, float]], second: int) -> float:
+    """The requests due in second `second` of the run (1-based: [second - 1, second)), the rate's integral there
+    (start_rps None is 0; a constant rate is one flat stage: planned(rate, [(duration, rate)], second))."""
     ramp = ramp_of(stages)
-    return cumulative(start_rps, ramp, float(second)) - cumulative(start_rps, ramp, float(second - 1))
+    start = start_rps or 0.0
+    return cumulative(start, ramp, float(second)) - cumulative(start, ramp, float(second - 1))
 
 
 def due_offsets(start_rps: float, ramp: Ramp, ks: range) -> Iterator[float]:

@@ -11,6 +11,7 @@ import pytest
 from contract.loadtest import LoadStage, route_key_parts
 from engine.clock import FakeClock
 from engine.loadtest.generator import Plan, planned
+from engine.loadtest.manager import LoadTestRequest
 from engine.loadtest.schedule import cumulative, due_offsets, scheduled_total
 from engine.loadtest.sender import route_key
 from tests.engine.test_loadgen import TICK, run
@@ -86,6 +87,15 @@ def test_planned_is_the_integral_of_each_second(shape):
         assert p == pytest.approx(exact_n(start, stages, s) - exact_n(start, stages, s - 1), abs=1e-9)
     assert sum(per) == pytest.approx(cumulative(start, stages, math.inf)) and math.floor(sum(per) + 1e-9) == total
     assert planned(start, [LoadStage(durationS=d, targetRps=r) for d, r in stages], 1) == per[0]  # contract stages
+
+
+def test_a_requests_plan_is_its_rates_integral_constant_or_staged():
+    constant = LoadTestRequest(1, 30.0, 2.5, "s")
+    assert [constant.planned(s) for s in (1, 2, 3, 4)] == [30.0, 30.0, 15.0, 0.0]
+    staged = LoadTestRequest(1, 40.0, 2.0, "s", start_rps=0.0, stages=(
+        LoadStage(durationS=1, targetRps=40), LoadStage(durationS=1, targetRps=0)))
+    assert [staged.planned(s) for s in (1, 2, 3)] == [20.0, 20.0, 0.0] and staged.due_by(0.5) == 5.0
+    assert staged.planned(1) == planned(0.0, staged.stages, 1) == planned(None, staged.ramp, 1)
 
 
 def test_the_generator_paces_a_ramp_on_virtual_time():

@@ -233,3 +233,4 @@ def test_the_timeline_holds_the_targets_breaker_and_health_changes(engine):
     breaker = next(e for e in done["events"] if e["kind"] == "breaker")
     assert 1 <= breaker["atS"] <= 7 and "echo" in breaker["title"]
     assert wait_for(lambda: api.get("/api/services").json()[0]["status"] == "healthy", 20)
+

@@ -9,6 +9,7 @@ from tests.e2e.conftest import running_fleet
 
 pytestmark = pytest.mark.e2e
 
+
 def test_scaling_steps_change_a_managed_services_instances(clean_db, settings):
     with running_fleet(settings) as (_rt, api):
         orders = next(s for s in api.get("/api/services").json() if s["name"] == "orders")

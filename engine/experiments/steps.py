@@ -27,10 +27,11 @@ from engine.fleet.registry import Registry
 from engine.scaling.manager import ScalingManager
 from engine.store.logs import event_logger
 
-__all__ = ["EXPIRY_CHECK_S", "StepRunner"]
+__all__ = ["EXPIRY_CHECK_S", "PLANNED_END", "StepRunner"]
 
 log = event_logger("experiments")
 EXPIRY_CHECK_S = 0.5  # after a fault's planned end: the expiry job (every 0.25 s) has ended it by then
+PLANNED_END = "at its planned end"
 
 
 class StepRunner:
@@ -120,7 +121,7 @@ class StepRunner:
             return
         loop = asyncio.get_running_loop()
         live.handles.append(loop.call_later(step.durationS + EXPIRY_CHECK_S, lambda: self._spawn(
-            live, self._end_fault(live, sim.id, "at its planned end"))))
+            live, self._end_fault(live, sim.id, PLANNED_END))))
 
     def _start(self, step: LatencyFault | ServiceFailureFault | DatabaseOverloadFault | MemoryLeakFault,
                target: str | None) -> SimulationOut:
@@ -144,8 +145,8 @@ class StepRunner:
         try:
             await asyncio.to_thread(self._chaos.stop, sim_id)
             how = f"ended: {why}"
-        except (Conflict, NotFound):
-            how = "expired"
+        except (Conflict, NotFound):  # no longer active: the expiry job ended it, or a stop outside the run
+            how = "expired" if why == PLANNED_END else "already ended"
         live.event(self._clock.now(), EventKind.FAULT_END, f"simulation {sim_id} {how}",
                    {"step": index, "simulationId": sim_id, "how": how})
 

@@ -230,6 +230,7 @@ def test_the_timeline_holds_the_targets_breaker_and_health_changes(engine):
     assert sum(s["failed"] for s in done["seconds"]) > 0
     seen = {e["kind"] for e in done["events"]}
     assert {"breaker", "health", "fault-start", "fault-end"} <= seen, done["events"]
+    assert next(e for e in done["events"] if e["kind"] == "fault-end")["detail"]["how"] == "expired"
     breaker = next(e for e in done["events"] if e["kind"] == "breaker")
     assert 1 <= breaker["atS"] <= 7 and "echo" in breaker["title"]
     assert wait_for(lambda: api.get("/api/services").json()[0]["status"] == "healthy", 20)

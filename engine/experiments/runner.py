@@ -82,6 +82,7 @@ class ExperimentManager:
         self._prober = Prober(registry, router, health_of, clock)
         self._steps = StepRunner(registry, chaos, scaling, clock)
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._live: LiveRun | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -299,10 +300,12 @@ class ExperimentManager:
     def _persist(self, live: LiveRun, final: bool) -> None:
         """Write the run's row as it is now (each second, and once at its end)."""
         try:
-            with self._sessions.begin() as session:
-                queries.save_run(session, live.id, live.row_values())
-            if final:
-                live.stored = True
+            with self._write_lock:  # one write at a time, none after the final one: the row never goes back
+                if live.stored:
+                    return
+                with self._sessions.begin() as session:
+                    queries.save_run(session, live.id, live.row_values())
+                live.stored = final
         except Exception as exc:
             log.warning("experiment run %d: its row could not be written: %s", live.id, exc)
         finally:

@@ -176,7 +176,8 @@ class LoadTestManager:
         """Create the row and launch the run; Conflict while another runs.
 
         on_second(second, tally) is called on the engine loop with each second of the run (all shares merged,
-        histograms included) after it was recorded; it must not block, and what it raises is logged and ignored.
+        histograms included; read it, do not change it) after it was recorded; it must not block, and what it
+        raises is logged and ignored.
         wait(id) tells when the run ended.
         """
         with self._lock:

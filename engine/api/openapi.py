@@ -104,6 +104,8 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     )
     if route.csv:
         content["text/csv"] = {"schema": {"type": "string"}}
+    if route.html:
+        content["text/html"] = {"schema": {"type": "string"}}
     ok_key = "default" if route.raw else str(route.ok_status)
     responses: dict[str, Any] = {ok_key: {"description": "the upstream's answer" if route.raw else "OK",
                                           "content": content}}

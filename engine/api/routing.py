@@ -52,6 +52,7 @@ class Route:
     same_shape: tuple[int, ...] = ()
     raw: bool = False  # the answer is whatever the upstream sent (the proxy)
     headers: tuple[tuple[str, str], ...] = ()  # (name, description) of integer headers the ok answer carries
+    html: bool = False  # the ok answer may also be an HTML page (a report)
 
 
 @dataclass
@@ -82,6 +83,7 @@ class ApiBlueprint:
         methods: tuple[str, ...] = (),
         raw: bool = False,
         headers: tuple[tuple[str, str], ...] = (),
+        html: bool = False,
     ) -> Callable[[View], View]:
         """Register view for method+rule. role None = public; body/query models are parsed and passed in.
 
@@ -90,7 +92,8 @@ class ApiBlueprint:
 
         `errors` lists statuses answered with the error shape; `same_shape` those answered with the ok model;
         `methods` registers one view for several methods; `raw` documents an answer of any type (the proxy);
-        `headers` documents integer headers of the ok answer as (name, description) (the view sets them).
+        `headers` documents integer headers of the ok answer as (name, description) (the view sets them); `html`
+        documents an HTML page as another form of the ok answer.
         """
 
         def decorate(view: View) -> View:
@@ -113,7 +116,7 @@ class ApiBlueprint:
                 op_id = view.__name__ if len(every) == 1 else f"{view.__name__}_{m.lower()}"
                 self.routes.append(
                     Route(m, rule, summary, self.tag, role, body, query, ok[0], ok[1], errors, csv,
-                          operation_id=op_id, same_shape=same_shape, raw=raw, headers=headers)
+                          operation_id=op_id, same_shape=same_shape, raw=raw, headers=headers, html=html)
                 )
             return handler
 

@@ -8,11 +8,13 @@ value a bucket can hold (as HdrHistogram's `highestEquivalentValue`), so they ne
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from engine.stats import nearest_rank
 
-__all__ = ["MAX_US", "Histogram"]
+__all__ = ["MAX_US", "Histogram", "Packed"]
 
 _SUB_BITS = 7
 _SUB = 1 << _SUB_BITS  # 128 sub-buckets per octave
@@ -34,6 +36,18 @@ def _highest(index: int) -> int:
     shift = index // _SUB - 1
     sub = index - shift * _SUB
     return ((sub + 1) << shift) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A histogram's non-empty buckets in two arrays (6 bytes a bucket): what a sliding window keeps of a second."""
+
+    indices: array[int]
+    counts: array[int]
+    count: int
+    total_us: int
+    clamped: int
+    max: int
 
 
 class Histogram:
@@ -62,18 +76,50 @@ class Histogram:
         if value_us > self.max:  # noqa: PLR1730 - cheaper than calling max() once per request
             self.max = value_us
 
-    def merge(self, other: Histogram) -> None:
-        """Add another histogram's counts to this one."""
+    def merge(self, other: Histogram | Packed) -> None:
+        """Add another histogram's counts (or packed ones) to this one."""
         if not other.count:
             return
         mine = self.counts
-        for i, n in enumerate(other.counts):
-            if n:
+        if isinstance(other, Packed):
+            for i, n in zip(other.indices, other.counts, strict=True):
                 mine[i] += n
+        else:
+            for i, n in enumerate(other.counts):
+                if n:
+                    mine[i] += n
         self.count += other.count
         self.total_us += other.total_us
         self.clamped += other.clamped
         self.max = max(self.max, other.max)
+
+    def pack(self) -> Packed:
+        """The non-empty buckets and totals, packed; subtract() takes it back out."""
+        indices = array("H", (i for i, n in enumerate(self.counts) if n))
+        return Packed(indices, array("I", (self.counts[i] for i in indices)), self.count, self.total_us,
+                      self.clamped, self.max)
+
+    def subtract(self, other: Histogram | Packed, max_us: int | None = None) -> None:
+        """Remove counts merged in before (a sliding window's leaving part). A histogram cannot recover its max:
+        pass the remaining values' max as max_us when known; otherwise max stays, an upper bound (0 once empty)."""
+        if other.count:
+            mine = self.counts
+            if isinstance(other, Packed):
+                leaving = list(zip(other.indices, other.counts, strict=True))
+            else:
+                leaving = [(i, n) for i, n in enumerate(other.counts) if n]
+            short = next(((i, n) for i, n in leaving if mine[i] < n), None)
+            if short is not None:
+                raise ValueError(f"bucket {short[0]} holds {mine[short[0]]}, cannot subtract {short[1]}")
+            for i, n in leaving:
+                mine[i] -= n
+            self.count -= other.count
+            self.total_us -= other.total_us
+            self.clamped -= other.clamped
+        if not self.count:
+            self.max = 0
+        elif max_us is not None:
+            self.max = max_us
 
     def percentiles(self, qs: Iterable[float]) -> dict[float, int | None]:
         """Nearest-rank percentiles (q in 0..100) in one pass; None for an empty histogram."""

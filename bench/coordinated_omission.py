@@ -43,7 +43,7 @@ async def measure(url: str) -> Tally:
     await router.start()
     send = router_sender(router, "bench", "GET", "/")
     for _ in range(20):  # connections open before the clock starts
-        await asyncio.gather(*(send() for _ in range(USERS)))
+        await asyncio.gather(*(send(0) for _ in range(USERS)))
     total = Tally()
 
     def on_second(sample: Sample) -> None:

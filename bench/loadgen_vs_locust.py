@@ -239,7 +239,7 @@ async def ours_trial(url: str, rate: float, seconds: float, users: int) -> dict[
     await router.start()
     send = router_sender(router, "bench", "GET", "/")
     for _ in range(50):  # open the users' connections and warm the path before the clock starts
-        await asyncio.gather(*(send() for _ in range(users)))
+        await asyncio.gather(*(send(0) for _ in range(users)))
     plan = Plan(rate, seconds, users, backlog=max(1, round(rate)))
     window, whole = Tally(), Tally()
 

@@ -226,6 +226,7 @@ class LoadTest(Base):
     started_at: Mapped[datetime] = mapped_column(TS)
     ended_at: Mapped[datetime | None] = mapped_column(TS)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    shape: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # {startRps, stages, requests, routeKey} it had
 
 
 class LoadTestSample(Base):

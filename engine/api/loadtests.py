@@ -17,14 +17,12 @@ __all__ = ["api"]
 api = ApiBlueprint("loadtests", tag="load tests")
 
 
-@api.route("POST", "/api/load-test/start", summary="Start an open-model load test (duration in s)",
+@api.route("POST", "/api/load-test/start", summary="Start an open-model load test: a constant or staged rate",
            role=Role.OPERATOR, body=LoadTestStart, ok=(202, LoadTestOut), errors=(400, 409, 422, 503))
 def start(body: LoadTestStart) -> LoadTestOut:
     """Validate (bounds, registered target), create the row, launch; 409 while another runs."""
     manager = runtime().loadtests
-    req = manager.validate(body.concurrentUsers, body.requestsPerSecond, body.duration, body.targetService,
-                           body.path, body.method)
-    return manager.start(req)
+    return manager.start(manager.validate_shape(body))
 
 
 @api.route("POST", "/api/load-test/stop", summary="Stop the running load test (ends within 1 s)",

@@ -1,7 +1,9 @@
-"""The open-model load generator: requests at a fixed rate, users cap the in-flight ones.
+"""The open-model load generator: requests at a fixed or ramping rate, users cap the in-flight ones.
 
 Request k of a run is due at `t0 + k / rate` whatever happened to the ones before it (open model,
-like k6's constant-arrival-rate and wrk2). `users` slots send; a request whose slot is not free at
+like k6's constant-arrival-rate and wrk2); with stages, where the integral of the ramping rate reaches k
+(engine.loadtest.schedule, as k6's ramping-arrival-rate). Send(k) sends request k (its number picks the
+request spec and the route key). `users` slots send; a request whose slot is not free at
 its due time waits in a backlog of at most `backlog` requests and is sent as soon as one frees; when
 the backlog is full it is counted as dropped. Each latency is recorded twice: from the due time
 (corrected for coordinated omission, as wrk2 does) and from the actual send (uncorrected).
@@ -17,22 +19,27 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from engine.loadtest.hdr import Histogram
+from engine.loadtest.schedule import Ramp, due_offsets, planned, scheduled_total
 
-__all__ = ["PERCENTILES", "Generator", "Plan", "Sample", "Send", "Tally"]
+__all__ = ["PERCENTILES", "Generator", "Plan", "Sample", "Send", "Tally", "planned"]
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
-Send = Callable[[], Awaitable[str | None]]
-"""Sends one request; returns None on success or a short error kind ("http_503", "timeout", ...)."""
+Send = Callable[[int], Awaitable[str | None]]
+"""Sends request k of the run; returns None on success or a short error kind ("http_503", "timeout", ...)."""
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What to generate: rate (requests/s), duration (s), slots, backlog bound, and this process's share."""
+    """What to generate: rate (requests/s), duration (s), slots, backlog bound, and this process's share.
+
+    With `stages` ((duration s, target req/s) pairs, from `start_rps`) the rate ramps: `rate` is then its peak
+    and `duration_s` the stages' sum.
+    """
 
     rate: float
     duration_s: float
@@ -40,11 +47,22 @@ class Plan:
     backlog: int
     offset: int = 0
     stride: int = 1
+    start_rps: float = 0.0
+    stages: Ramp = ()
 
     @property
     def total(self) -> int:
         """Requests the whole schedule holds (all shares)."""
+        if self.stages:
+            return scheduled_total(self.start_rps, self.stages)
         return math.floor(self.rate * self.duration_s + 1e-9)
+
+    def dues(self) -> Iterator[float]:
+        """When each request of this share is due, in seconds from the start."""
+        ks = range(self.offset, self.total, self.stride)
+        if self.stages:
+            return due_offsets(self.start_rps, self.stages, ks)
+        return map((1.0 / self.rate).__mul__, ks)
 
     @property
     def mine(self) -> int:
@@ -119,8 +137,8 @@ class Generator:
         self._on_second = on_second
         self._drain_s = drain_s
         self._grace_s = stop_grace_s
-        self._backlog: deque[float] = deque()
-        self._idle: deque[asyncio.Future[float]] = deque()
+        self._backlog: deque[tuple[float, int]] = deque()  # (due, request number)
+        self._idle: deque[asyncio.Future[tuple[float, int]]] = deque()
         self._stopping = False
         self._seconds: dict[int, Tally] = {}  # outcomes of seconds not emitted yet, by second of the run (1-based)
         self._open = Tally()  # the newest of them, and where it ends: the hot path checks one float
@@ -161,33 +179,36 @@ class Generator:
             self._emit(final=True)
 
     async def _dispatch(self) -> None:
-        plan, now = self.plan, self._now
-        interval = 1.0 / plan.rate
-        ks = range(plan.offset, plan.total, plan.stride)
+        plan, now, t0 = self.plan, self._now, self.t0
+        dues = plan.dues()
+        k, stride = plan.offset, plan.stride
+        due = next(dues, None)
         i = 0
-        while i < len(ks) and not self._stopping:
-            lag = self.t0 + ks[i] * interval - now()
+        while due is not None and not self._stopping:
+            lag = t0 + due - now()
             if lag > 0:
                 await asyncio.sleep(min(max(lag, 0.001), 0.05))  # ms ticks; a slow schedule notices stop() fast
                 continue
             t = now()
-            while i < len(ks):  # everything due by now goes out in this turn
-                due = self.t0 + ks[i] * interval
-                if due > t:
+            while due is not None:  # everything due by now goes out in this turn
+                at = t0 + due
+                if at > t:
                     break
-                self._offer(due)
+                self._offer((at, k))
                 i += 1
+                k += stride
+                due = next(dues, None)
             await asyncio.sleep(0)  # let slots send before the next batch
         self.dispatched = i
 
-    def _offer(self, due: float) -> None:
+    def _offer(self, item: tuple[float, int]) -> None:
         while self._idle:
             waiter = self._idle.popleft()
             if not waiter.done():
-                waiter.set_result(due)
+                waiter.set_result(item)
                 return
         if len(self._backlog) < self.plan.backlog:
-            self._backlog.append(due)
+            self._backlog.append(item)
         else:
             self._at(self._now()).dropped += 1
 
@@ -196,16 +217,16 @@ class Generator:
         now, send = self._now, self._send
         while True:
             if self._backlog:
-                due = self._backlog.popleft()
+                due, k = self._backlog.popleft()
             else:
-                waiter: asyncio.Future[float] = loop.create_future()
+                waiter: asyncio.Future[tuple[float, int]] = loop.create_future()
                 self._idle.append(waiter)
-                due = await waiter
+                due, k = await waiter
             started = now()
             self._at(started).sent += 1
             self.in_flight += 1
             try:
-                error = await send()
+                error = await send(k)
             except asyncio.CancelledError:
                 self._count(due, started, "cancelled")
                 raise

@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from contract.errors import Conflict, ValidationFailed
+from contract.errors import Conflict, NotFound, ValidationFailed
 from contract.events import LoadTestProgress, LoadTestSampleEvent
-from contract.loadtest import LoadTestOut, LoadTestStatus
-from db.loadtests import SUMMARY_FIELDS, load_test_out
+from contract.loadtest import LoadRequest, LoadStage, LoadTestOut, LoadTestStart, LoadTestStatus
+from db.loadtests import SUMMARY_FIELDS, load_test_out, shape_of
 from db.models import LoadTest
 from engine.clock import Clock
 from engine.fleet.registry import Registry
@@ -55,7 +55,8 @@ class LoadTestLimits:
 
 @dataclass(frozen=True)
 class LoadTestRequest:
-    """A validated start request."""
+    """A validated start request: with stages, `rate` is their peak and `duration_s` their sum; with requests,
+    path and method are the first one's."""
 
     users: int
     rate: float
@@ -63,6 +64,15 @@ class LoadTestRequest:
     service: str
     path: str = "/"
     method: str = "GET"
+    start_rps: float | None = None
+    stages: tuple[LoadStage, ...] = ()
+    requests: tuple[LoadRequest, ...] = ()
+    route_key: str | None = None
+
+    @property
+    def ramp(self) -> tuple[tuple[float, float], ...]:
+        """The stages as (duration s, target req/s) pairs (empty: the constant rate)."""
+        return tuple((s.durationS, s.targetRps) for s in self.stages)
 
 
 @dataclass
@@ -80,6 +90,7 @@ class _Run:
     generator: Generator | None = None
     stop: Callable[[], object] | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    on_second: Callable[[int, Tally], None] | None = None
 
 
 class LoadTestManager:
@@ -110,17 +121,26 @@ class LoadTestManager:
 
     # -- API thread ---------------------------------------------------------------------------
 
-    def validate(self, users: int, rate: float, duration_s: float, service: str | None, path: str,
-                 method: str) -> LoadTestRequest:
-        """Check the bounds and the target; ValidationFailed names the field and the limit."""
+    def validate_shape(self, body: LoadTestStart) -> LoadTestRequest:
+        """The one check of a start request (API and experiments): fields that exclude each other, the bounds and the
+        target; ValidationFailed names each field and the limit."""
         lim = self.limits
-        problems = []
+        problems = body.shape_problems()
+        stages = tuple(body.stages or ())
+        if stages:
+            rate = max([body.startRps or 0.0, *(s.targetRps for s in stages)])
+            duration_s = sum(s.durationS for s in stages)
+            rate_field = duration_field = "stages"
+        else:
+            rate, duration_s = body.requestsPerSecond or 0.0, body.duration or 0.0
+            rate_field, duration_field = "requestsPerSecond", "duration"
         if rate > lim.max_rps:
-            problems.append({"field": "requestsPerSecond", "message": f"at most {lim.max_rps:g} (MAX_RPS)"})
+            problems.append({"field": rate_field, "message": f"at most {lim.max_rps:g} req/s (MAX_RPS)"})
         if duration_s > lim.max_duration_s:
-            problems.append({"field": "duration", "message": f"at most {lim.max_duration_s:g} s (MAX_DURATION)"})
-        if users > lim.max_users:
+            problems.append({"field": duration_field, "message": f"at most {lim.max_duration_s:g} s (MAX_DURATION)"})
+        if body.concurrentUsers > lim.max_users:
             problems.append({"field": "concurrentUsers", "message": f"at most {lim.max_users} (MAX_USERS)"})
+        service = body.targetService
         if service is None:
             services = self._registry.services()
             if len(services) != 1:
@@ -133,10 +153,21 @@ class LoadTestManager:
         if problems:
             raise ValidationFailed(problems)
         assert service is not None
-        return LoadTestRequest(users, rate, duration_s, service, path, method.upper())
+        requests = tuple(body.requests or ())
+        first = requests[0] if requests else None
+        return LoadTestRequest(
+            body.concurrentUsers, rate, duration_s, service, first.path if first else body.path,
+            (first.method if first else body.method).upper(), (body.startRps or 0.0) if stages else None, stages,
+            requests, body.routeKey,
+        )
 
-    def start(self, req: LoadTestRequest) -> LoadTestOut:
-        """Create the row and launch the run; Conflict while another runs."""
+    def start(self, req: LoadTestRequest, on_second: Callable[[int, Tally], None] | None = None) -> LoadTestOut:
+        """Create the row and launch the run; Conflict while another runs.
+
+        on_second(second, tally) is called on the engine loop with each second of the run (all shares merged,
+        histograms included) after it was recorded; it must not block, and what it raises is logged and ignored.
+        wait(id) tells when the run ended.
+        """
         with self._lock:
             if self._run is not None and self._run.status == LoadTestStatus.RUNNING:
                 raise Conflict(f"load test {self._run.id} is running; stop it first")
@@ -148,10 +179,11 @@ class LoadTestManager:
                     status=LoadTestStatus.RUNNING, concurrent_users=req.users, requests_per_second=req.rate,
                     duration_s=req.duration_s, target_service=req.service, path=req.path, method=req.method,
                     workers=workers, started_at=now, summary={},
+                    shape=shape_of(req.start_rps, req.stages, req.requests, req.route_key),
                 )
                 session.add(row)
                 session.flush()
-                run = _Run(row.id, req, now, workers)
+                run = _Run(row.id, req, now, workers, on_second=on_second)
             self._run = run
         self._run_soon(self._execute(run))
         log.info("load test %d started: %g req/s for %g s, %d users, %s %s%s", run.id, req.rate, req.duration_s,
@@ -168,6 +200,20 @@ class LoadTestManager:
         run.done.wait(timeout_s)
         self._writer.flush()
         return self.status()
+
+    def wait(self, run_id: int, timeout_s: float) -> LoadTestOut:
+        """Block (not on the engine loop) until run run_id ended or timeout_s passed; its status then (status running
+        when the time ran out). A run this engine did not start: its stored status, at once; NotFound when none."""
+        run = self._run
+        if run is not None and run.id == run_id:
+            if run.done.wait(timeout_s):
+                self._writer.flush()
+            return self._status_of(run)
+        with self._sessions() as session:
+            row = session.get(LoadTest, run_id)
+            if row is None:
+                raise NotFound("load test", str(run_id))
+            return load_test_out(row)
 
     def status(self) -> LoadTestOut:
         """The live run, or the last one this engine ran; the latest stored one otherwise; idle when none."""
@@ -199,7 +245,7 @@ class LoadTestManager:
     def _plan(self, req: LoadTestRequest, offset: int, stride: int) -> Plan:
         users = len(range(offset, req.users, stride))
         backlog = max(1, round(req.rate * self.limits.backlog_s / stride))
-        return Plan(req.rate, req.duration_s, users, backlog, offset, stride)
+        return Plan(req.rate, req.duration_s, users, backlog, offset, stride, req.start_rps or 0.0, req.ramp)
 
     async def _execute(self, run: _Run) -> None:
         req = run.request
@@ -210,8 +256,9 @@ class LoadTestManager:
         merger = _SecondMerger(run.workers, lambda s: self._on_second(run, s))
         pool = WorkerPool(self._router, spec, req.method, req.path, run.workers,
                           lambda share, shares: self._plan(req, share, shares), self.limits.drain_s,
-                          uvloop=self.limits.uvloop)
-        send = router_sender(self._router, req.service, req.method, req.path)
+                          uvloop=self.limits.uvloop, requests=req.requests, route_key=req.route_key)
+        send = router_sender(self._router, req.service, req.method, req.path, requests=req.requests,
+                             route_key_pattern=req.route_key)
         gen = Generator(self._plan(req, 0, run.workers), send, self._clock.monotonic, lambda s: merger.add(0, s),
                         drain_s=self.limits.drain_s)
         run.generator = gen
@@ -251,6 +298,11 @@ class LoadTestManager:
             latency_pair(t.corrected, t.uncorrected).model_dump(mode="json"),
         ))
         self._writer.submit(self._progress(run))
+        if run.on_second is not None:
+            try:
+                run.on_second(sample.second, t)
+            except Exception as exc:  # a caller's check must not end the run
+                log.error("load test %d: on_second failed: %s", run.id, exc, extra={"meta": {"loadTestId": run.id}})
 
     def _finish(self, run: _Run, status: LoadTestStatus) -> None:
         run.status = status
@@ -281,8 +333,20 @@ class LoadTestManager:
             achievedRps=None if achieved is None else round(achieved, 2),
             shortfallPercent=None if achieved is None else round(max(0.0, 100.0 * (1 - achieved / req.rate)), 2),
             elapsedSeconds=round(run.elapsed_s, 3), sent=t.sent, errors=dict(t.errors),
-            latency=latency_pair(t.corrected, t.uncorrected),
+            latency=latency_pair(t.corrected, t.uncorrected), **_shape_out(req),
         )
+
+
+def _shape_out(req: LoadTestRequest) -> dict[str, Any]:
+    """LoadTestOut's shape fields of a run: only those it had."""
+    out: dict[str, Any] = {}
+    if req.stages:
+        out["startRps"], out["stages"] = req.start_rps or 0.0, list(req.stages)
+    if req.requests:
+        out["requests"] = list(req.requests)
+    if req.route_key is not None:
+        out["routeKey"] = req.route_key
+    return out
 
 
 class _SecondMerger:

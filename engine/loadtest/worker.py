@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from contract.loadtest import LoadRequest
 from engine.clock import SystemClock
 from engine.fleet.registry import Registry, ServiceSpec
 from engine.health.checker import HealthState
@@ -57,6 +58,8 @@ class WorkerSpec:
     plan: Plan
     drain_s: float
     uvloop: bool = True
+    requests: tuple[LoadRequest, ...] = ()
+    route_key: str | None = None
 
 
 class _NoWriter:
@@ -90,7 +93,8 @@ async def _work(conn: Connection, spec: WorkerSpec) -> None:
         max_body_bytes=spec.max_body_bytes,
     )
     await router.start()
-    send = router_sender(router, spec.service.name, spec.method, spec.path)
+    send = router_sender(router, spec.service.name, spec.method, spec.path, requests=spec.requests,
+                         route_key_pattern=spec.route_key)
     gen = Generator(spec.plan, send, clock.monotonic, lambda s: conn.send(("second", s.second, s.tally.to_wire())),
                     drain_s=spec.drain_s)
     conn.send(("ready",))
@@ -110,7 +114,8 @@ class WorkerPool:
     """Starts shares 1..n-1 in worker processes and feeds their seconds to `add(share, sample)`."""
 
     def __init__(self, router: Router, service: ServiceSpec, method: str, path: str, shares: int,
-                 plan_of: Callable[[int, int], Plan], drain_s: float, *, uvloop: bool = True) -> None:
+                 plan_of: Callable[[int, int], Plan], drain_s: float, *, uvloop: bool = True,
+                 requests: tuple[LoadRequest, ...] = (), route_key: str | None = None) -> None:
         self._router = router
         self._service = service
         self._method = method
@@ -119,6 +124,8 @@ class WorkerPool:
         self._plan_of = plan_of
         self._drain_s = drain_s
         self._uvloop = uvloop
+        self._requests = requests
+        self._route_key = route_key
         self._procs: list[BaseProcess] = []
         self._conns: list[Connection] = []
         self._ready: list[asyncio.Future[None]] = []
@@ -130,7 +137,8 @@ class WorkerPool:
         return WorkerSpec(service, self._router.algorithm, self._router.breakers.get(self._service.name).config,
                           self._router.timeout_s, self._router.max_retries, self._router.policy,
                           self._router.max_body_bytes, self._method, self._path,
-                          self._plan_of(share, self._shares), self._drain_s, self._uvloop)
+                          self._plan_of(share, self._shares), self._drain_s, self._uvloop, self._requests,
+                          self._route_key)
 
     async def start(self, add: Callable[[int, Sample], None], finished: Callable[[int], None],
                     monotonic: Callable[[], float]) -> float:

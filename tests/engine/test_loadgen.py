@@ -82,7 +82,7 @@ def run(plan: Plan, send, clock: FakeClock | None = None, *, stop_after=None, **
 def sleeper(seconds: float, log: list[float] | None = None, clock: FakeClock | None = None):
     """A sender that takes `seconds`; with log and clock, it notes when each request went out."""
 
-    async def send() -> str | None:
+    async def send(k: int) -> str | None:
         if log is not None and clock is not None:
             log.append(clock.monotonic())
         await asyncio.sleep(seconds)
@@ -142,7 +142,7 @@ def test_corrected_latency_shows_a_stall_that_the_uncorrected_hides():
     clock = FakeClock()
     stall: dict[str, float] = {}
 
-    async def send() -> str | None:
+    async def send(k: int) -> str | None:
         now = clock.monotonic()
         if "at" not in stall:
             stall["at"] = now + 0.5
@@ -179,7 +179,7 @@ def test_stop_ends_a_long_run_at_once_sends_nothing_after_it_and_counts_what_it_
 def test_sender_errors_are_counted_by_kind():
     calls = {"n": 0}
 
-    async def send() -> str | None:
+    async def send(k: int) -> str | None:
         calls["n"] += 1
         if calls["n"] % 4 == 0:
             raise ConnectionResetError("boom")

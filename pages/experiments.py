@@ -210,10 +210,8 @@ def compare(runs: dict[int, ExperimentRunOut]) -> None:
 
 with data.reading(page=True) as db_session:
     services = [s.name for s in queries.service_briefs(db_session)]
-listed = data.fetch_or_none(lambda: client().experiments(), page=True)
-if listed is None:
-    st.stop()
-experiments = {e.id: e for e in listed}
+# without the API the editor still drafts a new experiment (the page runs again once the API answers)
+experiments = {e.id: e for e in data.fetch_or_none(lambda: client().experiments(), page=True) or []}
 
 if (pending := st.session_state.pop(PICK_NEXT, None)) is not None:
     st.session_state[PICK] = pending

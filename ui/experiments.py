@@ -90,19 +90,20 @@ class FaultSpan:
 
 
 def _fault_key(event: ExperimentEventOut) -> Any:
-    """What pairs a fault's start and end events: the step's index when the event names it, else the simulation."""
-    for key in ("index", "step", "simulationId"):
+    """What pairs a fault's start and end events: the simulation, else the step's index, else the title."""
+    for key in ("simulationId", "step"):
         if key in event.detail:
             return (key, event.detail[key])
     return ("title", event.title.split(":")[0])
 
 
 def fault_spans(events: Sequence[ExperimentEventOut]) -> list[FaultSpan]:
-    """The faults of a timeline as spans: each fault-start with the next fault-end of the same step."""
+    """The faults of a timeline as spans: each fault-start with the next fault-end of the same step; a fault that
+    could not start (its event has an error) has none."""
     open_: dict[Any, ExperimentEventOut] = {}
     spans: list[FaultSpan] = []
     for e in sorted(events, key=lambda e: e.atS):
-        if e.kind is ExperimentEventKind.FAULT_START:
+        if e.kind is ExperimentEventKind.FAULT_START and not e.detail.get("error"):
             open_[_fault_key(e)] = e
         elif e.kind is ExperimentEventKind.FAULT_END and (start := open_.pop(_fault_key(e), None)) is not None:
             spans.append(FaultSpan(start.atS, e.atS, start.title))

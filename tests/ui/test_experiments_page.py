@@ -16,7 +16,7 @@ PAGE = "pages/experiments.py"
 
 def raw(at: AppTest) -> Any:
     """The raw document as the page shows it."""
-    return json.loads(at.text_area(key="ex-raw").value)
+    return json.loads(at.text_area(key="ex-raw").value or "")
 
 
 def field(at: AppTest, label: str) -> Any:

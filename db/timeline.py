@@ -32,7 +32,7 @@ from db.models import (
     Simulation,
 )
 
-__all__ = ["MARGIN", "PER_SOURCE", "Span", "Timeline", "timeline"]
+__all__ = ["MARGIN", "PER_SOURCE", "Span", "Timeline", "service_events", "timeline"]
 
 MARGIN = timedelta(minutes=5)  # what led up to an incident: the fault or load that began just before it
 PER_SOURCE = 500
@@ -40,11 +40,12 @@ PER_SOURCE = 500
 
 @dataclass(frozen=True)
 class Span:
-    """The stretch of time a timeline covers, and the incident it belongs to."""
+    """The stretch of time a timeline covers, and the incident it belongs to (None: no incident, e.g. an
+    experiment run's span)."""
 
-    incident_id: uuid.UUID
+    incident_id: uuid.UUID | None
     service: str | None  # None: the monitor itself (every source, every service)
-    fingerprints: tuple[str, ...]
+    fingerprints: tuple[str, ...] | None  # the alerts it covers; None: every alert of the service
     start: datetime  # the incident's start less the margin
     end: datetime  # its resolution, or now
     longest: timedelta  # the longest a simulation or load test may run: bounds the index range of spans
@@ -77,11 +78,13 @@ def _same_service(column: InstrumentedAttribute[str | None], service: str | None
 
 
 def _alerts(session: Session, span: Span, limit: int) -> Iterable[tuple[datetime, TimelineEventOut]]:
-    if not span.fingerprints:
+    if span.fingerprints is not None and not span.fingerprints:
         return
-    rows = session.scalars(select(AlertEventRow).where(
-        _same_service(AlertEventRow.service_name, span.service), AlertEventRow.at.between(span.start, span.end),
-        AlertEventRow.fingerprint.in_(span.fingerprints)).order_by(AlertEventRow.at, AlertEventRow.id).limit(limit))
+    query = select(AlertEventRow).where(
+        _same_service(AlertEventRow.service_name, span.service), AlertEventRow.at.between(span.start, span.end))
+    if span.fingerprints is not None:
+        query = query.where(AlertEventRow.fingerprint.in_(span.fingerprints))
+    rows = session.scalars(query.order_by(AlertEventRow.at, AlertEventRow.id).limit(limit))
     for r in rows:
         silenced = " (silenced)" if r.silenced else ""
         yield _event(r.at, TimelineKind.ALERT, f"{r.rule_name} {r.state}{silenced}",
@@ -90,7 +93,7 @@ def _alerts(session: Session, span: Span, limit: int) -> Iterable[tuple[datetime
 
 
 def _notifications(session: Session, span: Span, limit: int) -> Iterable[tuple[datetime, TimelineEventOut]]:
-    if not span.fingerprints:
+    if not span.fingerprints:  # notifications belong to an incident's own alerts
         return
     rows = session.scalars(select(DeliveryRow).where(
         DeliveryRow.fingerprint.in_(span.fingerprints), DeliveryRow.created_at.between(span.start, span.end))
@@ -171,6 +174,8 @@ def _load_tests(session: Session, span: Span, limit: int) -> Iterable[tuple[date
 
 
 def _notes(session: Session, span: Span, limit: int) -> Iterable[tuple[datetime, TimelineEventOut]]:
+    if span.incident_id is None:
+        return
     t = IncidentNoteRow
     for r in session.scalars(select(t).where(t.incident_id == span.incident_id).order_by(t.at, t.id).limit(limit)):
         yield _event(r.at, TimelineKind.NOTE, f"note by {r.author or 'unknown'}", {"author": r.author, "note": r.note})
@@ -198,3 +203,19 @@ def timeline(session: Session, span: Span, per_source: int = PER_SOURCE) -> Time
         collected.extend(part[:per_source])
     collected.sort(key=lambda pair: pair[0])  # stable: within one instant, the sources' order
     return Timeline([event for _, event in collected], truncated)
+
+
+def service_events(session: Session, span: Span, per_source: int = PER_SOURCE) -> list[TimelineEventOut]:
+    """What happened to the span's service on its own: its breaker's transitions, its alerts' state changes and its
+    health changes (service and instances), oldest first, at most `per_source` of each."""
+    if span.service is None:
+        return []
+    sources: list[Iterable[tuple[datetime, TimelineEventOut]]] = [
+        _breakers(session, span, span.service, per_source), _alerts(session, span, per_source)]
+    service_id = session.scalar(select(Service.id).where(Service.name == span.service))
+    if service_id is not None:
+        sources += [_service_health(session, span, service_id, per_source),
+                    _instance_health(session, span, service_id, per_source)]
+    collected = [pair for source in sources for pair in source]
+    collected.sort(key=lambda pair: pair[0])
+    return [event for _, event in collected]

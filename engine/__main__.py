@@ -1,4 +1,4 @@
-"""`python -m engine up|serve|migrate|user|config`: the product's command line."""
+"""`python -m engine up|serve|migrate|user|config|experiment`: the product's command line."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from contract.errors import MonitorError
 from contract.roles import ADMIN_PASSWORD_FILE, DASHBOARD_SECRET_VAR, Role
 from contract.settings import SECRET_VARS, Settings, effective, markdown
 from engine.api import create_app
+from engine.experiments.cli import run_file
 from engine.fleet.processes import spawn, stop_all
 from engine.runtime import Runtime
 from engine.security.users import create_user, ensure_admin
@@ -145,7 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     config = sub.add_parser("config", help="print the configuration in force (secrets masked)")
     config.add_argument("--markdown", action="store_true",
                         help="print docs/configuration.md, the table of every setting, instead")
+    experiment = sub.add_parser("experiment", help="run an experiment through a running engine's API")
+    experiment_run = experiment.add_subparsers(dest="action", required=True).add_parser(
+        "run", help="save FILE by its name, run it, follow it, write the report; exit 0 pass, 1 fail, 2 not run")
+    experiment_run.add_argument("file", type=Path, help="the experiment document (JSON, or YAML: .yaml/.yml)")
+    experiment_run.add_argument("--report", type=Path, help="the HTML report (default experiment-run-<id>.html)")
+    experiment_run.add_argument("--json", type=Path, help="also write the JSON report here")
+    experiment_run.add_argument("--url", default=os.environ.get("API_URL", "http://127.0.0.1:5000"),
+                                help="the engine's API (API_URL)")
+    experiment_run.add_argument("--token", default=os.environ.get("API_TOKEN"), help="an operator's token (API_TOKEN)")
     args = parser.parse_args(argv)
+    if args.command == "experiment":
+        return run_file(args.file, url=args.url, token=args.token, report=args.report, json_out=args.json,
+                        out=sys.stdout)
     if args.command == "config" and args.markdown:
         sys.stdout.write(markdown())
         return 0

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from contract.settings import Settings
 from contract.states import HealthState
 from db import alerting as alert_queries
+from db import experiments as experiment_queries
 from db import history, queries
 from engine import VERSION
 from engine.alerting.conditions import LiveState
@@ -33,6 +34,7 @@ from engine.alerting.slo import SloBook
 from engine.chaos.faults import FaultLayer
 from engine.chaos.simulations import ChaosManager
 from engine.clock import Clock, SystemClock
+from engine.experiments.runner import ExperimentManager
 from engine.fleet.demo import DEMO_SERVICES, start_demo_fleet
 from engine.fleet.managed import ManagedFleet
 from engine.fleet.registry import Registry
@@ -85,8 +87,8 @@ GIL_SWITCH_INTERVAL_S = 0.001
 class Runtime:
     """The running engine: settings, clock, database and every capability, each built exactly once."""
 
-    def __init__(self, settings: Settings, database: Database, tokens: TokenIssuer, first_admin: FirstAdmin | None,
-                 clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, database: Database, tokens: TokenIssuer,  # noqa: PLR0915 (one statement
+                 first_admin: FirstAdmin | None, clock: Clock | None = None) -> None:  # per capability, in one place)
         """Build every capability over an open database; nothing is read, written or started here."""
         s = settings
         self.settings = settings
@@ -178,6 +180,8 @@ class Runtime:
             LoadTestLimits(s.max_rps, s.max_duration, s.max_users, s.loadtest_backlog_s, s.loadtest_process_rps,
                            drain_s=s.route_timeout * (s.route_retries + 1) + 1.0, uvloop=s.engine_uvloop),
         )
+        self.experiments = ExperimentManager(self.registry, self.router, self.loadtests, self.chaos, self.scaling,
+                                             self.sessions, self.clock, self.loop.run_soon, self.health_of)
 
         # jobs on the loop: checks run each at its phase (HealthChecker.run, started with the jobs); the
         # health-check job settles each interval (aggregates, closed minutes, overruns) and evaluates alerts
@@ -235,9 +239,12 @@ class Runtime:
         self._log_handler.attach()
         with self.sessions.begin() as session:
             tests, sims = queries.mark_interrupted(session, self.clock.now())
+            runs = experiment_queries.mark_runs_interrupted(session, self.clock.now())
             closed = history.close_open_periods(session, self.clock.now())
         if tests or sims:
             log.warning("marked %d load test(s) and %d simulation(s) interrupted by the last stop", tests, sims)
+        if runs:
+            log.warning("marked %d experiment run(s) interrupted by the last stop", runs)
         if any(closed):
             log.warning("health history: %d instance(s) and %d service(s) unknown from their last check before "
                         "the last stop", *closed)
@@ -361,6 +368,7 @@ class Runtime:
         self.jobs.start()
 
     async def _stop_jobs(self) -> None:
+        await self.experiments.shutdown()  # its load, steps and faults end first
         await self.loadtests.shutdown()
         self.jobs.shutdown()
         if self._due_timer is not None:

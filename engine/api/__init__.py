@@ -21,6 +21,7 @@ from engine.api import (
     channels,
     chaos,
     docs,
+    experiments,
     history,
     incidents,
     loadtests,
@@ -49,7 +50,7 @@ __all__ = ["create_app", "declared_routes"]
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
     history.api, alerts.api, incidents.api, slos.api, channels.api, proxy.api, docs.api, prometheus.api,
-    status_page.api, audit.api,
+    status_page.api, audit.api, experiments.api,
 )
 
 

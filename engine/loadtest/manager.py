@@ -201,6 +201,12 @@ class LoadTestManager:
         self._writer.flush()
         return self.status()
 
+    def stop_now(self) -> None:
+        """On the engine loop: tell the running test to stop, without waiting (its end follows within a second)."""
+        run = self._run
+        if run is not None and run.status == LoadTestStatus.RUNNING and run.stop is not None:
+            run.stop()
+
     def wait(self, run_id: int, timeout_s: float) -> LoadTestOut:
         """Block (not on the engine loop) until run run_id ended or timeout_s passed; its status then (status running
         when the time ran out). A run this engine did not start: its stored status, at once; NotFound when none."""

@@ -97,8 +97,9 @@ def show_verdict(run: ExperimentRunOut) -> None:
         if run.status != "running":
             st.warning(f"Run #{run.id} {run.status} without a verdict: {run.reason or 'nothing was measured'}.")
         return
-    text = f"**{ex.verdict_label(run)}** · run #{run.id} {run.status}" + (f": {run.reason}" if run.reason else "")
-    (st.success if run.verdict == "pass" else st.error)(text)
+    colour = "green" if run.verdict == "pass" else "red"  # a result, not an error of the page: no error box
+    st.markdown(f"#### :{colour}-background[{ex.verdict_label(run)}] run #{run.id} {run.status.value}"
+                + (f": {run.reason}" if run.reason else ""))
 
 
 def show_reports(run: ExperimentRunOut) -> None:

@@ -6,10 +6,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from contract.experiments import ExperimentDocument
 from contract.roles import Role
-from tests.ui.conftest import open_page, texts
+from db.experiment_models import ExperimentRow
+from db.models import Instance, Service
+from engine.fleet.demo import start_demo_instance
+from engine.fleet.processes import stop_all, wait_ready
+from engine.runtime import Runtime
+from tests.conftest import free_port, wait_for
+from tests.ui.conftest import chart_traces, metrics, open_page, texts
 
 PAGE = "pages/experiments.py"
 
@@ -76,3 +85,123 @@ def test_a_viewer_sees_the_editor_read_only(dash_env):
     for key in ("ex-save", "ex-run-start"):
         assert at.button(key=key).proto.disabled
         assert at.button(key=key).proto.help == "Needs the operator role; you are logged in as viewer."
+
+
+# -- against a real engine, router and demo process -------------------------------------------------------------
+
+QUICK: dict[str, Any] = {
+    "name": "orders-quick",
+    "load": {"service": "orders", "stages": [{"durationS": 1, "targetRps": 20}, {"durationS": 1, "targetRps": 20}],
+             "users": 20, "requests": [{"method": "GET", "path": "/work?ms=1&cpu=0"}]},
+    "faults": [],
+    "thresholds": [{"metric": "p95", "op": "<", "value": 500}, {"metric": "p99", "op": "<", "value": 0.001}],
+    "steadyState": [{"kind": "healthy"}],
+}
+
+
+@pytest.fixture(scope="module")
+def target():
+    instance = start_demo_instance("orders", free_port(), seed=11)
+    try:
+        wait_ready([instance])
+        yield instance
+    finally:
+        stop_all([instance.process])
+
+
+@pytest.fixture
+def fleet(live_api, dash_env, target):
+    """The engine with "orders" registered on the demo process, healthy."""
+    with dash_env.begin() as s:
+        s.add(Service(name="orders", instances=[Instance(url=target.url)]))
+    live_api.reload_registry()
+    spec = live_api.registry.by_name("orders")
+    assert spec is not None
+    assert wait_for(lambda: live_api.health_of(spec.instances[0].id).value == "healthy")
+    return live_api
+
+
+def ended(rt: Runtime, run_id: int) -> bool:
+    """The run has ended."""
+    return rt.experiments.run_detail(run_id).status != "running"
+
+
+def test_save_and_run_from_the_page_follow_the_run_and_read_its_verdict(fleet):
+    at = open_page(PAGE)
+    assert not at.exception and not at.error
+    at.text_area(key="ex-raw").set_value(json.dumps({**QUICK, "load": {**QUICK["load"], "users": 5000}})).run()
+    assert not [e for e in texts(at.error) if e.startswith("The document is not valid")]  # within the contract
+    at.button(key="ex-save").click().run()  # past the engine's bound: its 422 names the field, nothing is stored
+    [error] = texts(at.error)
+    assert "(HTTP 422)" in error and "- load.users:" in error
+    assert at.selectbox(key="ex-pick").value == 0
+    with fleet.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(ExperimentRow)) == 0
+
+    at.text_area(key="ex-raw").set_value(json.dumps(QUICK)).run()
+    at.button(key="ex-save").click().run()
+    assert not at.exception and not at.error
+    assert texts(at.success)[0] == "Experiment orders-quick saved as version 1."
+    assert at.selectbox(key="ex-pick").value == 1
+    assert "No run of this experiment yet. Press Run above." in texts(at.info)
+
+    field(at, "Description").set_value("two seconds at 20 req/s").run()
+    at.button(key="ex-run-start").click().run()  # the changed document is saved first (version 2), then run
+    assert not at.exception and not at.error, texts(at.error)
+    assert texts(at.success)[0] == "Run #1 of orders-quick v2 started."
+    assert at.selectbox(key="ex-run").value == 1
+    status = metrics(at)["Status"]
+    assert status in ("🔵 running", "🟢 completed")
+    assert wait_for(lambda: ended(fleet, 1), timeout=30)
+    at.run()
+    assert not at.exception
+    m = metrics(at)
+    assert (m["Status"], m["Phase"], m["Verdict"]) == ("🟢 completed", "done", "❌ fail")
+    detail = fleet.experiments.run_detail(1)
+    assert m["Load"] == f"{len(detail.seconds)} of 2 s" and m["Sent"] == f"{sum(s.sent for s in detail.seconds):,d}"
+    [verdict] = [e for e in texts(at.markdown) if "❌ fail" in e]
+    assert verdict.startswith("#### :red-background[❌ fail] run #1 completed: ")
+    thresholds = next(d.value for d in at.dataframe if "threshold" in d.value.columns and "result" in d.value.columns)
+    assert thresholds["threshold"].tolist() == ["p95 < 500", "p99 < 0.001"]
+    assert thresholds["result"].tolist() == ["✅ pass", "❌ fail"]
+    assert thresholds["figure"].tolist() == [t.figure for t in detail.thresholds]
+    assert chart_traces(at, "ex-rate-chart")["sent (achieved)"] == [s.sent for s in detail.seconds]
+    assert [b.proto.label for b in at.get("download_button")][:2] == ["HTML report", "JSON report"]
+    history = next(d.value for d in at.dataframe if "thresholds held" in d.value.columns)
+    assert history[["id", "version", "verdict", "thresholds held"]].values.tolist() == [[1, 2, "❌ fail", "1 of 2"]]
+
+    viewer = open_page(PAGE, role=Role.VIEWER)  # a viewer reads the run, cannot run or edit
+    assert viewer.button(key="ex-run-start").proto.disabled and viewer.text_area(key="ex-raw").proto.disabled
+    assert metrics(viewer)["Verdict"] == "❌ fail"
+
+    at.button(key="ex-run-start").click().run()  # unchanged: run as stored, no new version
+    assert texts(at.success)[0] == "Run #2 of orders-quick v2 started."
+    assert wait_for(lambda: ended(fleet, 2), timeout=30)
+    at.run()
+    assert (at.selectbox(key="ex-compare-a").value, at.selectbox(key="ex-compare-b").value) == (1, 2)
+    compared = next(d.value for d in at.dataframe if "change" in d.value.columns)
+    assert compared["threshold"].tolist() == ["p95 < 500", "p99 < 0.001"]
+    assert compared["#1"].tolist() == ["✅ pass", "❌ fail"] and compared["#2"].tolist()[1] == "❌ fail"
+    second = fleet.experiments.run_detail(2)
+    assert compared["#2 figure"].tolist() == [t.figure for t in second.thresholds]
+
+
+def test_a_viewer_cannot_stop_a_running_run_and_an_operator_stops_it(fleet):
+    exp = fleet.experiments.save(ExperimentDocument.model_validate(
+        {**QUICK, "load": {**QUICK["load"], "stages": [{"durationS": 30, "targetRps": 10}]}}))
+    run = fleet.experiments.run(exp.id)
+    try:
+        viewer = open_page(PAGE, role=Role.VIEWER)
+        assert not viewer.exception
+        assert viewer.selectbox(key="ex-run").value == run.id
+        assert metrics(viewer)["Status"] == "🔵 running" and metrics(viewer)["Verdict"] == "n/a"
+        stop = viewer.button(key="ex-stop")
+        assert stop.proto.disabled and stop.proto.help == "Needs the operator role; you are logged in as viewer."
+        at = open_page(PAGE)
+        at.button(key="ex-stop").click().run()
+        assert not at.exception
+        assert wait_for(lambda: ended(fleet, run.id), timeout=15)
+        assert fleet.experiments.run_detail(run.id).status == "stopped"
+    finally:
+        if not ended(fleet, run.id):
+            fleet.experiments.stop(run.id)

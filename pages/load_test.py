@@ -121,13 +121,36 @@ def show_status(s: LoadTestOut) -> None:
     m.metric("p99 (corrected)", fmt_ms(corrected_p99(s)), border=True, help="Over the whole run so far.")
 
 
+def show_shape(s: LoadTestOut) -> None:
+    """The staged rate, rotating requests and route key of a run that had them, in an expander."""
+    if not (s.stages or s.requests or s.routeKey):
+        return
+    with st.expander("Stages and requests"):
+        if s.stages:
+            st.dataframe(pd.DataFrame({
+                "stage": range(1, len(s.stages) + 1),
+                "from req/s": [s.startRps or 0.0, *(x.targetRps for x in s.stages[:-1])],
+                "to req/s": [x.targetRps for x in s.stages],
+                "seconds": [x.durationS for x in s.stages],
+            }), hide_index=True, key="lt-stages")
+        if s.requests:
+            st.dataframe(pd.DataFrame({
+                "method": [r.method for r in s.requests], "path": [r.path for r in s.requests],
+                "headers": [len(r.headers) for r in s.requests],
+                "body bytes": [len((r.body or "").encode()) for r in s.requests],
+            }), hide_index=True, key="lt-requests")
+        if s.routeKey:
+            st.caption(f"X-Route-Key: `{s.routeKey}`")
+
+
 def show_charts(s: LoadTestOut, samples: pd.DataFrame, uncorrected: bool) -> None:
     """Per-second rate, errors and latency of the run."""
     if samples.empty:
         st.info("No per-second samples yet: the first one is stored a second after the start.")
         return
     left, right = st.columns(2)
-    left.plotly_chart(lt.load_test_rate(samples, s.requestsPerSecond, s.duration), key="lt-rate-chart")
+    rate = lt.load_test_rate(samples, s.requestsPerSecond, s.duration, s.stages, s.startRps)
+    left.plotly_chart(rate, key="lt-rate-chart")
     right.plotly_chart(lt.load_test_errors(samples), key="lt-errors-chart")
     latency = lt.load_test_latency(samples, uncorrected=uncorrected)
     if latency is None:
@@ -189,6 +212,7 @@ def show_run(run_id: int | None, known: tuple[int | None, str] | None, uncorrect
     st.markdown(f"**#{s.id}** · {target_of(s)} · {fmt_count(s.concurrentUsers)} users · "
                 f"{fmt_count(s.workers)} process(es) · started {started_at(s):%H:%M:%S} UTC")
     show_status(s)
+    show_shape(s)
     show_charts(s, samples, uncorrected)
     show_results(s, samples)
     refresh = RUNNING_REFRESH_S if s.status == "running" else IDLE_REFRESH_S

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from contract.loadtest import LatencyPairOut, LoadTestOut
+from contract.loadtest import LatencyPairOut, LoadStage, LoadTestOut
 from db.loadtests import load_test_out
 from db.models import LoadTest
 from ui.charts import LEGEND_BELOW
@@ -81,16 +81,24 @@ def _scheduled(samples: pd.DataFrame) -> pd.DataFrame:
     return samples.loc[: active[-1]] if len(active) else samples.iloc[0:0]
 
 
-def load_test_rate(samples: pd.DataFrame, requested_rps: float | None, duration_s: float | None) -> Any | None:
+def load_test_rate(samples: pd.DataFrame, requested_rps: float | None, duration_s: float | None,
+                   stages: Sequence[LoadStage] | None = None, start_rps: float | None = None) -> Any | None:
     """Requests sent per second (the achieved rate) and answered OK per second against the requested rate.
 
-    The requested rate is a dashed line over the run's duration; the drain seconds after the last send have no
-    sent point. None when there are no samples yet.
+    The requested rate is a dashed line over the run's duration (through each stage's target when the rate was
+    staged); the drain seconds after the last send have no sent point. None when there are no samples yet.
     """
     if samples.empty:
         return None
     fig = go.Figure()
-    if requested_rps is not None:
+    if stages:
+        xs, ys = [0.0], [start_rps or 0.0]
+        for stage in stages:
+            xs.append(xs[-1] + stage.durationS)
+            ys.append(stage.targetRps)
+        fig.add_trace(go.Scatter(x=xs, y=ys, name="requested", mode="lines",
+                                 line={"color": "#6b7280", "dash": "dash"}, hovertemplate="%{y:,.1f} req/s"))
+    elif requested_rps is not None:
         end = duration_s if duration_s is not None else float(samples["second"].max())
         fig.add_trace(go.Scatter(x=[0, end], y=[requested_rps, requested_rps], name="requested", mode="lines",
                                  line={"color": "#6b7280", "dash": "dash"}, hovertemplate="%{y:,.1f} req/s"))

@@ -179,27 +179,24 @@ class Generator:
             self._emit(final=True)
 
     async def _dispatch(self) -> None:
-        plan, now, t0 = self.plan, self._now, self.t0
-        dues = plan.dues()
-        k, stride = plan.offset, plan.stride
-        due = next(dues, None)
-        i = 0
-        while due is not None and not self._stopping:
-            lag = t0 + due - now()
-            if lag > 0:
-                await asyncio.sleep(min(max(lag, 0.001), 0.05))  # ms ticks; a slow schedule notices stop() fast
-                continue
-            t = now()
-            while due is not None:  # everything due by now goes out in this turn
-                at = t0 + due
-                if at > t:
+        plan, now, t0, offer = self.plan, self._now, self.t0, self._offer
+        interval = 1.0 / plan.rate
+        ramp = plan.dues() if plan.stages else None  # a constant rate's times are computed inline: the hot path
+        t = now()
+        n = 0
+        for k in range(plan.offset, plan.total, plan.stride):
+            at = t0 + (k * interval if ramp is None else next(ramp))
+            if at > t:  # not due at the last look: let the slots send this batch, then wait for it
+                await asyncio.sleep(0)
+                while not self._stopping and (lag := at - now()) > 0:
+                    await asyncio.sleep(min(max(lag, 0.001), 0.05))  # ms ticks; a slow schedule notices stop() fast
+                if self._stopping:
                     break
-                self._offer((at, k))
-                i += 1
-                k += stride
-                due = next(dues, None)
-            await asyncio.sleep(0)  # let slots send before the next batch
-        self.dispatched = i
+                t = now()  # everything due by now goes out in this turn
+            offer((at, k))
+            n += 1
+        await asyncio.sleep(0)  # the slots take the last batch before the drain looks at what is in flight
+        self.dispatched = n
 
     def _offer(self, item: tuple[float, int]) -> None:
         while self._idle:

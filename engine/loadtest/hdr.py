@@ -75,6 +75,25 @@ class Histogram:
         self.clamped += other.clamped
         self.max = max(self.max, other.max)
 
+    def subtract(self, other: Histogram, max_us: int | None = None) -> None:
+        """Remove counts merged in before (a sliding window's leaving part). A histogram cannot recover its max:
+        pass the remaining values' max as max_us when known; otherwise max stays, an upper bound (0 once empty)."""
+        if other.count:
+            mine = self.counts
+            leaving = [(i, n) for i, n in enumerate(other.counts) if n]
+            short = next(((i, n) for i, n in leaving if mine[i] < n), None)
+            if short is not None:
+                raise ValueError(f"bucket {short[0]} holds {mine[short[0]]}, cannot subtract {short[1]}")
+            for i, n in leaving:
+                mine[i] -= n
+            self.count -= other.count
+            self.total_us -= other.total_us
+            self.clamped -= other.clamped
+        if not self.count:
+            self.max = 0
+        elif max_us is not None:
+            self.max = max_us
+
     def percentiles(self, qs: Iterable[float]) -> dict[float, int | None]:
         """Nearest-rank percentiles (q in 0..100) in one pass; None for an empty histogram."""
         wanted = sorted(set(qs))

@@ -74,6 +74,36 @@ def test_merge_equals_recording_everything_in_one():
     assert a.counts == both.counts and (a.count, a.max, a.total_us) == (both.count, both.max, both.total_us)
 
 
+def test_subtract_undoes_merge_and_takes_the_remaining_max_when_given():
+    first, second, both = Histogram(), Histogram(), Histogram()
+    for v in (5, 700, 90_000):
+        first.record(v)
+    for v in (40, 7_000, 2_000_000, MAX_US * 2):
+        second.record(v)
+    both.merge(first)
+    both.merge(second)
+    both.subtract(first, max_us=second.max)
+    assert both.counts == second.counts
+    assert (both.count, both.total_us, both.clamped, both.max) == (4, second.total_us, 1, MAX_US)
+    assert both.percentiles([50, 95]) == second.percentiles([50, 95])
+    both.subtract(second)
+    assert (both.count, both.total_us, both.max, any(both.counts)) == (0, 0, 0, False)
+
+
+def test_subtract_keeps_max_as_a_bound_without_max_us_and_refuses_counts_it_does_not_hold():
+    h, small, other = Histogram(), Histogram(), Histogram()
+    for v in (10, 20, 5_000):
+        h.record(v)
+    small.record(5_000)
+    other.record(999)
+    h.subtract(small)
+    assert (h.count, h.max) == (2, 5_000)
+    before = list(h.counts)
+    with pytest.raises(ValueError, match="cannot subtract 1"):
+        h.subtract(other)
+    assert h.counts == before and h.count == 2
+
+
 def test_wire_form_round_trips():
     h = Histogram()
     for v in (3, 300, 30_000, 3_000_000):

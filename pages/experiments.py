@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from contract.experiments import ExperimentOut, ExperimentRunDetailOut, ExperimentRunOut
+from contract.experiments import ExperimentDocument, ExperimentOut, ExperimentRunDetailOut, ExperimentRunOut
 from db import queries
 from ui import api, data, login, session
 from ui import experiment_form as ef
@@ -60,8 +60,8 @@ def save() -> ExperimentOut:
 
 def save_and_run(stored: ExperimentOut | None) -> ExperimentRunOut:
     """Save the document when it changed (or is new), then start a run; the run selector moves to it."""
-    saved_id = stored.id if stored is not None and stored.document.model_dump(mode="json", exclude_none=True) == \
-        ef.document() else save().id
+    unchanged = stored is not None and ExperimentDocument.model_validate(ef.document()) == stored.document
+    saved_id = stored.id if stored is not None and unchanged else save().id
     run = client().run_experiment(saved_id)
     st.session_state[RUN_NEXT] = run.id
     return run

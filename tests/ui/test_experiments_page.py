@@ -10,15 +10,17 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from contract.experiments import ExperimentDocument
+from contract.experiments import ExperimentDocument, ExperimentRunDetailOut
 from contract.roles import Role
 from db.experiment_models import ExperimentRow
 from db.models import Instance, Service
 from engine.fleet.demo import start_demo_instance
 from engine.fleet.processes import stop_all, wait_ready
 from engine.runtime import Runtime
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, token_for, wait_for
 from tests.ui.conftest import chart_traces, metrics, open_page, texts
+from ui.client import ApiClient
+from ui.experiments_client import HTML, JSON
 
 PAGE = "pages/experiments.py"
 
@@ -126,7 +128,7 @@ def ended(rt: Runtime, run_id: int) -> bool:
     return rt.experiments.run_detail(run_id).status != "running"
 
 
-def test_save_and_run_from_the_page_follow_the_run_and_read_its_verdict(fleet):
+def test_save_and_run_from_the_page_follow_the_run_and_read_its_verdict(fleet, settings):
     at = open_page(PAGE)
     assert not at.exception and not at.error
     at.text_area(key="ex-raw").set_value(json.dumps({**QUICK, "load": {**QUICK["load"], "users": 5000}})).run()
@@ -169,6 +171,12 @@ def test_save_and_run_from_the_page_follow_the_run_and_read_its_verdict(fleet):
     assert [b.proto.label for b in at.get("download_button")][:2] == ["HTML report", "JSON report"]
     history = next(d.value for d in at.dataframe if "thresholds held" in d.value.columns)
     assert history[["id", "version", "verdict", "thresholds held"]].values.tolist() == [[1, 2, "❌ fail", "1 of 2"]]
+
+    # what the two download buttons fetch when pressed: the HTML and the JSON report, as a viewer may
+    reader = ApiClient(settings.api_base_url, token=token_for(Role.VIEWER))
+    html = reader.experiment_report(1, HTML)
+    assert html.lstrip().lower().startswith("<!doctype html") and "orders-quick" in html
+    assert ExperimentRunDetailOut.model_validate_json(reader.experiment_report(1, JSON)) == detail
 
     viewer = open_page(PAGE, role=Role.VIEWER)  # a viewer reads the run, cannot run or edit
     assert viewer.button(key="ex-run-start").proto.disabled and viewer.text_area(key="ex-raw").proto.disabled

@@ -118,7 +118,8 @@ def show_figures(run: ExperimentRunDetailOut) -> None:
     """Status, phase, verdict, elapsed, load seconds and totals."""
     sent = sum(s.sent for s in run.seconds)
     a, b, c, d = st.columns(4)
-    a.metric("Status", ex.status_label(run.status), border=True)
+    with a.container(key="ex-status"):  # smaller type: "interrupted" and its emoji fit a quarter of the page
+        st.metric("Status", ex.status_label(run.status), border=True)
     b.metric("Phase", run.phase.value, border=True)
     c.metric("Verdict", ex.verdict_label(run), border=True)
     d.metric("Elapsed", fmt_seconds(ex.elapsed_s(run, datetime.now(UTC))), border=True,

@@ -129,12 +129,13 @@ def rate_chart(run: ExperimentRunDetailOut) -> Any:
     """Planned (the schedule's rate) against achieved (sent) requests per second, with the faults shaded."""
     seconds = _seconds(run)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=seconds["second"], y=seconds["planned"], name="planned", mode="lines",
-                             line={"color": "#6b7280", "dash": "dash"}, hovertemplate="%{y:,.1f} req/s"))
     fig.add_trace(go.Scatter(x=seconds["second"], y=seconds["sent"], name="sent (achieved)", mode="lines+markers",
                              marker={"size": 4}, line={"color": "#3b82f6"}, hovertemplate="%{y:,d} req/s"))
     fig.add_trace(go.Scatter(x=seconds["second"], y=seconds["failed"], name="failed", mode="lines",
                              line={"color": "#ef4444", "dash": "dot"}, hovertemplate="%{y:,d} req/s"))
+    # drawn last, on top: where the schedule is held, the achieved line lies under it
+    fig.add_trace(go.Scatter(x=seconds["second"], y=seconds["planned"], name="planned", mode="lines",
+                             line={"color": "#9ca3af", "dash": "dash"}, hovertemplate="%{y:,.1f} req/s"))
     _shade(fig, fault_spans(run.events), float(seconds["second"].max()) if len(seconds) else 0.0)
     fig.update_layout(title={"text": "Planned vs achieved rate"}, xaxis_title=SECOND_AXIS,
                       yaxis_title="requests / s", yaxis_rangemode="tozero", xaxis_rangemode="tozero", **_LAYOUT)
@@ -159,7 +160,7 @@ def latency_chart(run: ExperimentRunDetailOut) -> Any | None:
                           annotation_text=f"{t.metric.value} {t.op.value} {t.value:g}",
                           annotation_position="top right")
     _shade(fig, fault_spans(run.events), float(seconds["second"].max()))
-    fig.update_layout(title={"text": "Latency per second (corrected) and thresholds"}, xaxis_title=SECOND_AXIS,
+    fig.update_layout(title={"text": "Latency per second and thresholds"}, xaxis_title=SECOND_AXIS,
                       yaxis_title="ms", yaxis_rangemode="tozero", xaxis_rangemode="tozero", **_LAYOUT)
     return fig
 

@@ -96,8 +96,9 @@ def test_the_experiments_page_shows_the_editor_and_a_finished_runs_verdict(sweep
     again = dashboard.go(visit.link)
     text = dashboard.browser.evaluate("document.querySelector('[data-testid=\"stMainBlockContainer\"]').innerText")
     assert not again.problems(), again.problems()
-    assert "Document (JSON)" in text and "browser-quick (v1)" in text, text[:2000]
-    assert "✅ pass" in text or "❌ fail" in text, f"no verdict on the Experiments page: {text[:2000]}"
+    assert "Document (JSON)" in text and "Thresholds" in text, text[:2000]
+    assert "✅ pass run #1 completed" in text or "❌ fail run #1 completed" in text, (
+        f"no verdict of the finished run on the Experiments page: {text[:3000]}")
 
 
 def _visits(dashboard: Dashboard, first: Visit, away: Link) -> list[Visit]:

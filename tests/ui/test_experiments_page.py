@@ -167,7 +167,9 @@ def test_save_and_run_from_the_page_follow_the_run_and_read_its_verdict(fleet, s
     assert thresholds["threshold"].tolist() == ["p95 < 500", "p99 < 0.001"]
     assert thresholds["result"].tolist() == ["✅ pass", "❌ fail"]
     assert thresholds["figure"].tolist() == [t.figure for t in detail.thresholds]
-    assert chart_traces(at, "ex-rate-chart")["sent (achieved)"] == [s.sent for s in detail.seconds]
+    rate = chart_traces(at, "ex-rate-chart")
+    assert rate["sent (achieved)"] == [s.sent for s in detail.seconds]
+    assert rate["planned"] == [s.planned for s in detail.seconds] and max(rate["planned"]) > 0
     assert [b.proto.label for b in at.get("download_button")][:2] == ["HTML report", "JSON report"]
     history = next(d.value for d in at.dataframe if "thresholds held" in d.value.columns)
     assert history[["id", "version", "verdict", "thresholds held"]].values.tolist() == [[1, 2, "❌ fail", "1 of 2"]]

@@ -18,7 +18,7 @@ from engine.fleet.demo import start_demo_instance
 from engine.fleet.processes import stop_all, wait_ready
 from engine.runtime import Runtime
 from tests.conftest import free_port, token_for, wait_for
-from tests.ui.conftest import chart_traces, metrics, open_page, texts
+from tests.ui.conftest import chart_spec, chart_traces, metrics, open_page, texts
 from ui.client import ApiClient
 from ui.experiments_client import HTML, JSON
 
@@ -95,7 +95,7 @@ QUICK: dict[str, Any] = {
     "name": "orders-quick",
     "load": {"service": "orders", "stages": [{"durationS": 1, "targetRps": 20}, {"durationS": 1, "targetRps": 20}],
              "users": 20, "requests": [{"method": "GET", "path": "/work?ms=1&cpu=0"}]},
-    "faults": [],
+    "faults": [{"kind": "network-latency", "atS": 0.5, "durationS": 1, "params": {"latency": 5}}],
     "thresholds": [{"metric": "p95", "op": "<", "value": 500}, {"metric": "p99", "op": "<", "value": 0.001}],
     "steadyState": [{"kind": "healthy"}],
 }
@@ -170,6 +170,10 @@ def test_save_and_run_from_the_page_follow_the_run_and_read_its_verdict(fleet, s
     rate = chart_traces(at, "ex-rate-chart")
     assert rate["sent (achieved)"] == [s.sent for s in detail.seconds]
     assert rate["planned"] == [s.planned for s in detail.seconds] and max(rate["planned"]) > 0
+    [span] = chart_spec(at, "ex-rate-chart")["layout"]["shapes"]  # the fault, from its start and end events
+    starts = [e.atS for e in detail.events if e.kind == "fault-start"]
+    ends = [e.atS for e in detail.events if e.kind == "fault-end"]
+    assert (span["x0"], span["x1"]) == (starts[0], ends[0]) and 0.4 <= starts[0] < ends[0]
     assert [b.proto.label for b in at.get("download_button")][:2] == ["HTML report", "JSON report"]
     history = next(d.value for d in at.dataframe if "thresholds held" in d.value.columns)
     assert history[["id", "version", "verdict", "thresholds held"]].values.tolist() == [[1, 2, "❌ fail", "1 of 2"]]

@@ -25,6 +25,7 @@ else:
         st.Page("pages/resilience.py", title="Resilience", icon=":material/electrical_services:"),
         st.Page("pages/load_test.py", title="Load Test", icon=":material/speed:"),
         st.Page("pages/chaos.py", title="Chaos", icon=":material/bolt:"),
+        st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
         st.Page("pages/scaling.py", title="Scaling", icon=":material/stacks:"),
         st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications_active:"),
         st.Page("pages/incidents.py", title="Incidents", icon=":material/crisis_alert:"),

@@ -29,6 +29,7 @@ from contract.responses import (
 from contract.scaling import AutoscalerOut, ScaleOut, ScalingOut
 from contract.traffic import BreakerOut, BreakersOut, LoadBalancerOut
 from ui.alerting_client import AlertingCalls
+from ui.experiments_client import ExperimentCalls
 
 __all__ = ["TIMEOUT_S", "ApiCallFailed", "ApiClient", "plain"]
 
@@ -83,10 +84,11 @@ def plain(part: BaseModel | Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(part)
 
 
-class ApiClient(AlertingCalls):
+class ApiClient(AlertingCalls, ExperimentCalls):
     """Calls the engine's REST API; an error response raises ApiCallFailed with its `error` and `details`.
 
-    The alerting, notification, incident and SLO calls come from ui.alerting_client.AlertingCalls."""
+    The alerting, notification, incident and SLO calls come from ui.alerting_client.AlertingCalls, the experiment
+    calls from ui.experiments_client.ExperimentCalls."""
 
     def __init__(
         self,
@@ -113,7 +115,7 @@ class ApiClient(AlertingCalls):
         raise _failure(response)
 
     def _respond(self, method: str, path: str, body: Mapping[str, Any] | None,
-                 params: Mapping[str, Any] | None) -> httpx.Response:
+                 params: Mapping[str, Any] | None, headers: Mapping[str, str] | None = None) -> httpx.Response:
         """The API's answer, whatever its status; ApiCallFailed (status None) when it could not be reached."""
         # trust_env=False: a proxy variable must not divert calls to our own loopback API
         with httpx.Client(
@@ -121,13 +123,14 @@ class ApiClient(AlertingCalls):
             transport=self._transport,
         ) as client:
             try:
-                return client.request(method, path, json=body, params=_query(params))
+                return client.request(method, path, json=body, params=_query(params), headers=headers)
             except httpx.HTTPError as exc:
                 raise ApiCallFailed(None, f"the API at {self.base_url} is not reachable ({exc})") from exc
 
-    def text(self, path: str, params: Mapping[str, Any] | None = None) -> str:
-        """GET a text answer (a CSV) as it came; an error status raises ApiCallFailed."""
-        response = self._respond("GET", path, None, params)
+    def text(self, path: str, params: Mapping[str, Any] | None = None, accept: str | None = None) -> str:
+        """GET a text answer (a CSV, a report) as it came, asking for the media type `accept`; an error status raises
+        ApiCallFailed."""
+        response = self._respond("GET", path, None, params, None if accept is None else {"Accept": accept})
         if not response.is_success:
             raise _failure(response)
         return response.text

@@ -346,7 +346,7 @@ def fmt_json(value: Any) -> str:
 
 def dashboard_css() -> str:
     """The dashboard's CSS: the Overview's service cards (ui.cards) tinted with their status colour, and the one
-    metric whose value is a word (lt-status) in smaller type."""
+    metrics whose value is a word (lt-status, ex-status) in smaller type."""
     rules = [
         ".mm-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(14rem, 1fr)); gap: 1rem; }",
         ".mm-card { border: 1px solid rgba(128, 128, 128, 0.35); border-left-width: 6px; border-radius: 0.5rem; "
@@ -357,7 +357,8 @@ def dashboard_css() -> str:
     for status, colour in STATUS_COLOURS.items():
         rules.append(f".mm-{status} {{ border-left-color: {colour}; background: {colour}1f; }}")
         rules.append(f".mm-{status} .mm-badge {{ color: {colour}; background: {colour}33; }}")
-    # the load test's status box (keyed lt-status): a word longer than a number, in smaller type of the same height
-    rules.append('.st-key-lt-status [data-testid="stMetricValue"] { font-size: 1.6rem; min-height: 3.5rem; '
-                 "display: flex; align-items: center; }")
+    # the load test's and the experiment run's status boxes (keyed lt-status, ex-status): a word longer than a
+    # number, in smaller type of the same height
+    rules.append('.st-key-lt-status [data-testid="stMetricValue"], .st-key-ex-status [data-testid="stMetricValue"] '
+                 "{ font-size: 1.6rem; min-height: 3.5rem; display: flex; align-items: center; }")
     return "<style>\n" + "\n".join(rules) + "\n</style>"

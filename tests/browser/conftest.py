@@ -195,6 +195,23 @@ def _alerting(api: httpx.Client) -> None:
                                     "comment": "the browser test slows inventory on purpose"}).raise_for_status()
 
 
+QUICK_EXPERIMENT: dict[str, Any] = {
+    "name": "browser-quick", "description": "two seconds at 20 req/s on orders",
+    "load": {"service": "orders", "stages": [{"durationS": 2, "targetRps": 20}], "requests": {"path": "/work?ms=5"}},
+    "thresholds": ["p95 < 1000"],
+}
+
+
+def _run_experiment(api: httpx.Client) -> None:
+    """One short experiment run to its end, so the Experiments page shows a finished run and its verdict."""
+    created = api.post("/api/experiments", json=QUICK_EXPERIMENT)
+    created.raise_for_status()
+    run = api.post(f"/api/experiments/{created.json()['id']}/run")
+    run.raise_for_status()
+    _wait(lambda: api.get(f"/api/experiment-runs/{run.json()['id']}").json()["status"] != "running",
+          "the experiment ran", 30)
+
+
 @contextmanager
 def _trickle(api: httpx.Client, every_s: float = 0.25) -> Iterator[None]:
     """Proxied requests to the demo services while the pages are visited, so "the last minute" has traffic."""
@@ -278,6 +295,7 @@ def running_app(browser_database: str, seeded: Seeded, database_relay: Relay,
             _generate_activity(api)
             _wait(lambda: api.get("/api/load-test/status").json().get("status") != "running",
                   "the load test finished", 30)
+            _run_experiment(api)
             _wait(lambda: httpx.get(f"http://127.0.0.1:{dashboard_port}/_stcore/health", trust_env=False).text
                   == "ok", "the dashboard answered", START_TIMEOUT_S)
         except (AssertionError, httpx.HTTPError) as exc:

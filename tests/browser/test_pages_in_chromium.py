@@ -88,6 +88,19 @@ def test_every_page_renders_without_an_exception(sweep: list[Visit], dashboard: 
         f"the sidebar's pages {sorted(v.link.label for v in sweep)} are not the page files {sorted(files)}")
 
 
+def test_the_experiments_page_shows_the_editor_and_a_finished_runs_verdict(sweep: list[Visit],
+                                                                          dashboard: Dashboard) -> None:
+    # the app under test ran one short experiment (tests/browser/conftest.py): the page opens on it
+    visit = next((v for v in sweep if v.link.label == "Experiments"), None)
+    assert visit is not None, "no Experiments page in the sidebar"
+    again = dashboard.go(visit.link)
+    text = dashboard.browser.evaluate("document.querySelector('[data-testid=\"stMainBlockContainer\"]').innerText")
+    assert not again.problems(), again.problems()
+    assert "Document (JSON)" in text and "Thresholds" in text, text[:2000]
+    assert "✅ pass run #1 completed" in text or "❌ fail run #1 completed" in text, (
+        f"no verdict of the finished run on the Experiments page: {text[:3000]}")
+
+
 def _visits(dashboard: Dashboard, first: Visit, away: Link) -> list[Visit]:
     """first, then more navigations from `away` to the same page while they render (one that does not is enough)."""
     visits = [first]

@@ -33,9 +33,15 @@ def read_document(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() in (".yaml", ".yml"):
         yaml = importlib.import_module("yaml")
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise CannotRun(f"{path} is not YAML: {exc}") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise CannotRun(f"{path} is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CannotRun(f"{path}: the document must be an object")
     return data

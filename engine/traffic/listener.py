@@ -44,6 +44,7 @@ _ALLOW = b", ".join(sorted(METHODS))
 _PREFIX = b"/proxy/"
 _READ_CHUNK_BOUND = 262_144  # the most one data_received can bring (uvloop's read buffer)
 _PIPELINE_DEPTH = 16  # requests queued on one connection before it is read no further
+_ANSWER_HEADS_KEPT = 1024  # answers' formatted header lines remembered (see _Connection._reply)
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 
 
@@ -135,6 +136,8 @@ class ProxyListener:
         self.port = port  # the bound one after start (PROXY_PORT=0 picks a free port)
         self.limits = limits or ListenerLimits()
         self.connections: set[_Connection] = set()
+        # (upstream header pairs, instance URL, attempts) -> the answer's header lines
+        self.answer_heads: dict[tuple[tuple[tuple[bytes, bytes], ...], str, int], bytes] = {}
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.stopping = False
@@ -501,8 +504,17 @@ class _Connection(asyncio.Protocol):
         keep = request.keep_alive and not self._listener.stopping
         body = upstream.body
         status = upstream.status
-        parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status,
-                 _answer_head(upstream.raw_headers, upstream.instance_url, upstream.attempts),
+        # the upstream's client hands the same header tuple back for a head it has read before: its lines are
+        # filtered and formatted once (a dict keyed by it, its inner pairs' hashes cached by the bytes themselves)
+        key = (upstream.raw_headers, upstream.instance_url, upstream.attempts)
+        heads = self._listener.answer_heads
+        head = heads.get(key)
+        if head is None:
+            head = _answer_head(*key)
+            if len(heads) >= _ANSWER_HEADS_KEPT:
+                heads.clear()
+            heads[key] = head
+        parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status, head,
                  b"Content-Length: %d\r\n" % len(body)]
         if not keep:
             parts.append(b"Connection: close\r\n")

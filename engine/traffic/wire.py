@@ -24,7 +24,7 @@ import ssl
 from collections import deque
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -41,6 +41,8 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # these say Content-Length:
 _OWN_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})  # written from the request itself
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 Header = tuple[str | bytes, str | bytes]
+_HEADS_KEPT = 256  # answer heads remembered per client (a server's heads differ by little more than their Date)
+_HEAD_KEPT_BYTES = 4096  # longer heads are parsed every time
 
 
 class Url(NamedTuple):
@@ -75,6 +77,9 @@ class ConnectionClosed(ConnectionError):
 
 class ProtocolError(ConnectionError):
     """The server's answer is not valid HTTP/1.x."""
+
+
+_UNKNOWN: Any = object()  # a head not parsed before
 
 
 class _Stale(Exception):
@@ -173,11 +178,77 @@ class Exchange(NamedTuple):
     deadline: float
 
 
+class _Head(NamedTuple):
+    """An answer head httptools parsed whose answer is read from one buffer when it comes again: a final status
+    with a body of Content-Length bytes (not chunked, not 1xx, 204 or 304)."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    length: int
+    keep_alive: bool
+
+
+class _HeadScan:
+    """httptools' reading of one answer head alone (the callbacks record what it found)."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.heads = 0
+        self.body = False
+        self.status = 0
+        self.keep_alive = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One header pair."""
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        """The head ended: its status and whether the connection may stay open."""
+        self.heads += 1
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        """Bytes past the head (the head ended before the buffer did)."""
+        self.body = True
+
+
+def scan_head(head: bytes) -> _Head | None:
+    """The _Head of head (a status line, header lines and the blank line, CRLF-terminated), or None when its
+    answer must go through the parser: no single Content-Length, Transfer-Encoding, a status without a body, bare
+    LF line ends, or anything httptools refuses."""
+    if head.count(b"\n") != head.count(b"\r\n"):
+        return None  # a bare LF ends a line for httptools: the head may end before its first blank CRLF line
+    scan = _HeadScan()
+    try:
+        scan.parser.feed_data(head)
+    except httptools.HttpParserError:
+        return None
+    status = scan.status
+    if scan.heads != 1 or scan.body or status < 200 or status in (204, 304):
+        return None
+    length: int | None = None
+    for name, value in scan.headers:
+        low = name.lower()
+        if low == b"content-length":
+            if length is not None or not value.isdigit():
+                return None
+            length = int(value)
+        elif low == b"transfer-encoding":
+            return None
+    if length is None:
+        return None
+    return _Head(status, tuple(scan.headers), length, scan.keep_alive)
+
+
 class _Connection(asyncio.Protocol):
-    """One connection: writes a request, parses its answer (httptools calls the on_* methods)."""
+    """One connection: writes a request, parses its answer (httptools calls the on_* methods; an answer whose
+    head was parsed before, byte for byte, and which came whole in one read is taken from the buffer as is)."""
 
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
+        self._heads = pool.client.heads
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -205,11 +276,31 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass of asyncio's
 
     def data_received(self, data: bytes) -> None:
-        """Feed the parser; an answer nobody asked for closes the connection."""
-        if self._waiter is None or self._waiter.done():
+        """Feed the parser (or take a whole answer with a known head as is); an answer nobody asked for closes the
+        connection."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
             self.close()
             return
-        self._received = True
+        if not self._received:
+            self._received = True
+            end = data.find(b"\r\n\r\n") + 4
+            if end > 4 and not self._head_only:
+                heads = self._heads
+                key = data[:end]
+                head = heads.get(key, _UNKNOWN)
+                if head is _UNKNOWN:
+                    head = scan_head(key)
+                    if len(key) <= _HEAD_KEPT_BYTES:
+                        if len(heads) >= _HEADS_KEPT:
+                            heads.clear()
+                        heads[key] = head
+                if head is not None and len(data) - end == head.length <= self._max_body:
+                    # the whole answer, nothing after it: the parser (at a message's start) is not needed
+                    self._waiter = None
+                    self.keep_alive = head.keep_alive
+                    waiter.set_result(Response(head.status, head.headers, data[end:]))
+                    return
         try:
             self.parser.feed_data(data)
         except _Truncated:
@@ -513,6 +604,7 @@ class HttpClient:
         self.closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pools: dict[str, _Pool] = {}
+        self.heads: dict[bytes, _Head | None] = {}  # answer heads seen (as their bytes): see _Connection
         # requests' deadlines are enforced by one timer at the earliest deadline known (not a timer per request)
         self._sweep_at: float | None = None
         self._sweeper: asyncio.TimerHandle | None = None

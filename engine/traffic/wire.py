@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
@@ -80,6 +80,7 @@ class ProtocolError(ConnectionError):
 
 
 _UNKNOWN: Any = object()  # a head not parsed before
+_new = tuple.__new__  # a NamedTuple made without its Python __new__ (on the per-request path)
 
 
 class _Stale(Exception):
@@ -255,6 +256,7 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.keep_alive = False
         self._waiter: asyncio.Future[Response] | None = None
+        self.notify: Callable[[], object] | None = None  # told once the waiter is done (HttpClient.when_done)
         self.deadline = 0.0  # when the request in flight times out
         self._error: BaseException | None = None
         self._head_only = False
@@ -299,7 +301,11 @@ class _Connection(asyncio.Protocol):
                     # the whole answer, nothing after it: the parser (at a message's start) is not needed
                     self._waiter = None
                     self.keep_alive = head.keep_alive
-                    waiter.set_result(Response(head.status, head.headers, data[end:]))
+                    waiter.set_result(_new(Response, (head.status, head.headers, data[end:])))
+                    notify = self.notify
+                    if notify is not None:  # told at once: nothing of this read is left to do
+                        self.notify = None
+                        notify()
                     return
         try:
             self.parser.feed_data(data)
@@ -393,6 +399,7 @@ class _Connection(asyncio.Protocol):
         passed)."""
         assert self.transport is not None
         self._waiter = waiter = self.pool.loop.create_future()
+        self.notify = None
         self.deadline = deadline
         self._head_only = head_only
         self._max_body = max_body
@@ -408,15 +415,25 @@ class _Connection(asyncio.Protocol):
     def _complete(self) -> None:
         waiter, self._waiter = self._waiter, None
         body = self._body
-        response = Response(self._status, tuple(self._headers), body[0] if len(body) == 1 else b"".join(body))
+        response: Response = _new(Response, (self._status, tuple(self._headers),
+                                             body[0] if len(body) == 1 else b"".join(body)))
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
+            self._told()
 
     def _fail(self, exc: BaseException) -> None:
         waiter, self._waiter = self._waiter, None
         self.close()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
+            self._told()
+
+    def _told(self) -> None:
+        """The waiter is done: its notify callback, if any, on the next loop turn (as a done callback would be)."""
+        notify = self.notify
+        if notify is not None:
+            self.notify = None
+            self.pool.loop.call_soon(notify)
 
     def in_flight_until(self) -> float | None:
         """The deadline of the request in flight, or None."""
@@ -674,8 +691,17 @@ class HttpClient:
         assert pool is not None
         conn.reused = True
         pool, limit, deadline = self._arm(prepared, timeout, max_body)
-        return Exchange(pool, conn, conn.send(data, prepared.head_only, limit, False, deadline), prepared, data,
-                        limit, False, deadline)
+        return _new(Exchange, (pool, conn, conn.send(data, prepared.head_only, limit, False, deadline), prepared,
+                               data, limit, False, deadline))
+
+    @staticmethod
+    def when_done(exchange: Exchange, notify: Callable[[], object]) -> None:
+        """Call notify() once the exchange's future is done, instead of a done callback on it: at once when the
+        answer came whole in one read (inside that read's callback, its last step), else on the next loop turn."""
+        if exchange.waiter.done():
+            exchange.pool.loop.call_soon(notify)
+        else:
+            exchange.conn.notify = notify
 
     @staticmethod
     def done(exchange: Exchange) -> Response | None:

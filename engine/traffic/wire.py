@@ -6,6 +6,10 @@ addresses are dialled; `checked_addresses` in engine.security.ssrf), the request
 pooled connection, send, answer), reading an answer (Content-Length, chunked, until close; no body for HEAD, 1xx,
 204 and 304), a cap on the body (past it: ResponseTooLarge, or with truncate=True the answer with the body's first
 max_body bytes; either way the connection is closed, the rest is not read) and the raw header pairs as bytes.
+An answer whose head is byte for byte one httptools parsed before (a server's heads differ by little more than their
+Date) and which came whole in one read is taken from the buffer without the parser: the status, header pairs (the
+same tuple as before), Content-Length and keep-alive are the remembered ones (`scan_head`). Anything else goes
+through the parser: split heads or bodies, chunked, no Content-Length, 1xx, 204, 304, HEAD, a body past the cap.
 
 A connection goes back to its pool when the answer said it may stay open (`Connection: close` and HTTP/1.0 without
 keep-alive close it). A pooled connection the server has closed meanwhile is dropped before anything is sent on it;
@@ -30,6 +34,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from engine.security.ssrf import Policy, checked_addresses
+from engine.traffic.heads import HEAD_KEPT_BYTES, HEADS_KEPT, KnownHead, scan_head
 
 __all__ = [
     "ConnectionClosed", "Exchange", "Header", "HttpClient", "Prepared", "ProtocolError", "Response", "ResponseTooLarge",
@@ -41,8 +46,6 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # these say Content-Length:
 _OWN_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})  # written from the request itself
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 Header = tuple[str | bytes, str | bytes]
-_HEADS_KEPT = 256  # answer heads remembered per client (a server's heads differ by little more than their Date)
-_HEAD_KEPT_BYTES = 4096  # longer heads are parsed every time
 
 
 class Url(NamedTuple):
@@ -179,70 +182,6 @@ class Exchange(NamedTuple):
     deadline: float
 
 
-class _Head(NamedTuple):
-    """An answer head httptools parsed whose answer is read from one buffer when it comes again: a final status
-    with a body of Content-Length bytes (not chunked, not 1xx, 204 or 304)."""
-
-    status: int
-    headers: tuple[tuple[bytes, bytes], ...]
-    length: int
-    keep_alive: bool
-
-
-class _HeadScan:
-    """httptools' reading of one answer head alone (the callbacks record what it found)."""
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.heads = 0
-        self.body = False
-        self.status = 0
-        self.keep_alive = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """One header pair."""
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        """The head ended: its status and whether the connection may stay open."""
-        self.heads += 1
-        self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()
-
-    def on_body(self, body: bytes) -> None:
-        """Bytes past the head (the head ended before the buffer did)."""
-        self.body = True
-
-
-def scan_head(head: bytes) -> _Head | None:
-    """The _Head of head (a status line, header lines and the blank line, CRLF-terminated), or None when its
-    answer must go through the parser: no single Content-Length, Transfer-Encoding, a status without a body, bare
-    LF line ends, or anything httptools refuses."""
-    if head.count(b"\n") != head.count(b"\r\n"):
-        return None  # a bare LF ends a line for httptools: the head may end before its first blank CRLF line
-    scan = _HeadScan()
-    try:
-        scan.parser.feed_data(head)
-    except httptools.HttpParserError:
-        return None
-    status = scan.status
-    if scan.heads != 1 or scan.body or status < 200 or status in (204, 304):
-        return None
-    length: int | None = None
-    for name, value in scan.headers:
-        low = name.lower()
-        if low == b"content-length":
-            if length is not None or not value.isdigit():
-                return None
-            length = int(value)
-        elif low == b"transfer-encoding":
-            return None
-    if length is None:
-        return None
-    return _Head(status, tuple(scan.headers), length, scan.keep_alive)
-
-
 class _Connection(asyncio.Protocol):
     """One connection: writes a request, parses its answer (httptools calls the on_* methods; an answer whose
     head was parsed before, byte for byte, and which came whole in one read is taken from the buffer as is)."""
@@ -293,8 +232,8 @@ class _Connection(asyncio.Protocol):
                 head = heads.get(key, _UNKNOWN)
                 if head is _UNKNOWN:
                     head = scan_head(key)
-                    if len(key) <= _HEAD_KEPT_BYTES:
-                        if len(heads) >= _HEADS_KEPT:
+                    if len(key) <= HEAD_KEPT_BYTES:
+                        if len(heads) >= HEADS_KEPT:
                             heads.clear()
                         heads[key] = head
                 if head is not None and len(data) - end == head.length <= self._max_body:
@@ -621,7 +560,7 @@ class HttpClient:
         self.closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pools: dict[str, _Pool] = {}
-        self.heads: dict[bytes, _Head | None] = {}  # answer heads seen (as their bytes): see _Connection
+        self.heads: dict[bytes, KnownHead | None] = {}  # answer heads seen (as their bytes): see _Connection
         # requests' deadlines are enforced by one timer at the earliest deadline known (not a timer per request)
         self._sweep_at: float | None = None
         self._sweeper: asyncio.TimerHandle | None = None

@@ -12,7 +12,8 @@ import pytest
 import uvloop
 
 from engine.security.ssrf import Policy
-from engine.traffic.wire import HttpClient, ProtocolError, Response, ResponseTooLarge, scan_head
+from engine.traffic.heads import scan_head
+from engine.traffic.wire import HttpClient, ProtocolError, Response, ResponseTooLarge
 from tests.conftest import free_port
 
 LOOPBACK = Policy.instances(("127.0.0.0/8",))

@@ -294,7 +294,7 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._started = time.monotonic()
+        self._started = self._last_active  # the time of the read it begins in
         self._url = b""
         self._headers = []
         self._head_bytes = 0

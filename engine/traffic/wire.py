@@ -629,9 +629,12 @@ class HttpClient:
             return None
         assert pool is not None
         conn.reused = True
-        pool, limit, deadline = self._arm(prepared, timeout, max_body)
-        return _new(Exchange, (pool, conn, conn.send(data, prepared.head_only, limit, False, deadline), prepared,
-                               data, limit, False, deadline))
+        deadline = (self._loop or self.loop).time() + timeout  # _arm's work, the pool already known
+        sweep_at = self._sweep_at
+        if sweep_at is None or deadline < sweep_at:
+            self._schedule_sweep(deadline)
+        return _new(Exchange, (pool, conn, conn.send(data, prepared.head_only, max_body, False, deadline), prepared,
+                               data, max_body, False, deadline))
 
     @staticmethod
     def when_done(exchange: Exchange, notify: Callable[[], object]) -> None:

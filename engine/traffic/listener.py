@@ -46,8 +46,8 @@ _ALLOW = b", ".join(sorted(METHODS))
 _PREFIX = b"/proxy/"
 _READ_CHUNK_BOUND = 262_144  # the most one data_received can bring (uvloop's read buffer)
 _PIPELINE_DEPTH = 16  # requests queued on one connection before it is read no further
-_ROUTES_KEPT = 4096  # request targets' routes remembered (see _Connection._launch)
-_ANSWER_HEADS_KEPT = 1024  # answers' formatted header lines remembered (see _Connection._reply)
+_ROUTES_KEPT, _ROUTE_KEPT_BYTES = 4096, 1024  # request targets' routes remembered, up to this long (_launch)
+_ANSWER_HEADS_KEPT, _ANSWER_HEAD_KEPT_BYTES = 1024, 4096  # answers' header lines remembered, up to this long (_reply)
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 
 
@@ -518,9 +518,10 @@ class _Connection(asyncio.Protocol):
         head = heads.get(key)
         if head is None:
             head = _answer_head(*key)
-            if len(heads) >= _ANSWER_HEADS_KEPT:
-                heads.clear()
-            heads[key] = head
+            if len(head) <= _ANSWER_HEAD_KEPT_BYTES:
+                if len(heads) >= _ANSWER_HEADS_KEPT:
+                    heads.clear()
+                heads[key] = head
         parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status, head,
                  b"Content-Length: %d\r\n" % len(body)]
         if not keep:
@@ -542,9 +543,10 @@ class _Connection(asyncio.Protocol):
         route = routes.get(request.url)
         if route is None:
             route = _route(request.url)
-            if len(routes) >= _ROUTES_KEPT:
-                routes.clear()
-            routes[request.url] = route
+            if len(request.url) <= _ROUTE_KEPT_BYTES:
+                if len(routes) >= _ROUTES_KEPT:
+                    routes.clear()
+                routes[request.url] = route
         if request.method not in METHODS:
             raise _HttpError(405, "The method is not allowed for the requested URL.",
                              [(b"Allow", _ALLOW)])

@@ -123,7 +123,8 @@ class Runtime:
         # every routed request feeds the alert rules' rolling window (the last hour) and the SLO counters
         self.window = RollingWindow(self.clock)
         self.slos = SloBook(self.writer, self.clock, self.sessions)
-        self.traffic = TrafficRecorder(listeners=(self.window.add, self.slos.record))
+        self.traffic = TrafficRecorder(listeners=(self.window.add, self.slos.record),
+                                       batch_listeners=(self.window.add_successes, self.slos.record_successes))
         self.faults = FaultLayer(self.clock)
         instances = Policy.instances(s.instance_allowlist)  # where checks, scrapes, the proxy and load tests may go
         self._client = HttpClient(instances, per_host=4, connect_timeout=s.health_timeout, timeout=s.health_timeout,

@@ -177,6 +177,30 @@ class SloBook:
                 live.slow[p] += 1
                 counts[2] += 1
 
+    def record_successes(self, service: str, latencies_ms: list[float]) -> None:
+        """Count successful routed requests of the service: record(service, x, True) for each."""
+        live = self._live.get(service)
+        if live is None:
+            return
+        t = self._clock.now().timestamp()
+        threshold = live.target.latency_threshold_ms
+        slow = 0 if threshold is None else sum(1 for x in latencies_ms if x > threshold)
+        n = len(latencies_ms)
+        with self._lock:
+            p = live.advance(int(t // self.slot_s)) % self.size
+            live.requests[p] += n
+            minute = int(t // 60)
+            if live.minute is None:
+                live.minute = minute
+            elif minute > live.minute:
+                self._emit(live)
+                live.minute = minute
+            counts = live.minute_counts
+            counts[0] += n
+            if slow:
+                live.slow[p] += slow
+                counts[2] += slow
+
     def _emit(self, live: _Live) -> None:
         """Queue the minute being counted for slo_minutes (under the lock; the writer only appends)."""
         requests, errors, slow = live.minute_counts

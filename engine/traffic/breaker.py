@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice, repeat
 
 from contract.traffic import BreakerState
 from engine.clock import Clock
@@ -123,6 +124,23 @@ class CircuitBreaker:
                     self._consecutive = 0
                     return
         self._record(failed=slow, reason=f"slow call ({duration_ms:.0f} ms)" if slow else "")
+
+    def record_successes(self, durations_ms: list[float]) -> None:
+        """record_success() of each duration, in order (one lock for all while CLOSED and none is slow)."""
+        slow_ms = self.config.slow_call_ms
+        if self._state is BreakerState.CLOSED and (slow_ms is None or max(durations_ms) <= slow_ms):
+            with self._lock:
+                if self._state is BreakerState.CLOSED:
+                    window = self._window
+                    n = len(durations_ms)
+                    dropped = len(window) + n - (window.maxlen or 0)  # the oldest entries the new ones push out
+                    if dropped > 0:
+                        self._window_failures -= sum(islice(window, min(dropped, len(window))))
+                    window.extend(repeat(False, n))
+                    self._consecutive = 0
+                    return
+        for duration_ms in durations_ms:
+            self.record_success(duration_ms)
 
     def record_failure(self, reason: str = "failure") -> None:
         """The admitted call failed (error status, connection error, timeout)."""

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
+from functools import partial
 from http import HTTPStatus
 from typing import NamedTuple, cast
 
@@ -33,6 +34,7 @@ from engine.store.logs import event_logger
 from engine.traffic.forwarding import HOP_BY_HOP_BYTES, forwardable_raw
 from engine.traffic.router import Flight, Router, Upstream
 from engine.traffic.tokengate import TokenGate
+from engine.traffic.wire import HttpClient
 
 __all__ = ["ListenerLimits", "ProxyListener"]
 
@@ -44,6 +46,8 @@ _ALLOW = b", ".join(sorted(METHODS))
 _PREFIX = b"/proxy/"
 _READ_CHUNK_BOUND = 262_144  # the most one data_received can bring (uvloop's read buffer)
 _PIPELINE_DEPTH = 16  # requests queued on one connection before it is read no further
+_ROUTES_KEPT, _ROUTE_KEPT_BYTES = 4096, 1024  # request targets' routes remembered, up to this long (_launch)
+_ANSWER_HEADS_KEPT, _ANSWER_HEAD_KEPT_BYTES = 1024, 4096  # answers' header lines remembered, up to this long (_reply)
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 
 
@@ -66,6 +70,9 @@ class _Request(NamedTuple):
     body: bytes
     keep_alive: bool
     http10: bool
+
+
+_new = tuple.__new__  # a NamedTuple made without its Python __new__ (one a request)
 
 
 class _Refusal(NamedTuple):
@@ -135,6 +142,9 @@ class ProxyListener:
         self.port = port  # the bound one after start (PROXY_PORT=0 picks a free port)
         self.limits = limits or ListenerLimits()
         self.connections: set[_Connection] = set()
+        # (upstream header pairs, instance URL, attempts) -> the answer's header lines
+        self.routes: dict[bytes, tuple[str, str, str]] = {}  # request target -> (service, path, query)
+        self.answer_heads: dict[tuple[tuple[tuple[bytes, bytes], ...], str, int], bytes] = {}
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.stopping = False
@@ -284,7 +294,7 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._started = time.monotonic()
+        self._started = self._last_active  # the time of the read it begins in
         self._url = b""
         self._headers = []
         self._head_bytes = 0
@@ -327,8 +337,8 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         parser = self._parser
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        request = _Request(parser.get_method(), self._url, self._headers, body, parser.should_keep_alive(),
-                           parser.get_http_version() == "1.0")
+        request: _Request = _new(_Request, (parser.get_method(), self._url, self._headers, body,
+                                            parser.should_keep_alive(), parser.get_http_version() == "1.0"))
         self._in_head = True
         self._started = 0.0
         self._enqueue(request)
@@ -370,7 +380,7 @@ class _Connection(asyncio.Protocol):
                 self._proceed(self._reply_error(item, exc))
                 return
             if isinstance(launched, Flight) and launched.exchange is not None:
-                launched.exchange.waiter.add_done_callback(lambda _: self._landed(item, launched))
+                HttpClient.when_done(launched.exchange, partial(self._landed, item, launched))
                 return
             asyncio.get_running_loop().create_task(self._run(item, launched))
             return
@@ -501,8 +511,18 @@ class _Connection(asyncio.Protocol):
         keep = request.keep_alive and not self._listener.stopping
         body = upstream.body
         status = upstream.status
-        parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status,
-                 _answer_head(upstream.raw_headers, upstream.instance_url, upstream.attempts),
+        # the upstream's client hands the same header tuple back for a head it has read before: its lines are
+        # filtered and formatted once (a dict keyed by it, its inner pairs' hashes cached by the bytes themselves)
+        key = (upstream.raw_headers, upstream.instance_url, upstream.attempts)
+        heads = self._listener.answer_heads
+        head = heads.get(key)
+        if head is None:
+            head = _answer_head(*key)
+            if len(head) <= _ANSWER_HEAD_KEPT_BYTES:
+                if len(heads) >= _ANSWER_HEADS_KEPT:
+                    heads.clear()
+                heads[key] = head
+        parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status, head,
                  b"Content-Length: %d\r\n" % len(body)]
         if not keep:
             parts.append(b"Connection: close\r\n")
@@ -519,17 +539,14 @@ class _Connection(asyncio.Protocol):
     def _launch(self, request: _Request) -> Flight | Coroutine[None, None, Upstream]:
         """Check and route a request up to its first wait: the router's Flight, or (the token's user must be read
         first) the coroutine that routes it; ApiError for every refusal (JSON error answers)."""
-        url = request.url
-        if not url.startswith(b"/"):
-            url = httptools.parse_url(url).path or b"/"  # absolute-form: its path only; the query is below
-            query = httptools.parse_url(request.url).query or b""
-        else:
-            url, _, query = url.partition(b"?")
-        if not url.startswith(_PREFIX):
-            raise _HttpError(404, _NOT_FOUND)
-        service, sep, path = url[7:].partition(b"/")
-        if not service or not sep or not path or path.startswith(b"/"):
-            raise _HttpError(404, _NOT_FOUND)
+        routes = self._listener.routes
+        route = routes.get(request.url)
+        if route is None:
+            route = _route(request.url)
+            if len(request.url) <= _ROUTE_KEPT_BYTES:
+                if len(routes) >= _ROUTES_KEPT:
+                    routes.clear()
+                routes[request.url] = route
         if request.method not in METHODS:
             raise _HttpError(405, "The method is not allowed for the requested URL.",
                              [(b"Allow", _ALLOW)])
@@ -551,11 +568,11 @@ class _Connection(asyncio.Protocol):
         if named:
             forward = [pair for pair in forward if pair[0].lower() not in named]
         pending = self._authorize(auth)
-        args = (_unquote(service), request.method.decode(), _unquote(path),
-                query.decode("utf-8", "surrogateescape"), forward, request.body, key)
+        service, path, query = route
         if pending is not None:  # the user's token version must be read: the only await before routing
-            return self._route_after(pending, *args)
-        return self._listener.router.begin(args[0], args[1], args[2], query=args[3], headers=forward,
+            return self._route_after(pending, service, request.method.decode(), path, query, forward, request.body,
+                                     key)
+        return self._listener.router.begin(service, request.method.decode(), path, query=query, headers=forward,
                                            body=request.body, key=key)
 
     async def _route_after(self, pending: Coroutine[None, None, None], service: str, method: str, path: str,
@@ -648,6 +665,21 @@ def _answer_head(raw_headers: Iterable[tuple[bytes, bytes]], instance_url: str, 
     lines.append(b"X-Upstream-Instance: %s\r\nX-Upstream-Attempts: %d\r\n" % (
         instance_url.encode("latin-1", "replace"), attempts))
     return b"".join(lines)
+
+
+def _route(url: bytes) -> tuple[str, str, str]:
+    """The service, path under it and query a request target names (_HttpError 404 when it names none)."""
+    if not url.startswith(b"/"):
+        path = httptools.parse_url(url).path or b"/"  # absolute-form: its path only; the query is below
+        query = httptools.parse_url(url).query or b""
+    else:
+        path, _, query = url.partition(b"?")
+    if not path.startswith(_PREFIX):
+        raise _HttpError(404, _NOT_FOUND)
+    service, sep, rest = path[7:].partition(b"/")
+    if not service or not sep or not rest or rest.startswith(b"/"):
+        raise _HttpError(404, _NOT_FOUND)
+    return _unquote(service), _unquote(rest), query.decode("utf-8", "surrogateescape")
 
 
 def _unquote(raw: bytes) -> str:

@@ -9,9 +9,12 @@ from itertools import accumulate
 
 from engine.stats import percentile
 
-__all__ = ["LATENCY_BOUNDS_MS", "BucketStats", "Listener", "RoutedTotals", "TrafficRecorder", "percentile"]
+__all__ = [
+    "LATENCY_BOUNDS_MS", "BatchListener", "BucketStats", "Listener", "RoutedTotals", "TrafficRecorder", "percentile",
+]
 
 Listener = Callable[[str, float, bool], None]  # told (service, latency_ms, ok) of every routed request
+BatchListener = Callable[[str, list[float]], None]  # told (service, latencies_ms) of successes counted together
 
 # upper bounds (inclusive, ms) of the cumulative latency histogram Prometheus sees; loopback calls take ~0.3 ms
 LATENCY_BOUNDS_MS: tuple[float, ...] = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
@@ -64,17 +67,22 @@ class _Bucket:
 
 class TrafficRecorder:
     """Keeps at most `max_samples` latencies per service per bucket (counts stay exact); each of `listeners`
-    is told every recorded request (the alert rules' rolling window, the SLO counters).
+    is told every recorded request (the alert rules' rolling window, the SLO counters), successes recorded together
+    in one call to its counterpart in `batch_listeners` when given (the same listeners, in the same order).
 
     Written and drained on the engine loop only (router and collector), so it needs no lock;
     in_flight() and totals() may be read from any thread.
     """
 
-    def __init__(self, max_samples: int = 100_000, listeners: tuple[Listener, ...] = ()) -> None:
+    def __init__(self, max_samples: int = 100_000, listeners: tuple[Listener, ...] = (),
+                 batch_listeners: tuple[BatchListener, ...] | None = None) -> None:
+        if batch_listeners is not None and len(batch_listeners) != len(listeners):
+            raise ValueError("batch_listeners must pair with listeners, one each")
         self._max = max_samples
         # told every request counted here (the alert rules' rolling window, the SLO counters): on the engine loop,
         # per request, so each must be O(1) and never wait
         self._listeners = listeners
+        self._batch_listeners = batch_listeners
         self._buckets: dict[str, _Bucket] = {}
         self._in_flight: dict[str, int] = {}
         self._totals: dict[str, _Totals] = {}
@@ -109,6 +117,33 @@ class TrafficRecorder:
             totals.errors += 1
         for listener in self._listeners:
             listener(service, latency_ms, ok)
+
+    def record_successes(self, service: str, latencies_ms: list[float]) -> None:
+        """Count successful routed requests of one service that have ended: record(service, x, True) for each."""
+        n = len(latencies_ms)
+        self._in_flight[service] = max(0, self._in_flight.get(service, 0) - n)
+        bucket = self._buckets.get(service)
+        if bucket is None:
+            bucket = self._buckets[service] = _Bucket()
+        bucket.requests += n
+        room = self._max - len(bucket.latencies)
+        if room > 0:
+            bucket.latencies.extend(latencies_ms if n <= room else latencies_ms[:room])
+        totals = self._totals.get(service)
+        if totals is None:
+            totals = self._totals[service] = _Totals()
+        counts = totals.counts
+        for latency_ms in latencies_ms:
+            counts[bisect_left(LATENCY_BOUNDS_MS, latency_ms)] += 1
+        totals.sum_ms += sum(latencies_ms)
+        totals.ok += n
+        if self._batch_listeners is not None:
+            for batch in self._batch_listeners:
+                batch(service, latencies_ms)
+            return
+        for listener in self._listeners:
+            for latency_ms in latencies_ms:
+                listener(service, latency_ms, True)
 
     def totals(self) -> dict[str, RoutedTotals]:
         """Every service's cumulative counts since start (never reset; for Prometheus), read from any thread."""

@@ -368,12 +368,30 @@ class Router:
         self.ejector.observe(service, instance_id, False, 0)
 
     def _record_deferred(self) -> None:
+        """_record_success's work for a loop turn's quiet successes: each service's told once, in order."""
         deferred, self._deferred = self._deferred, []
-        record, observe = self._traffic.record, self.ejector.observe
-        for service, instance_id, breaker, latency_ms in deferred:  # _record_success's work, inlined
-            record(service, latency_ms, True)
-            breaker.record_success(latency_ms)
+        if len(deferred) == 1:
+            self._record_success(*deferred[0])
+            return
+        batches: dict[str, tuple[CircuitBreaker, list[float]]] = {}
+        instances: dict[int, str] = {}
+        for service, instance_id, breaker, latency_ms in deferred:
+            batch = batches.get(service)
+            if batch is None or batch[0] is not breaker:
+                if batch is not None:  # the service's breaker was replaced within the turn: the first batch first
+                    self._record_batch(service, *batch)
+                batch = batches[service] = (breaker, [])
+            batch[1].append(latency_ms)
+            instances[instance_id] = service
+        for service, batch in batches.items():
+            self._record_batch(service, *batch)
+        observe = self.ejector.observe
+        for instance_id, service in instances.items():
             observe(service, instance_id, False, 0)
+
+    def _record_batch(self, service: str, breaker: CircuitBreaker, latencies_ms: list[float]) -> None:
+        self._traffic.record_successes(service, latencies_ms)
+        breaker.record_successes(latencies_ms)
 
     def _choose(self, spec: ServiceSpec, request: Request, tried: set[int] | None) -> tuple[Target, CircuitBreaker]:
         """Candidates -> breaker admission -> balancer pick (plain function: no coroutine on the hot path); a retry

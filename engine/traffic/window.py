@@ -122,6 +122,24 @@ class RollingWindow:
         b = bucket_of(latency_ms)
         slot.hist[b] = slot.hist.get(b, 0) + 1
 
+    def add_successes(self, service: str, latencies_ms: list[float]) -> None:
+        """Count successful routed requests that ended now: add(service, x, True) for each."""
+        second = int(self._clock.monotonic())
+        ring = self._rings.get(service)
+        if ring is None:
+            ring = self._rings[service] = [None] * self._n
+        i = second % self._n
+        slot = ring[i]
+        if slot is None or slot.second != second:
+            slot = ring[i] = _Slot(second)
+            self._last[service] = second
+        slot.requests += len(latencies_ms)
+        hist = slot.hist
+        log, ceil, log_gamma = math.log, math.ceil, _LOG_GAMMA
+        for latency_ms in latencies_ms:  # bucket_of, inlined
+            b = ceil(log(latency_ms if latency_ms > _MIN_MS else _MIN_MS) / log_gamma)
+            hist[b] = hist.get(b, 0) + 1
+
     def counts(self, service: str, window_s: int) -> WindowCounts:
         """Requests and errors over the last window_s seconds (0 and 0 when none were routed)."""
         now = int(self._clock.monotonic())

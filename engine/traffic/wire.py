@@ -6,6 +6,10 @@ addresses are dialled; `checked_addresses` in engine.security.ssrf), the request
 pooled connection, send, answer), reading an answer (Content-Length, chunked, until close; no body for HEAD, 1xx,
 204 and 304), a cap on the body (past it: ResponseTooLarge, or with truncate=True the answer with the body's first
 max_body bytes; either way the connection is closed, the rest is not read) and the raw header pairs as bytes.
+An answer whose head is byte for byte one httptools parsed before (a server's heads differ by little more than their
+Date) and which came whole in one read is taken from the buffer without the parser: the status, header pairs (the
+same tuple as before), Content-Length and keep-alive are the remembered ones (`scan_head`). Anything else goes
+through the parser: split heads or bodies, chunked, no Content-Length, 1xx, 204, 304, HEAD, a body past the cap.
 
 A connection goes back to its pool when the answer said it may stay open (`Connection: close` and HTTP/1.0 without
 keep-alive close it). A pooled connection the server has closed meanwhile is dropped before anything is sent on it;
@@ -22,14 +26,15 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import httptools
 
 from engine.security.ssrf import Policy, checked_addresses
+from engine.traffic.heads import HEAD_KEPT_BYTES, HEADS_KEPT, KnownHead, scan_head
 
 __all__ = [
     "ConnectionClosed", "Exchange", "Header", "HttpClient", "Prepared", "ProtocolError", "Response", "ResponseTooLarge",
@@ -75,6 +80,10 @@ class ConnectionClosed(ConnectionError):
 
 class ProtocolError(ConnectionError):
     """The server's answer is not valid HTTP/1.x."""
+
+
+_UNKNOWN: Any = object()  # a head not parsed before
+_new = tuple.__new__  # a NamedTuple made without its Python __new__ (on the per-request path)
 
 
 class _Stale(Exception):
@@ -174,16 +183,19 @@ class Exchange(NamedTuple):
 
 
 class _Connection(asyncio.Protocol):
-    """One connection: writes a request, parses its answer (httptools calls the on_* methods)."""
+    """One connection: writes a request, parses its answer (httptools calls the on_* methods; an answer whose
+    head was parsed before, byte for byte, and which came whole in one read is taken from the buffer as is)."""
 
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
+        self._heads = pool.client.heads
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.reused = False
         self.keep_alive = False
         self._waiter: asyncio.Future[Response] | None = None
+        self.notify: Callable[[], object] | None = None  # told once the waiter is done (HttpClient.when_done)
         self.deadline = 0.0  # when the request in flight times out
         self._error: BaseException | None = None
         self._head_only = False
@@ -205,11 +217,35 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass of asyncio's
 
     def data_received(self, data: bytes) -> None:
-        """Feed the parser; an answer nobody asked for closes the connection."""
-        if self._waiter is None or self._waiter.done():
+        """Feed the parser (or take a whole answer with a known head as is); an answer nobody asked for closes the
+        connection."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
             self.close()
             return
-        self._received = True
+        if not self._received:
+            self._received = True
+            end = data.find(b"\r\n\r\n") + 4
+            if end > 4 and not self._head_only:
+                heads = self._heads
+                key = data[:end]
+                head = heads.get(key, _UNKNOWN)
+                if head is _UNKNOWN:
+                    head = scan_head(key)
+                    if len(key) <= HEAD_KEPT_BYTES:
+                        if len(heads) >= HEADS_KEPT:
+                            heads.clear()
+                        heads[key] = head
+                if head is not None and len(data) - end == head.length <= self._max_body:
+                    # the whole answer, nothing after it: the parser (at a message's start) is not needed
+                    self._waiter = None
+                    self.keep_alive = head.keep_alive
+                    waiter.set_result(_new(Response, (head.status, head.headers, data[end:])))
+                    notify = self.notify
+                    if notify is not None:  # told at once: nothing of this read is left to do
+                        self.notify = None
+                        notify()
+                    return
         try:
             self.parser.feed_data(data)
         except _Truncated:
@@ -302,6 +338,7 @@ class _Connection(asyncio.Protocol):
         passed)."""
         assert self.transport is not None
         self._waiter = waiter = self.pool.loop.create_future()
+        self.notify = None
         self.deadline = deadline
         self._head_only = head_only
         self._max_body = max_body
@@ -317,15 +354,25 @@ class _Connection(asyncio.Protocol):
     def _complete(self) -> None:
         waiter, self._waiter = self._waiter, None
         body = self._body
-        response = Response(self._status, tuple(self._headers), body[0] if len(body) == 1 else b"".join(body))
+        response: Response = _new(Response, (self._status, tuple(self._headers),
+                                             body[0] if len(body) == 1 else b"".join(body)))
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
+            self._told()
 
     def _fail(self, exc: BaseException) -> None:
         waiter, self._waiter = self._waiter, None
         self.close()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
+            self._told()
+
+    def _told(self) -> None:
+        """The waiter is done: its notify callback, if any, on the next loop turn (as a done callback would be)."""
+        notify = self.notify
+        if notify is not None:
+            self.notify = None
+            self.pool.loop.call_soon(notify)
 
     def in_flight_until(self) -> float | None:
         """The deadline of the request in flight, or None."""
@@ -513,6 +560,7 @@ class HttpClient:
         self.closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pools: dict[str, _Pool] = {}
+        self.heads: dict[bytes, KnownHead | None] = {}  # answer heads seen (as their bytes): see _Connection
         # requests' deadlines are enforced by one timer at the earliest deadline known (not a timer per request)
         self._sweep_at: float | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -581,9 +629,21 @@ class HttpClient:
             return None
         assert pool is not None
         conn.reused = True
-        pool, limit, deadline = self._arm(prepared, timeout, max_body)
-        return Exchange(pool, conn, conn.send(data, prepared.head_only, limit, False, deadline), prepared, data,
-                        limit, False, deadline)
+        deadline = (self._loop or self.loop).time() + timeout  # _arm's work, the pool already known
+        sweep_at = self._sweep_at
+        if sweep_at is None or deadline < sweep_at:
+            self._schedule_sweep(deadline)
+        return _new(Exchange, (pool, conn, conn.send(data, prepared.head_only, max_body, False, deadline), prepared,
+                               data, max_body, False, deadline))
+
+    @staticmethod
+    def when_done(exchange: Exchange, notify: Callable[[], object]) -> None:
+        """Call notify() once the exchange's future is done, instead of a done callback on it: at once when the
+        answer came whole in one read (inside that read's callback, its last step), else on the next loop turn."""
+        if exchange.waiter.done():
+            exchange.pool.loop.call_soon(notify)
+        else:
+            exchange.conn.notify = notify
 
     @staticmethod
     def done(exchange: Exchange) -> Response | None:

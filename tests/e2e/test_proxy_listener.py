@@ -114,6 +114,25 @@ def test_method_path_query_and_body_are_forwarded_byte_for_byte(fast, echoes, me
     assert r.headers["X-Upstream-Attempts"] == "1"
 
 
+def test_repeated_varied_and_long_targets_reach_their_paths_and_each_answer_names_its_instance(fast, echoes):
+    _, client = fast
+    long_path = "l/" + "x" * 1500  # longer than the targets the listener remembers
+    targets = [("items/7", b"x=1"), ("items/7", b"x=1"), ("items/7", b"x=2"), ("items/8", b""),
+               ("upload/%C3%A9t%C3%A9%20x", b"v=%E2%9C%93"), (long_path, b"y=1"), (long_path, b"y=1")] * 3
+    for path, query in targets:
+        before = {e.name: len(e.seen) for e in echoes}
+        r = client.get(f"/proxy/echo/{path}" + (f"?{query.decode()}" if query else ""))
+        assert r.status_code == 200, r.text
+        (echo,) = [e for e in echoes if len(e.seen) > before[e.name]]
+        seen = echo.seen[-1]
+        assert (seen.path, seen.query) == ("/" + path, query)
+        assert r.headers["X-Upstream-Instance"] == echo.url
+        assert r.headers["X-Upstream-Attempts"] == "1"
+        assert r.headers["X-Echo-Answer"] == ANSWER_HEADERS["X-Echo-Answer"]
+    assert client.get("/proxy/echo").status_code == 404  # a target naming no path: refused each time
+    assert client.get("/proxy/echo").status_code == 404
+
+
 def test_hop_by_hop_and_our_token_are_stripped_both_ways_and_a_chunked_body_arrives_whole(fast, echoes):
     _, client = fast
     token = client.headers["Authorization"].split()[1]

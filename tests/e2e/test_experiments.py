@@ -52,6 +52,24 @@ def engine(db_engine, database_url, tmp_path_factory):
         echo.stop()
 
 
+@pytest.fixture(autouse=True)
+def clean_slate(engine):
+    """Each test starts as the first did, whatever ran before it: no fault, every breaker closed, echo healthy."""
+    _rt, api, _echo, _settings, _token = engine
+    assert api.post("/api/simulate/stop-all").status_code == 200
+    assert api.post("/api/circuit-breakers/reset-all").status_code == 200
+    assert wait_for(lambda: status_of(api, "echo") == "healthy", 20)
+
+
+def status_of(api, name):
+    return next(s["status"] for s in api.get("/api/services").json() if s["name"] == name)
+
+
+def finished(api, run_id, timeout=20):
+    return wait_for(lambda: (d := api.get(f"/api/experiment-runs/{run_id}").json())["status"] != "running" and d,
+                    timeout)
+
+
 def cli(engine, document, tmp_path, name="doc.json"):
     """Run the CLI on the document; (exit code, output, report path)."""
     _rt, _api, _echo, settings, token = engine
@@ -200,21 +218,41 @@ def test_the_cli_exits_2_naming_the_field_when_the_document_is_refused(engine, t
 
 def test_reports_and_the_comparison_of_two_runs(engine):
     _rt, api, _echo, _settings, _token = engine
-    runs = {r["experimentName"]: r["id"] for r in api.get("/api/experiment-runs").json()}
-    a, b = runs["ramp"], runs["latency-halts"]
+    ids = {}
+    for name, bound in (("compare-a", 10_000), ("compare-b", 0.001)):  # the same load; b's bound no run meets
+        doc = {"name": name, "load": {"service": "echo", "startRps": 10, "stages": [{"durationS": 1, "targetRps": 10}]},
+               "thresholds": [f"p95 < {bound}"]}
+        run = api.post(f"/api/experiments/{api.post('/api/experiments', json=doc).json()['id']}/run").json()
+        ids[name] = finished(api, run["id"])["id"]
+    a, b = ids["compare-a"], ids["compare-b"]
     page = api.get(f"/api/experiment-runs/{b}/report", params={"compare": a})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["content-disposition"] == f"attachment; filename=experiment-run-{b}.html"
+    assert '<h2 id="comparison">' in page.text and f"run {a}" in page.text
     as_json = api.get(f"/api/experiment-runs/{b}/report", headers={"Accept": "application/json"}).json()
-    assert (as_json["id"], as_json["status"]) == (b, "halted")
+    assert (as_json["id"], as_json["status"], as_json["verdict"]) == (b, "completed", "fail")
     compared = api.get(f"/api/experiment-runs/{a}/compare/{b}").json()
     assert (compared["a"]["id"], compared["b"]["id"]) == (a, b)
+    assert [(t["a"] is None, t["b"] is None) for t in compared["thresholds"]] == [(False, True), (True, False)]
     assert api.get(f"/api/experiment-runs/{a}/compare/999").status_code == 404
 
 
 def test_the_timeline_holds_the_targets_breaker_and_health_changes(engine):
     rt, api, _echo, _settings, _token = engine
-    doc = {"name": "failure", "load": {"service": "echo", "stages": [{"durationS": 6, "targetRps": 10}],
+    # a service of its own: the failures open its breaker and eject its one instance for a while, which would
+    # leave the shared echo service without an instance for the tests after this one
+    failing = EchoServer("failing").start()
+    service = api.post("/api/services", json={"name": "failing", "url": failing.url}).json()
+    try:
+        assert wait_for(lambda: status_of(api, "failing") == "healthy", 15)
+        _failure_timeline(rt, api)
+    finally:
+        api.delete(f"/api/services/{service['id']}")
+        failing.stop()
+
+
+def _failure_timeline(rt, api):
+    doc = {"name": "failure", "load": {"service": "failing", "stages": [{"durationS": 6, "targetRps": 10}],
                                        "startRps": 10},
            "faults": [{"kind": "service-failure", "atS": 1, "durationS": 3}]}
     eid = api.post("/api/experiments", json=doc).json()["id"]
@@ -232,6 +270,5 @@ def test_the_timeline_holds_the_targets_breaker_and_health_changes(engine):
     assert {"breaker", "health", "fault-start", "fault-end"} <= seen, done["events"]
     assert next(e for e in done["events"] if e["kind"] == "fault-end")["detail"]["how"] == "expired"
     breaker = next(e for e in done["events"] if e["kind"] == "breaker")
-    assert 1 <= breaker["atS"] <= 7 and "echo" in breaker["title"]
-    assert wait_for(lambda: api.get("/api/services").json()[0]["status"] == "healthy", 20)
+    assert 1 <= breaker["atS"] <= 7 and "failing" in breaker["title"]
 

@@ -1,4 +1,5 @@
 """Database layer: models, sessions, embedded PostgreSQL, migrations, queries."""
 
-# the alerting tables join Base.metadata whenever the db package is imported (migrations, truncation in tests)
-from db import alerting_models  # noqa: F401
+# the alerting and cluster tables join Base.metadata whenever the db package is imported (migrations, truncation
+# in tests)
+from db import alerting_models, cluster_models  # noqa: F401

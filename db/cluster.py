@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from db.cluster_models import ClusterLeaderRow, EngineRow
 
-__all__ = ["ClusterView", "EngineRecord", "cluster_view", "forget_engines", "is_live", "live_engine_ids"]
+__all__ = ["ClusterView", "EngineRecord", "cluster_view", "forget_engines", "is_live", "live_count", "live_engine_ids"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,11 @@ def is_live(lease_s: float) -> ColumnElement[bool]:
 def live_engine_ids(lease_s: float) -> Select[Any]:
     """The ids of the live engines, as a subquery for `not_in`."""
     return select(EngineRow.id).where(is_live(lease_s))
+
+
+def live_count(session: Session, lease_s: float) -> int:
+    """How many engines are live now."""
+    return int(session.scalar(select(func.count()).select_from(EngineRow).where(is_live(lease_s))) or 0)
 
 
 def cluster_view(session: Session, lease_s: float) -> ClusterView:

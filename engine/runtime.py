@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from contract.settings import Settings
 from contract.states import HealthState
 from db import alerting as alert_queries
-from db import history, queries
+from db import cluster, history, queries
 from engine import VERSION
 from engine.alerting.conditions import LiveState
 from engine.alerting.delivery import NotifyPolicy
@@ -262,7 +262,12 @@ class Runtime:
             self.incidents.load(session)
         with self.sessions.begin() as session:
             self.notifier.load(session)
-            queued, failed = self.notifier.resume(session)
+            # unfinished deliveries carry no engine: while another engine is live they may be its own, queued
+            # in its memory, and resuming them here would send them twice
+            others = cluster.live_count(session, self.settings.cluster_lease_s)
+            queued, failed = (0, 0) if others else self.notifier.resume(session)
+        if others:
+            log.warning("%d other engine(s) live on this database: unfinished notifications are left to them", others)
         if queued or failed:
             log.warning("notifications the last stop left unfinished: %d resumed, %d failed (older than the retry "
                         "horizon or their channel gone)", queued, failed)

@@ -24,8 +24,8 @@ from db import cluster
 from db.models import LoadTest, Simulation
 from db.session import conninfo, make_engine, make_session_factory, sqlalchemy_url
 from engine.api import create_app
-from engine.cluster import EngineIdentity, Leadership, Membership, sweep_gone_engines
 from engine.clock import SystemClock
+from engine.cluster import EngineIdentity, Leadership, Membership, sweep_gone_engines
 from engine.runtime import Runtime
 from tests.conftest import TEST_JWT_SECRET, drop_database, free_port, wait_for
 
@@ -127,13 +127,14 @@ def test_a_clean_stop_hands_the_lead_over_at_the_next_heartbeat(dsn: str, sessio
         assert took <= HEARTBEAT_S + 0.2  # no wait for the old leader's time: it gave the lead up
 
 
-def backend_pid(engine: Engine, member: Membership) -> int:
+def leader_backend_pid(engine: Engine) -> int:
+    """The server process of the one connection holding the leader's lock in this database."""
     with engine.connect() as c:
         pids = c.execute(text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = 727020 AND granted "
                               "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))
         found = [p for (p,) in pids]
     assert len(found) == 1, f"the leader's lock is held by {found}"
-    return found[0]
+    return int(found[0])
 
 
 def test_killing_the_leaders_connection_moves_the_lead_with_the_next_term(dsn: str, clean_db: Engine,
@@ -142,7 +143,7 @@ def test_killing_the_leaders_connection_moves_the_lead_with_the_next_term(dsn: s
         assert a.leadership.is_leader
         term = a.leadership.term
         assert term is not None
-        pid = backend_pid(clean_db, a)
+        pid = leader_backend_pid(clean_db)
         with clean_db.connect() as c:
             assert c.scalar(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
         killed = time.monotonic()

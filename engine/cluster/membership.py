@@ -119,20 +119,26 @@ class Membership:
         """Stop beating, set stopped_at, give up the lead (the next leader need not wait) and disconnect."""
         if not self._halt():
             return
-        with self._beat_lock:
+        # a beat stuck on a server that accepts and never answers holds the lock: the stop does not wait for it
+        if not self._beat_lock.acquire(timeout=0.5):
+            self.leadership.lost(connection=True)
+            log.warning("the engine's stop was not recorded in the cluster (a heartbeat is stuck on the database): "
+                        "it is gone after the lease")
+            return
+        try:
             term = self.leadership.held_term
             self.leadership.lost(connection=False)
-            try:
-                conn = self._connection()
-                with conn.transaction():
-                    conn.execute(_STOP, {"id": self.identity.id})
-                    if term is not None:
-                        conn.execute(_STEP_DOWN, {"id": self.identity.id, "term": term})
-            except psycopg.Error as exc:
-                log.warning("the engine's stop was not recorded in the cluster (%s): it is gone after the lease",
-                            _first_line(exc))
-            finally:
-                self._close()
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute(_STOP, {"id": self.identity.id})
+                if term is not None:
+                    conn.execute(_STEP_DOWN, {"id": self.identity.id, "term": term})
+        except (psycopg.Error, OSError) as exc:
+            log.warning("the engine's stop was not recorded in the cluster (%s): it is gone after the lease",
+                        _first_line(exc))
+        finally:
+            self._close()
+            self._beat_lock.release()
 
     def abandon(self) -> None:
         """Stop beating and disconnect without recording a stop: what a crash leaves (the row goes stale)."""
@@ -218,7 +224,8 @@ class Membership:
         if thread is None:
             return False
         self._stopping.set()
-        thread.join(timeout=self.heartbeat_s + self.leadership.lease_s)
+        # a beat ends within its connect and statement timeouts; one on a server that never answers does not
+        thread.join(timeout=CONNECT_TIMEOUT_S + self.leadership.lease_s / 2 + 0.5)
         return True
 
     def _run(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from db.session import conninfo, make_engine, make_session_factory, sqlalchemy_u
 from engine.api import create_app
 from engine.clock import SystemClock
 from engine.cluster import EngineIdentity, Leadership, Membership, sweep_gone_engines
+from engine.cluster.membership import CONNECT_TIMEOUT_S
 from engine.runtime import Runtime
 from tests.conftest import TEST_JWT_SECRET, drop_database, free_port, wait_for
 
@@ -187,6 +189,25 @@ def test_a_new_leader_waits_out_the_previous_leaders_time():
     assert not lead.is_leader and lead.held_term == 3
     clock[0] = 50.6
     assert lead.is_leader and lead.term == 3
+
+
+def test_a_database_that_never_answers_bounds_start_and_stop(caplog: pytest.LogCaptureFixture):
+    with socket.socket() as server:  # accepts connections and never says a word
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        m = Membership(f"postgresql://postgres@127.0.0.1:{server.getsockname()[1]}/nothing",
+                       EngineIdentity(uuid.uuid4(), "hung", "h", 1, None), Leadership(LEASE_S, time.monotonic),
+                       heartbeat_s=HEARTBEAT_S)
+        began = time.monotonic()
+        m.start()
+        started = time.monotonic() - began
+        assert not m.leadership.is_leader and m.beats == 0
+        began = time.monotonic()
+        m.stop()
+        stopped = time.monotonic() - began
+    assert started < CONNECT_TIMEOUT_S + 1 and stopped < CONNECT_TIMEOUT_S + LEASE_S / 2 + 1.5
+    failed = [r.getMessage() for r in caplog.records if "cluster heartbeat failed" in r.getMessage()]
+    assert len(failed) == 1  # once per outage, however many beats failed
 
 
 # -- work of live and gone engines, with two runtimes on one database ---------------------------------------------

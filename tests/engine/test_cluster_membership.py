@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import Engine, make_url, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.errors import ConfigError
 from contract.settings import Settings
 from db import cluster
 from db.models import LoadTest, Simulation
@@ -208,6 +209,19 @@ def test_a_database_that_never_answers_bounds_start_and_stop(caplog: pytest.LogC
     assert started < CONNECT_TIMEOUT_S + 1 and stopped < CONNECT_TIMEOUT_S + LEASE_S / 2 + 1.5
     failed = [r.getMessage() for r in caplog.records if "cluster heartbeat failed" in r.getMessage()]
     assert len(failed) == 1  # once per outage, however many beats failed
+
+
+@pytest.mark.parametrize(("env", "error"), [
+    ({"CLUSTER_LEASE_S": "2"}, "CLUSTER_LEASE_S: must be more than twice CLUSTER_HEARTBEAT_S (1)"),
+    ({"CLUSTER_LEASE_S": "1", "CLUSTER_HEARTBEAT_S": "0.5"}, "CLUSTER_LEASE_S: must be more than twice "
+                                                             "CLUSTER_HEARTBEAT_S (0.5)"),
+    ({"CLUSTER_HEARTBEAT_S": "0"}, "CLUSTER_HEARTBEAT_S: Input should be greater than or equal to 0.1"),
+], ids=["lease-at-twice-the-default-heartbeat", "lease-at-twice-a-set-heartbeat", "no-heartbeat"])
+def test_a_lease_must_outlast_two_heartbeats(env: dict[str, str], error: str):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value) == error
+    assert Settings.from_env({"CLUSTER_LEASE_S": "2.5"}).cluster_lease_s == 2.5
 
 
 # -- work of live and gone engines, with two runtimes on one database ---------------------------------------------

@@ -143,9 +143,12 @@ class Membership:
     def abandon(self) -> None:
         """Stop beating and disconnect without recording a stop: what a crash leaves (the row goes stale)."""
         if self._halt():
-            with self._beat_lock:
-                self.leadership.lost(connection=True)
-                self._close()
+            self.leadership.lost(connection=True)
+            if self._beat_lock.acquire(timeout=0.5):  # a beat stuck on the database keeps its connection
+                try:
+                    self._close()
+                finally:
+                    self._beat_lock.release()
 
     def beat(self) -> bool:
         """One heartbeat (and the lock confirmed or sought); a connection found dead is replaced once at once."""
@@ -232,7 +235,13 @@ class Membership:
         due = self._monotonic() + self.heartbeat_s
         while not self._stopping.wait(max(0.0, due - self._monotonic())):
             due = max(due + self.heartbeat_s, self._monotonic())  # a slow beat is not followed by a burst
-            self.beat()
+            try:
+                self.beat()
+            except Exception:  # a fault of ours, not the database's: the thread must go on beating
+                self.leadership.lost(connection=True)
+                with contextlib.suppress(Exception):
+                    self._close()
+                log.exception("cluster heartbeat failed unexpectedly")
 
 
 def _scalar(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> Any:

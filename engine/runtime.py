@@ -460,8 +460,8 @@ class Runtime:
     def _evaluate(self) -> None:
         """One evaluation on the loop (it reads the rolling window the router feeds there); when an alert is due
         to fire or repeat before the next regular round, one more evaluation is set for that moment. Only the
-        leader evaluates."""
-        if not self.leadership.is_leader:
+        leader evaluates (and a lone leader through an outage of the database: see engine.cluster.leadership)."""
+        if not self.leadership.leads_through_outage:
             return
         self.alerting.evaluate()
         due = self.alerting.next_due()

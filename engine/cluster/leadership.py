@@ -22,7 +22,15 @@ Timing, so that a leader that lost its connection stops acting before another ca
   wall clocks do not matter.
 - An engine that lost its connection while leading waits a whole lease before it contends again: the others get
   the lock first, instead of the same engine winning it back the moment it reconnects.
-- A clean stop clears `confirmed_at`, so the next leader need not wait.
+- A clean stop clears `confirmed_at`, so the next leader need not wait; so does a leader that takes the lock back
+  after its own term (no other engine acted in between).
+
+One exception keeps a lone engine's alerts going through an outage of the database, when only the alerts of an
+engine that reaches nothing can say the database is gone: a leader that was the only live engine at its last
+confirmation and then lost its connection keeps `leads_through_outage` until a heartbeat succeeds again. Only
+alert evaluation (from memory) uses it; the other singleton jobs need the database anyway. Its limit: an engine
+started during the outage that does reach the database (a partition between one engine and the database) leads
+too, and alerts are evaluated on both until the first one reaches the database again.
 
 The fencing term (`cluster_leader.term`, a bigint) is incremented by each new leader in the same transaction that
 takes the lock; `Leadership.term` is the term while leading, for writes that must be fenced with it.
@@ -49,6 +57,8 @@ class Leadership:
         self._confirmed: float | None = None  # monotonic time the last confirming heartbeat was sent
         self._acting_from = 0.0  # monotonic time from which a new leader may act (see the module docstring)
         self._lost_at: float | None = None  # monotonic time the lock was lost with the connection
+        self._alone = False  # no other engine was live at the last confirmation
+        self._offline = False  # the lock went with the connection while leading alone (see the module docstring)
 
     @property
     def is_leader(self) -> bool:
@@ -63,6 +73,13 @@ class Leadership:
             return self._term if self._leading(self._monotonic()) else None
 
     @property
+    def leads_through_outage(self) -> bool:
+        """is_leader, or this engine led alone when its database connection was lost, until a heartbeat succeeds
+        again (alert evaluation from memory goes on through an outage of the database)."""
+        with self._lock:
+            return self._offline or self._leading(self._monotonic())
+
+    @property
     def held_term(self) -> int | None:
         """The term of the lock this engine holds (leading or about to); None when it holds none."""
         with self._lock:
@@ -73,24 +90,35 @@ class Leadership:
         with self._lock:
             return self._lost_at is None or self._monotonic() - self._lost_at >= self.lease_s
 
-    def elected(self, term: int, sent: float, wait_s: float) -> None:
-        """The lock was taken under this term by a heartbeat sent at `sent`; act after `wait_s` from now."""
+    def elected(self, term: int, sent: float, wait_s: float, *, alone: bool = False) -> None:
+        """The lock was taken under this term by a heartbeat sent at `sent`; act after `wait_s` from now. `alone`:
+        no other engine was live."""
         with self._lock:
-            self._term, self._confirmed = term, sent
+            self._term, self._confirmed, self._alone = term, sent, alone
             self._acting_from = self._monotonic() + max(0.0, wait_s)
             self._lost_at = None
 
-    def confirmed(self, sent: float) -> None:
-        """A heartbeat sent at `sent` found the lock still held."""
+    def confirmed(self, sent: float, *, alone: bool = False) -> None:
+        """A heartbeat sent at `sent` found the lock still held; `alone`: no other engine was live."""
         with self._lock:
             if self._term is not None:
                 self._confirmed = max(sent, self._confirmed or sent)
+                self._alone = alone
+
+    def reached(self) -> None:
+        """A heartbeat succeeded: the database answers this engine again."""
+        with self._lock:
+            self._offline = False
 
     def lost(self, *, connection: bool) -> None:
-        """The lock is no longer held; with `connection`, it went with the connection (wait a lease to contend)."""
+        """The lock is no longer held; with `connection`, it went with the connection: with other engines live, wait
+        a lease to contend; alone, lead through the outage."""
         with self._lock:
             if self._term is not None and connection:
-                self._lost_at = self._monotonic()
+                if self._alone:
+                    self._offline = True
+                else:
+                    self._lost_at = self._monotonic()
             self._term, self._confirmed = None, None
 
     def _leading(self, now: float) -> bool:

@@ -45,7 +45,11 @@ _CONFIRM = """
     UPDATE cluster_leader SET confirmed_at = now() WHERE id = 1 AND engine_id = %(id)s AND term = %(term)s
 """
 _PREVIOUS = """
-    SELECT EXTRACT(EPOCH FROM now() - confirmed_at)::float8 FROM cluster_leader WHERE id = 1 FOR UPDATE
+    SELECT EXTRACT(EPOCH FROM now() - confirmed_at)::float8, engine_id FROM cluster_leader WHERE id = 1 FOR UPDATE
+"""
+_OTHERS = """
+    SELECT count(*) FROM engines WHERE id <> %(id)s AND stopped_at IS NULL
+        AND heartbeat_at > now() - make_interval(secs => %(lease)s)
 """
 _ELECT = """
     INSERT INTO cluster_leader (id, term, engine_id, elected_at, confirmed_at) VALUES (1, 1, %(id)s, now(), now())
@@ -164,6 +168,7 @@ class Membership:
                         self._failed(exc)
                         return False
                     continue  # a kept connection the server ended: the next attempt connects anew
+                self.leadership.reached()
                 if self._failing:
                     self._failing = False
                     log.info("cluster heartbeat written again")
@@ -182,7 +187,7 @@ class Membership:
             if held and term is not None:
                 confirmed = conn.execute(_CONFIRM, {"id": me.id, "term": term}).rowcount == 1
                 if confirmed:
-                    self.leadership.confirmed(sent)
+                    self.leadership.confirmed(sent, alone=self._alone(conn))
                     return
             elif not held:
                 if term is not None:  # held by us at the last beat, not now
@@ -191,12 +196,18 @@ class Membership:
                                                                      {"key": LOCK_KEY}):
                     return
             # the lock is ours without a term of ours in the row: a new term
-            since_confirmed = _scalar(conn, _PREVIOUS, {})
+            since_confirmed, previous = conn.execute(_PREVIOUS).fetchone() or (None, None)
             term = int(_scalar(conn, _ELECT, {"id": me.id}))
-        wait = 0.0 if since_confirmed is None else self.leadership.lease_s / 2 - float(since_confirmed)
-        self.leadership.elected(term, sent, wait)
+            alone = self._alone(conn)
+        # the previous leader's time is waited out, unless it was this engine (no other acted in between)
+        wait = (0.0 if since_confirmed is None or previous == me.id
+                else self.leadership.lease_s / 2 - float(since_confirmed))
+        self.leadership.elected(term, sent, wait, alone=alone)
         log.info("this engine leads the cluster under term %d%s", term,
                  f", acting in {wait:.2f} s (the previous leader's time)" if wait > 0 else "")
+
+    def _alone(self, conn: psycopg.Connection[Any]) -> bool:
+        return not _scalar(conn, _OTHERS, {"id": self.identity.id, "lease": self.leadership.lease_s})
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:

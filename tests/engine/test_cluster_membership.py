@@ -183,6 +183,35 @@ def test_a_leader_whose_heartbeat_fails_stops_within_half_a_lease():
     assert lead.may_contend()
 
 
+def test_a_lone_leader_that_loses_the_database_leads_through_the_outage_with_others_it_does_not():
+    clock = [10.0]
+    lone = Leadership(LEASE_S, lambda: clock[0])
+    lone.elected(1, sent=10.0, wait_s=0.0, alone=True)
+    lone.lost(connection=True)
+    clock[0] += 60  # a minute of outage: not the leader, yet its alerts go on from memory
+    assert (lone.is_leader, lone.leads_through_outage, lone.may_contend()) == (False, True, True)
+    lone.reached()
+    assert not lone.leads_through_outage
+    shared = Leadership(LEASE_S, lambda: clock[0])
+    shared.elected(1, sent=clock[0], wait_s=0.0, alone=True)
+    shared.confirmed(sent=clock[0], alone=False)  # another engine became live
+    shared.lost(connection=True)
+    assert (shared.is_leader, shared.leads_through_outage, shared.may_contend()) == (False, False, False)
+
+
+def test_a_lone_leader_whose_connection_is_cut_takes_the_lead_back_at_once(dsn: str, clean_db: Engine):
+    with members(dsn, 1) as (a,):
+        term = a.leadership.term
+        assert term is not None
+        with clean_db.connect() as c:
+            assert c.scalar(text("SELECT pg_terminate_backend(:p)"), {"p": leader_backend_pid(clean_db)})
+        seen: list[bool] = []
+        assert wait_for(lambda: seen.append(a.leadership.leads_through_outage) or a.leadership.term == term + 1,
+                        2 * HEARTBEAT_S, step=0.01)
+        assert all(seen)  # no moment without a leader: no one else to wait for
+        assert a.leadership.is_leader
+
+
 def test_a_new_leader_waits_out_the_previous_leaders_time():
     clock = [50.0]
     lead = Leadership(LEASE_S, lambda: clock[0])

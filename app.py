@@ -32,6 +32,7 @@ else:
         st.Page("pages/notifications.py", title="Notifications", icon=":material/campaign:"),
         st.Page("pages/logs.py", title="Logs", icon=":material/receipt_long:"),
         st.Page("pages/storage.py", title="Storage", icon=":material/database:"),
+        st.Page("pages/cluster.py", title="Cluster", icon=":material/hub:"),
     ]
     if session.can(Role.ADMIN):
         pages.append(st.Page("pages/users.py", title="Users", icon=":material/group:"))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, MinLen
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
@@ -263,6 +263,14 @@ class Settings(BaseSettings):
     alert_interval: float = Field(
         default=2.0, ge=0.1, le=60.0, validation_alias="ALERT_INTERVAL",
         description="seconds between evaluations of the alert rules (from the engine's live state)")
+    cluster_heartbeat_s: float = Field(
+        default=1.0, ge=0.1, le=10.0, validation_alias="CLUSTER_HEARTBEAT_S",
+        description="seconds between two heartbeats of an engine's membership row (on a connection and thread of "
+                    "its own); the leader confirms its lock at each")
+    cluster_lease_s: float = Field(
+        default=5.0, ge=0.5, le=300.0, validation_alias="CLUSTER_LEASE_S",
+        description="an engine whose last heartbeat is older than this many seconds is gone; the leader stops "
+                    "acting when its lock was last confirmed half a lease ago; more than 2 x CLUSTER_HEARTBEAT_S")
     status_page_enabled: bool = Field(
         default=False, validation_alias="STATUS_PAGE_ENABLED",
         description="serve the public status page at `GET /status` (no login); `false` answers it with 404")
@@ -296,6 +304,15 @@ class Settings(BaseSettings):
             if not _SERVICE_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a service name (letters, digits, '.', '_' or '-')")
         return tuple(dict.fromkeys(names))
+
+    @field_validator("cluster_lease_s")
+    @classmethod
+    def _lease(cls, value: float, info: ValidationInfo) -> float:
+        heartbeat = info.data.get("cluster_heartbeat_s")
+        if heartbeat is not None and value <= 2 * heartbeat:
+            # the leader acts until its last confirmation is lease/2 old: a heartbeat must come sooner
+            raise ValueError(f"must be more than twice CLUSTER_HEARTBEAT_S ({heartbeat:g})")
+        return value
 
     @field_validator("lb_algorithm")
     @classmethod

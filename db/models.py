@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -227,6 +229,7 @@ class LoadTest(Base):
     ended_at: Mapped[datetime | None] = mapped_column(TS)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     shape: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # {startRps, stages, requests, routeKey} it had
+    engine_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # the engine that started it (db.cluster_models)
 
 
 class LoadTestSample(Base):
@@ -261,6 +264,7 @@ class Simulation(Base):
     ended_at: Mapped[datetime | None] = mapped_column(TS)
     silence: Mapped[bool] = mapped_column(Boolean, server_default="false")  # its target's alerts are silenced
     effect: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # what was measured while it ran
+    engine_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # the engine that started it (db.cluster_models)
 
 
 class ScalingEvent(Base):

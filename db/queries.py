@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from contract.states import SystemStatus
+from db import cluster
 from db.models import (
     BreakerTransitionRow,
     LoadTest,
@@ -343,10 +344,19 @@ def scaling_counts_before(session: Session, since: datetime) -> dict[str, int]:
     return {name: count for name, count in session.execute(query).all()}
 
 
-def mark_interrupted(session: Session, now: datetime) -> tuple[int, int]:
-    """Running load tests and active simulations become interrupted, ended now: (load tests, simulations)."""
+def mark_interrupted(session: Session, now: datetime, lease_s: float, *, unowned: bool = True) -> tuple[int, int]:
+    """Running load tests and active simulations of engines that are not live become interrupted, ended now:
+    (load tests, simulations). `unowned`: rows no engine claims (engine_id null) too."""
+    gone = cluster.live_engine_ids(lease_s)
     tests: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        update(LoadTest).where(LoadTest.status == "running").values(status="interrupted", ended_at=now))
+        update(LoadTest).where(LoadTest.status == "running", _not_live(LoadTest.engine_id, gone, unowned))
+        .values(status="interrupted", ended_at=now))
     sims: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        update(Simulation).where(Simulation.status == "active").values(status="interrupted", ended_at=now))
+        update(Simulation).where(Simulation.status == "active", _not_live(Simulation.engine_id, gone, unowned))
+        .values(status="interrupted", ended_at=now))
     return tests.rowcount, sims.rowcount
+
+
+def _not_live(engine_id: Any, live: Select[Any], unowned: bool) -> Any:
+    owned = engine_id.not_in(live)
+    return or_(engine_id.is_(None), owned) if unowned else owned

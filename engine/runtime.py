@@ -13,6 +13,7 @@ import asyncio
 import gc
 import secrets
 import sys
+import uuid
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from contract.settings import Settings
 from contract.states import HealthState
 from db import alerting as alert_queries
+from db import cluster, history, queries
 from db import experiments as experiment_queries
-from db import history, queries
 from engine import VERSION
 from engine.alerting.conditions import LiveState
 from engine.alerting.delivery import NotifyPolicy
@@ -34,6 +35,7 @@ from engine.alerting.slo import SloBook
 from engine.chaos.faults import FaultLayer
 from engine.chaos.simulations import ChaosManager
 from engine.clock import Clock, SystemClock
+from engine.cluster import Leadership, Membership, sweep_gone_engines
 from engine.experiments.runner import ExperimentManager
 from engine.fleet.demo import DEMO_SERVICES, start_demo_fleet
 from engine.fleet.managed import ManagedFleet
@@ -87,8 +89,10 @@ GIL_SWITCH_INTERVAL_S = 0.001
 class Runtime:
     """The running engine: settings, clock, database and every capability, each built exactly once."""
 
-    def __init__(self, settings: Settings, database: Database, tokens: TokenIssuer,  # noqa: PLR0915 (one statement
-                 first_admin: FirstAdmin | None, clock: Clock | None = None) -> None:  # per capability, in one place)
+    def __init__(  # noqa: PLR0915 - the composition root: one statement per capability it builds
+        self, settings: Settings, database: Database, tokens: TokenIssuer, first_admin: FirstAdmin | None,
+        clock: Clock | None = None,
+    ) -> None:
         """Build every capability over an open database; nothing is read, written or started here."""
         s = settings
         self.settings = settings
@@ -97,6 +101,11 @@ class Runtime:
         self.database = database
         self.sessions = database.sessions
         self.telemetry = Telemetry(VERSION)
+
+        # cluster: this start's id, its membership row and heartbeat, and whether it leads (the singleton jobs
+        # below act only on the leader)
+        self.membership = Membership.for_engine(database.conninfo, s.api_host, s.api_port,
+                                                heartbeat_s=s.cluster_heartbeat_s, lease_s=s.cluster_lease_s)
 
         # store: every row the engine emits goes through the writer; the logs of `mm.*` too
         self.writer = BatchWriter(self.sessions, self.clock, flush_interval=s.flush_interval,
@@ -173,13 +182,15 @@ class Runtime:
                                   conninfo=database.conninfo, memory_cap_mb=s.memory_leak_cap_mb,
                                   max_duration_ms=s.simulation_max_ms, kill=self.fleet.kill, silences=self.silences,
                                   # a silence outlasts its fault until health can have risen and alerts resolved
-                                  silence_grace_s=(s.rise + 1) * s.health_interval + 2 * s.alert_interval)
+                                  silence_grace_s=(s.rise + 1) * s.health_interval + 2 * s.alert_interval,
+                                  engine_id=self.membership.identity.id)
         self.scaling = ScalingManager(self.sessions, self.registry, self.fleet, self.clock, self.traffic.in_flight,
                                       self.collector.latest.get)
         self.loadtests = LoadTestManager(
             self.registry, self.router, self.sessions, self.writer, self.clock, self.loop.run_soon,
             LoadTestLimits(s.max_rps, s.max_duration, s.max_users, s.loadtest_backlog_s, s.loadtest_process_rps,
                            drain_s=s.route_timeout * (s.route_retries + 1) + 1.0, uvloop=s.engine_uvloop),
+            engine_id=self.membership.identity.id,
         )
         self.experiments = ExperimentManager(self.registry, self.router, self.loadtests, self.chaos, self.scaling,
                                              self.sessions, self.clock, self.loop.run_soon, self.health_of)
@@ -201,6 +212,7 @@ class Runtime:
             ("slo-retention", self._trim_slo_minutes, 3600.0, 60.0),
             ("alert-evaluation", self._evaluate_alerts, s.alert_interval, s.alert_interval),
             ("database-probe", self._probe_database, s.alert_interval, 0.0),
+            ("cluster-upkeep", self._cluster_upkeep, s.cluster_lease_s, s.cluster_lease_s),
         ], observe=self.telemetry.observe_job)
         self.proxy = ProxyListener(
             self.router, TokenGate(tokens, self.token_versions, self.clock), self.proxy_limiter, s.api_host,
@@ -239,7 +251,8 @@ class Runtime:
         self.writer.start()
         self._log_handler.attach()
         with self.sessions.begin() as session:
-            tests, sims = queries.mark_interrupted(session, self.clock.now())
+            # a live engine's work is its own (another engine on this database); a gone one's is cut off
+            tests, sims = queries.mark_interrupted(session, self.clock.now(), self.settings.cluster_lease_s)
             runs = experiment_queries.mark_runs_interrupted(session, self.clock.now())
             closed = history.close_open_periods(session, self.clock.now())
         if tests or sims:
@@ -257,7 +270,12 @@ class Runtime:
             self.incidents.load(session)
         with self.sessions.begin() as session:
             self.notifier.load(session)
-            queued, failed = self.notifier.resume(session)
+            # unfinished deliveries carry no engine: while another engine is live they may be its own, queued
+            # in its memory, and resuming them here would send them twice
+            others = cluster.live_count(session, self.settings.cluster_lease_s)
+            queued, failed = (0, 0) if others else self.notifier.resume(session)
+        if others:
+            log.warning("%d other engine(s) live on this database: unfinished notifications are left to them", others)
         if queued or failed:
             log.warning("notifications the last stop left unfinished: %d resumed, %d failed (older than the retry "
                         "horizon or their channel gone)", queued, failed)
@@ -276,6 +294,16 @@ class Runtime:
             log.info("continuing %d pending or firing alert(s)", restored)
 
     # -- what the API and the capabilities call ------------------------------------------------
+
+    @property
+    def engine_id(self) -> uuid.UUID:
+        """This start's id in the cluster (a new one each start)."""
+        return self.membership.identity.id
+
+    @property
+    def leadership(self) -> Leadership:
+        """Whether this engine leads the cluster now, and its fencing term."""
+        return self.membership.leadership
 
     def health_of(self, instance_id: int) -> HealthState:
         """An instance's damped health (unknown before its first check)."""
@@ -318,9 +346,11 @@ class Runtime:
             start_demo_fleet(self.sessions, self.fleet, self.settings.demo_seed)
         self.fleet.restore(skip=frozenset(DEMO_SERVICES) if demo else frozenset())
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        self.membership.start()  # registered before the jobs: a lone engine leads from their first run
         self.loop.start()
         self.loop.run_soon(self._start_jobs()).result(10)
         self.loop.run_soon(self.proxy.start()).result(10)
+        self.membership.set_proxy_url(self.proxy.url)
         if app is not None:
             self.api.start(app)
             if self.settings.metrics_token is None:
@@ -353,6 +383,7 @@ class Runtime:
                 self.loop.run_soon(self._stop_jobs()).result(5)
             finally:
                 self.loop.stop()
+        self.membership.stop()  # after the jobs: the leader has stopped acting before it gives up the lead
         self.fleet.stop_all()
         self.slos.close_all()  # the minute being counted is written; a restart adds to it
         self.health.close()  # after the last round: states become unknown, the open minute is written
@@ -394,15 +425,21 @@ class Runtime:
         self.scaling.sample()
 
     async def _autoscale(self) -> None:
+        if not self.leadership.is_leader:
+            return
         await asyncio.to_thread(self.scaling.run_period, self.settings.autoscale_interval)
 
     async def _maintain_storage(self) -> None:
+        if not self.leadership.is_leader:
+            return
         await asyncio.to_thread(self.storage.run_scheduled)
 
     async def _close_slo_minutes(self) -> None:
         self.slos.close_minutes()  # queues rows only: no need to leave the loop
 
     async def _trim_slo_minutes(self) -> None:
+        if not self.leadership.is_leader:
+            return
         await asyncio.to_thread(self.slos.trim_scheduled)
 
     async def _check_health(self) -> None:
@@ -431,7 +468,10 @@ class Runtime:
 
     def _evaluate(self) -> None:
         """One evaluation on the loop (it reads the rolling window the router feeds there); when an alert is due
-        to fire or repeat before the next regular round, one more evaluation is set for that moment."""
+        to fire or repeat before the next regular round, one more evaluation is set for that moment. Only the
+        leader evaluates (and a lone leader through an outage of the database: see engine.cluster.leadership)."""
+        if not self.leadership.leads_through_outage:
+            return
         self.alerting.evaluate()
         due = self.alerting.next_due()
         if self._due_timer is not None:
@@ -442,6 +482,10 @@ class Runtime:
             delay = (due - self.clock.now()).total_seconds()
             if 0 < delay < self.settings.alert_interval:
                 self._due_timer = asyncio.get_running_loop().call_later(delay + 0.005, self._evaluate)
+
+    async def _cluster_upkeep(self) -> None:
+        if self.leadership.is_leader:
+            await asyncio.to_thread(sweep_gone_engines, self.sessions, self.clock, self.settings.cluster_lease_s)
 
     async def _probe_database(self) -> None:
         self._database_ok = await asyncio.to_thread(self._ping)

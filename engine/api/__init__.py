@@ -20,6 +20,7 @@ from engine.api import (
     audit,
     channels,
     chaos,
+    cluster,
     docs,
     experiments,
     history,
@@ -50,7 +51,7 @@ __all__ = ["create_app", "declared_routes"]
 PARTS: tuple[ApiBlueprint, ...] = (
     status.api, users.api, services.api, scaling.api, traffic.api, loadtests.api, chaos.api, logs.api, storage.api,
     history.api, alerts.api, incidents.api, slos.api, channels.api, proxy.api, docs.api, prometheus.api,
-    status_page.api, audit.api, experiments.api,
+    status_page.api, audit.api, experiments.api, cluster.api,
 )
 
 

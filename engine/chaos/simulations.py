@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -128,8 +129,10 @@ class ChaosManager:
         kill: Callable[[str], str | None] | None = None,
         silences: SilenceHook | None = None,
         silence_grace_s: float = 0.0,
+        engine_id: uuid.UUID | None = None,
     ) -> None:
         self._sessions = sessions
+        self._engine_id = engine_id  # written on each row: a start elsewhere leaves a live engine's rows alone
         self._registry = registry
         self._faults = faults
         self._writer = writer
@@ -303,7 +306,7 @@ class ChaosManager:
         with self._sessions.begin() as session:
             row = Simulation(kind=kind.value, target=target, params=stored, status=SimulationStatus.ACTIVE.value,
                              started_at=now, ends_at=now + timedelta(milliseconds=duration_ms),
-                             silence=silence and target is not None)
+                             silence=silence and target is not None, engine_id=self._engine_id)
             session.add(row)
             session.flush()
             sim_id = row.id

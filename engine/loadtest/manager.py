@@ -12,6 +12,7 @@ import asyncio
 import math
 import os
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,8 +119,10 @@ class LoadTestManager:
         limits: LoadTestLimits | None = None,
         *,
         cpus: int | None = None,
+        engine_id: uuid.UUID | None = None,
     ) -> None:
         self._registry = registry
+        self._engine_id = engine_id  # written on each row: a start elsewhere leaves a live engine's rows alone
         self._router = router
         self._sessions = sessions
         self._writer = writer
@@ -190,7 +193,7 @@ class LoadTestManager:
                 row = LoadTest(
                     status=LoadTestStatus.RUNNING, concurrent_users=req.users, requests_per_second=req.rate,
                     duration_s=req.duration_s, target_service=req.service, path=req.path, method=req.method,
-                    workers=workers, started_at=now, summary={},
+                    workers=workers, started_at=now, summary={}, engine_id=self._engine_id,
                     shape=shape_of(req.start_rps, req.stages, req.requests, req.route_key),
                 )
                 session.add(row)

@@ -84,6 +84,7 @@ POLICY = {
     "GET /api/overview": Role.VIEWER,
     "GET /api/metrics": Role.VIEWER,
     "GET /api/shards": Role.VIEWER,
+    "GET /api/cluster": Role.VIEWER,
     "GET /api/services": Role.VIEWER,
     "GET /api/services/<int:service_id>": Role.VIEWER,
     "GET /api/logs": Role.VIEWER,

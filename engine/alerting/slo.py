@@ -156,39 +156,24 @@ class SloBook:
         live = self._live.get(service)
         if live is None:
             return
-        t = self._clock.now().timestamp()
         threshold = live.target.latency_threshold_ms
-        slow = threshold is not None and latency_ms > threshold
-        with self._lock:
-            p = live.advance(int(t // self.slot_s)) % self.size
-            live.requests[p] += 1
-            minute = int(t // 60)
-            if live.minute is None:
-                live.minute = minute
-            elif minute > live.minute:
-                self._emit(live)
-                live.minute = minute
-            counts = live.minute_counts
-            counts[0] += 1
-            if not ok:
-                live.errors[p] += 1
-                counts[1] += 1
-            if slow:
-                live.slow[p] += 1
-                counts[2] += 1
+        self._count(live, 1, 0 if ok else 1, int(threshold is not None and latency_ms > threshold))
 
     def record_successes(self, service: str, latencies_ms: list[float]) -> None:
         """Count successful routed requests of the service: record(service, x, True) for each."""
         live = self._live.get(service)
         if live is None:
             return
-        t = self._clock.now().timestamp()
         threshold = live.target.latency_threshold_ms
-        slow = 0 if threshold is None else sum(1 for x in latencies_ms if x > threshold)
-        n = len(latencies_ms)
+        self._count(live, len(latencies_ms), 0,
+                    0 if threshold is None else sum(1 for x in latencies_ms if x > threshold))
+
+    def _count(self, live: _Live, requests: int, errors: int, slow: int) -> None:
+        """Add requests that ended now to the current slot and minute."""
+        t = self._clock.now().timestamp()
         with self._lock:
             p = live.advance(int(t // self.slot_s)) % self.size
-            live.requests[p] += n
+            live.requests[p] += requests
             minute = int(t // 60)
             if live.minute is None:
                 live.minute = minute
@@ -196,7 +181,10 @@ class SloBook:
                 self._emit(live)
                 live.minute = minute
             counts = live.minute_counts
-            counts[0] += n
+            counts[0] += requests
+            if errors:
+                live.errors[p] += errors
+                counts[1] += errors
             if slow:
                 live.slow[p] += slow
                 counts[2] += slow

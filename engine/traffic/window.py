@@ -107,15 +107,7 @@ class RollingWindow:
 
     def add(self, service: str, latency_ms: float, ok: bool) -> None:
         """Count one routed request that ended now."""
-        second = int(self._clock.monotonic())
-        ring = self._rings.get(service)
-        if ring is None:
-            ring = self._rings[service] = [None] * self._n
-        i = second % self._n
-        slot = ring[i]
-        if slot is None or slot.second != second:
-            slot = ring[i] = _Slot(second)
-            self._last[service] = second
+        slot = self._slot(service)
         slot.requests += 1
         if not ok:
             slot.errors += 1
@@ -124,6 +116,16 @@ class RollingWindow:
 
     def add_successes(self, service: str, latencies_ms: list[float]) -> None:
         """Count successful routed requests that ended now: add(service, x, True) for each."""
+        slot = self._slot(service)
+        slot.requests += len(latencies_ms)
+        hist = slot.hist
+        log, ceil, log_gamma = math.log, math.ceil, _LOG_GAMMA
+        for latency_ms in latencies_ms:  # bucket_of, inlined
+            b = ceil(log(latency_ms if latency_ms > _MIN_MS else _MIN_MS) / log_gamma)
+            hist[b] = hist.get(b, 0) + 1
+
+    def _slot(self, service: str) -> _Slot:
+        """The service's slot of the current second (a new one when the ring's slot holds an older second)."""
         second = int(self._clock.monotonic())
         ring = self._rings.get(service)
         if ring is None:
@@ -133,12 +135,7 @@ class RollingWindow:
         if slot is None or slot.second != second:
             slot = ring[i] = _Slot(second)
             self._last[service] = second
-        slot.requests += len(latencies_ms)
-        hist = slot.hist
-        log, ceil, log_gamma = math.log, math.ceil, _LOG_GAMMA
-        for latency_ms in latencies_ms:  # bucket_of, inlined
-            b = ceil(log(latency_ms if latency_ms > _MIN_MS else _MIN_MS) / log_gamma)
-            hist[b] = hist.get(b, 0) + 1
+        return slot
 
     def counts(self, service: str, window_s: int) -> WindowCounts:
         """Requests and errors over the last window_s seconds (0 and 0 when none were routed)."""

@@ -33,20 +33,15 @@ def _spec(method: str, path: str, headers: dict[str, str], body: str | None) -> 
     return method.upper(), path, query, pairs, (body or "").encode(), key
 
 
+_FAILURES: tuple[tuple[type[Exception], str], ...] = (
+    (CircuitOpen, "circuit_open"), (NoInstance, "no_instance"), (UpstreamTimeout, "timeout"),
+    (UpstreamRefused, "refused"), (UpstreamTooLarge, "too_large"), (NotFound, "service_gone"),
+)
+
+
 def _failure(exc: Exception) -> str:
-    if isinstance(exc, CircuitOpen):
-        return "circuit_open"
-    if isinstance(exc, NoInstance):
-        return "no_instance"
-    if isinstance(exc, UpstreamTimeout):
-        return "timeout"
-    if isinstance(exc, UpstreamRefused):
-        return "refused"
-    if isinstance(exc, UpstreamTooLarge):
-        return "too_large"
-    if isinstance(exc, NotFound):
-        return "service_gone"
-    return "connection"
+    """The failure kind of a send that raised: the first class it is an instance of, else "connection"."""
+    return next((kind for cls, kind in _FAILURES if isinstance(exc, cls)), "connection")
 
 
 def router_sender(router: Router, service: str, method: str, path: str, *,

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def engine(db_engine, database_url, tmp_path_factory):
     """The engine with its API on a real port and one echo service, healthy; an operator's client."""
     truncate_all(db_engine)
-    settings = settings_for(database_url, tmp_path_factory.mktemp("engine"))
+    settings = settings_for(database_url, tmp_path_factory.mktemp("engine")).replace(alert_interval=0.25)
     echo = EchoServer("echo").start()
     rt = Runtime.open(settings)
     rt.start(app=create_app(rt))
@@ -243,10 +243,14 @@ def test_the_timeline_holds_the_targets_breaker_and_health_changes(engine):
     # leave the shared echo service without an instance for the tests after this one
     failing = EchoServer("failing").start()
     service = api.post("/api/services", json={"name": "failing", "url": failing.url}).json()
+    rule = api.post("/api/alert-rules", json={"name": "failing-down", "kind": "service-down", "service": "failing",
+                                              "forSeconds": 0, "severity": "warning"})
+    assert rule.status_code == 201, rule.text
     try:
         assert wait_for(lambda: status_of(api, "failing") == "healthy", 15)
         _failure_timeline(rt, api)
     finally:
+        api.delete(f"/api/alert-rules/{rule.json()['id']}")
         api.delete(f"/api/services/{service['id']}")
         failing.stop()
 
@@ -267,7 +271,9 @@ def _failure_timeline(rt, api):
     assert done["status"] == "completed" and done["verdict"] == "pass"  # no threshold: nothing failed
     assert sum(s["failed"] for s in done["seconds"]) > 0
     seen = {e["kind"] for e in done["events"]}
-    assert {"breaker", "health", "fault-start", "fault-end"} <= seen, done["events"]
+    assert {"breaker", "health", "alert", "fault-start", "fault-end"} <= seen, done["events"]
+    alert = next(e for e in done["events"] if e["kind"] == "alert")
+    assert 1 <= alert["atS"] <= 7 and "failing-down" in alert["title"], alert
     assert next(e for e in done["events"] if e["kind"] == "fault-end")["detail"]["how"] == "expired"
     breaker = next(e for e in done["events"] if e["kind"] == "breaker")
     assert 1 <= breaker["atS"] <= 7 and "failing" in breaker["title"]

@@ -114,9 +114,10 @@ def test_same_kind_on_same_target_is_409_and_stop_all_ends_everything_at_once(li
     assert c.post("/api/simulate/network-latency", json={"latency": 50, "duration": 30_000}).status_code == 201
     assert c.post("/api/simulate/memory-leak", json={"duration": 30_000, "rate": 1000}).status_code == 201
     assert c.post("/api/simulate/database-overload", json={"duration": 30_000, "intensity": "high"}).status_code == 201
-    # near the 300 MB cap before stopping: at 250 MB more, the leak itself held exactly 250 once in CI (the rest of
-    # the process had grown a few MB too), and the assertion below wants more than 250 held
-    assert wait_for(lambda: psutil.Process().memory_info().rss / 2**20 - rss_before > 290, 5)
+    # the leak is due in full (the 300 MB cap at 1000 MB/s) 0.3 s after it starts, and a stop first allocates what
+    # is due: heldMb below says what it held. (Growth of the process's RSS is no gauge of it: blocks may land in
+    # heap memory an earlier test freed, which is resident already.)
+    time.sleep(0.6)
     called = rt.clock.now()
     r = c.post("/api/simulate/stop-all")
     returned = rt.clock.now()

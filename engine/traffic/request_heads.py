@@ -105,7 +105,7 @@ def scan_request_head(head: bytes, max_header_bytes: int, max_body_bytes: int) -
     scan = _HeadScan()
     try:
         scan.parser.feed_data(head)
-    except httptools.HttpParserError:  # the upgrade's exception too
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
         return None
     if scan.heads != 1 or scan.body or not scan.keep_alive or not scan.url:
         return None

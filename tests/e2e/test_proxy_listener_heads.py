@@ -8,24 +8,39 @@ import base64
 import json
 import socket
 import time
+from collections.abc import Iterator
 
+import httpx
 import pytest
 from sqlalchemy import text
 
 from contract.roles import Role
 from engine.traffic.request_heads import KnownRequest
 from tests.conftest import token_for
-from tests.e2e.test_proxy_listener import _raw, _read_all, _read_responses, echoes, fast  # noqa: F401 - fixtures
+from tests.e2e.echo import EchoServer, echo_servers
+from tests.e2e.test_proxy_listener import _raw, _read_all, _read_responses, listener
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def echoes() -> Iterator[list[EchoServer]]:
+    with echo_servers("e0", "e1", "e2") as servers:
+        yield servers
+
+
+@pytest.fixture
+def fast(clean_db, settings, echoes):
+    with listener(settings, echoes) as pair:
+        yield pair
 
 
 def _head(method: str, path: str, token: str, extra: str = "") -> bytes:
     return f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{extra}\r\n".encode()
 
 
-def _token(client) -> str:
-    return client.headers["Authorization"].split()[1]
+def _token(client: httpx.Client) -> str:
+    return str(client.headers["Authorization"].split()[1])
 
 
 def test_a_repeated_head_is_read_by_its_bytes_one_at_a_time_and_pipelined_in_order(fast, echoes):
@@ -76,7 +91,7 @@ def test_known_heads_with_bodies_pipelined_split_and_mixed_with_unknown_ones(fas
 
 
 def test_each_request_on_a_known_head_gets_its_own_authorization_verdict(fast, echoes, clean_db):
-    rt, client = fast
+    rt, _ = fast
     heads = {role: _head("GET", "/proxy/echo/auth", token_for(role)) for role in (Role.VIEWER, Role.OPERATOR)}
     bad = _head("GET", "/proxy/echo/auth", "not.a.token")
     with socket.create_connection(("127.0.0.1", rt.proxy.port), timeout=5) as s:

@@ -21,7 +21,8 @@ from tests.engine.test_health import Collect, make_checker
 
 
 def _router(registry, health_of, generation, clock, ejector=None):
-    return Router(registry, health_of, BreakerBook(clock, Collect()), ejector or OutlierEjector(clock, 2, base_s=10.0),
+    book = BreakerBook(clock, Collect())  # type: ignore[arg-type]
+    return Router(registry, health_of, book, ejector or OutlierEjector(clock, 2, base_s=10.0),
                   TrafficRecorder(), ResilienceCounters(clock), RetryBudget(20, 3), clock,
                   policy=Policy.instances(["127.0.0.0/8"]), rng=random.Random(1), health_generation=generation)
 

@@ -10,6 +10,7 @@ capabilities do the work.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import secrets
 import sys
@@ -155,7 +156,8 @@ class Runtime:
         self.router = Router(self.registry, self.health.state_of, self.breakers, self.ejector, self.traffic,
                              self.resilience, self.retry_budget, self.clock, algorithm=s.lb_algorithm,
                              timeout_s=s.route_timeout, max_retries=s.route_retries, policy=instances,
-                             max_body_bytes=s.route_max_body, faults=self.faults)
+                             max_body_bytes=s.route_max_body, faults=self.faults,
+                             health_generation=functools.partial(getattr, self.health, "generation"))
 
         # alerting: rules evaluated from the live state above (never the database), silences in memory, incidents
         # from alert changes; every notification sent by its channel's own worker on the loop, retried, recorded

@@ -248,6 +248,7 @@ class HealthChecker:
         self._concurrency = concurrency
         self._limit = asyncio.Semaphore(concurrency)
         self._trackers: dict[int, InstanceTracker] = {}
+        self.generation = 0  # changes whenever an instance's state_of() may have (the router keeps candidates by it)
         self._service_state: dict[int, HealthState] = {}
         # what the history holds as each one's current state (absent = unknown); instance -> (service, state)
         self._recorded: dict[int, tuple[int, HealthState]] = {}
@@ -274,6 +275,7 @@ class HealthChecker:
         with self._marks:
             tracker = self._trackers.setdefault(instance_id, InstanceTracker(self._fall, self._rise))
             if tracker.observe(HealthState.HEALTHY) is not None:
+                self.generation += 1
                 self._marked_at[instance_id] = self._clock.now()  # the next result records the change at this time
 
     def recent(self, service_id: int, limit: int) -> list[RecentCheck]:
@@ -451,6 +453,7 @@ class HealthChecker:
             live_ids = {i.id for s in services for i in s.instances}
             for gone in set(self._trackers) - live_ids:
                 del self._trackers[gone]
+                self.generation += 1
                 self._marked_at.pop(gone, None)
                 self._state_rows.pop(gone, None)
         for gone in set(self._recorded) - live_ids:
@@ -470,6 +473,7 @@ class HealthChecker:
         previous = tracker.state
         changed = tracker.observe(result.state)
         if changed is not None:
+            self.generation += 1
             self._log_transition(service, instance, previous, changed, result)
         self._record_instance(service.id, instance.id, tracker.state, now, result)
         self._rollup.add(service.id, instance.id, now, result.state, result.latency_ms)
@@ -516,6 +520,7 @@ class HealthChecker:
         for event in self._rollup.drain():
             self._writer.submit(event)
         self._trackers.clear()
+        self.generation += 1
         self._service_state.clear()
         self._state_rows.clear()
         self._seen_fleet = None

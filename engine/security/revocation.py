@@ -45,7 +45,7 @@ class TokenVersions:
         self._ttl = ttl
         self._max_users = max_users
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._epoch = 0  # raised by forget(): a read begun before it must not be cached after it
+        self.epoch = 0  # raised by forget(): a read begun before it must not be cached after it (nor a verdict)
         self._lock = threading.Lock()
 
     def check(self, claims: Claims) -> None:
@@ -70,6 +70,15 @@ class TokenVersions:
             return True, entry.current
         return False, None
 
+    def cached_until(self, username: str) -> tuple[tuple[int, Role] | None, float] | None:
+        """As cached(): the user's version and role and until when (monotonic seconds) the read holds, or None."""
+        now = self._clock.monotonic()
+        with self._lock:
+            entry = self._entries.get(username)
+        if entry is not None and now - entry.read_at < self._ttl:
+            return entry.current, entry.read_at + self._ttl
+        return None
+
     def current(self, username: str) -> tuple[int, Role] | None:
         """The user's token version and role (None: no such user), at most ttl seconds old."""
         now = self._clock.monotonic()
@@ -77,7 +86,7 @@ class TokenVersions:
             entry = self._entries.get(username)
             if entry is not None and now - entry.read_at < self._ttl:
                 return entry.current
-            epoch = self._epoch
+            epoch = self.epoch
         try:
             with self._sessions() as session:
                 row = session.execute(select(User.token_version, User.role).where(User.username == username)).first()
@@ -87,7 +96,7 @@ class TokenVersions:
                 raise Unavailable("database unavailable: cannot check the token") from None
             current = entry.current  # the last answer stands until the database answers again
         with self._lock:
-            if self._epoch == epoch:
+            if self.epoch == epoch:
                 self._entries[username] = _Entry(current, now)
                 self._entries.move_to_end(username)
                 while len(self._entries) > self._max_users:
@@ -98,4 +107,4 @@ class TokenVersions:
         """Drop what is known of the user: the next check reads the database (call after a change commits)."""
         with self._lock:
             self._entries.pop(username, None)
-            self._epoch += 1
+            self.epoch += 1

@@ -32,6 +32,13 @@ from engine.security.ratelimit import RateLimiter
 from engine.security.tokens import Claims
 from engine.store.logs import event_logger
 from engine.traffic.forwarding import HOP_BY_HOP_BYTES, forwardable_raw
+from engine.traffic.request_heads import (
+    REQUEST_HEAD_KEPT_BYTES,
+    REQUEST_HEADS_KEPT,
+    KnownRequest,
+    scan_request_head,
+    split_headers,
+)
 from engine.traffic.router import Flight, Router, Upstream
 from engine.traffic.tokengate import TokenGate
 from engine.traffic.wire import HttpClient
@@ -66,10 +73,11 @@ class ListenerLimits:
 class _Request(NamedTuple):
     method: bytes
     url: bytes
-    headers: list[tuple[bytes, bytes]]
+    headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]
     body: bytes
     keep_alive: bool
     http10: bool
+    known: KnownRequest | None  # read by its head's bytes, not by the parser
 
 
 _new = tuple.__new__  # a NamedTuple made without its Python __new__ (one a request)
@@ -145,6 +153,7 @@ class ProxyListener:
         # (upstream header pairs, instance URL, attempts) -> the answer's header lines
         self.routes: dict[bytes, tuple[str, str, str]] = {}  # request target -> (service, path, query)
         self.answer_heads: dict[tuple[tuple[tuple[bytes, bytes], ...], str, int], bytes] = {}
+        self.request_heads: dict[bytes, KnownRequest | None] = {}  # a request head's bytes -> its reading (None: unfit)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.stopping = False
@@ -264,6 +273,10 @@ class _Connection(asyncio.Protocol):
         if self._done:
             return  # lingering after a refusal, or closing: dropped
         self._last_active = time.monotonic()
+        if not self._started:  # at a request boundary: heads read before are not parsed again
+            data = self._read_known(data)
+            if not data:
+                return
         if self._in_head:
             self._raw_head += len(data)
             if self._raw_head > self._limits.max_header_bytes + _READ_CHUNK_BOUND:
@@ -283,6 +296,34 @@ class _Connection(asyncio.Protocol):
             self._done = True
         except httptools.HttpParserError as exc:
             self._refuse(_Refusal(400, "Bad Request", [{"message": str(exc) or type(exc).__name__}]))
+
+    def _read_known(self, data: bytes) -> bytes:
+        """Queue the requests at data's start whose heads are known (each with its whole body in data); what is left
+        for the parser. A head not seen before is scanned alone once (the parser then reads this one)."""
+        heads = self._listener.request_heads
+        pos = 0
+        size = len(data)
+        while True:
+            end = data.find(b"\r\n\r\n", pos) + 4
+            if end < 4 or end - pos > REQUEST_HEAD_KEPT_BYTES:
+                break
+            head = data[pos:end]
+            known = heads.get(head)
+            if known is None:
+                if head not in heads:
+                    if len(heads) >= REQUEST_HEADS_KEPT:
+                        heads.clear()
+                    limits = self._limits
+                    heads[head] = scan_request_head(head, limits.max_header_bytes, limits.max_body_bytes)
+                break
+            stop = end + known.length
+            if stop > size:
+                break  # the body is split across reads: the parser reads it
+            request: _Request = _new(_Request, (known.method, known.url, known.headers,
+                                                data[end:stop] if known.length else b"", True, known.http10, known))
+            self._enqueue(request)
+            pos = stop
+        return data[pos:] if pos else data
 
     def eof_received(self) -> bool | None:
         if not self._busy and not self._queue:
@@ -338,7 +379,7 @@ class _Connection(asyncio.Protocol):
         parser = self._parser
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         request: _Request = _new(_Request, (parser.get_method(), self._url, self._headers, body,
-                                            parser.should_keep_alive(), parser.get_http_version() == "1.0"))
+                                            parser.should_keep_alive(), parser.get_http_version() == "1.0", None))
         self._in_head = True
         self._started = 0.0
         self._enqueue(request)
@@ -550,33 +591,29 @@ class _Connection(asyncio.Protocol):
         if request.method not in METHODS:
             raise _HttpError(405, "The method is not allowed for the requested URL.",
                              [(b"Allow", _ALLOW)])
-        forward: list[tuple[bytes, bytes]] = []  # as received: the client sends them on as they came
-        auth: bytes | None = None
-        key: str | None = None
-        named: set[bytes] | None = None
-        for pair in request.headers:
-            low = pair[0].lower()
-            if low in HOP_BY_HOP_BYTES:
-                if low == b"authorization" and auth is None:
-                    auth = pair[1]
-                elif low == b"connection":
-                    named = (named or set()) | {v.strip().lower() for v in pair[1].split(b",")}
-                continue
-            if key is None and low == b"x-route-key":
-                key = pair[1].decode("latin-1")
-            forward.append(pair)
-        if named:
-            forward = [pair for pair in forward if pair[0].lower() not in named]
-        pending = self._authorize(auth)
+        known = request.known
+        if known is not None:  # its headers' reading is the head's
+            forward, auth, key, method = known.forward, known.auth, known.key, known.method_name
+        else:
+            forward, auth, key = split_headers(request.headers)  # forward as received: sent on as they came
+            method = request.method.decode()
+        bucket = self._listener.gate.admitted(auth) if auth is not None else None
+        if bucket is not None:  # a current operator token by the caches (one call): its user's bucket spent
+            wait = self._listener.limiter.hit(bucket)
+            if wait is not None:
+                raise RateLimited(wait)
+            pending = None
+        else:
+            pending = self._authorize(auth)
         service, path, query = route
         if pending is not None:  # the user's token version must be read: the only await before routing
-            return self._route_after(pending, service, request.method.decode(), path, query, forward, request.body,
-                                     key)
-        return self._listener.router.begin(service, request.method.decode(), path, query=query, headers=forward,
-                                           body=request.body, key=key)
+            return self._route_after(pending, service, method, path, query, forward, request.body, key)
+        return self._listener.router.begin(service, method, path, query=query, headers=forward, body=request.body,
+                                           key=key)
 
     async def _route_after(self, pending: Coroutine[None, None, None], service: str, method: str, path: str,
-                           query: str, headers: list[tuple[bytes, bytes]], body: bytes, key: str | None) -> Upstream:
+                           query: str, headers: tuple[tuple[bytes, bytes], ...], body: bytes, key: str | None
+                           ) -> Upstream:
         await pending
         return await self._listener.router.send(service, method, path, query=query, headers=headers, body=body,
                                                 key=key)
@@ -594,7 +631,7 @@ class _Connection(asyncio.Protocol):
                 gate = self._listener.gate
                 try:
                     claims = gate.verify(token.decode("latin-1"))
-                    if not gate.known_current(claims):
+                    if not gate.known_current(claims, auth, "user:" + claims.username):
                         return self._authorize_read(claims)
                 except ApiError as exc:  # 401
                     claims, error = None, exc

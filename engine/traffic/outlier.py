@@ -37,6 +37,7 @@ class OutlierEjector:
         self._errors: dict[int, int] = {}
         self._times: dict[int, int] = {}
         self._ejected: dict[int, Ejection] = {}
+        self.held = self._ejected  # the ejections held (some maybe ended), by instance id: read only, outside
 
     @property
     def any_ejected(self) -> bool:

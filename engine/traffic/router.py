@@ -172,6 +172,7 @@ class Router:
         max_body_bytes: int = 10 * 1024 * 1024,
         rng: random.Random | None = None,
         faults: FaultHook | None = None,
+        health_generation: Callable[[], int] | None = None,
     ) -> None:
         self._registry = registry
         self._health_of = health_of
@@ -196,6 +197,10 @@ class Router:
         self._client: HttpClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deferred: list[tuple[str, int, CircuitBreaker, float]] = []  # successes recorded on the next turn
+        # health_generation: a number that changes with any instance's health (None: candidates asked every time);
+        # a service's candidates are kept with the spec and the number they were found with (see candidates())
+        self._health_generation = health_generation
+        self._serving: dict[str, tuple[ServiceSpec, int, list[Target]]] = {}
 
     async def start(self) -> None:
         """Open the connection pools (inside the engine loop): they dial only addresses the policy allows, each
@@ -215,12 +220,28 @@ class Router:
         make_balancer(name)
         self.algorithm = Algorithm(name)
         self._balancers = {}
+        self._serving = {}
         for target in self.targets.values():
             target.current_weight = 0
         log.info("load balancer algorithm is now %s", name, extra={"meta": {"algorithm": name}})
 
     def candidates(self, spec: ServiceSpec) -> list[Target]:
-        """Instances that may take a request: healthy or degraded, and not ejected."""
+        """Instances that may take a request: healthy or degraded, and not ejected (the list is the router's: not to
+        be changed). Kept per service while nothing it rests on changes: the same spec (the registry makes a new one
+        on any change to a service, its instances or weights), the same health generation, and no ejection held (an
+        ejection ends with time, unannounced: while any is held, they are asked every time)."""
+        generation = self._health_generation
+        if generation is None or self.ejector.held:
+            return self._find_candidates(spec)
+        number = generation()  # read before the health is: a change meanwhile makes what is kept stale, not wrong
+        kept = self._serving.get(spec.name)
+        if kept is not None and kept[0] is spec and kept[1] == number:
+            return kept[2]
+        out = self._find_candidates(spec)
+        self._serving[spec.name] = (spec, number, out)
+        return out
+
+    def _find_candidates(self, spec: ServiceSpec) -> list[Target]:
         out = []
         targets, health_of = self.targets, self._health_of
         is_ejected = self.ejector.is_ejected if self.ejector.any_ejected else None  # none: no call per instance

@@ -25,6 +25,8 @@ class TokenGate:
         self._max_tokens = max_tokens
         self._verified: dict[str, Claims] = {}
         self._reads: dict[str, asyncio.Future[tuple[int, Role] | None]] = {}
+        # Authorization value -> (claims, rate-limit bucket, revocation epoch, fresh until): see admitted()
+        self._admitted: dict[bytes, tuple[Claims, str, int, float]] = {}
 
     def verify(self, token: str) -> Claims:
         """The token's claims (Unauthorized when invalid or expired); never touches the database."""
@@ -39,13 +41,35 @@ class TokenGate:
             raise Unauthorized("token expired")
         return claims
 
-    def known_current(self, claims: Claims) -> bool:
+    def admitted(self, auth: bytes) -> str | None:
+        """The rate-limit bucket known_current() was given for this Authorization value while its verdict still holds
+        (an operator token, not expired, its user's version read within the revocation TTL and nothing forgotten
+        since); None: decide by verify() and known_current()."""
+        entry = self._admitted.get(auth)
+        if entry is None:
+            return None
+        claims, bucket, epoch, until = entry
+        if epoch == self._versions.epoch and self._clock.monotonic() < until and self._clock.now() < claims.expires_at:
+            return bucket
+        del self._admitted[auth]
+        return None
+
+    def known_current(self, claims: Claims, auth: bytes | None = None, bucket: str | None = None) -> bool:
         """True when the token is current by what is cached, Unauthorized when it is revoked by it, False when the
-        database must be read (current())."""
-        hit, current = self._versions.cached(claims.username)
-        if hit:
-            TokenVersions.judge(claims, current)
-        return hit
+        database must be read (current()). A current operator token's verdict is kept for admitted() under auth
+        (the Authorization value it came in) with its bucket, for as long as the read it rests on holds."""
+        versions = self._versions
+        epoch = versions.epoch  # before the read: a forget() meanwhile voids the verdict
+        held = versions.cached_until(claims.username)
+        if held is None:
+            return False
+        current, until = held
+        TokenVersions.judge(claims, current)
+        if auth is not None and bucket is not None and claims.role >= Role.OPERATOR:
+            if len(self._admitted) >= self._max_tokens:
+                self._admitted.clear()
+            self._admitted[auth] = (claims, bucket, epoch, until)
+        return True
 
     async def current(self, claims: Claims) -> None:
         """Nothing when the token is current; Unauthorized when revoked, Unavailable when it cannot be told."""

@@ -89,18 +89,18 @@ def test_overview_heartbeat_shows_the_engines_latest_checks(live_api):
 
 def test_services_page_shows_check_latency_and_90_daily_bars(dash_env):
     now = datetime.now(UTC)
-    yesterday_noon = datetime.combine(now.date() - timedelta(days=1), datetime.min.time(), tzinfo=UTC) + timedelta(
-        hours=12)
-    seed(dash_env, yesterday_noon, latency_from=now.replace(second=0, microsecond=0) - timedelta(minutes=5))
+    # noon two days ago: more than 24 h ago at any time of day, so outside the latency chart's last 24 h
+    noon = datetime.combine(now.date() - timedelta(days=2), datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    seed(dash_env, noon, latency_from=now.replace(second=0, microsecond=0) - timedelta(minutes=5))
     at = open_page("pages/services.py")
     assert not at.exception
     bars = chart_spec(at, "history-daily")["data"][0]
     colours = bars["marker"]["color"]
     assert len(colours) == 90 and len(bars["x"]) == 90
-    assert bars["x"][-2] == yesterday_noon.date().isoformat()
-    assert bars["customdata"][-2] == [90.0, 120]  # 540 s up of 600 s observed; 10 minutes of 12 checks
-    assert colours[-2] == STATUS_COLOURS["unhealthy"]
-    assert colours[:-2] == [ui_history.UNKNOWN_COLOUR] * 88  # nothing observed: grey, not low
+    assert bars["x"][-3] == noon.date().isoformat()
+    assert bars["customdata"][-3] == [90.0, 120]  # 540 s up of 600 s observed; 10 minutes of 12 checks
+    assert colours[-3] == STATUS_COLOURS["unhealthy"]
+    assert colours[:-3] == [ui_history.UNKNOWN_COLOUR] * 87  # nothing observed: grey, not low
     assert "90.00 %" in chart_spec(at, "history-daily")["layout"]["title"]["text"]
     layout = chart_spec(at, "history-latency")["layout"]
     assert (layout["xaxis"]["title"]["text"], layout["yaxis"]["title"]["text"]) == ("time (UTC)", "check latency (ms)")

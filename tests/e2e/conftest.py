@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,3 +30,14 @@ def running_fleet(settings: Settings, **overrides: Any) -> Iterator[tuple[Runtim
     finally:
         api.close()
         rt.stop()
+
+
+def run_to_end(api: httpx.Client, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Start a load test and poll its status until it is no longer running; the final status."""
+    r = api.post("/api/load-test/start", json=body)
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + timeout
+    while (st := api.get("/api/load-test/status").json())["status"] == "running":
+        assert time.monotonic() < deadline, st
+        time.sleep(0.2)
+    return dict(st)

@@ -3,7 +3,6 @@ recording what arrives, worker processes taking shares of the schedule."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +16,7 @@ from engine.api import create_app
 from engine.loadtest.generator import planned
 from engine.runtime import Runtime
 from tests.conftest import token_for, wait_for
+from tests.e2e.conftest import run_to_end
 from tests.e2e.echo import EchoServer, echo_servers
 
 pytestmark = pytest.mark.e2e
@@ -39,16 +39,6 @@ def engine_on(settings: Settings, echoes: list[EchoServer], **overrides: Any) ->
     finally:
         api.close()
         rt.stop()
-
-
-def run_to_end(api, body, timeout):
-    r = api.post("/api/load-test/start", json=body)
-    assert r.status_code == 202, r.text
-    deadline = time.monotonic() + timeout
-    while (st := api.get("/api/load-test/status").json())["status"] == "running":
-        assert time.monotonic() < deadline, st
-        time.sleep(0.2)
-    return st
 
 
 SPECS: list[dict[str, Any]] = [

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from engine.runtime import Runtime
-from tests.e2e.conftest import running_fleet
+from tests.e2e.conftest import run_to_end, running_fleet
 
 pytestmark = pytest.mark.e2e
 
@@ -32,16 +32,6 @@ def served(rt, service):
 def engine_api(clean_db, settings, request):
     with running_fleet(settings, health_interval=1.0, **getattr(request, "param", {})) as pair:
         yield pair
-
-
-def run_to_end(api, body, timeout):
-    r = api.post("/api/load-test/start", json=body)
-    assert r.status_code == 202, r.text
-    deadline = time.monotonic() + timeout
-    while (st := api.get("/api/load-test/status").json())["status"] == "running":
-        assert time.monotonic() < deadline, st
-        time.sleep(0.5)
-    return st
 
 
 def test_1000_per_second_for_10_s_is_held_and_the_target_agrees(engine_api):
